@@ -1,0 +1,13 @@
+"""fer_core: data, models, training, evaluation and checkpoints for FER2013 expression CNNs.
+
+The library never imports streamlit; the dashboard is built on top of it.
+"""
+
+from .classes import CLASSES, IMAGE_SIZE, NUM_CLASSES
+from .dataset import SPLITS, FaceDataset
+from .errors import CheckpointError, DataError, FerError, RunError
+
+__all__ = [
+    "CLASSES", "IMAGE_SIZE", "NUM_CLASSES", "SPLITS", "FaceDataset",
+    "CheckpointError", "DataError", "FerError", "RunError",
+]

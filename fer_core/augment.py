@@ -1,0 +1,41 @@
+"""Batch augmentation on the training device: one random affine warp per face.
+
+Shift (a random crop of a border-padded face), horizontal flip and small rotation are folded into
+a single affine matrix per face, so a whole batch is warped by one `grid_sample` call.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    shift: int = 3          # pixels, each direction
+    flip: bool = True       # horizontal flip with probability 1/2
+    rotate: float = 10.0    # degrees, each direction
+
+    @property
+    def active(self) -> bool:
+        return self.shift > 0 or self.flip or self.rotate > 0
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Warp a float batch N x 1 x H x W (pixels in [0, 1]) with random shift, flip and rotation."""
+    if not cfg.active:
+        return x
+    n, _, h, w = x.shape
+    u = torch.rand(n, 4, device=x.device, generator=generator, dtype=torch.float32)
+    angle = (u[:, 0] * 2 - 1) * math.radians(cfg.rotate)
+    flip = torch.where(u[:, 1] < 0.5, -1.0, 1.0) if cfg.flip else torch.ones_like(angle)
+    tx = (u[:, 2] * 2 - 1) * (2 * cfg.shift / w)
+    ty = (u[:, 3] * 2 - 1) * (2 * cfg.shift / h)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([
+        torch.stack([cos * flip, -sin, tx], dim=1),
+        torch.stack([sin * flip, cos, ty], dim=1),
+    ], dim=1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -1,0 +1,79 @@
+"""An on-disk cache of parsed numpy arrays, keyed by content fingerprints.
+
+Entries are uncompressed .npz files (no pickles) under `cache_dir()`. They are written to a temporary
+file and renamed into place, so a reader never sees half an entry; an entry that cannot be read is
+treated as missing. Deleting the cache only costs time.
+"""
+
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+
+def cache_dir() -> Path:
+    """FER_CACHE_DIR if set, else $XDG_CACHE_HOME/fer_core, else ~/.cache/fer_core."""
+    if configured := os.environ.get("FER_CACHE_DIR"):
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fer_core"
+
+
+def bytes_fingerprint(data: bytes) -> str:
+    """Content hash of some bytes; equals `file_fingerprint` of a file holding them."""
+    return _hasher(data).hexdigest()
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """Content hash of a file's bytes, read in large chunks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, _hasher).hexdigest()
+
+
+def tree_fingerprint(files: Iterable[tuple[str, bytes]]) -> str:
+    """Content hash of (relative path, bytes) pairs; each is framed by its lengths so no two
+    different trees hash the same stream. Pass the pairs in a fixed (sorted) order."""
+    digest = _hasher()
+    for relative, data in files:
+        name = relative.encode()
+        digest.update(len(name).to_bytes(8, "little") + name + len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def load_arrays(key: str) -> dict[str, np.ndarray] | None:
+    """The arrays stored under `key`, or None when there is no readable entry."""
+    try:
+        with np.load(_entry_path(key), allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+    except Exception:  # noqa: BLE001 - a missing or damaged entry of any kind is only a miss
+        return None
+
+
+def save_arrays(key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Store `arrays` under `key` atomically; a failure to write only warns (the cache is optional)."""
+    target = _entry_path(key)
+    temporary = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{key}.", suffix=".tmp",
+                                         delete=False) as f:
+            temporary = f.name
+            np.savez(f, **arrays)
+        os.replace(temporary, target)
+    except OSError as exc:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        warnings.warn(f"could not write cache entry {target}: {exc}", stacklevel=2)
+
+
+def _entry_path(key: str) -> Path:
+    return cache_dir() / f"{key}.npz"
+
+
+def _hasher(data: bytes = b""):
+    return hashlib.blake2b(data, digest_size=16)

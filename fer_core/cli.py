@@ -1,0 +1,204 @@
+"""Command line: `python -m fer_core train | evaluate | data`.
+
+Exit 0 on success; on bad input or a failed run, exit 2 with one line on stderr.
+"""
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from .errors import FerError
+
+EXIT_ERROR = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit 2), like every other error."""
+
+    def error(self, message):
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m fer_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    _add_train(sub.add_parser("train", help="train a model into a run folder"))
+    _add_evaluate(sub.add_parser("evaluate", help="accuracy, per-class metrics, confusion matrix"))
+    data = sub.add_parser("data", help="the detected layout and the counts per split and class")
+    data.add_argument("--data", default="builtin", help="FER2013 path, or 'builtin' (default)")
+    return parser
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    d = _train_defaults()
+    p.add_argument("--data", default=None, help="FER2013 path, 'builtin' or 'builtin:N' (default builtin)")
+    p.add_argument("--arch", choices=("cnn3", "resnet18"), default=None, help="default cnn3")
+    p.add_argument("--out", required=True, help="run folder, e.g. checkpoints/NAME")
+    p.add_argument("--epochs", type=int, default=None, help=f"default {d.epochs}")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default=d.optimizer)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--schedule", choices=("cosine", "plateau", "none"), default=d.schedule)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--shift", type=int, default=d.shift, help="random shift in pixels (0: off)")
+    p.add_argument("--no-flip", dest="flip", action="store_false", help="no horizontal flips")
+    p.add_argument("--rotate", type=float, default=d.rotate, help="max rotation in degrees (0: off)")
+    p.add_argument("--dropout", type=float, default=None, help="cnn3 head dropout")
+    p.add_argument("--imagenet-stem", action="store_true",
+                   help="resnet18: keep the 7x7 stride-2 stem and max-pool")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
+    p.add_argument("--log-every", type=int, default=d.log_every, help="steps between loss lines")
+
+
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
+    p.add_argument("--data", default=None, help="FER2013 path or 'builtin' (default: the "
+                                                "checkpoint's training data)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="val")
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    p.add_argument("--device", default=None)
+
+
+def _train_defaults():
+    from .trainer import TrainConfig
+
+    return TrainConfig()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"train": cmd_train, "evaluate": cmd_evaluate, "data": cmd_data}[args.command]
+    try:
+        return command(args)
+    except FerError as e:
+        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+    except Exception as e:  # a failed run: one readable line, never a traceback
+        print(f"error: {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+# ---- train ------------------------------------------------------------------------------------
+
+def train_config_from_args(args):
+    """The run's configuration: the saved one when resuming (epochs/device may be changed)."""
+    from .runs import RunFolder
+    from .trainer import TrainConfig
+
+    if args.resume:
+        saved = RunFolder(args.out).config()
+        if saved is None:
+            raise FerError(f"cannot resume {args.out}: it has no readable config.json")
+        config = TrainConfig(**saved)
+        config.epochs = args.epochs or config.epochs
+        config.device = args.device or config.device
+        return config
+    options = {}
+    if args.dropout is not None:
+        options["dropout"] = args.dropout
+    if args.imagenet_stem:
+        options["small_input"] = False
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return TrainConfig(**{**values, "arch_options": options})
+
+
+def cmd_train(args) -> int:
+    from .readers import load_dataset
+    from .trainer import train
+
+    config = train_config_from_args(args)
+    config.validate()
+    dataset = load_dataset(config.data)
+    bar = ProgressBar(config.epochs)
+    try:
+        state = train(config, args.out, dataset, resume=args.resume,
+                      on_step=bar.step, on_epoch=bar.epoch)
+    finally:
+        bar.close()
+    print_train_summary(args.out, state)
+    return 0
+
+
+class ProgressBar:
+    """A tqdm bar per epoch with the running loss and accuracy, and one line per finished epoch."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+        self.bar = None
+
+    def step(self, record: dict) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=record["steps"], desc=f"epoch {record['epoch']}/{self.epochs}",
+                            unit="step", leave=False, file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = record["step"]
+        self.bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['acc']:.3f}")
+
+    def epoch(self, r: dict) -> None:
+        self.close()
+        val = "" if r["val_acc"] is None else f"  val loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}"
+        print(f"epoch {r['epoch']}/{self.epochs}  train loss {r['train_loss']:.4f} "
+              f"acc {r['train_acc']:.4f}{val}  {r['images_per_s']:.0f} img/s  {r['seconds']:.1f} s",
+              flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def print_train_summary(out: str, state: str) -> None:
+    from .runs import RunFolder
+
+    run = RunFolder(out)
+    status = run.status() or {}
+    best = status.get("best_val_acc")
+    best_text = "n/a" if best is None else f"{best:.4f}"
+    print(f"{state}: {status.get('epoch', 0)}/{status.get('epochs', '?')} epochs, best val acc "
+          f"{best_text}, run folder {run.path}")
+
+
+# ---- evaluate and data ------------------------------------------------------------------------
+
+def cmd_evaluate(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .device import choose_device
+    from .evaluate import evaluate_split, format_report
+    from .readers import load_dataset
+    from .runs import write_json_atomic
+
+    device = choose_device(args.device)
+    ckpt = load_checkpoint(args.checkpoint, device)
+    data = args.data or ckpt.meta.get("dataset", {}).get("name") or "builtin"
+    metrics = evaluate_split(ckpt.model, load_dataset(data), args.split, device)
+    print(f"checkpoint {ckpt.path} ({ckpt.arch}, epoch {ckpt.meta.get('epoch')}) "
+          f"on {data}, split {args.split}")
+    print(format_report(metrics))
+    if args.json:
+        write_json_atomic(Path(args.json), {"checkpoint": str(ckpt.path), "data": data,
+                                            "split": args.split, **metrics})
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .classes import CLASSES
+    from .readers import load_dataset
+
+    dataset = load_dataset(args.data)
+    print(f"data: {dataset.name}\nlayout: {dataset.layout}\nfaces: {len(dataset)}\n")
+    counts = dataset.counts()
+    columns = list(CLASSES) + (["unlabelled"] if any("unlabelled" in c for c in counts.values()) else [])
+    print(f"{'split':<7}" + "".join(f"{c[:9]:>10}" for c in columns) + f"{'total':>10}")
+    for split, row in counts.items():
+        values = [row.get(c, 0) for c in columns]
+        print(f"{split:<7}" + "".join(f"{v:>10d}" for v in values) + f"{sum(values):>10d}")
+    return 0

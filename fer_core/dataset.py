@@ -1,0 +1,99 @@
+"""The in-memory dataset every part of the project shares.
+
+A dataset is one uint8 array of faces (N, 48, 48), int64 labels (-1 = unknown), a split code per
+face (index into SPLITS), and a source per face (CSV line number or image file name), so any face
+shown in the dashboard can be traced back to where it came from.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .classes import CLASSES, IMAGE_SIZE
+
+SPLITS = ("train", "val", "test")
+PART_BITS = {"brows": 1, "eyes": 2, "mouth": 4}
+
+
+@dataclass(frozen=True, eq=False)
+class FaceDataset:
+    """Faces, labels, split codes and sources, plus where they came from.
+
+    `parts` is set for the built-in faces only: a uint8 (N, 48, 48) bit mask of the pixels that
+    carry the expression (PART_BITS: brows, eyes, mouth).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    split_codes: np.ndarray
+    sources: np.ndarray
+    name: str
+    layout: str
+    fingerprint: str
+    parts: np.ndarray | None = field(default=None)
+
+    def __post_init__(self):
+        n = len(self.images)
+        assert self.images.shape == (n, IMAGE_SIZE, IMAGE_SIZE) and self.images.dtype == np.uint8
+        assert self.labels.shape == (n,) and self.labels.dtype == np.int64
+        assert self.split_codes.shape == (n,) and self.split_codes.dtype == np.uint8
+        assert len(self.sources) == n
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def indices(self, split: str) -> np.ndarray:
+        """Row indices of one split ('train', 'val' or 'test')."""
+        return np.flatnonzero(self.split_codes == SPLITS.index(split))
+
+    def present_splits(self) -> list[str]:
+        """The splits that hold at least one face, in SPLITS order."""
+        codes = set(np.unique(self.split_codes).tolist())
+        return [s for i, s in enumerate(SPLITS) if i in codes]
+
+    def subset(self, rows: np.ndarray) -> "FaceDataset":
+        """A dataset of the given rows; the fingerprint records the selection."""
+        rows = np.asarray(rows, dtype=np.int64)
+        digest = _short_hash(rows.tobytes())
+        return FaceDataset(
+            images=self.images[rows],
+            labels=self.labels[rows],
+            split_codes=self.split_codes[rows],
+            sources=self.sources[rows],
+            name=self.name,
+            layout=self.layout,
+            fingerprint=f"{self.fingerprint}:{digest}",
+            parts=None if self.parts is None else self.parts[rows],
+        )
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per split, per class face counts; unlabelled faces are counted under 'unlabelled'."""
+        table = {}
+        for split in self.present_splits():
+            labels = self.labels[self.indices(split)]
+            row = {name: int((labels == k).sum()) for k, name in enumerate(CLASSES)}
+            unlabelled = int((labels < 0).sum())
+            if unlabelled:
+                row["unlabelled"] = unlabelled
+            table[split] = row
+        return table
+
+
+def stratified_val_split(labels: np.ndarray, fraction: float = 0.1, seed: int = 0) -> np.ndarray:
+    """Boolean mask choosing a stratified, seeded `fraction` of each class for validation."""
+    rng = np.random.default_rng(seed)
+    chosen = np.zeros(len(labels), dtype=bool)
+    for k in np.unique(labels):
+        rows = np.flatnonzero(labels == k)
+        take = int(round(len(rows) * fraction))
+        if len(rows) > 1:
+            take = max(1, min(take, len(rows) - 1))
+        else:
+            take = 0
+        chosen[rng.choice(rows, size=take, replace=False)] = True
+    return chosen
+
+
+def _short_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()

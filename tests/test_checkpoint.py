@@ -1,0 +1,87 @@
+import os
+
+import pytest
+import torch
+
+from fer_core.checkpoint import load_checkpoint, make_payload, read_payload, save_atomic
+from fer_core.errors import CheckpointError
+from fer_core.models import build_model
+
+
+def _payload(arch="cnn3", model=None, **options):
+    model = model or build_model(arch, **options)
+    return make_payload(model, arch=arch, arch_options=options, epoch=3,
+                        dataset={"name": "builtin", "layout": "builtin", "fingerprint": "f"},
+                        metrics={"val_acc": 0.5}, config={"lr": 0.001})
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "best.pt"
+    save_atomic(_payload(), path)
+    return path
+
+
+def test_roundtrip_restores_weights_and_metadata(saved):
+    ckpt = load_checkpoint(saved)
+    original = torch.load(saved, weights_only=True)["model"]
+    for k, v in ckpt.model.state_dict().items():
+        assert torch.equal(v, original[k])
+    assert ckpt.meta["arch"] == "cnn3" and ckpt.meta["epoch"] == 3
+    assert ckpt.meta["classes"][3] == "Happy" and ckpt.meta["input_size"] == 48
+    assert ckpt.meta["dataset"]["fingerprint"] == "f" and ckpt.meta["config"] == {"lr": 0.001}
+    assert not ckpt.model.training
+
+
+def test_run_folder_means_its_best_checkpoint(saved):
+    assert load_checkpoint(saved.parent).path == saved
+
+
+def test_atomic_save_leaves_no_temporary_files(saved):
+    assert sorted(os.listdir(saved.parent)) == ["best.pt"]
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_code_is_refused_and_never_run(tmp_path):
+    exploit = _Exploit()
+    exploit.marker = tmp_path / "pwned"
+    payload = {**_payload(), "extra": exploit}
+    torch.save(payload, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="evil.pt: refused to load: it holds pickled code"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not exploit.marker.exists()
+
+
+def test_truncated_file_is_refused(saved, tmp_path):
+    data = saved.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.pt: not a PyTorch checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")
+
+
+def test_other_files_are_not_checkpoints(tmp_path):
+    (tmp_path / "notes.pt").write_text("hello")
+    with pytest.raises(CheckpointError, match="notes.pt: not a PyTorch checkpoint"):
+        load_checkpoint(tmp_path / "notes.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="plain.pt: not a fer_core checkpoint"):
+        read_payload(tmp_path / "plain.pt")
+
+
+def test_weights_that_do_not_fit_the_architecture_are_refused(tmp_path):
+    payload = _payload()
+    payload["arch"], payload["arch_options"] = "resnet18", {"small_input": True}
+    save_atomic(payload, tmp_path / "mixed.pt")
+    with pytest.raises(CheckpointError, match="mixed.pt: weights do not fit architecture 'resnet18'"):
+        load_checkpoint(tmp_path / "mixed.pt")
+
+
+def test_missing_path_is_reported(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="has no best.pt or last.pt"):
+        load_checkpoint(tmp_path)
