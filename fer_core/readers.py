@@ -14,6 +14,8 @@ import re
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,13 +36,15 @@ PARSE_VERSION = 1
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_PIECE = 1 << 22  # compressed bytes inflated per step
-_CHUNK_ROWS = 1024  # rows whose pixels are parsed in one set of numpy operations
+_CHUNK_ROWS = 512  # rows whose pixels are parsed in one set of numpy operations
 _LABELS = {str(k).encode(): k for k in range(NUM_CLASSES)}
 _USAGE_CODES = {name.encode(): code for name, code in USAGES.items()}
 _BUILTIN = re.compile(r"builtin(?::(.*))?")
 
 
 class _CsvColumns(NamedTuple):
+    """A recognised CSV header: the layout, the column count and where each column is."""
+
     layout: str
     count: int
     pixels: int
@@ -48,7 +52,7 @@ class _CsvColumns(NamedTuple):
     usage: int | None
 
 
-_HEADERS = {
+_HEADERS = {  # sorted, lower-cased header names -> layout
     ("emotion", "pixels", "usage"): "kaggle-csv",
     ("feature", "label"): "homework-csv",
     ("feature", "id"): "homework-csv",
@@ -69,7 +73,7 @@ def load_dataset(spec: str | os.PathLike, *, use_cache: bool = True, val_fractio
     key = f"faces-v{PARSE_VERSION}-{digest}"
     arrays = _cached(key) if use_cache else None
     if arrays is None:
-        arrays = _parse_folder(path, content, name) if path.is_dir() else _parse_csv(content, name)
+        arrays = _parse_folder(path, content) if path.is_dir() else _parse_csv(content, name)
         if use_cache:
             cache.save_arrays(key, arrays)
     return _dataset(arrays, name, digest, val_fraction, seed)
@@ -93,7 +97,7 @@ def _read_source(path: Path, name: str) -> tuple[bytes | list[tuple[str, bytes]]
     except FileNotFoundError:
         raise DataError(f"{name}: no such file or folder") from None
     except OSError as exc:
-        raise DataError(f"{name}: cannot read ({exc.strerror or exc})") from None
+        raise DataError(f"{exc.filename or name}: cannot read ({exc.strerror or exc})") from None
     return data, cache.bytes_fingerprint(data)
 
 
@@ -102,12 +106,12 @@ def _cached(key: str) -> dict[str, np.ndarray] | None:
     arrays = cache.load_arrays(key)
     if arrays is None or set(arrays) != {"images", "labels", "split_codes", "sources", "layout"}:
         return None
-    n = len(arrays["images"])
+    images = arrays["images"]
     well_formed = (
-        arrays["images"].dtype == np.uint8 and arrays["images"].shape[1:] == (IMAGE_SIZE, IMAGE_SIZE)
+        images.dtype == np.uint8 and images.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE)
         and arrays["labels"].dtype == np.int64 and arrays["split_codes"].dtype == np.uint8
         and arrays["sources"].dtype.kind == "U" and arrays["layout"].dtype.kind == "U"
-        and all(arrays[k].shape == (n,) for k in ("labels", "split_codes", "sources"))
+        and all(arrays[k].shape == (len(images),) for k in ("labels", "split_codes", "sources"))
     )
     return arrays if well_formed else None
 
@@ -132,19 +136,19 @@ def _dataset(arrays: dict[str, np.ndarray], name: str, digest: str, val_fraction
 
 def _parse_csv(data: bytes, name: str) -> dict[str, np.ndarray]:
     """Parse a Kaggle or homework CSV (plain or gzipped) into the cached arrays."""
-    ranges = _line_ranges(_read_ahead(_gunzip(data, name)) if data[:2] == _GZIP_MAGIC else [data])
     columns, line = None, 2
     images, labels, codes, lines = [], [], [], []
-    for text, start, stop in ranges:
-        if columns is None:
-            columns, start = _header(text, start, stop, name)
-        spans, numbers, line = _rows(text, start, stop, line, columns.count, name)
-        for rows in range(0, len(numbers), _CHUNK_ROWS):
-            chunk, chunk_lines = spans[rows:rows + _CHUNK_ROWS], numbers[rows:rows + _CHUNK_ROWS]
-            images.append(_pixels(text, chunk[:, columns.pixels], chunk_lines, name))
-            labels.append(_labels(text, chunk, columns, chunk_lines, name))
-            codes.append(_split_codes(text, chunk, columns, chunk_lines, name))
-        lines.append(numbers)
+    with closing(_text_pieces(data, name)) as pieces:  # on an error, stop inflating at once
+        for text, start, stop in _line_ranges(pieces):
+            if columns is None:
+                columns, start = _header(text, start, stop, name)
+            spans, numbers, line = _rows(text, start, stop, line, columns.count, name)
+            for row in range(0, len(numbers), _CHUNK_ROWS):
+                chunk, chunk_lines = spans[row:row + _CHUNK_ROWS], numbers[row:row + _CHUNK_ROWS]
+                images.append(_pixels(text, chunk[:, columns.pixels], chunk_lines, name))
+                labels.append(_labels(text, chunk, columns, chunk_lines, name))
+                codes.append(_split_codes(text, chunk, columns, chunk_lines, name))
+            lines.append(numbers)
     if columns is None:
         raise DataError(f"{name}: file is empty")
     if not images:
@@ -157,6 +161,14 @@ def _parse_csv(data: bytes, name: str) -> dict[str, np.ndarray]:
         "sources": np.char.add("line ", numbers.astype(str)),
         "layout": np.array(columns.layout),
     }
+
+
+def _text_pieces(data: bytes, name: str) -> Iterator[bytes]:
+    """The file's text: inflated piece by piece in a worker thread when gzipped, else whole."""
+    if data[:2] == _GZIP_MAGIC:
+        yield from _read_ahead(_gunzip(data, name))
+    else:
+        yield data
 
 
 def _gunzip(data: bytes, name: str) -> Iterator[bytes]:
@@ -211,18 +223,24 @@ def _header(text: bytes, start: int, stop: int, name: str) -> tuple[_CsvColumns,
     end = text.find(b"\n", start, stop)
     end = stop if end < 0 else end
     header = text[start:end].removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").strip()
-    fields = [f.strip().strip('"').lower() for f in header.split(",")]
+    fields = [f.strip().lower() for f in header.split(",")]
     layout = _HEADERS.get(tuple(sorted(fields)))
     if layout is None:
-        expected = "'emotion,pixels,Usage', 'label,feature' or 'id,feature'"
-        found = ("a blank line" if not header else "a data row, not a header"
-                 if header[:1].isdigit() else f"header {header[:60]!r}")
-        raise DataError(f"{name} line 1: found {found}; expected {expected}")
+        raise DataError(f"{name} line 1: {_header_problem(header)}; expected a header "
+                        "'emotion,pixels,Usage', 'label,feature' or 'id,feature'")
     index = {field: i for i, field in enumerate(fields)}
     label = index.get("emotion", index.get("label"))
     columns = _CsvColumns(layout, len(fields), index.get("pixels", index.get("feature")), label,
                           index.get("usage"))
     return columns, end + 1
+
+
+def _header_problem(header: str) -> str:
+    if not header:
+        return "the line is blank"
+    if header[0].isdigit():
+        return "found a data row, the header is missing"
+    return f"unknown header {header[:60]!r}"
 
 
 def _rows(text: bytes, start: int, stop: int, line: int, count: int,
@@ -239,7 +257,7 @@ def _rows(text: bytes, start: int, stop: int, line: int, count: int,
             cuts.append(cut)
         cuts.append(row_end)
         if len(cuts) - 1 == count:
-            spans.append([(a + 1, b) for a, b in zip(cuts, cuts[1:])])
+            spans.append([(a + 1, b) for a, b in pairwise(cuts)])
             numbers.append(line)
         elif text[start:row_end].strip():
             raise DataError(f"{name} line {line}: expected {count} comma-separated fields, "
@@ -253,7 +271,7 @@ def _labels(text: bytes, spans: np.ndarray, columns: _CsvColumns, lines: np.ndar
             name: str) -> np.ndarray:
     if columns.label is None:
         return np.full(len(spans), -1, dtype=np.int64)
-    fields = [text[a:b].strip() for a, b in spans[:, columns.label].tolist()]
+    fields = _field_values(text, spans[:, columns.label])
     labels = np.array([_LABELS.get(f, -1) for f in fields], dtype=np.int64)
     if (bad := np.flatnonzero(labels < 0)).size:
         found = fields[bad[0]].decode("utf-8", "replace")
@@ -266,13 +284,18 @@ def _split_codes(text: bytes, spans: np.ndarray, columns: _CsvColumns, lines: np
     """Usage -> split for the Kaggle layout; homework files are all train (labelled) or test."""
     if columns.usage is None:
         return np.full(len(spans), TRAIN if columns.label is not None else TEST, dtype=np.uint8)
-    fields = [text[a:b].strip().strip(b'"') for a, b in spans[:, columns.usage].tolist()]
+    fields = _field_values(text, spans[:, columns.usage])
     codes = np.array([_USAGE_CODES.get(f, 255) for f in fields], dtype=np.uint8)
     if (bad := np.flatnonzero(codes == 255)).size:
         found = fields[bad[0]].decode("utf-8", "replace")
         raise DataError(f"{name} line {lines[bad[0]]}: unknown Usage {found!r}; expected "
                         "Training, PublicTest or PrivateTest")
     return codes
+
+
+def _field_values(text: bytes, spans: np.ndarray) -> list[bytes]:
+    """One column's fields, without surrounding blanks."""
+    return [text[a:b].strip() for a, b in spans.tolist()]
 
 
 def _pixels(text: bytes, spans: np.ndarray, lines: np.ndarray, name: str) -> np.ndarray:
@@ -288,15 +311,18 @@ def _pixels(text: bytes, spans: np.ndarray, lines: np.ndarray, name: str) -> np.
     digits = buffer - np.uint8(ord("0"))  # a space becomes 240, anything but a digit > 9
     is_space = buffer == ord(" ")
     ends = np.flatnonzero(is_space)[3:]
-    units, tens, hundreds, thousands = (digits[ends - k] for k in (1, 2, 3, 4))
+    before = ends - 4  # gathering from shifted views with one index array is twice as fast
+    thousands, hundreds, tens, units = (digits[k:][before] for k in range(4))
     has_tens = tens < 10
     has_hundreds = has_tens & (hundreds < 10)
-    values = (units.astype(np.uint16) + (tens * has_tens) * np.uint8(10)
-              + (hundreds * has_hundreds).astype(np.uint16) * 100)
-    counts = np.diff(np.searchsorted(ends, row_ends, side="right"), prepend=0)
-    bad_char = (digits > 9) & ~is_space
+    values = (hundreds * has_hundreds).astype(np.uint16) * 100
+    values += (tens * has_tens) * np.uint8(10)
+    values += units
+    only_digits_and_spaces = np.count_nonzero(digits < 10) + len(ends) + 3 == len(buffer)
     bad_value = (units > 9) | (has_hundreds & (thousands < 10)) | (values > 255)
-    if bad_char.any() or bad_value.any() or (counts != PIXELS).any():
+    counts = np.diff(np.searchsorted(ends, row_ends, side="right"), prepend=0)
+    if not only_digits_and_spaces or bad_value.any() or (counts != PIXELS).any():
+        bad_char = (digits > 9) & ~is_space
         first_bad = min(np.flatnonzero(bad_char)[:1].tolist() + ends[bad_value][:1].tolist()
                         + row_ends[counts != PIXELS][:1].tolist())
         row = int(np.searchsorted(row_ends, first_bad))
@@ -313,7 +339,7 @@ def _pixel_problem(field: bytes) -> str:
     if len(values) != PIXELS:
         return f"expected {PIXELS} pixel values, found {len(values)}"
     for value in values:
-        if not 0 <= int(value) <= 255 or len(value) > 3:
+        if value.startswith(b"-") or len(value) > 3 or int(value) > 255:
             return f"pixel value {value.decode()} is outside 0-255"
     if len(values) != field.count(b" ") + 1:
         return "empty pixel value (an extra space)"
@@ -338,14 +364,15 @@ def _read_images(root: Path, name: str) -> list[tuple[str, bytes]]:
         if folder.name.lower() not in FOLDER_NAMES:
             raise DataError(f"{folder}: unknown emotion folder; expected one of "
                             f"{', '.join(FOLDER_NAMES)}")
-        images += [(f.relative_to(root).as_posix(), f.read_bytes()) for f in sorted(folder.iterdir())
-                   if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+        files = [f for f in sorted(folder.iterdir())
+                 if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+        images += [(f.relative_to(root).as_posix(), f.read_bytes()) for f in files]
     if not images:
         raise DataError(f"{name}: no .png or .jpg images in the emotion folders")
     return images
 
 
-def _parse_folder(root: Path, images: list[tuple[str, bytes]], name: str) -> dict[str, np.ndarray]:
+def _parse_folder(root: Path, images: list[tuple[str, bytes]]) -> dict[str, np.ndarray]:
     relatives = [relative for relative, _ in images]
     parts = [relative.split("/") for relative in relatives]
     return {

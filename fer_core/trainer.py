@@ -23,7 +23,7 @@ from .dataset import FaceDataset
 from .device import choose_device
 from .errors import FerError, RunError
 from .models import arch_options, build_model
-from .runs import HistoryWriter, RunFolder, truncate_history, write_json_atomic
+from .runs import HistoryWriter, RunFolder, read_json, truncate_history, write_json_atomic
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "none")
@@ -192,6 +192,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                self.scheduler.T_max = self.config.epochs  # the run may have been extended
         self.aug_gen.set_state(state["aug_rng"])
         torch.set_rng_state(state["torch_rng"])
         if self.cuda and state.get("cuda_rng") is not None:
@@ -219,9 +221,10 @@ class Trainer:
         """Train until the last epoch or a stop request; returns 'finished' or 'stopped'."""
         self.folder.stop_path.unlink(missing_ok=True)
         write_json_atomic(self.folder.config_path, dataclasses.asdict(self.config))
+        started = (read_json(self.folder.status_path) or {}).get("started") or time.time()
         self.folder.write_status(state="running", pid=os.getpid(), epoch=self.epoch,
-                              epochs=self.config.epochs, best_val_acc=self._best_or_none(),
-                              error=None, started=time.time())
+                                 epochs=self.config.epochs, best_val_acc=self._best_or_none(),
+                                 error=None, started=started)
         history = HistoryWriter(self.folder.history_path)
         try:
             with StopRequested(self.folder) as stop:

@@ -1,0 +1,109 @@
+"""The CLI's contract: output, JSON, exit codes, and one readable line on stderr for errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fer_core.checkpoint import save_atomic
+from fer_core.cli import main
+from fer_core.trainer import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, timeout=120):
+    """Run `python -m fer_core ARGS` in a fresh process, as a user would."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "fer_core", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_faces):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(TrainConfig(epochs=1, batch_size=32), out, tiny_faces)
+    return out
+
+
+def test_data_prints_layout_and_counts_per_split(capsys):
+    assert main(["data", "--data", "builtin:700"]) == 0
+    out = capsys.readouterr().out
+    assert "layout: builtin" in out and "faces: 700" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
+            if line.split() and line.split()[0] in ("train", "val", "test")}
+    assert set(rows) == {"train", "val", "test"}
+    assert sum(int(r[-1]) for r in rows.values()) == 700
+    assert all(sum(map(int, r[:-1])) == int(r[-1]) for r in rows.values())
+
+
+def test_evaluate_prints_metrics_and_writes_json(trained_run, tmp_path, capsys):
+    out_json = tmp_path / "metrics.json"
+    assert main(["evaluate", "--checkpoint", str(trained_run), "--data", "builtin:210",
+                 "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    assert "confusion matrix (rows = true class, columns = predicted)" in printed
+    metrics = json.loads(out_json.read_text())
+    assert {"n", "accuracy", "per_class", "confusion_matrix"} <= metrics.keys()
+    matrix = metrics["confusion_matrix"]
+    assert len(matrix) == 7 and all(len(row) == 7 for row in matrix)
+    assert sum(map(sum, matrix)) == metrics["n"] > 0
+    assert metrics["accuracy"] == pytest.approx(sum(matrix[i][i] for i in range(7)) / metrics["n"])
+    assert set(metrics["per_class"]["Happy"]) == {"precision", "recall", "f1", "support"}
+    assert f"accuracy = {metrics['accuracy']:.4f}" in printed
+
+
+def test_evaluate_accepts_a_pt_file_and_another_split(trained_run, tmp_path):
+    out_json = tmp_path / "m.json"
+    assert main(["evaluate", "--checkpoint", str(trained_run / "last.pt"), "--data",
+                 "builtin:210", "--split", "test", "--json", str(out_json)]) == 0
+    assert json.loads(out_json.read_text())["split"] == "test"
+
+
+def test_train_then_resume_from_the_command_line(tmp_path):
+    out = tmp_path / "cli-run"
+    first = run_cli("train", "--data", "builtin:140", "--epochs", "1", "--batch-size", "32",
+                    "--out", out)
+    assert first.returncode == 0, first.stderr
+    assert "finished: 1/1 epochs, best val acc" in first.stdout
+    assert "epoch 1/1  train loss" in first.stdout
+    again = run_cli("train", "--data", "builtin:140", "--epochs", "1", "--out", out)
+    assert again.returncode == 2
+    assert again.stderr.strip().count("\n") == 0 and "already holds a run" in again.stderr
+    resumed = run_cli("train", "--resume", "--epochs", "2", "--out", out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "finished: 2/2 epochs" in resumed.stdout
+    epochs = [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()
+              if '"kind": "epoch"' in line]
+    assert epochs == [1, 2]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["data", "--data", "/no/such/fer2013.csv"], "/no/such/fer2013.csv"),
+    (["evaluate", "--checkpoint", "/no/such/run"], "no such checkpoint"),
+    (["train", "--out", "X", "--epochs", "0"], "epochs must be at least 1"),
+    (["train", "--out", "X", "--arch", "vgg"], "invalid choice: 'vgg'"),
+    (["train", "--out", "X", "--resume"], "cannot resume X"),
+])
+def test_bad_input_exits_2_with_one_line(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_bad_checkpoint_exits_2_in_a_real_process(tmp_path):
+    bad = tmp_path / "bad.pt"
+    save_atomic({"not": "a checkpoint"}, bad)
+    result = run_cli("evaluate", "--checkpoint", bad, "--data", "builtin:70")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {bad}: not a fer_core checkpoint (no " \
+                                    f"'fer_core.checkpoint' format tag)"
+
