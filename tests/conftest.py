@@ -15,3 +15,58 @@ def tiny_faces():
     from fer_core.builtin import make_builtin_faces
 
     return make_builtin_faces(n=210, seed=3)
+
+
+# ---- dashboard ---------------------------------------------------------------------------------
+
+def _kill_trainers(root):
+    """End the trainer processes the dashboard launched into run folders under `root`: only a
+    live process whose command line names that folder (a pid may have been reused)."""
+    import json
+    import os
+    import signal
+    from pathlib import Path
+
+    for launch in Path(root).glob("*/launch.json"):
+        try:
+            pid = json.loads(launch.read_text())["pid"]
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, KeyError):
+            continue
+        if str(launch.parent).encode() in command:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="session")
+def dashboard_checkpoints(tmp_path_factory, tiny_faces):
+    """A checkpoints root holding two finished tiny runs, 'tiny-a' and its copy 'tiny-b'."""
+    import shutil
+
+    from fer_core.trainer import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("dashboard_checkpoints")
+    train(TrainConfig(epochs=1, batch_size=32, device="cpu"), root / "tiny-a", tiny_faces)
+    shutil.copytree(root / "tiny-a", root / "tiny-b")
+    return root
+
+
+@pytest.fixture
+def dashboard_root(dashboard_checkpoints, monkeypatch):
+    """Point the dashboard at the shared tiny checkpoints (read-only use)."""
+    monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(dashboard_checkpoints))
+    monkeypatch.delenv("FER_DATA", raising=False)
+    return dashboard_checkpoints
+
+
+@pytest.fixture
+def run_root(tmp_path, monkeypatch):
+    """An empty checkpoints root for tests that start trainers; they are killed at teardown."""
+    root = tmp_path / "checkpoints"
+    root.mkdir()
+    monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(root))
+    monkeypatch.delenv("FER_DATA", raising=False)
+    yield root
+    _kill_trainers(root)
