@@ -140,7 +140,7 @@ class ProgressBar:
         if self.bar is None:
             self.bar = tqdm(total=record["steps"], desc=f"epoch {record['epoch']}/{self.epochs}",
                             unit="step", leave=False, file=sys.stderr, dynamic_ncols=True)
-        self.bar.n = record["step"]
+        self.bar.update(record["step"] - self.bar.n)
         self.bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['acc']:.3f}")
 
     def epoch(self, r: dict) -> None:

@@ -2,11 +2,14 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from fer_core.checkpoint import save_atomic
 from fer_core.cli import main
@@ -107,3 +110,33 @@ def test_bad_checkpoint_exits_2_in_a_real_process(tmp_path):
     assert result.stderr.strip() == f"error: {bad}: not a fer_core checkpoint (no " \
                                     f"'fer_core.checkpoint' format tag)"
 
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_training_gracefully(tmp_path, sig):
+    out = tmp_path / "signalled"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "fer_core", "train", "--data", "builtin:300",
+                             "--epochs", "50", "--batch-size", "16", "--log-every", "1",
+                             "--out", str(out)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while not _has_step(out) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert _has_step(out), "the trainer logged no step"
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert stdout.strip().splitlines()[-1].startswith("stopped:")
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "stopped"
+    progress = torch.load(out / "last.pt", weights_only=True)["training_state"]["progress"]
+    assert progress is None or progress["step"] >= 1
+
+
+def _has_step(out: Path) -> bool:
+    history = out / "history.jsonl"
+    return history.exists() and '"kind": "step"' in history.read_text()
