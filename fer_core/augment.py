@@ -2,6 +2,12 @@
 
 Shift (a random crop of a border-padded face), horizontal flip and small rotation are folded into
 a single affine matrix per face, so a whole batch is warped by one `grid_sample` call.
+
+Sampling is nearest-neighbour and shifts are whole pixels (as torchvision's RandomCrop and
+RandomRotation do): bilinear resampling at sub-pixel offsets blurs pixel noise, so the training
+faces would be smoother than the faces seen at evaluation, and batch-norm statistics gathered in
+training would not fit them (measured: 0.60 accuracy with batch statistics, 0.25 with running
+statistics, after 4 epochs on the built-in faces).
 """
 
 import math
@@ -30,12 +36,17 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     u = torch.rand(n, 4, device=x.device, generator=generator, dtype=torch.float32)
     angle = (u[:, 0] * 2 - 1) * math.radians(cfg.rotate)
     flip = torch.where(u[:, 1] < 0.5, -1.0, 1.0) if cfg.flip else torch.ones_like(angle)
-    tx = (u[:, 2] * 2 - 1) * (2 * cfg.shift / w)
-    ty = (u[:, 3] * 2 - 1) * (2 * cfg.shift / h)
+    tx = _whole_pixels(u[:, 2], cfg.shift) * (2 / w)
+    ty = _whole_pixels(u[:, 3], cfg.shift) * (2 / h)
     cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.stack([
         torch.stack([cos * flip, -sin, tx], dim=1),
         torch.stack([sin * flip, cos, ty], dim=1),
     ], dim=1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
+
+
+def _whole_pixels(u: torch.Tensor, limit: int) -> torch.Tensor:
+    """Map uniform [0, 1) draws to whole-pixel shifts in -limit..limit, each equally likely."""
+    return torch.floor(u * (2 * limit + 1)) - limit
