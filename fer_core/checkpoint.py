@@ -85,7 +85,8 @@ def read_payload(path: str | os.PathLike) -> dict:
     """The raw checkpoint dict, loaded safely; any failure is a CheckpointError saying why."""
     path = resolve_checkpoint_path(path)
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint (truncated, or another kind of file)")
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint (truncated, or another kind of file)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -127,7 +128,8 @@ def load_weights(model: nn.Module, state: dict, path: Path, arch: str) -> None:
         detail = " ".join(str(e).split())
         if len(detail) > 300:
             detail = detail[:300] + "..."
-        raise CheckpointError(f"{path}: weights do not fit architecture {arch!r}: {detail}") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit architecture {arch!r}: {detail}") from None
 
 
 def _first_line(error: Exception) -> str:

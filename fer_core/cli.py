@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_train(p: argparse.ArgumentParser) -> None:
     d = _train_defaults()
-    p.add_argument("--data", default=None, help="FER2013 path, 'builtin' or 'builtin:N' (default builtin)")
+    p.add_argument("--data", default=None,
+                   help="FER2013 path, 'builtin' or 'builtin:N' (default builtin)")
     p.add_argument("--arch", choices=("cnn3", "resnet18"), default=None, help="default cnn3")
     p.add_argument("--out", required=True, help="run folder, e.g. checkpoints/NAME")
     p.add_argument("--epochs", type=int, default=None, help=f"default {d.epochs}")
@@ -47,7 +48,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--shift", type=int, default=d.shift, help="random shift in pixels (0: off)")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no horizontal flips")
-    p.add_argument("--rotate", type=float, default=d.rotate, help="max rotation in degrees (0: off)")
+    p.add_argument("--rotate", type=float, default=d.rotate,
+                   help="max rotation in degrees (0: off)")
     p.add_argument("--dropout", type=float, default=None, help="cnn3 head dropout")
     p.add_argument("--imagenet-stem", action="store_true",
                    help="resnet18: keep the 7x7 stride-2 stem and max-pool")
@@ -145,7 +147,8 @@ class ProgressBar:
 
     def epoch(self, r: dict) -> None:
         self.close()
-        val = "" if r["val_acc"] is None else f"  val loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}"
+        val = ("" if r["val_acc"] is None
+               else f"  val loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}")
         print(f"epoch {r['epoch']}/{self.epochs}  train loss {r['train_loss']:.4f} "
               f"acc {r['train_acc']:.4f}{val}  {r['images_per_s']:.0f} img/s  {r['seconds']:.1f} s",
               flush=True)
@@ -196,7 +199,9 @@ def cmd_data(args) -> int:
     dataset = load_dataset(args.data)
     print(f"data: {dataset.name}\nlayout: {dataset.layout}\nfaces: {len(dataset)}\n")
     counts = dataset.counts()
-    columns = list(CLASSES) + (["unlabelled"] if any("unlabelled" in c for c in counts.values()) else [])
+    columns = list(CLASSES)
+    if any("unlabelled" in row for row in counts.values()):
+        columns.append("unlabelled")
     print(f"{'split':<7}" + "".join(f"{c[:9]:>10}" for c in columns) + f"{'total':>10}")
     for split, row in counts.items():
         values = [row.get(c, 0) for c in columns]

@@ -103,7 +103,8 @@ class RunFolder:
         """status.json; a 'running' run whose trainer died without saying so reads as failed."""
         status = read_json(self.status_path)
         if status and status.get("state") == "running" and not self.is_locked():
-            status = {**status, "state": "failed", "error": "the trainer process ended unexpectedly"}
+            status = {**status, "state": "failed",
+                      "error": "the trainer process ended unexpectedly"}
         return status
 
     def write_status(self, **fields) -> None:

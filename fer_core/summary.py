@@ -1,4 +1,4 @@
-"""The architecture table: per layer, its name, type, output shape for one 48x48 face, parameters."""
+"""The architecture table: per layer, its name, type, output shape for a 48x48 face, parameters."""
 
 from dataclasses import dataclass
 

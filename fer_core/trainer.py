@@ -27,6 +27,7 @@ from .runs import HistoryWriter, RunFolder, read_json, truncate_history, write_j
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "none")
+METRIC_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
 @dataclass
@@ -56,10 +57,13 @@ class TrainConfig:
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 2, f"batch size must be at least 2, got {self.batch_size}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (self.optimizer in OPTIMIZERS,
+             f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
+            (self.schedule in SCHEDULES,
+             f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (0 <= self.label_smoothing < 1,
+             f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.shift >= 0 and self.rotate >= 0, "shift and rotation must be >= 0"),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
         ]
@@ -172,7 +176,8 @@ class Trainer:
         if c.schedule == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=c.epochs)
         if c.schedule == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5, patience=2)
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5,
+                                                              patience=2)
         return None
 
     # ---- resume -------------------------------------------------------------------------------
@@ -327,16 +332,18 @@ class Trainer:
             "images_per_s": round(p.seen / p.seconds, 1),
             "time": time.time(),
         }
-        metrics = {k: record[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")}
+        metrics = {k: record[k] for k in METRIC_KEYS}
         if val_acc is not None and val_acc > self.best_val_acc:
             self.best_val_acc = val_acc
             save_atomic(self._payload(metrics), self.folder.best_path)
         self._save_last(metrics)
-        self.folder.write_status(state="running", epoch=self.epoch, best_val_acc=self._best_or_none())
+        self.folder.write_status(state="running", epoch=self.epoch,
+                                 best_val_acc=self._best_or_none())
         return record
 
     @torch.no_grad()
-    def evaluate_split(self, data: DeviceData, batch_size: int = 512) -> tuple[float | None, float | None]:
+    def evaluate_split(self, data: DeviceData,
+                       batch_size: int = 512) -> tuple[float | None, float | None]:
         """Mean loss and accuracy over a device-resident split (None, None when it is empty)."""
         if len(data) == 0:
             return None, None
@@ -364,9 +371,9 @@ class Trainer:
             config=dataclasses.asdict(self.config), training_state=training_state)
 
     def _save_last(self, metrics: dict | None = None) -> None:
-        if metrics is None:
-            previous = self.folder.epochs()
-            metrics = {k: previous[-1].get(k) for k in ("train_loss", "train_acc", "val_loss", "val_acc")} if previous else {}
+        if metrics is None:  # stopped mid-epoch: the metrics of the last finished epoch
+            previous = self.folder.epochs()[-1:]
+            metrics = {k: previous[0].get(k) for k in METRIC_KEYS} if previous else {}
         state = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
