@@ -3,6 +3,7 @@
 The library never imports streamlit; the dashboard is built on top of it.
 """
 
+from . import runs  # noqa: F401  (records PROCESS_STARTED as early as possible)
 from .classes import CLASSES, IMAGE_SIZE, NUM_CLASSES
 from .dataset import SPLITS, FaceDataset
 from .errors import CheckpointError, DataError, FerError, RunError

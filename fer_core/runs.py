@@ -15,12 +15,13 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import RunError
 
 STATES = ("running", "finished", "failed", "stopped")
+PROCESS_STARTED = time.time()  # as early as fer_core is imported (see clear_stale_stop)
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -69,9 +70,7 @@ class RunFolder:
         """Take the folder's lock; a second trainer on the same folder is refused."""
         self.path.mkdir(parents=True, exist_ok=True)
         f = open(self.lock_path, "a+")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(f, attempts=5):
             f.close()
             status = self.status() or {}
             pid = f" (pid {status['pid']})" if status.get("pid") else ""
@@ -89,9 +88,7 @@ class RunFolder:
         if not self.lock_path.exists():
             return False
         with open(self.lock_path, "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _try_lock(f, attempts=1):
                 return True
             fcntl.flock(f, fcntl.LOCK_UN)
         return False
@@ -112,6 +109,15 @@ class RunFolder:
         status.update(fields, updated=time.time())
         write_json_atomic(self.status_path, status)
 
+    def clear_stale_stop(self) -> None:
+        """Remove a STOP file left from before this process started; a newer one is a request
+        made while this process was starting up, and stays."""
+        try:
+            if self.stop_path.stat().st_mtime < PROCESS_STARTED:
+                self.stop_path.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+
     def request_stop(self) -> None:
         """Ask the trainer to stop after its current step (it polls for the STOP file)."""
         self.path.mkdir(parents=True, exist_ok=True)
@@ -119,27 +125,43 @@ class RunFolder:
 
     def history(self) -> list[dict]:
         """All complete history lines; a partly written last line is skipped."""
-        return list(iter_history(self.history_path))
+        return read_history(self.history_path).records
 
     def epochs(self) -> list[dict]:
         return [r for r in self.history() if r.get("kind") == "epoch"]
 
 
-def iter_history(path: Path, start: int = 0) -> Iterator[dict]:
-    """Parse history.jsonl from byte offset `start`, yielding each complete JSON line."""
+class HistoryRead(NamedTuple):
+    records: list[dict]
+    offset: int      # where the next read starts: just after the last complete line
+    inode: int | None
+    restarted: bool  # the file was replaced or shrank since `inode`/`start`: read from 0
+
+
+def read_history(path: Path, start: int = 0, inode: int | None = None) -> HistoryRead:
+    """The complete JSON lines of history.jsonl from byte `start`.
+
+    A partly written last line is left for the next call. A resumed run rewrites its history
+    (a new file renamed into place), so when the file's inode differs from `inode` (if given) or
+    it is shorter than `start`, reading starts over from the beginning.
+    """
     try:
         with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            restarted = (inode is not None and info.st_ino != inode) or info.st_size < start
+            start = 0 if restarted else start
             f.seek(start)
             data = f.read()
     except OSError:
-        return
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
+        return HistoryRead([], start, inode, False)
+    end = data.rfind(b"\n") + 1
+    records = []
+    for line in data[:end].splitlines():
         try:
-            yield json.loads(line)
+            records.append(json.loads(line))
         except ValueError:
             continue
+    return HistoryRead(records, start + end, info.st_ino, restarted)
 
 
 class HistoryWriter:
@@ -160,7 +182,7 @@ def truncate_history(path: Path, keep) -> None:
     """Rewrite history.jsonl atomically with only the records for which keep(record) is true."""
     if not path.exists():
         return
-    kept = [r for r in iter_history(path) if keep(r)]
+    kept = [r for r in read_history(path).records if keep(r)]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in kept)
@@ -175,3 +197,16 @@ def list_runs(root: str | os.PathLike) -> list[RunFolder]:
     if not root.is_dir():
         return []
     return [RunFolder(p) for p in sorted(root.iterdir()) if p.is_dir() and RunFolder(p).exists()]
+
+
+def _try_lock(f, attempts: int) -> bool:
+    """Take an exclusive flock on `f` without blocking; retry briefly, since another process
+    may hold it for an instant only to test it (is_locked)."""
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < attempts:
+                time.sleep(0.05)
+    return False

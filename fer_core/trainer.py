@@ -224,7 +224,7 @@ class Trainer:
 
     def run(self) -> str:
         """Train until the last epoch or a stop request; returns 'finished' or 'stopped'."""
-        self.folder.stop_path.unlink(missing_ok=True)
+        self.folder.clear_stale_stop()
         write_json_atomic(self.folder.config_path, dataclasses.asdict(self.config))
         started = (read_json(self.folder.status_path) or {}).get("started") or time.time()
         self.folder.write_status(state="running", pid=os.getpid(), epoch=self.epoch,

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -128,3 +129,15 @@ def test_sgd_plateau_and_no_augmentation_train(tmp_path, tiny_faces):
     config = _config(optimizer="sgd", nesterov=True, schedule="plateau", shift=0, flip=False,
                      rotate=0, label_smoothing=0.1, epochs=1)
     assert train(config, tmp_path / "run", tiny_faces) == "finished"
+
+
+def test_a_stop_requested_while_starting_is_honoured_and_a_stale_one_is_not(tmp_path, tiny_faces):
+    early = RunFolder(tmp_path / "early")
+    early.request_stop()  # after this process started: a real request
+    assert train(_config(), early.path, tiny_faces) == "stopped"
+    assert read_payload(early.last_path)["training_state"]["progress"]["step"] == 1
+
+    stale = RunFolder(tmp_path / "stale")
+    stale.request_stop()
+    os.utime(stale.stop_path, (0, 0))  # left over from long ago
+    assert train(_config(epochs=1), stale.path, tiny_faces) == "finished"

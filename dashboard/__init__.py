@@ -1,0 +1,1 @@
+"""The Streamlit dashboard over fer_core: `streamlit run dashboard/app.py`."""

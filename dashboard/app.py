@@ -1,0 +1,33 @@
+"""Entry script: `streamlit run dashboard/app.py [-- --data PATH]`.
+
+It draws the shared sidebar on every run (so the choice survives page changes), then runs the
+page chosen in the navigation. The page scripts live in views/, not pages/: a pages/ folder next
+to the entry script switches Streamlit to its older multi-page mode on a deep link such as
+/training, bypassing st.navigation and this script.
+"""
+
+import sys
+from pathlib import Path
+
+# Started as a script, so the repo root (home of `dashboard` and `fer_core`) must be made
+# importable; the script reruns on every interaction, hence the check.
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+import streamlit as st
+
+from dashboard import sidebar
+
+st.set_page_config(page_title="FER explainability", page_icon=":material/mood:", layout="wide")
+
+PAGES = [
+    st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("views/model.py", title="Model", icon=":material/account_tree:", url_path="model"),
+    st.Page("views/training.py", title="Training", icon=":material/monitoring:",
+            url_path="training"),
+]
+
+page = st.navigation(PAGES)
+sidebar.render()
+page.run()

@@ -1,0 +1,76 @@
+"""Home: the dataset in use (counts and sample faces), the checkpoints found, and the device."""
+
+import io
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.images import class_grid
+from dashboard.launcher import list_runs
+from dashboard.paths import checkpoints_root
+from dashboard.tables import RUN_COLUMNS, runs_frame
+from fer_core.classes import CLASSES
+
+SYNTHETIC_NOTE = """
+**The built-in faces are synthetic stand-ins**, drawn procedurally so the app works out of the box
+(they mimic FER2013's classes and classic confusions, not real faces). To load FER2013, either:
+
+- start with `FER_DATA=/path/to/fer2013.csv streamlit run dashboard/app.py`,
+- or `streamlit run dashboard/app.py -- --data /path/to/fer2013.csv`,
+- or choose **FER2013 file** in the sidebar and type the path.
+
+The Kaggle CSV (`emotion,pixels,Usage`) and the image export (`train/` and `test/` folders with one
+sub-folder per emotion) are both read.
+"""
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def grid_png(_dataset, fingerprint: str) -> bytes:
+    """The sample grid as PNG bytes, once per dataset (keyed by its fingerprint)."""
+    buffer = io.BytesIO()
+    class_grid(_dataset).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def counts_frame(dataset) -> pd.DataFrame:
+    """Faces per split (rows) and class (columns), with totals."""
+    table = pd.DataFrame(dataset.counts()).T.fillna(0).astype(int)
+    table = table.reindex(columns=[c for c in [*CLASSES, "unlabelled"] if c in table.columns])
+    table["total"] = table.sum(axis=1)
+    table.loc["all"] = table.sum()
+    return table
+
+
+choice = state.selection()
+dataset, _ = state.load_faces(choice.data)
+
+st.title("FER explainability dashboard")
+st.caption("Train facial-expression CNNs and look inside them: curves, layers, and the faces "
+           "they get wrong.")
+
+builtin = choice.data.startswith(state.BUILTIN)
+cols = st.columns(4)
+cols[0].metric("Dataset", "Built-in faces" if builtin else "FER2013")
+cols[1].metric("Faces", f"{len(dataset):,}")
+cols[2].metric("Layout", dataset.layout)
+cols[3].metric("Device", state.device().type.upper(), help=state.device_text())
+if builtin:
+    st.info(SYNTHETIC_NOTE, icon=":material/info:")
+else:
+    st.caption(f"Loaded from `{choice.data}`")
+
+st.subheader("Faces per split and class")
+st.dataframe(counts_frame(dataset), width="stretch")
+
+st.subheader("Sample faces")
+st.image(grid_png(dataset, dataset.fingerprint), caption="The first training faces of each class")
+
+st.subheader("Checkpoints")
+runs = [r for r in list_runs(checkpoints_root()) if r.has_checkpoint]
+if runs:
+    st.dataframe(runs_frame(runs), hide_index=True, width="stretch", column_config=RUN_COLUMNS)
+    st.caption(f"Run folders in `{checkpoints_root()}`; pick one in the sidebar.")
+else:
+    st.caption(f"No checkpoints in `{checkpoints_root()}` yet. Train one on the Training page, or "
+               "with `python -m fer_core train --data builtin --out checkpoints/NAME`.")

@@ -1,0 +1,102 @@
+"""Model: the architecture table of the chosen checkpoint (or of an untrained architecture) and
+the checkpoint's metadata. `?arch=cnn3` or `?arch=resnet18` opens an untrained architecture."""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.paths import checkpoints_root
+from dashboard.tables import content_height, settings_frame
+from fer_core.errors import FerError
+from fer_core.models import ARCHITECTURES, DEFAULT_OPTIONS
+
+CHECKPOINT = "checkpoint"
+
+
+def layer_frame(records: list[dict], total: int) -> pd.DataFrame:
+    """The per-layer table with a closing total row."""
+    table = pd.DataFrame(records)
+    table.loc[len(table)] = {"layer": "total", "type": "", "output": "", "params": total}
+    return table
+
+
+def source_picker(run: str | None) -> str:
+    """CHECKPOINT or an architecture name, mirrored in ?arch= (absent for the checkpoint)."""
+    options = ([CHECKPOINT] if run else []) + list(ARCHITECTURES)
+    if "model_source" not in st.session_state and st.query_params.get("arch") in options:
+        st.session_state["model_source"] = st.query_params["arch"]
+    if st.session_state.get("model_source") not in options:
+        st.session_state["model_source"] = options[0]
+    source = st.segmented_control(
+        "Show", options, key="model_source", required=True, persist_state="session",
+        format_func=lambda o: f"Checkpoint {run}" if o == CHECKPOINT else f"{o} (untrained)")
+    if source == CHECKPOINT:
+        st.query_params.pop("arch", None)
+    elif st.query_params.get("arch") != source:
+        st.query_params["arch"] = source
+    return source
+
+
+def options_text(options: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in options.items())
+
+
+def show_table(arch: str, options: dict, meta: dict | None) -> None:
+    records, total, trainable = state.architecture_table(arch, options)
+    cols = st.columns(4)
+    cols[0].metric("Parameters", f"{total:,}")
+    cols[1].metric("Trainable", f"{trainable:,}")
+    if meta:
+        best = meta.get("metrics", {}).get("best_val_acc")
+        cols[2].metric("Best val accuracy", "\u2014" if best is None else f"{best:.1%}")
+        cols[3].metric("Saved at epoch", meta.get("epoch", "\u2014"))
+    else:
+        cols[2].metric("Layers", len(records))
+    st.subheader("Layers", help="Output shape (channels x height x width) for one 48x48 face")
+    table = layer_frame(records, total)
+    st.dataframe(table, hide_index=True, width="stretch", height=content_height(len(table)),
+                 column_config={"params": st.column_config.NumberColumn(format="localized")})
+
+
+def show_metadata(meta: dict, path: Path) -> None:
+    data = meta.get("dataset", {})
+    root = checkpoints_root().parent
+    checkpoint = {
+        "file": str(path.relative_to(root) if path.is_relative_to(root) else path),
+        "architecture": meta["arch"], "options": meta.get("arch_options", {}),
+        "dataset": data.get("name"), "layout": data.get("layout"),
+        "fingerprint": data.get("fingerprint"), "epoch": meta.get("epoch"),
+        **{k.replace("_", " "): v for k, v in meta.get("metrics", {}).items()},
+    }
+    left, right = st.columns(2)
+    for column, title, settings in ((left, "Checkpoint", checkpoint),
+                                    (right, "Training config", meta.get("config", {}))):
+        with column:
+            st.subheader(title)
+            st.dataframe(settings_frame(settings), hide_index=True, width="stretch",
+                         height=content_height(len(settings)))
+
+
+choice = state.selection()
+st.title("Model")
+source = source_picker(choice.run)
+if source == CHECKPOINT:
+    try:
+        ckpt = state.checkpoint(checkpoints_root() / choice.run)
+    except FerError as e:
+        st.error(str(e), icon=":material/error:")
+        st.stop()
+    st.caption(f"**{ckpt.arch}** ({options_text(ckpt.meta.get('arch_options', {}))}) from run "
+               f"`{choice.run}`")
+    show_table(ckpt.arch, ckpt.meta.get("arch_options", {}), ckpt.meta)
+    show_metadata(ckpt.meta, ckpt.path)
+else:
+    options = dict(DEFAULT_OPTIONS[source])
+    if "small_input" in options:
+        options["small_input"] = not st.toggle(
+            "ImageNet stem", help="7x7 stride-2 conv and max-pool, as on 224-pixel ImageNet images; "
+            "off: a 3x3 stride-1 stem that keeps 48-pixel faces at 6x6 in layer4")
+    st.caption(f"An untrained **{source}** ({options_text(options)}).")
+    show_table(source, options, None)

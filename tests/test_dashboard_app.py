@@ -1,0 +1,148 @@
+"""The dashboard's pages run headless (AppTest): every page renders, the sidebar choice persists
+across pages and lives in the URL, and bad input shows the reader's message, never a traceback."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fer_core.errors import DataError
+from fer_core.readers import load_dataset
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+PAGES = ("views/home.py", "views/model.py", "views/training.py")
+TIMEOUT = 120  # the first run imports torch and draws the built-in faces on a slow CPU
+
+
+def app(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    return at.run()
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def params(arch: str, **options) -> str:
+    """The parameter count the Model page should show, as it formats it."""
+    from fer_core.models import build_model
+    from fer_core.summary import summarize
+
+    return f"{summarize(build_model(arch, **options)).total_params:,}"
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_builtin_faces_and_a_checkpoint(dashboard_root, page):
+    at = app(data="builtin:300")
+    at.switch_page(page).run()
+    assert_clean(at)
+    assert at.title[0].value
+
+
+def test_home_shows_dataset_counts_faces_checkpoints_and_device(dashboard_root):
+    at = app(data="builtin:300")
+    assert metric(at, "Faces") == "300"
+    assert metric(at, "Device") == "CPU"
+    assert any("synthetic stand-ins" in i.value and "FER_DATA" in i.value for i in at.info)
+    counts = at.dataframe[0].value
+    assert counts.loc["all", "total"] == 300 and list(counts.index) == ["train", "val", "test", "all"]
+    assert len(at.image) == 1 and len(at.image[0].value) == 1  # one composed grid image
+    runs = at.dataframe[1].value
+    assert set(runs["name"]) == {"tiny-a", "tiny-b"}
+    assert any("CPU" in c.value for c in at.sidebar.caption)
+
+
+def test_sidebar_choice_persists_across_pages_and_lives_in_the_url(dashboard_root):
+    at = app()
+    at.sidebar.radio(key="data_kind").set_value("FER2013 file").run()
+    at.sidebar.text_input(key="data_path").input("builtin:300")
+    at.sidebar.selectbox(key="ckpt").select("tiny-b")
+    at.run()
+    assert at.query_params["data"] == "builtin:300" and at.query_params["run"] == "tiny-b"
+    for page in ("views/model.py", "views/training.py", "views/home.py"):
+        at.switch_page(page).run()
+        assert_clean(at)
+        assert at.sidebar.selectbox(key="ckpt").value == "tiny-b"
+        assert at.sidebar.text_input(key="data_path").value == "builtin:300"
+        assert at.query_params["data"] == "builtin:300" and at.query_params["run"] == "tiny-b"
+    assert metric(at, "Faces") == "300"
+
+
+def test_a_copied_link_opens_the_same_view(dashboard_root):
+    at = app(data="builtin:300", run="tiny-b", arch="resnet18")
+    at.switch_page("views/model.py").run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ckpt").value == "tiny-b"
+    assert at.segmented_control(key="model_source").value == "resnet18"
+    assert metric(at, "Parameters") == params("resnet18")
+
+
+def test_a_bad_typed_path_shows_the_readers_error(dashboard_root, tmp_path):
+    bad = tmp_path / "faces.csv"
+    bad.write_text("a,b,c\n1,2,3\n")
+    at = app(data="builtin:300")
+    assert at.sidebar.radio(key="data_kind").value == "FER2013 file"  # seeded from the URL
+    for path in (tmp_path / "missing.csv", bad):
+        with pytest.raises(DataError) as reader:
+            load_dataset(path)
+        at.sidebar.text_input(key="data_path").input(str(path)).run()
+        assert_clean(at)
+        assert at.sidebar.error[0].value == str(reader.value)
+        assert at.query_params["data"] == "builtin:300"  # still showing the last good dataset
+        assert metric(at, "Faces") == "300"
+
+
+def test_a_bad_startup_path_falls_back_to_the_builtin_faces(dashboard_root, monkeypatch):
+    monkeypatch.setenv("FER_DATA", "/nowhere/fer2013.csv")
+    at = app()
+    assert_clean(at)
+    assert "/nowhere/fer2013.csv" in at.sidebar.error[0].value
+    assert metric(at, "Dataset") == "Built-in faces"
+
+
+def test_model_page_shows_the_checkpoint_table_and_metadata(dashboard_root):
+    at = app(data="builtin:300", run="tiny-a")
+    at.switch_page("views/model.py").run()
+    layers = at.dataframe[0].value
+    assert layers["layer"].iloc[-1] == "total"
+    assert layers["params"].iloc[-1] == layers["params"].iloc[:-1].sum() == 669_127
+    assert "512 x 12 x 12" in set(layers["output"])
+    checkpoint = dict(zip(*at.dataframe[1].value.T.values))
+    assert checkpoint["architecture"] == "cnn3" and checkpoint["epoch"] == "1"
+    config = dict(zip(*at.dataframe[2].value.T.values))
+    assert config["batch_size"] == "32"
+
+
+def test_model_page_without_checkpoints_shows_an_architecture(run_root):
+    at = app(data="builtin:300")
+    at.switch_page("views/model.py").run()
+    assert_clean(at)
+    assert at.segmented_control(key="model_source").value == "cnn3"
+    assert any("No checkpoints" in c.value for c in at.sidebar.caption)
+    at.segmented_control(key="model_source").set_value("resnet18").run()
+    assert metric(at, "Parameters") == params("resnet18")
+    at.toggle[0].set_value(True).run()  # the ImageNet stem shrinks the maps, not the weights
+    assert "512 x 2 x 2" in set(at.dataframe[0].value["output"])
+
+
+def test_a_missing_device_falls_back_with_a_warning(dashboard_root, monkeypatch):
+    import torch
+
+    from dashboard import state
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.setenv("FER_DEVICE", "cuda")
+    state._device_choice.clear()
+    try:
+        at = app(data="builtin:300")
+        assert_clean(at)
+        assert "CUDA is not available" in at.sidebar.warning[0].value
+        assert metric(at, "Device") == "CPU"
+    finally:
+        state._device_choice.clear()
