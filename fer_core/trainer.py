@@ -7,6 +7,7 @@ no duplicated and no lost epochs.
 """
 
 import dataclasses
+import math
 import os
 import signal
 import time
@@ -197,8 +198,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
-                self.scheduler.T_max = self.config.epochs  # the run may have been extended
+            self._stretch_cosine(payload["epoch"])
         self.aug_gen.set_state(state["aug_rng"])
         torch.set_rng_state(state["torch_rng"])
         if self.cuda and state.get("cuda_rng") is not None:
@@ -207,6 +207,18 @@ class Trainer:
         self.best_val_acc = state["best_val_acc"]
         self.progress = Progress(**state["progress"]) if state.get("progress") else None
         self._truncate_history_to_checkpoint()
+
+    def _stretch_cosine(self, done: int) -> None:
+        """A run resumed with more epochs: fit the cosine schedule to the new length, so the
+        learning rate is the closed form's for the epochs done (it had reached 0 at the old end)."""
+        s = self.scheduler
+        if not isinstance(s, torch.optim.lr_scheduler.CosineAnnealingLR):
+            return
+        if s.T_max != self.config.epochs:
+            s.T_max = self.config.epochs
+            for group, base in zip(self.optimizer.param_groups, s.base_lrs):
+                group["lr"] = s.eta_min + (base - s.eta_min) * (1 + math.cos(
+                    math.pi * done / s.T_max)) / 2
 
     def _truncate_history_to_checkpoint(self) -> None:
         done, p = self.epoch, self.progress

@@ -76,6 +76,7 @@ def test_resume_drops_history_written_after_the_last_checkpoint(tmp_path, tiny_f
     assert train(_config(epochs=2), run.path, tiny_faces, resume=True) == "finished"
     assert [e["epoch"] for e in run.epochs()] == [1, 2]
     assert all(r.get("loss") != 9.0 for r in run.history())
+    assert run.epochs()[1]["lr"] == pytest.approx(0.5e-3)  # cosine stretched to 2 epochs
 
 
 def test_a_second_trainer_on_the_same_folder_is_refused(tmp_path, tiny_faces):
