@@ -9,12 +9,11 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import streamlit as st
 import torch
 
-from fer_core.checkpoint import Checkpoint, load_checkpoint
+from fer_core.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint_path
 from fer_core.device import choose_device, describe_device
 from fer_core.errors import FerError
 from fer_core.models import arch_options, build_model
@@ -104,8 +103,7 @@ def _checkpoint(path: str, stamp: tuple | None) -> Checkpoint:
 
 def checkpoint(run_path: str | os.PathLike) -> Checkpoint:
     """The run's best.pt (or last.pt), loaded once per version on disk; raises CheckpointError."""
-    run_path = Path(run_path)
-    file = next((run_path / n for n in ("best.pt", "last.pt") if (run_path / n).is_file()), run_path)
+    file = resolve_checkpoint_path(run_path)
     return _checkpoint(str(file), file_stamp(file))
 
 
