@@ -345,8 +345,8 @@ class Trainer:
             "time": time.time(),
         }
         metrics = {k: record[k] for k in METRIC_KEYS}
-        if val_acc is not None and val_acc > self.best_val_acc:
-            self.best_val_acc = val_acc
+        if val_acc is None or val_acc > self.best_val_acc:  # no validation faces: keep the latest
+            self.best_val_acc = self.best_val_acc if val_acc is None else val_acc
             save_atomic(self._payload(metrics), self.folder.best_path)
         self._save_last(metrics)
         self.folder.write_status(state="running", epoch=self.epoch,

@@ -142,3 +142,12 @@ def test_a_stop_requested_while_starting_is_honoured_and_a_stale_one_is_not(tmp_
     stale.request_stop()
     os.utime(stale.stop_path, (0, 0))  # left over from long ago
     assert train(_config(epochs=1), stale.path, tiny_faces) == "finished"
+
+
+def test_a_run_without_validation_faces_still_saves_a_best_checkpoint(tmp_path, tiny_faces):
+    train_only = tiny_faces.subset(tiny_faces.indices("train"))
+    run = RunFolder(tmp_path / "run")
+    assert train(_config(epochs=1), run.path, train_only) == "finished"
+    assert run.epochs()[0]["val_acc"] is None
+    assert load_checkpoint(run.path).path == run.best_path
+    assert run.status()["best_val_acc"] is None
