@@ -2,10 +2,12 @@
 
 The bare loop only runs forward, backward and optimizer step on ready tensors of the trainer's
 batch shape; the trainer adds device-side indexing, augmentation, metrics and history writing.
-The issue asks for trainer >= 85% of bare. Runs alternate (bare, trainer, bare, trainer...) so
-machine noise hits both alike; the medians are compared.
+Each precision (fp32, and bf16 where native) is run by both, so the table shows the trainer's
+overhead at each precision and its speed-up over the plain fp32 loop. Runs alternate so machine
+noise hits every variant alike; the medians are compared.
 
-    python benchmarks/bench_train.py [--arch cnn3] [--batch-size 128] [--faces 2048] [--repeats 3]
+    python benchmarks/bench_train.py [--arch cnn3] [--head pool|flat] [--batch-size 128]
+        [--faces 2048] [--repeats 3] [--precisions fp32,bf16]
 """
 
 import argparse
@@ -22,27 +24,34 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fer_core.builtin import make_builtin_faces  # noqa: E402
-from fer_core.device import choose_device, describe_device  # noqa: E402
+from fer_core.device import (  # noqa: E402
+    AUTOCAST_DTYPES, choose_device, describe_device, resolve_precision)
 from fer_core.models import build_model  # noqa: E402
 from fer_core.runs import RunFolder  # noqa: E402
 from fer_core.trainer import TrainConfig, train  # noqa: E402
 
+OPTIONS: dict[str, dict] = {}
 
-def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device) -> float:
-    """Images/s of forward + backward + Adam step on one ready batch, nothing else."""
+
+def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device,
+              precision: str) -> float:
+    """Images/s of forward + backward + Adam step on one ready batch, nothing else.
+
+    fp32 is the plain loop (contiguous tensors); bf16/fp16 add channels_last and autocast, as the
+    trainer does, so the trainer's overhead can be read at each precision."""
     torch.manual_seed(0)
-    model = build_model(arch).to(device).train()
+    model = build_model(arch, **OPTIONS.get(arch, {})).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
     x = torch.rand(batch_size, 1, 48, 48, device=device)
     y = torch.randint(0, 7, (batch_size,), device=device)
-    cuda = device.type == "cuda"
-    if cuda:
+    dtype = AUTOCAST_DTYPES.get(precision)
+    if dtype is not None:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = loss_fn(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -57,10 +66,12 @@ def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device) -> f
     return steps * batch_size / (time.perf_counter() - start)
 
 
-def trainer_run(arch: str, batch_size: int, dataset, device: torch.device) -> float:
+def trainer_run(arch: str, batch_size: int, dataset, device: torch.device,
+                precision: str) -> float:
     """Images/s the trainer reports for its second epoch (the first one warms up)."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(arch=arch, epochs=2, batch_size=batch_size, device=str(device))
+        config = TrainConfig(arch=arch, arch_options=OPTIONS.get(arch, {}), epochs=2,
+                             batch_size=batch_size, device=str(device), precision=precision)
         train(config, f"{tmp}/run", dataset)
         return RunFolder(f"{tmp}/run").epochs()[-1]["images_per_s"]
 
@@ -73,29 +84,47 @@ def _sync(device: torch.device) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="cnn3")
+    parser.add_argument("--head", default="pool", help="cnn3 head (pool or flat)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--faces", type=int, default=2048, help="built-in faces (80%% train)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--precisions", default=None,
+                        help="comma-separated (default: fp32 and the native reduced precision)")
     args = parser.parse_args()
     device = choose_device(args.device)
+    OPTIONS["cnn3"] = {"head": args.head}
+    precisions = (args.precisions.split(",") if args.precisions
+                  else sorted({"fp32", resolve_precision("auto", device)}, reverse=True))
     dataset = make_builtin_faces(n=args.faces, seed=0)
     steps = len(dataset.indices("train")) // args.batch_size
-    bare, trainer = [], []
-    for _ in range(args.repeats):
-        bare.append(bare_loop(args.arch, args.batch_size, steps, device))
-        trainer.append(trainer_run(args.arch, args.batch_size, dataset, device))
-        print(f"  bare {bare[-1]:8.1f} img/s   trainer {trainer[-1]:8.1f} img/s", flush=True)
-    result = {
-        "device": describe_device(device), "arch": args.arch, "batch_size": args.batch_size,
-        "steps_per_epoch": steps, "bare_images_per_s": statistics.median(bare),
-        "trainer_images_per_s": statistics.median(trainer),
-    }
-    result["ratio"] = result["trainer_images_per_s"] / result["bare_images_per_s"]
-    print(f"{result['device']}, {args.arch}, batch {args.batch_size}: bare loop "
-          f"{result['bare_images_per_s']:.1f} img/s, trainer {result['trainer_images_per_s']:.1f} "
-          f"img/s, trainer/bare = {result['ratio']:.3f} (target >= 0.85)")
+    bare = {p: [] for p in precisions}
+    trainer = {p: [] for p in precisions}
+    for _ in range(args.repeats):  # alternate, so machine noise hits every variant alike
+        for p in precisions:
+            bare[p].append(bare_loop(args.arch, args.batch_size, steps, device, p))
+            trainer[p].append(trainer_run(args.arch, args.batch_size, dataset, device, p))
+            print(f"  {p}: bare {bare[p][-1]:8.1f} img/s   trainer {trainer[p][-1]:8.1f} img/s",
+                  flush=True)
+    baseline = statistics.median(bare["fp32"]) if "fp32" in bare else None
+    rows = {}
+    for p in precisions:
+        b, t = statistics.median(bare[p]), statistics.median(trainer[p])
+        rows[p] = {"bare_images_per_s": b, "trainer_images_per_s": t, "trainer_over_bare": t / b,
+                   "trainer_over_bare_fp32": t / baseline if baseline else None}
+    result = {"device": describe_device(device), "arch": args.arch, "head": args.head,
+              "batch_size": args.batch_size, "steps_per_epoch": steps, "precisions": rows}
+    print(f"{result['device']}, {args.arch}, batch {args.batch_size} "
+          f"(medians of {args.repeats}; bare fp32 is the plain loop, bare bf16/fp16 add "
+          f"channels_last and autocast)")
+    print(f"{'precision':<10}{'bare img/s':>12}{'trainer img/s':>15}{'trainer/bare':>14}"
+          f"{'vs bare fp32':>14}")
+    for p, r in rows.items():
+        vs = f"{r['trainer_over_bare_fp32']:.2f}x" if baseline else "n/a"
+        print(f"{p:<10}{r['bare_images_per_s']:>12.1f}{r['trainer_images_per_s']:>15.1f}"
+              f"{r['trainer_over_bare']:>14.3f}{vs:>14}")
     out = ROOT / "benchmarks" / "results" / f"train_{args.arch}_{device.type}.json"
+    out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved {out.relative_to(ROOT)}")
 

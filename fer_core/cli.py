@@ -38,6 +38,11 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder, e.g. checkpoints/NAME")
     p.add_argument("--epochs", type=int, default=None, help=f"default {d.epochs}")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--resume-schedule", choices=("stretch", "constant", "restart"),
+                   default="stretch",
+                   help="a cosine schedule resumed with more epochs: stretch it to the new length "
+                        "(default; raises the learning rate again), hold the last epoch's rate "
+                        "(constant), or start a fresh cosine over the added epochs (restart)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--optimizer", choices=("adam", "sgd"), default=d.optimizer)
     p.add_argument("--lr", type=float, default=d.lr)
@@ -51,6 +56,14 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rotate", type=float, default=d.rotate,
                    help="max rotation in degrees (0: off)")
     p.add_argument("--dropout", type=float, default=None, help="cnn3 head dropout")
+    p.add_argument("--head", choices=("pool", "flat"), default=None,
+                   help="cnn3 head: average-pool block3 (default) or flatten its 6x6 map into "
+                        "a 256-unit hidden layer")
+    p.add_argument("--class-weights", choices=("none", "balanced"), default=d.class_weights,
+                   help="weigh each class's loss by n / (7 x its count) (balanced)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=d.precision,
+                   help="auto: bf16 where the CPU or GPU has it natively, fp16 on older GPUs, "
+                        "else fp32")
     p.add_argument("--imagenet-stem", action="store_true",
                    help="resnet18: keep the 7x7 stride-2 stem and max-pool")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -64,6 +77,9 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
                                                 "checkpoint's training data)")
     p.add_argument("--split", choices=("train", "val", "test"), default="val")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    p.add_argument("--tta", action="store_true",
+                   help="also report test-time augmentation (flip and 2-pixel shifts, "
+                        "probabilities averaged)")
     p.add_argument("--device", default=None)
 
 
@@ -101,10 +117,13 @@ def train_config_from_args(args):
         config = TrainConfig(**saved)
         config.epochs = args.epochs or config.epochs
         config.device = args.device or config.device
+        config.precision_used = None
         return config
     options = {}
     if args.dropout is not None:
         options["dropout"] = args.dropout
+    if args.head is not None:
+        options["head"] = args.head
     if args.imagenet_stem:
         options["small_input"] = False
     names = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -122,7 +141,7 @@ def cmd_train(args) -> int:
     bar = ProgressBar(config.epochs)
     try:
         state = train(config, args.out, dataset, resume=args.resume,
-                      on_step=bar.step, on_epoch=bar.epoch)
+                      resume_schedule=args.resume_schedule, on_step=bar.step, on_epoch=bar.epoch)
     finally:
         bar.close()
     print_train_summary(args.out, state)
@@ -181,15 +200,42 @@ def cmd_evaluate(args) -> int:
 
     device = choose_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device)
-    data = args.data or ckpt.meta.get("dataset", {}).get("name") or "builtin"
-    metrics = evaluate_split(ckpt.model, load_dataset(data), args.split, device)
+    data = args.data or training_data(ckpt)
+    dataset = load_dataset(data)
+    warn_if_other_data(ckpt, dataset)
+    metrics = evaluate_split(ckpt.model, dataset, args.split, device)
     print(f"checkpoint {ckpt.path} ({ckpt.arch}, epoch {ckpt.meta.get('epoch')}) "
           f"on {data}, split {args.split}")
     print(format_report(metrics))
+    report = {"checkpoint": str(ckpt.path), "data": data, "split": args.split, **metrics}
+    if args.tta:
+        tta = evaluate_split(ckpt.model, dataset, args.split, device, tta=True)
+        print(f"\nwith test-time augmentation (flip and shifts): accuracy = "
+              f"{tta['accuracy']:.4f} (without: {metrics['accuracy']:.4f})")
+        report["tta"] = tta
     if args.json:
-        write_json_atomic(Path(args.json), {"checkpoint": str(ckpt.path), "data": data,
-                                            "split": args.split, **metrics})
+        write_json_atomic(Path(args.json), report)
     return 0
+
+
+def training_data(ckpt) -> str:
+    """The data spec a checkpoint was trained on (its config), refused when it is a path that
+    does not exist here (a checkpoint trained on another machine)."""
+    spec = ckpt.meta.get("config", {}).get("data") or ckpt.meta.get("dataset", {}).get("name")
+    spec = spec or "builtin"
+    if not spec.startswith("builtin") and not Path(spec).exists():
+        raise FerError(f"{ckpt.path} was trained on {spec}, which is not on this machine: "
+                       f"pass --data")
+    return spec
+
+
+def warn_if_other_data(ckpt, dataset) -> None:
+    """One line on stderr when the data's fingerprint is not the checkpoint's (another copy of
+    FER2013 differs by a few grey levels: worth knowing, not an error)."""
+    trained = ckpt.meta.get("dataset", {}).get("fingerprint")
+    if trained and trained != dataset.fingerprint:
+        print(f"warning: {dataset.name} (fingerprint {dataset.fingerprint}) is not the data "
+              f"{ckpt.path} was trained on (fingerprint {trained})", file=sys.stderr)
 
 
 def cmd_data(args) -> int:

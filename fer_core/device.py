@@ -38,3 +38,32 @@ def describe_device(device: torch.device) -> str:
     if device.type == "mps":
         return "Apple GPU (MPS)"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 natively: CUDA compute capability 8.0 and up (A100,
+    H100...), or a CPU with AVX512-BF16/AMX (oneDNN's own check)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """The training precision for `requested` ('auto', 'fp32', 'bf16', 'fp16') on `device`.
+
+    auto: bf16 where it is native; fp16 (with a gradient scaler) on older CUDA GPUs such as the
+    T4 and V100; fp32 elsewhere. An explicit choice is honoured as is.
+    """
+    if requested not in PRECISIONS:
+        raise FerError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    if native_bf16(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"

@@ -8,19 +8,7 @@ from torch import nn
 from .classes import CLASSES, NUM_CLASSES
 from .dataset import FaceDataset
 from .errors import FerError
-
-
-@torch.no_grad()
-def predict_probs(model: nn.Module, images: np.ndarray, device: torch.device,
-                  batch_size: int = 512) -> np.ndarray:
-    """Softmax probabilities (N, 7) for uint8 faces (N, 48, 48); one host copy at the end."""
-    model.eval()
-    faces = torch.from_numpy(images).to(device)
-    out = torch.empty(len(images), NUM_CLASSES, device=device)
-    for start in range(0, len(images), batch_size):
-        x = faces[start:start + batch_size].unsqueeze(1).float().div_(255)
-        out[start:start + batch_size] = model(x).float().softmax(1)
-    return out.cpu().numpy()
+from .predict import predict_split
 
 
 def metrics_from_predictions(labels: np.ndarray, predicted: np.ndarray) -> dict:
@@ -40,16 +28,15 @@ def metrics_from_predictions(labels: np.ndarray, predicted: np.ndarray) -> dict:
     }
 
 
-def evaluate_split(model: nn.Module, dataset: FaceDataset, split: str,
-                   device: torch.device) -> dict:
+def evaluate_split(model: nn.Module, dataset: FaceDataset, split: str, device: torch.device,
+                   tta: bool = False) -> dict:
     """Metrics of `model` on the labelled faces of one split of `dataset`."""
-    rows = dataset.indices(split)
-    rows = rows[dataset.labels[rows] >= 0]
-    if len(rows) == 0:
+    predictions = predict_split(model, dataset, split, device, tta=tta)
+    known = predictions.labelled
+    if len(known) == 0:
         raise FerError(f"dataset {dataset.name} has no labelled faces in split {split!r} "
                        f"(it has: {', '.join(dataset.present_splits()) or 'none'})")
-    probs = predict_probs(model, dataset.images[rows], device)
-    return metrics_from_predictions(dataset.labels[rows], probs.argmax(1))
+    return metrics_from_predictions(predictions.labels[known], predictions.predicted[known])
 
 
 def format_report(metrics: dict) -> str:

@@ -42,20 +42,42 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
     ))
 
 
-def build_cnn3(dropout: float = 0.3) -> nn.Sequential:
-    """Three conv3x3-BN-ReLU-maxpool blocks (64, 128, 512 channels) and a pooled linear head."""
-    return nn.Sequential(OrderedDict(
+CNN3_HEADS = ("pool", "flat")
+CNN3_HIDDEN = 256
+
+
+def build_cnn3(dropout: float = 0.3, head: str = "pool") -> nn.Sequential:
+    """Three conv3x3-BN-ReLU-maxpool blocks (64, 128, 512 channels) and a linear head.
+
+    head "pool" averages the 6x6 map of block3 (the original head, 669,127 parameters in all);
+    "flat" keeps where each feature is (mouth below eyes) by flattening the 6x6x512 map into a
+    hidden layer of 256 units. The final linear layer is `head.fc` in both.
+    """
+    if head not in CNN3_HEADS:
+        raise FerError(f"unknown cnn3 head {head!r}: choose one of {', '.join(CNN3_HEADS)}")
+    blocks = OrderedDict(
         normalize=Normalize(),
         block1=_conv_block(1, 64),
         block2=_conv_block(64, 128),
         block3=_conv_block(128, 512),
-        head=nn.Sequential(OrderedDict(
+    )
+    if head == "pool":
+        blocks["head"] = nn.Sequential(OrderedDict(
             pool=nn.AdaptiveAvgPool2d(1),
             flatten=nn.Flatten(),
             dropout=nn.Dropout(dropout),
             fc=nn.Linear(512, NUM_CLASSES),
-        )),
-    ))
+        ))
+    else:
+        blocks["head"] = nn.Sequential(OrderedDict(
+            flatten=nn.Flatten(),
+            dropout_in=nn.Dropout(dropout),
+            hidden=nn.Linear(512 * 6 * 6, CNN3_HIDDEN),
+            relu=nn.ReLU(),
+            dropout=nn.Dropout(dropout),
+            fc=nn.Linear(CNN3_HIDDEN, NUM_CLASSES),
+        ))
+    return nn.Sequential(blocks)
 
 
 def build_resnet18(small_input: bool = True) -> nn.Sequential:
@@ -77,7 +99,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "cnn3": build_cnn3,
     "resnet18": build_resnet18,
 }
-DEFAULT_OPTIONS = {"cnn3": {"dropout": 0.3}, "resnet18": {"small_input": True}}
+DEFAULT_OPTIONS = {"cnn3": {"dropout": 0.3, "head": "pool"}, "resnet18": {"small_input": True}}
 
 
 def build_model(arch: str, **options) -> nn.Module:

@@ -21,13 +21,17 @@ from torch import nn
 from .augment import AugmentConfig, augment_batch
 from .checkpoint import load_weights, make_payload, read_payload, save_atomic
 from .dataset import FaceDataset
-from .device import choose_device
+from .classes import NUM_CLASSES
+from .device import AUTOCAST_DTYPES, PRECISIONS, choose_device, resolve_precision
 from .errors import FerError, RunError
 from .models import arch_options, build_model
+from .predict import logits_on_device
 from .runs import HistoryWriter, RunFolder, read_json, truncate_history, write_json_atomic
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "none")
+CLASS_WEIGHTS = ("none", "balanced")
+RESUME_SCHEDULES = ("stretch", "constant", "restart")
 METRIC_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
@@ -50,6 +54,9 @@ class TrainConfig:
     rotate: float = 10.0
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"
+    precision_used: str | None = None  # what `precision` resolved to on the training device
+    class_weights: str = "none"
     log_every: int = 10
 
     def validate(self) -> None:
@@ -67,6 +74,10 @@ class TrainConfig:
              f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.shift >= 0 and self.rotate >= 0, "shift and rotation must be >= 0"),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+            (self.precision in PRECISIONS,
+             f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.class_weights in CLASS_WEIGHTS,
+             f"class weights must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -148,6 +159,11 @@ class Trainer:
         self.on_step, self.on_epoch = on_step, on_epoch
         self.device = choose_device(config.device)
         self.cuda = self.device.type == "cuda"
+        self.channels_last = self.device.type in ("cuda", "cpu")
+        config.precision_used = resolve_precision(config.precision, self.device)
+        self.autocast_dtype = AUTOCAST_DTYPES.get(config.precision_used)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=config.precision_used == "fp16")
         self.train_data = DeviceData(dataset, "train", self.device)
         self.val_data = DeviceData(dataset, "val", self.device)
         if len(self.train_data) < 2:
@@ -155,15 +171,24 @@ class Trainer:
         torch.manual_seed(config.seed)
         config.arch_options = arch_options(config.arch, **config.arch_options)
         self.model = build_model(config.arch, **config.arch_options).to(self.device)
-        if self.cuda:
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = self._make_optimizer()
         self.scheduler = self._make_scheduler()
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(),
+                                           label_smoothing=config.label_smoothing)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed)
         self.epoch = 0
         self.best_val_acc = -1.0
         self.progress: Progress | None = None
+
+    def _class_weights(self) -> torch.Tensor | None:
+        """'balanced': each class weighs n / (7 * its count) in the loss, as scikit-learn's
+        compute_class_weight does, so rare Disgust counts as much as common Happy."""
+        if self.config.class_weights == "none":
+            return None
+        counts = torch.bincount(self.train_data.labels, minlength=NUM_CLASSES).float()
+        return len(self.train_data) / (NUM_CLASSES * counts.clamp(min=1))
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -183,8 +208,12 @@ class Trainer:
 
     # ---- resume -------------------------------------------------------------------------------
 
-    def resume(self) -> None:
-        """Load last.pt's weights and training state; drop history written after it was saved."""
+    def resume(self, schedule: str = "stretch") -> None:
+        """Load last.pt's weights and training state; drop history written after it was saved.
+
+        When the run is resumed with another number of epochs, `schedule` says what a cosine
+        schedule does over the new length (see `_extend_cosine`).
+        """
         if not self.folder.last_path.exists():
             raise RunError(f"cannot resume {self.folder.path}: it has no last.pt")
         payload = read_payload(self.folder.last_path)
@@ -194,31 +223,64 @@ class Trainer:
         if payload["arch"] != self.config.arch:
             raise RunError(f"cannot resume {self.folder.path}: it trains {payload['arch']}, "
                            f"not {self.config.arch}")
+        if schedule not in RESUME_SCHEDULES:
+            raise FerError(f"resume schedule must be one of {RESUME_SCHEDULES}, got {schedule!r}")
         load_weights(self.model, payload["model"], self.folder.last_path, payload["arch"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
-            self._stretch_cosine(payload["epoch"])
-        self.aug_gen.set_state(state["aug_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if self.cuda and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            if payload["config"].get("epochs", self.config.epochs) != self.config.epochs:
+                self._extend_cosine(payload["epoch"], schedule)
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        self._restore_rng(state, payload["epoch"])
         self.epoch = payload["epoch"]
         self.best_val_acc = state["best_val_acc"]
         self.progress = Progress(**state["progress"]) if state.get("progress") else None
         self._truncate_history_to_checkpoint()
 
-    def _stretch_cosine(self, done: int) -> None:
-        """A run resumed with more epochs: fit the cosine schedule to the new length, so the
-        learning rate is the closed form's for the epochs done (it had reached 0 at the old end)."""
+    def _extend_cosine(self, done: int, mode: str) -> None:
+        """A run resumed with another number of epochs, after `done` epochs of a cosine schedule:
+
+        - stretch: fit the cosine to the new length; the learning rate is the closed form's for
+          the epochs done, which raises it again when a finished run is extended;
+        - constant: hold the learning rate of the last epoch trained;
+        - restart: a fresh cosine from the base learning rate over the added epochs (a warm
+          restart, as in SGDR).
+
+        CosineAnnealingLR steps recursively from the current rate, so setting the rate, T_max,
+        eta_min and last_epoch here is enough for every later step to follow the chosen curve.
+        """
         s = self.scheduler
         if not isinstance(s, torch.optim.lr_scheduler.CosineAnnealingLR):
             return
-        if s.T_max != self.config.epochs:
+        old_t = s.T_max
+        for group, base in zip(self.optimizer.param_groups, s.base_lrs):
+            if mode == "stretch":
+                group["lr"] = _cosine(base, s.eta_min, done, self.config.epochs)
+            elif mode == "constant":
+                group["lr"] = _cosine(base, s.eta_min, max(done - 1, 0), old_t)
+            else:
+                group["lr"] = base
+        if mode == "restart":
+            s.T_max, s.last_epoch = max(self.config.epochs - done, 1), 0
+        else:
             s.T_max = self.config.epochs
-            for group, base in zip(self.optimizer.param_groups, s.base_lrs):
-                group["lr"] = s.eta_min + (base - s.eta_min) * (1 + math.cos(
-                    math.pi * done / s.T_max)) / 2
+        if mode == "constant":
+            s.eta_min = self.optimizer.param_groups[0]["lr"]
+        s._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _restore_rng(self, state: dict, done: int) -> None:
+        """Restore the random streams. A run saved on another kind of device (CUDA generator
+        state on a CPU, or the reverse) cannot take its augmentation stream: that stream is
+        reseeded from the seed and the epoch, so the resumed run is reproducible, not identical."""
+        try:
+            self.aug_gen.set_state(state["aug_rng"])
+        except (RuntimeError, ValueError, TypeError):
+            self.aug_gen.manual_seed(self.config.seed * 1_000_003 + done)
+        torch.set_rng_state(state["torch_rng"])
+        if self.cuda and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
     def _truncate_history_to_checkpoint(self) -> None:
         done, p = self.epoch, self.progress
@@ -305,14 +367,16 @@ class Trainer:
         return True
 
     def _train_step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.train_data.batch(idx, channels_last=self.cuda)
+        x, y = self.train_data.batch(idx, channels_last=self.channels_last)
         x = augment_batch(x, self.config.augment, self.aug_gen)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                            enabled=self.autocast_dtype is not None):
             logits = self.model(x)
             loss = self.loss_fn(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return loss.detach(), (logits.argmax(1) == y).sum()
 
     def _log_step(self, p: Progress, steps: int, history: HistoryWriter) -> None:
@@ -328,7 +392,7 @@ class Trainer:
 
     def _end_epoch(self, p: Progress) -> dict:
         t0 = time.perf_counter()
-        val_loss, val_acc = self.evaluate_split(self.val_data)
+        val_loss, val_acc = self.validate()
         lr = self.optimizer.param_groups[0]["lr"]
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(val_loss if val_loss is not None else p.loss_sum / p.seen)
@@ -353,24 +417,16 @@ class Trainer:
                                  best_val_acc=self._best_or_none())
         return record
 
-    @torch.no_grad()
-    def evaluate_split(self, data: DeviceData,
-                       batch_size: int = 512) -> tuple[float | None, float | None]:
-        """Mean loss and accuracy over a device-resident split (None, None when it is empty)."""
+    def validate(self) -> tuple[float | None, float | None]:
+        """Mean loss and accuracy on the val split (None, None when it is empty), through the
+        project's one prediction path (fp32), so `evaluate` reports the same accuracy."""
+        data = self.val_data
         if len(data) == 0:
             return None, None
-        self.model.eval()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        for start in range(0, len(data), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(data)), device=self.device)
-            x, y = data.batch(idx, channels_last=self.cuda)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
-                logits = self.model(x).float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
+        logits = logits_on_device(self.model, data.images)
         self.model.train()
-        return loss_sum.item() / len(data), correct.item() / len(data)
+        loss = F.cross_entropy(logits, data.labels).item()
+        return loss, (logits.argmax(1) == data.labels).float().mean().item()
 
     # ---- checkpoints --------------------------------------------------------------------------
 
@@ -392,6 +448,7 @@ class Trainer:
             "aug_rng": self.aug_gen.get_state().cpu(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.cuda else None,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "best_val_acc": self.best_val_acc,
             "progress": dataclasses.asdict(self.progress) if self.progress else None,
         }
@@ -401,8 +458,14 @@ class Trainer:
         return self.best_val_acc if self.best_val_acc >= 0 else None
 
 
+def _cosine(base: float, floor: float, epoch: int, total: int) -> float:
+    """The cosine schedule's closed form: the learning rate of 0-based `epoch` of `total`."""
+    return floor + (base - floor) * (1 + math.cos(math.pi * epoch / total)) / 2
+
+
 def train(config: TrainConfig, out: str, dataset: FaceDataset, *, resume: bool = False,
-          on_step: StepCallback | None = None, on_epoch: StepCallback | None = None) -> str:
+          resume_schedule: str = "stretch", on_step: StepCallback | None = None,
+          on_epoch: StepCallback | None = None) -> str:
     """Train `config` into run folder `out`, holding its lock; failures are recorded in status.json.
 
     Returns the final state ('finished' or 'stopped'). A folder that already holds a run is
@@ -419,7 +482,7 @@ def train(config: TrainConfig, out: str, dataset: FaceDataset, *, resume: bool =
         try:
             trainer = Trainer(config, run, dataset, on_step=on_step, on_epoch=on_epoch)
             if resume:
-                trainer.resume()
+                trainer.resume(resume_schedule)
             return trainer.run()
         except BaseException as e:
             message = str(e) if isinstance(e, FerError) else f"{type(e).__name__}: {e}"
