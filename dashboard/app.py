@@ -26,6 +26,8 @@ PAGES = [
     st.Page("views/model.py", title="Model", icon=":material/account_tree:", url_path="model"),
     st.Page("views/training.py", title="Training", icon=":material/monitoring:",
             url_path="training"),
+    st.Page("views/confusions.py", title="Confusions", icon=":material/grid_on:",
+            url_path="confusions"),
 ]
 
 page = st.navigation(PAGES)

@@ -8,6 +8,8 @@ disk (a best.pt rewritten by a running trainer, a fixed CSV) is loaded again.
 import argparse
 import os
 import sys
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import streamlit as st
@@ -17,6 +19,7 @@ from fer_core.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint_
 from fer_core.device import choose_device, describe_device
 from fer_core.errors import FerError
 from fer_core.models import arch_options, build_model
+from fer_core.predict import Predictions, ProgressCallback, cached_predict_split
 from fer_core.readers import load_dataset
 from fer_core.summary import summarize
 
@@ -116,3 +119,35 @@ def architecture_table(arch: str, options: dict) -> tuple[list[dict], int, int]:
     """
     summary = summarize(build_model(arch, **arch_options(arch, **options)))
     return summary.as_records(), summary.total_params, summary.trainable_params
+
+
+_PREDICTIONS: "OrderedDict[tuple, Predictions]" = OrderedDict()
+_PREDICTIONS_LOCK = threading.Lock()
+PREDICTIONS_KEPT = 8
+
+
+def predictions(ckpt: Checkpoint, dataset, split: str,
+                progress: ProgressCallback | None = None) -> Predictions:
+    """Every face of `split` predicted by `ckpt`: from memory, else from the disk cache (keyed by
+    the checkpoint file's content), else computed, reporting to `progress`.
+
+    Not an st.cache_* function: those replay the elements a call creates, which would redraw the
+    progress bar on every cache hit. The lock keeps two tabs from predicting the same split at
+    once on the shared model.
+    """
+    key = (str(ckpt.path), file_stamp(ckpt.path), dataset.fingerprint, split)
+    with _PREDICTIONS_LOCK:
+        if key in _PREDICTIONS:
+            _PREDICTIONS.move_to_end(key)
+            return _PREDICTIONS[key]
+        result = cached_predict_split(ckpt.model, ckpt.path, dataset, split, device(),
+                                      progress=progress)
+        _PREDICTIONS[key] = result
+        while len(_PREDICTIONS) > PREDICTIONS_KEPT:
+            _PREDICTIONS.popitem(last=False)
+        return result
+
+
+def predictions_ready(ckpt: Checkpoint, dataset, split: str) -> bool:
+    """Whether `predictions` would answer from memory (no progress bar needed)."""
+    return (str(ckpt.path), file_stamp(ckpt.path), dataset.fingerprint, split) in _PREDICTIONS

@@ -1,0 +1,173 @@
+"""Plotly figures of the Confusions page, as plain figure dicts (see charts.py for why dicts).
+
+Streamlit delivers no click on a heatmap cell (its issue 8760), so the matrix and the face
+gallery carry an invisible scatter overlay, one square marker per cell or face, whose
+`customdata` says what was clicked; `dashboard.selection` reads it back.
+"""
+
+import numpy as np
+
+from fer_core.classes import CLASSES
+
+OVERLAY = 1  # curve number of the clickable overlay in the matrix and gallery figures
+NAMES = list(CLASSES)
+SELECTED = "#ff4b4b"
+AXIS_FONT = {"size": 13}
+
+
+def matrix_figure(counts: np.ndarray, colour: np.ndarray, mode: str,
+                  selected: tuple[int, int] | None = None) -> dict:
+    """The 7x7 matrix, rows = true class (top to bottom), columns = predicted: counts in the
+    cells, `colour` (counts, row or column shares) as the colour, the selected cell outlined."""
+    share = mode != "counts"
+    text = [[_cell_text(counts[t, p], colour[t, p], share) for p in range(7)] for t in range(7)]
+    heat = {
+        "type": "heatmap", "z": colour.tolist(), "x": NAMES, "y": NAMES, "text": text,
+        "texttemplate": "%{text}", "textfont": {"size": 12}, "colorscale": "Blues",
+        "zmin": 0, "zmax": 1 if share else max(int(counts.max()), 1), "hoverinfo": "skip",
+        "colorbar": {"title": {"text": {"counts": "faces", "row": "of true class",
+                                        "column": "of predicted"}[mode]},
+                     "tickformat": ".0%" if share else "d", "thickness": 14},
+    }
+    rows = counts.sum(1)
+    t_idx, p_idx = np.divmod(np.arange(49), 7)
+    overlay = {
+        "type": "scatter", "mode": "markers", "showlegend": False,
+        "x": [NAMES[p] for p in p_idx], "y": [NAMES[t] for t in t_idx],
+        "customdata": np.stack([t_idx, p_idx], 1).tolist(),
+        "marker": {"symbol": "square", "size": 46, "color": "rgba(0,0,0,0)"},
+        "selected": {"marker": {"opacity": 1}}, "unselected": {"marker": {"opacity": 1}},
+        "hovertemplate": [
+            f"true <b>{NAMES[t]}</b>, predicted <b>{NAMES[p]}</b><br>{counts[t, p]} faces "
+            f"({counts[t, p] / max(rows[t], 1):.1%} of {NAMES[t]})<extra>click to browse</extra>"
+            for t, p in zip(t_idx, p_idx)],
+    }
+    layout = {
+        "height": 520, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "xaxis": {"title": {"text": "predicted class"}, "side": "bottom", "tickfont": AXIS_FONT,
+                  "fixedrange": True},
+        "yaxis": {"title": {"text": "true class"}, "autorange": "reversed", "tickfont": AXIS_FONT,
+                  "fixedrange": True},
+        "dragmode": False, "clickmode": "event+select",
+        "shapes": [_outline(*selected)] if selected else [],
+    }
+    return {"data": [heat, overlay], "layout": layout}
+
+
+def difference_figure(difference: np.ndarray, name_a: str, name_b: str) -> dict:
+    """Counts of B minus counts of A per cell, on a diverging colour map centred on zero."""
+    top = max(int(np.abs(difference).max()), 1)
+    heat = {
+        "type": "heatmap", "z": difference.tolist(), "x": NAMES, "y": NAMES,
+        "text": [[f"{v:+d}" if v else "0" for v in row] for row in difference.tolist()],
+        "texttemplate": "%{text}", "colorscale": "RdBu", "reversescale": True,
+        "zmin": -top, "zmax": top, "colorbar": {"title": {"text": f"{name_b} − {name_a}"}},
+        "hovertemplate": "true %{y}, predicted %{x}: %{z:+d}<extra></extra>",
+    }
+    layout = {
+        "height": 460, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "xaxis": {"title": {"text": "predicted class"}, "fixedrange": True},
+        "yaxis": {"title": {"text": "true class"}, "autorange": "reversed", "fixedrange": True},
+    }
+    return {"data": [heat], "layout": layout}
+
+
+def gallery_figure(source: str, width: int, height: int, centres: np.ndarray, positions: list,
+                   hover: list[str], face: int, selected: int | None = None) -> dict:
+    """A composed gallery image with one clickable square per face (customdata = the face's
+    index within its split), the selected face outlined."""
+    image = {"type": "image", "source": source, "hoverinfo": "skip"}
+    overlay = {
+        "type": "scatter", "mode": "markers", "showlegend": False,
+        "x": centres[:, 0].tolist(), "y": centres[:, 1].tolist(), "customdata": positions,
+        "marker": {"symbol": "square", "size": face * 0.9, "color": "rgba(0,0,0,0)"},
+        "selected": {"marker": {"opacity": 1}}, "unselected": {"marker": {"opacity": 1}},
+        "hovertemplate": [f"{h}<extra>click to open</extra>" for h in hover],
+    }
+    shapes = []
+    if selected is not None and selected in positions:
+        x, y = centres[positions.index(selected)]
+        half = face / 2 + 2
+        shapes.append({"type": "rect", "x0": x - half, "x1": x + half, "y0": y - half,
+                       "y1": y + half, "line": {"color": SELECTED, "width": 3}})
+    layout = {
+        "height": height + 10, "width": width + 10, "margin": {"l": 5, "r": 5, "t": 5, "b": 5},
+        "xaxis": {"visible": False, "range": [0, width], "fixedrange": True},
+        "yaxis": {"visible": False, "range": [height, 0], "fixedrange": True,
+                  "scaleanchor": "x"},
+        "dragmode": False, "clickmode": "event+select", "shapes": shapes,
+        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
+    }
+    return {"data": [image, overlay], "layout": layout}
+
+
+def probability_figure(probs: np.ndarray, true: int | None, predicted: int) -> dict:
+    """The 7 class probabilities as horizontal bars: the prediction red, the true class marked."""
+    colours = [SELECTED if k == predicted else "#0068c9" for k in range(7)]
+    labels = [f"{n} (true)" if k == true else n for k, n in enumerate(NAMES)]
+    bars = {
+        "type": "bar", "orientation": "h", "x": probs.tolist(), "y": labels,
+        "marker": {"color": colours}, "text": [f"{p:.1%}" for p in probs],
+        "textposition": "outside", "cliponaxis": False,
+        "hovertemplate": "%{y}: %{x:.2%}<extra></extra>",
+    }
+    layout = {
+        "height": 260, "margin": {"l": 10, "r": 40, "t": 10, "b": 10},
+        "xaxis": {"range": [0, 1.15], "tickformat": ".0%", "fixedrange": True},
+        "yaxis": {"autorange": "reversed", "fixedrange": True},
+    }
+    return {"data": [bars], "layout": layout}
+
+
+def reliability_figure(rel: dict) -> dict:
+    """Accuracy per confidence bin against the diagonal of perfect calibration, with the gap."""
+    edges = np.asarray(rel["edges"])
+    centres = ((edges[:-1] + edges[1:]) / 2).tolist()
+    acc = [None if np.isnan(a) else float(a) for a in rel["accuracy"]]
+    conf = [None if np.isnan(c) else float(c) for c in rel["confidence"]]
+    data = [
+        {"type": "bar", "x": centres, "y": acc, "width": float(edges[1] - edges[0]) * 0.95,
+         "name": "accuracy", "marker": {"color": "#0068c9"},
+         "customdata": np.asarray(rel["count"]).tolist(),
+         "hovertemplate": "confidence %{x:.2f}: accuracy %{y:.1%} (%{customdata} faces)"
+                          "<extra></extra>"},
+        {"type": "scatter", "x": centres, "y": conf, "mode": "markers", "name": "mean confidence",
+         "marker": {"color": SELECTED, "symbol": "line-ew-open", "size": 18,
+                    "line": {"width": 3}}},
+        {"type": "scatter", "x": [0, 1], "y": [0, 1], "mode": "lines", "name": "perfect",
+         "line": {"dash": "dot", "color": "#808495"}},
+    ]
+    layout = {
+        "height": 380, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "xaxis": {"title": {"text": "confidence (top probability)"}, "range": [0, 1]},
+        "yaxis": {"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"},
+        "legend": {"orientation": "h", "y": 1.08},
+    }
+    return {"data": data, "layout": layout}
+
+
+def pr_figure(curves: list[dict]) -> dict:
+    """One precision-recall curve per class (one vs rest), average precision in the legend."""
+    data = []
+    for c in curves:
+        if c["ap"] is None:
+            continue
+        data.append({"type": "scatter", "mode": "lines", "name": f"{c['class']} (AP {c['ap']:.2f})",
+                     "x": np.asarray(c["recall"]).tolist(),
+                     "y": np.asarray(c["precision"]).tolist(),
+                     "line": {"shape": "hv", "width": 2}})
+    layout = {
+        "height": 380, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "xaxis": {"title": {"text": "recall"}, "range": [0, 1]},
+        "yaxis": {"title": {"text": "precision"}, "range": [0, 1.02]},
+    }
+    return {"data": data, "layout": layout}
+
+
+def _cell_text(count: int, value: float, share: bool) -> str:
+    return f"{count}<br>{value:.0%}" if share and count else str(count)
+
+
+def _outline(t: int, p: int) -> dict:
+    return {"type": "rect", "xref": "x", "yref": "y", "x0": p - 0.5, "x1": p + 0.5,
+            "y0": t - 0.5, "y1": t + 0.5, "line": {"color": SELECTED, "width": 3}}

@@ -1,0 +1,113 @@
+"""A clickable gallery of faces and the panel of one opened face, shared by pages.
+
+The gallery is one composed image (one PNG for up to 100 faces, not 100 widgets) inside a
+plotly figure whose invisible overlay makes each face clickable; a click stores the face's
+index within its split in session state under `face_key`.
+"""
+
+from functools import partial
+from urllib.parse import urlencode
+
+import numpy as np
+import streamlit as st
+
+from fer_core.classes import CLASSES
+from fer_core.predict import Predictions
+
+from . import state
+from .confusion_charts import gallery_figure, probability_figure
+from .images import GAP, TILE_TEXT, gallery_grid, png_data_uri
+from .selection import face_from_state
+
+FACES_PER_PAGE = 100
+COLUMNS = 9  # 9 faces of 96 pixels fit the main column of a 1400-pixel-wide window
+SCALE = 2
+SHORT = [name[:3] for name in CLASSES]
+
+
+def _name(label: int) -> str:
+    return CLASSES[label] if label >= 0 else "unknown"
+
+
+def face_text(dataset, preds: Predictions, position: int) -> tuple[tuple[str, ...], str]:
+    """A face's three caption lines (source, true->predicted, both probabilities) and its
+    hover text."""
+    row, label = preds.rows[position], int(preds.labels[position])
+    pred = int(preds.predicted[position])
+    p_pred = float(preds.probs[position, pred])
+    p_true = float(preds.probs[position, label]) if label >= 0 else float("nan")
+    source = str(dataset.sources[row])
+    lines = (source if len(source) <= 16 else "…" + source[-15:],
+             f"{SHORT[label] if label >= 0 else '?'} > {SHORT[pred]}",
+             f"p {p_pred:.2f} · t {p_true:.2f}" if label >= 0 else f"p {p_pred:.2f}")
+    hover = (f"#{position} ({source})<br>true <b>{_name(label)}</b> "
+             f"p={p_true:.3f}<br>predicted <b>{CLASSES[pred]}</b> p={p_pred:.3f}")
+    return lines, hover
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _grid_uri(_dataset, fingerprint: str, rows: tuple, captions: tuple) -> str:
+    faces = _dataset.images[np.asarray(rows, dtype=np.int64)]
+    return png_data_uri(gallery_grid(faces, list(captions), COLUMNS, SCALE))
+
+
+def on_face_click(key: str, face_key: str) -> None:
+    """A click on a face stores it under `face_key` and asks the page to open it once (the
+    flag `<face_key>_open`), in a dialog on the next run."""
+    face = face_from_state(st.session_state.get(key))
+    if face is not None:
+        st.session_state[face_key] = face
+        st.session_state[f"{face_key}_open"] = True
+
+
+def show_gallery(dataset, preds: Predictions, positions: np.ndarray, key: str,
+                 face_key: str) -> None:
+    """Up to FACES_PER_PAGE faces of `preds.split` as one clickable composed image."""
+    positions = [int(p) for p in positions[:FACES_PER_PAGE]]
+    texts = [face_text(dataset, preds, p) for p in positions]
+    uri = _grid_uri(dataset, dataset.fingerprint, tuple(int(preds.rows[p]) for p in positions),
+                    tuple(lines for lines, _ in texts))
+    size = dataset.images.shape[1] * SCALE
+    tile_w, tile_h = size + GAP, size + TILE_TEXT
+    columns = min(COLUMNS, len(positions))
+    i = np.arange(len(positions))
+    centres = np.stack([(i % COLUMNS) * tile_w + size / 2, (i // COLUMNS) * tile_h + size / 2], 1)
+    width = COLUMNS * tile_w
+    height = (-(-len(positions) // COLUMNS)) * tile_h
+    figure = gallery_figure(uri, width, height, centres, positions, [h for _, h in texts],
+                            face=size, selected=st.session_state.get(face_key))
+    figure["layout"]["width"] = columns * tile_w + 10
+    st.caption("Each face: its source, true → predicted class, p = probability of the "
+               "prediction, t = probability of the true class. Click a face to open it.")
+    st.plotly_chart(figure, key=key, on_select=partial(on_face_click, key, face_key),
+                    selection_mode="points", width="content",
+                    config={"displayModeBar": False})
+
+
+def face_link(choice, split: str, position: int) -> str:
+    """A relative link that opens this face from scratch in a new tab."""
+    query = {"data": choice.data, "split": split, "idx": position}
+    if choice.run:
+        query["run"] = choice.run
+    return "confusions?" + urlencode(query)
+
+
+def show_face(dataset, preds: Predictions, position: int, choice) -> None:
+    """One face large, its 7 probabilities, where it came from, and a link to it."""
+    row, label = preds.rows[position], int(preds.labels[position])
+    pred = int(preds.predicted[position])
+    st.subheader(f"Face #{position} of {preds.split}")
+    left, right = st.columns([1, 2])
+    left.image(dataset.images[row], width=192, clamp=True)
+    with right:
+        st.plotly_chart(probability_figure(preds.probs[position], label if label >= 0 else None,
+                                           pred), config={"displayModeBar": False})
+    mark = ":green[correct]" if pred == label else ":red[wrong]"
+    st.markdown(f"True **{_name(label)}** · predicted **{CLASSES[pred]}** "
+                f"({preds.probs[position, pred]:.1%}) {mark if label >= 0 else ''}  \n"
+                f"Source: `{dataset.sources[row]}`  \n"
+                f"[Link to this face]({face_link(choice, preds.split, position)})")
+    st.caption(f"Model input: the 48x48 face, shown at 4x. Device: {state.device().type}.")
+
+
+face_dialog = st.dialog("Face", width="large")(show_face)

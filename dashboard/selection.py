@@ -1,0 +1,70 @@
+"""Reading clicks back from plotly charts, and the face and cell named in a URL.
+
+Pure functions of the selection state st.plotly_chart returns, so tests drive them directly
+(AppTest cannot click a chart). plotly 7 delivers a point's `customdata` as a list; an earlier
+plotly gave a dict {'0': a, '1': b}: both are accepted.
+"""
+
+from collections.abc import Mapping
+
+from fer_core.classes import NUM_CLASSES
+
+from .confusion_charts import OVERLAY
+
+
+def clicked_points(state) -> list[dict]:
+    """The overlay's selected points in a plotly selection state (a dict-like or None)."""
+    if not state:
+        return []
+    selection = state.get("selection") if isinstance(state, Mapping) else None
+    points = (selection or {}).get("points") or []
+    return [p for p in points if p.get("curve_number", OVERLAY) == OVERLAY]
+
+
+def _values(customdata) -> list:
+    if isinstance(customdata, Mapping):
+        return [customdata[k] for k in sorted(customdata, key=int)]
+    if isinstance(customdata, (list, tuple)):
+        return list(customdata)
+    return [customdata]
+
+
+def cell_from_state(state) -> tuple[int, int] | None:
+    """(true, predicted) of the clicked matrix cell, or None."""
+    for point in clicked_points(state):
+        values = _values(point.get("customdata"))
+        if len(values) == 2:
+            cell = parse_cell(values)
+            if cell is not None:
+                return cell
+    return None
+
+
+def face_from_state(state) -> int | None:
+    """The split index of the clicked gallery face, or None."""
+    for point in clicked_points(state):
+        values = _values(point.get("customdata"))
+        if len(values) == 1 and _is_index(values[0]):
+            return int(values[0])
+    return None
+
+
+def parse_cell(values) -> tuple[int, int] | None:
+    """Two class indices 0-6 (ints, or their text as in a URL), else None."""
+    try:
+        t, p = (int(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+    return (t, p) if 0 <= t < NUM_CLASSES and 0 <= p < NUM_CLASSES else None
+
+
+def parse_index(text: str | None, size: int) -> int | None:
+    """A face index from a URL: a whole number in [0, size), else None."""
+    if text is None or not str(text).strip().isdigit():
+        return None
+    value = int(text)
+    return value if value < size else None
+
+
+def _is_index(value) -> bool:
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())

@@ -1,0 +1,312 @@
+"""Confusions: the clickable confusion matrix of the chosen checkpoint on one split, the faces of
+the chosen (true, predicted) cell, one face opened large, and the metrics around them.
+
+The URL carries the split, the cell (?true=T&pred=P) and the opened face (?idx=I, its 0-based
+position within the split), so a copied link opens the same view in a new tab.
+"""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.confusion_charts import (difference_figure, matrix_figure, pr_figure,
+                                        reliability_figure)
+from dashboard.gallery import FACES_PER_PAGE, face_dialog, show_gallery
+from dashboard.launcher import list_runs
+from dashboard.paths import checkpoints_root
+from dashboard.selection import cell_from_state, parse_cell, parse_index
+from dashboard.tables import content_height
+from fer_core.classes import CLASSES, IMAGE_SIZE
+from fer_core.confusion import (NORMALIZATIONS, SORT_KEYS, cell_positions, class_metrics,
+                                confusion_counts, disagreements, label_errors_csv,
+                                likely_label_errors, matrix_csv, normalize, pr_curves,
+                                ranked_pairs, reliability, summary)
+from fer_core.errors import FerError
+
+NORM_LABELS = {"counts": "Counts", "row": "Row % (recall)", "column": "Column % (precision)"}
+SORT_LABELS = {"default": "Default", "pred_prob": "Probability of predicted class",
+               "true_prob": "Probability of true class", "loss": "Loss (−log p(true))",
+               "margin": "Margin p(pred) − p(true)"}
+CONFIG = {"displayModeBar": False}
+
+
+def fit_problem(meta: dict) -> str | None:
+    """Why a checkpoint cannot be scored on FER2013-style faces, or None."""
+    classes = list(meta.get("classes") or [])
+    if classes != list(CLASSES):
+        return (f"this checkpoint predicts the classes {', '.join(classes) or '(none)'}, not the "
+                f"7 FER2013 classes ({', '.join(CLASSES)}): its confusion matrix cannot be drawn")
+    if meta.get("input_size") != IMAGE_SIZE:
+        return (f"this checkpoint takes {meta.get('input_size')}-pixel faces, not "
+                f"{IMAGE_SIZE}x{IMAGE_SIZE}: it cannot score this dataset")
+    return None
+
+
+def labelled_splits(dataset) -> list[str]:
+    return [s for s in dataset.present_splits()
+            if (dataset.labels[dataset.indices(s)] >= 0).any()]
+
+
+def init_from_url(splits: list[str]) -> None:
+    """A session's first visit takes split, cell and face from the URL (a pasted link)."""
+    if "cm_split" in st.session_state:
+        return
+    q = st.query_params
+    default = "val" if "val" in splits else splits[0]
+    st.session_state["cm_split"] = q.get("split") if q.get("split") in splits else default
+    st.session_state["cm_cell"] = parse_cell((q.get("true"), q.get("pred")))
+    st.session_state["cm_face"] = q.get("idx")
+    st.session_state["cm_face_open"] = q.get("idx") is not None
+
+
+def write_url(split: str, cell: tuple[int, int], face: int | None) -> None:
+    wanted = {"split": split, "true": str(cell[0]), "pred": str(cell[1]),
+              "idx": None if face is None else str(face)}
+    for key, value in wanted.items():
+        if value is None:
+            st.query_params.pop(key, None)
+        elif st.query_params.get(key) != value:
+            st.query_params[key] = value
+
+
+def choose_cell(cell: tuple[int, int] | None) -> None:
+    """A new cell: its gallery starts at page 1 with no face opened."""
+    if cell is not None and cell != st.session_state.get("cm_cell"):
+        st.session_state["cm_cell"] = cell
+        st.session_state["cm_face"] = None
+        st.session_state["cm_page"] = 1
+
+
+def on_matrix_click() -> None:
+    choose_cell(cell_from_state(st.session_state.get("cm_matrix")))
+
+
+def on_pair_select() -> None:
+    rows = st.session_state["cm_pairs"].selection.rows
+    if rows:
+        choose_cell(st.session_state["cm_pair_cells"][rows[0]])
+
+
+def predict(ckpt, dataset, split: str):
+    """Predictions of the split, with a progress bar the first time they are computed."""
+    if state.predictions_ready(ckpt, dataset, split):
+        return state.predictions(ckpt, dataset, split)
+    n = len(dataset.indices(split))
+    bar = st.progress(0.0, text=f"Predicting {n:,} {split} faces on {state.device().type}...")
+    result = state.predictions(ckpt, dataset, split, progress=lambda done, total: bar.progress(
+        done / total, text=f"Predicting {split} faces: {done:,} of {total:,}"))
+    bar.empty()
+    return result
+
+
+def show_summary(preds, y, yhat) -> dict:
+    s = summary(y, yhat)
+    rel = reliability(preds.probs[preds.labelled], y)
+    cols = st.columns(4)
+    cols[0].metric("Accuracy", f"{s['accuracy']:.1%}")
+    cols[1].metric("Balanced accuracy", f"{s['balanced_accuracy']:.1%}",
+                   help="Mean recall over the classes: rare classes count as much as common ones")
+    cols[2].metric("Labelled faces", f"{s['n']:,}")
+    cols[3].metric("Calibration error (ECE)", f"{rel['ece']:.3f}",
+                   help="Expected calibration error over 10 confidence bins: the mean gap "
+                        "between confidence and accuracy, weighted by faces (0 = calibrated)")
+    return rel
+
+
+def show_matrix(counts: np.ndarray, cell: tuple[int, int]) -> None:
+    mode = st.segmented_control("Colour by", NORMALIZATIONS, key="cm_norm", required=True,
+                                default="counts", format_func=NORM_LABELS.get,
+                                persist_state="session")
+    figure = matrix_figure(counts, normalize(counts, mode), mode, cell)
+    st.plotly_chart(figure, key="cm_matrix", on_select=on_matrix_click, selection_mode="points",
+                    config=CONFIG)
+    st.caption("Rows: true class. Columns: predicted class. Click a cell to see its faces.")
+
+
+def show_pairs(counts: np.ndarray) -> None:
+    pairs = ranked_pairs(counts)[:12]
+    st.markdown("**Most confused pairs**")
+    if not pairs:
+        st.caption("No mistakes on this split.")
+        return
+    st.session_state["cm_pair_cells"] = [(p["true"], p["pred"]) for p in pairs]
+    table = pd.DataFrame({"true": [p["true_name"] for p in pairs],
+                          "predicted": [p["pred_name"] for p in pairs],
+                          "faces": [p["count"] for p in pairs],
+                          "share of true": [p["share"] for p in pairs]})
+    st.dataframe(table, key="cm_pairs", on_select=on_pair_select, selection_mode="single-row",
+                 hide_index=True, height=content_height(len(table)),
+                 column_config={"share of true": st.column_config.NumberColumn(format="percent")})
+    st.caption("Choose a row to open that cell.")
+
+
+def gallery_positions(preds, cell: tuple[int, int]) -> tuple[str, np.ndarray]:
+    """The title and positions the gallery shows: the cell's faces in the chosen order, or the
+    likely label errors across all cells."""
+    t, p = cell
+    cols = st.columns([3, 3, 2])
+    sort = cols[0].selectbox("Order", ["default", *SORT_KEYS], key="cm_sort",
+                             format_func=SORT_LABELS.get, persist_state="session",
+                             help="Default: most confident mistakes first; on the diagonal, "
+                                  "least confident correct faces first")
+    errors_only = cols[1].toggle("Likely label errors, all cells", key="cm_errors",
+                                 help="Faces the model gets wrong with high confidence: often a "
+                                      "wrong label rather than a wrong model")
+    threshold = cols[2].slider("Confidence at least", 0.5, 0.99, 0.9, 0.01, key="cm_threshold",
+                               disabled=not errors_only)
+    if errors_only:
+        return f"Likely label errors (confidence ≥ {threshold:.2f})", \
+            likely_label_errors(preds, threshold)
+    order = None if sort == "default" else sort
+    descending = None if order is None else (order != "true_prob" or t != p)
+    title = f"True {CLASSES[t]}, predicted {CLASSES[p]}"
+    return title, cell_positions(preds, t, p, sort=order, descending=descending)
+
+
+def show_cell(dataset, preds, cell: tuple[int, int]) -> None:
+    title, positions = gallery_positions(preds, cell)
+    st.subheader(f"{title}: {len(positions):,} faces")
+    if not len(positions):
+        t, p = cell
+        st.info(f"This cell is empty: no {CLASSES[t]} face of the {preds.split} split was "
+                f"predicted {CLASSES[p]}.", icon=":material/info:")
+        return
+    pages = -(-len(positions) // FACES_PER_PAGE)
+    page = 1
+    if pages > 1:
+        page = st.number_input(f"Page (of {pages}, {FACES_PER_PAGE} faces each)", 1, pages,
+                               key="cm_page")
+    shown = positions[(page - 1) * FACES_PER_PAGE:page * FACES_PER_PAGE]
+    show_gallery(dataset, preds, shown, key="cm_gallery", face_key="cm_face")
+
+
+def show_downloads(dataset, preds, counts: np.ndarray) -> None:
+    threshold = st.session_state.get("cm_threshold", 0.9)
+    errors = likely_label_errors(preds, threshold)
+    cols = st.columns(2)
+    cols[0].download_button(
+        "Label errors CSV", label_errors_csv(preds, errors, dataset.sources),
+        file_name="likely_label_errors.csv", mime="text/csv", icon=":material/download:",
+        on_click="ignore", width="stretch",
+        help=f"The {len(errors):,} faces predicted wrongly with confidence ≥ {threshold:.2f}: "
+             f"split, index, source, label, prediction, confidence")
+    cols[1].download_button("Matrix CSV", matrix_csv(counts),
+                            file_name=f"confusion_{preds.split}.csv", mime="text/csv",
+                            icon=":material/download:", on_click="ignore", width="stretch",
+                            help="The confusion matrix counts, rows = true class")
+
+
+def show_class_metrics(y, yhat) -> None:
+    table = pd.DataFrame(class_metrics(y, yhat))
+    percent = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
+    st.dataframe(table, hide_index=True, height=content_height(len(table)), column_config={
+        k: st.column_config.ProgressColumn(**percent) for k in ("precision", "recall", "f1")})
+
+
+def show_calibration(rel: dict) -> None:
+    st.plotly_chart(reliability_figure(rel), config=CONFIG)
+    st.caption(f"Bars: accuracy of the faces in each confidence bin; red marks: their mean "
+               f"confidence. Bars below the diagonal mean overconfidence. ECE {rel['ece']:.3f}.")
+
+
+def show_compare(ckpt, dataset, preds, counts: np.ndarray, run: str) -> None:
+    others = [r.name for r in list_runs(checkpoints_root()) if r.has_checkpoint and r.name != run]
+    if not others:
+        st.caption("Train or add a second checkpoint to compare two models here.")
+        return
+    other = st.selectbox("Compare with", [None, *others], key="cm_compare",
+                         format_func=lambda n: "choose a checkpoint" if n is None else n)
+    if other is None:
+        return
+    try:
+        second = state.checkpoint(checkpoints_root() / other)
+    except FerError as e:
+        st.error(str(e), icon=":material/error:")
+        return
+    if problem := fit_problem(second.meta):
+        st.error(f"{other}: {problem}", icon=":material/error:")
+        return
+    theirs = predict(second, dataset, preds.split)
+    known = preds.labelled
+    other_counts = confusion_counts(theirs.labels[known], theirs.predicted[known])
+    cols = st.columns(3)
+    cols[0].metric(f"{run} accuracy", f"{preds.accuracy():.1%}")
+    cols[1].metric(f"{other} accuracy", f"{theirs.accuracy():.1%}",
+                   delta=f"{theirs.accuracy() - preds.accuracy():+.1%}")
+    differ = disagreements(preds, theirs)
+    cols[2].metric("Faces they disagree on", f"{len(differ):,}")
+    st.plotly_chart(difference_figure(other_counts - counts, run, other), config=CONFIG)
+    st.caption(f"Each cell: faces {other} puts there minus faces {run} puts there. Blue on the "
+               f"diagonal and red off it mean {other} does better.")
+    if len(differ):
+        st.markdown(f"**Faces where they disagree** (first {FACES_PER_PAGE}; captions give "
+                    f"{run}'s prediction)")
+        show_gallery(dataset, preds, differ[:FACES_PER_PAGE], key="cm_disagree",
+                     face_key="cm_face")
+
+
+def page() -> None:
+    choice = state.selection()
+    dataset, _ = state.load_faces(choice.data)
+    st.title("Confusions")
+    if choice.run is None:
+        st.info("No checkpoint yet: train one on the Training page.", icon=":material/info:")
+        return
+    try:
+        ckpt = state.checkpoint(checkpoints_root() / choice.run)
+    except FerError as e:
+        st.error(str(e), icon=":material/error:")
+        return
+    if problem := fit_problem(ckpt.meta):
+        st.error(f"{choice.run}: {problem}", icon=":material/error:")
+        return
+    splits = labelled_splits(dataset)
+    if not splits:
+        st.warning(f"A confusion matrix needs labels, and dataset `{choice.data}` has none (its "
+                   f"faces are unlabelled test faces). Choose a labelled dataset in the sidebar.",
+                   icon=":material/warning:")
+        return
+    init_from_url(splits)
+    if st.session_state["cm_split"] not in splits:
+        st.session_state["cm_split"] = splits[0]
+    split = st.segmented_control("Split", splits, key="cm_split", required=True,
+                                 persist_state="session")
+    st.caption(f"Checkpoint **{choice.run}** ({ckpt.arch}) on `{choice.data}`, {split} split.")
+    preds = predict(ckpt, dataset, split)
+    known = preds.labelled
+    y, yhat = preds.labels[known], preds.predicted[known]
+    counts = confusion_counts(y, yhat)
+    rel = show_summary(preds, y, yhat)
+    pairs = ranked_pairs(counts)
+    cell = st.session_state.get("cm_cell") or (
+        (pairs[0]["true"], pairs[0]["pred"]) if pairs else (0, 0))
+    st.session_state["cm_cell"] = cell
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        show_matrix(counts, cell)
+    with right:
+        show_pairs(counts)
+        show_downloads(dataset, preds, counts)
+    st.divider()
+    face = parse_index(st.session_state.get("cm_face"), len(preds.rows))
+    st.session_state["cm_face"] = face
+    show_cell(dataset, preds, cell)
+    if st.session_state.pop("cm_face_open", False) and face is not None:
+        face_dialog(dataset, preds, face, choice)
+    write_url(split, cell, face)
+    st.divider()
+    tabs = st.tabs(["Per-class metrics", "Calibration", "Precision-recall",
+                    "Compare checkpoints"])
+    with tabs[0]:
+        show_class_metrics(y, yhat)
+    with tabs[1]:
+        show_calibration(rel)
+    with tabs[2]:
+        st.plotly_chart(pr_figure(pr_curves(preds.probs[known], y)), config=CONFIG)
+        st.caption("One class against the rest, ranked by the probability of that class.")
+    with tabs[3]:
+        show_compare(ckpt, dataset, preds, counts, choice.run)
+
+
+page()

@@ -1,0 +1,25 @@
+"""The real-browser suite's page fixture: headless Debian Chromium driven by playwright. Every
+test here skips when either is missing."""
+
+from pathlib import Path
+
+import pytest
+from browser_helpers import ARTIFACTS, BROWSER_ARGS, CHROMIUM
+
+
+@pytest.fixture
+def browser_page():
+    """A fresh headless Chromium page, 1400 pixels wide."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="the playwright package is missing")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.set_default_timeout(90_000)
+        try:
+            yield page
+        finally:
+            browser.close()

@@ -1,0 +1,76 @@
+"""Real browser: on the Confusions page, click an off-diagonal cell of the rendered matrix, see
+that pair's gallery, and open one of its faces (Streamlit gives no click on a heatmap cell, so
+this proves the overlay works where a user clicks)."""
+
+import shutil
+import time
+
+import pytest
+from browser_helpers import ARTIFACTS, REPO, streamlit_server
+
+from dashboard.images import TILE_TEXT
+from dashboard.gallery import COLUMNS, SCALE
+from fer_core.classes import CLASSES
+from fer_core.confusion import cell_positions
+from fer_core.predict import predict_split
+from fer_core.readers import load_dataset
+from fer_core.checkpoint import load_checkpoint
+
+SHIPPED = REPO / "checkpoints" / "builtin-cnn3"
+DATA = "builtin:2000"
+
+
+@pytest.fixture
+def shipped_root(tmp_path):
+    root = tmp_path / "checkpoints"
+    root.mkdir()
+    shutil.copytree(SHIPPED, root / "builtin-cnn3", ignore=shutil.ignore_patterns("last.pt"))
+    return root
+
+
+def off_diagonal_cell():
+    """The most confused pair of the shipped model on DATA's val split, and its faces in the
+    page's default order (most confident mistakes first)."""
+    dataset = load_dataset(DATA)
+    preds = predict_split(load_checkpoint(SHIPPED).model, dataset, "val", "cpu")
+    counts = {(t, p): len(cell_positions(preds, t, p)) for t in range(7) for p in range(7)
+              if t != p}
+    t, p = max(counts, key=lambda cell: (counts[cell], -cell[0], -cell[1]))
+    return t, p, cell_positions(preds, t, p)
+
+
+def click_at(page, selector: str, fx: float, fy: float) -> None:
+    """Click at the fraction (fx, fy) of the plot area of the chart under `selector`."""
+    area = page.locator(f"{selector} .nsewdrag").first
+    area.wait_for()
+    time.sleep(1)  # plotly draws after the script ends; let it settle
+    box = area.bounding_box()
+    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+
+
+def test_click_a_cell_see_its_gallery_and_open_a_face(shipped_root, tmp_path, browser_page):
+    page = browser_page
+    t, p, faces = off_diagonal_cell()
+    (ARTIFACTS / "confusions-failure.png").unlink(missing_ok=True)
+    with streamlit_server(tmp_path / "streamlit.log", FER_CHECKPOINTS_DIR=str(shipped_root),
+                          FER_DATA=DATA) as url:
+        try:
+            page.goto(f"{url}/confusions?true=0&pred=0")  # start on a diagonal cell
+            page.get_by_text("True Angry, predicted Angry").first.wait_for()
+            click_at(page, ".st-key-cm_matrix", (p + 0.5) / 7, (t + 0.5) / 7)
+            title = f"True {CLASSES[t]}, predicted {CLASSES[p]}: {len(faces)} faces"
+            page.get_by_text(title).first.wait_for()
+            assert f"true={t}" in page.url and f"pred={p}" in page.url
+
+            size = 48 * SCALE  # the first face's centre, as a fraction of the gallery
+            width = COLUMNS * (size + 4)
+            rows = -(-len(faces) // COLUMNS)
+            click_at(page, ".st-key-cm_gallery", (size / 2) / min(width, len(faces) * (size + 4)),
+                     (size / 2) / (rows * (size + TILE_TEXT)))
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_text(f"Face #{faces[0]} of val").wait_for()
+            assert f"idx={faces[0]}" in page.url
+            page.screenshot(path=str(ARTIFACTS / "confusions.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "confusions-failure.png"), full_page=True)
+            raise
