@@ -11,13 +11,14 @@ from browser_helpers import ARTIFACTS, REPO, streamlit_server
 from dashboard.images import TILE_TEXT
 from dashboard.gallery import COLUMNS, SCALE
 from fer_core.classes import CLASSES
-from fer_core.confusion import cell_positions
+from fer_core.confusion import cell_positions, confusion_counts, ranked_pairs
 from fer_core.predict import predict_split
 from fer_core.readers import load_dataset
 from fer_core.checkpoint import load_checkpoint
 
 SHIPPED = REPO / "checkpoints" / "builtin-cnn3"
 DATA = "builtin:2000"
+ROW = 35  # pixels per row (and header) of st.dataframe
 
 
 @pytest.fixture
@@ -28,15 +29,14 @@ def shipped_root(tmp_path):
     return root
 
 
-def off_diagonal_cell():
-    """The most confused pair of the shipped model on DATA's val split, and its faces in the
-    page's default order (most confident mistakes first)."""
+def ranked_cells():
+    """The shipped model's pairs on DATA's val split, most confused first, each with its faces
+    in the page's default order (most confident mistakes first)."""
     dataset = load_dataset(DATA)
     preds = predict_split(load_checkpoint(SHIPPED).model, dataset, "val", "cpu")
-    counts = {(t, p): len(cell_positions(preds, t, p)) for t in range(7) for p in range(7)
-              if t != p}
-    t, p = max(counts, key=lambda cell: (counts[cell], -cell[0], -cell[1]))
-    return t, p, cell_positions(preds, t, p)
+    known = preds.labelled
+    pairs = ranked_pairs(confusion_counts(preds.labels[known], preds.predicted[known]))
+    return [(q["true"], q["pred"], cell_positions(preds, q["true"], q["pred"])) for q in pairs]
 
 
 def click_at(page, selector: str, fx: float, fy: float) -> None:
@@ -50,7 +50,8 @@ def click_at(page, selector: str, fx: float, fy: float) -> None:
 
 def test_click_a_cell_see_its_gallery_and_open_a_face(shipped_root, tmp_path, browser_page):
     page = browser_page
-    t, p, faces = off_diagonal_cell()
+    cells = ranked_cells()
+    t, p, faces = cells[0]
     (ARTIFACTS / "confusions-failure.png").unlink(missing_ok=True)
     with streamlit_server(tmp_path / "streamlit.log", FER_CHECKPOINTS_DIR=str(shipped_root),
                           FER_DATA=DATA) as url:
@@ -71,6 +72,14 @@ def test_click_a_cell_see_its_gallery_and_open_a_face(shipped_root, tmp_path, br
             dialog.get_by_text(f"Face #{faces[0]} of val").wait_for()
             assert f"idx={faces[0]}" in page.url
             page.screenshot(path=str(ARTIFACTS / "confusions.png"), full_page=True)
+
+            page.keyboard.press("Escape")
+            dialog.wait_for(state="hidden")
+            t2, p2, faces2 = cells[1]  # the pairs table's second row selects its cell
+            table = page.locator(".st-key-cm_pairs").first.bounding_box()
+            page.mouse.click(table["x"] + 18, table["y"] + ROW * 2.5)
+            title = f"True {CLASSES[t2]}, predicted {CLASSES[p2]}: {len(faces2)} faces"
+            page.get_by_text(title).first.wait_for()
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "confusions-failure.png"), full_page=True)
             raise

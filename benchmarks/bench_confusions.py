@@ -1,0 +1,150 @@
+"""Confusions page speed with warm caches: how long a cell click takes to show its gallery.
+
+AppTest level (as bench_dashboard.py): choose a cell (what the click's callback does) and time
+the whole script run that draws the page with that cell's gallery, cycling through the most
+confused cells. Browser level (--browser): in headless Chromium, click matrix cells and time
+from the click until the new gallery's title is on screen. The issue's budget: 500 ms median.
+The first visit (predicting the split) and a revisit after a restart (the disk cache) are
+timed too.
+
+    python benchmarks/bench_confusions.py [--data builtin] [--run checkpoints/builtin-cnn3]
+        [--repeats 24] [--browser]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "browser"))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from fer_core.classes import CLASSES  # noqa: E402
+from fer_core.confusion import confusion_counts, ranked_pairs  # noqa: E402
+
+PAGE = "views/confusions.py"
+
+
+def summary(times: list[float]) -> dict:
+    ordered = sorted(times)
+    return {"n": len(times), "median_ms": round(statistics.median(times), 1),
+            "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))], 1),
+            "max_ms": round(ordered[-1], 1)}
+
+
+def open_page(data: str, run: str) -> tuple[AppTest, float]:
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=600)
+    at.query_params.update({"data": data, "run": run})
+    at.run()
+    start = time.perf_counter()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at, (time.perf_counter() - start) * 1000
+
+
+def busiest_cells(data: str, run_dir: Path) -> list[tuple[int, int]]:
+    """The 12 most confused cells of the val split (predictions from the warm disk cache)."""
+    import torch
+
+    from fer_core.checkpoint import load_checkpoint
+    from fer_core.predict import cached_predict_split
+    from fer_core.readers import load_dataset
+
+    ckpt = load_checkpoint(run_dir)
+    preds = cached_predict_split(ckpt.model, ckpt.path, load_dataset(data), "val",
+                                 torch.device("cpu"))
+    known = preds.labelled
+    pairs = ranked_pairs(confusion_counts(preds.labels[known], preds.predicted[known]))
+    return [(p["true"], p["pred"]) for p in pairs[:12]]
+
+
+def apptest_clicks(at: AppTest, cells: list, repeats: int) -> list[float]:
+    times = []
+    for i in range(repeats):
+        at.session_state["cm_cell"] = cells[i % len(cells)]
+        at.session_state["cm_face"] = None
+        start = time.perf_counter()
+        at.run()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def browser_clicks(root: Path, data: str, run: str, cells: list, repeats: int) -> list[float]:
+    from browser_helpers import BROWSER_ARGS, CHROMIUM, streamlit_server
+    from playwright.sync_api import sync_playwright
+
+    times = []
+    with streamlit_server(root / "streamlit.log", FER_CHECKPOINTS_DIR=str(root),
+                          FER_DATA=data) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.set_default_timeout(120_000)
+        page.goto(f"{url}/confusions?run={run}&true=0&pred=0")
+        page.get_by_text("True Angry, predicted Angry").first.wait_for()
+        area = page.locator(".st-key-cm_matrix .nsewdrag").first
+        for i in range(repeats):
+            t, p = cells[i % len(cells)]
+            if i and cells[i % len(cells)] == cells[(i - 1) % len(cells)]:
+                continue
+            time.sleep(0.5)
+            box = area.bounding_box()
+            start = time.perf_counter()
+            page.mouse.click(box["x"] + (p + 0.5) / 7 * box["width"],
+                             box["y"] + (t + 0.5) / 7 * box["height"])
+            page.get_by_text(f"True {CLASSES[t]}, predicted {CLASSES[p]}:").first.wait_for()
+            page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')")
+            times.append((time.perf_counter() - start) * 1000)
+        browser.close()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="builtin")
+    parser.add_argument("--run", default=str(ROOT / "checkpoints" / "builtin-cnn3"))
+    parser.add_argument("--repeats", type=int, default=24)
+    parser.add_argument("--browser", action="store_true", help="also time clicks in Chromium")
+    args = parser.parse_args()
+    os.environ.setdefault("FER_DEVICE", "cpu")
+    run_dir = Path(args.run).resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shutil.copytree(run_dir, root / run_dir.name, ignore=shutil.ignore_patterns("last.pt"))
+        os.environ["FER_CHECKPOINTS_DIR"] = str(root)
+        os.environ["FER_CACHE_DIR"] = str(root / ".cache")
+        os.environ.pop("FER_DATA", None)
+        _, first_ms = open_page(args.data, run_dir.name)        # predicts the split
+        from dashboard import state
+        state._PREDICTIONS.clear()                             # as after a restart
+        at, restart_ms = open_page(args.data, run_dir.name)    # from the disk cache
+        cells = busiest_cells(args.data, root / run_dir.name)
+        apptest_clicks(at, cells, 3)                           # warm the gallery caches
+        results = {"data": args.data, "run": run_dir.name, "first_visit_ms": round(first_ms, 1),
+                   "visit_after_restart_ms": round(restart_ms, 1),
+                   "cell_click_apptest": summary(apptest_clicks(at, cells, args.repeats))}
+        if args.browser:
+            results["cell_click_browser"] = summary(
+                browser_clicks(root, args.data, run_dir.name, cells, args.repeats))
+    out = ROOT / "benchmarks" / "results" / "confusions.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"first visit (predicts the val split): {results['first_visit_ms']} ms; "
+          f"after a restart (disk cache): {results['visit_after_restart_ms']} ms")
+    for name in ("cell_click_apptest", "cell_click_browser"):
+        if name in results:
+            r = results[name]
+            print(f"{name:<20} n={r['n']:<3} median {r['median_ms']} ms  p90 {r['p90_ms']} ms  "
+                  f"max {r['max_ms']} ms  (budget 500 ms median)")
+    print(f"saved {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

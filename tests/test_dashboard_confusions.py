@@ -1,0 +1,163 @@
+"""The Confusions page headless (AppTest): it renders the chosen checkpoint's matrix with the
+accuracy `evaluate` reports, the chosen cell fills the gallery with exactly that cell's faces in
+the chosen order, a deep link opens the right face after a fresh start, and data or checkpoints
+that cannot be scored get a message. Clicks on charts are pure functions here (AppTest cannot
+click a chart) and real clicks in tests/browser."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from dashboard.selection import cell_from_state, face_from_state, parse_cell, parse_index
+from fer_core.checkpoint import load_checkpoint, read_payload, save_atomic
+from fer_core.confusion import cell_positions, ranked_pairs, confusion_counts
+from fer_core.evaluate import evaluate_split
+from fer_core.predict import predict_split
+from fer_core.readers import load_dataset
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+PAGE = "views/confusions.py"
+DATA = "builtin:300"
+TIMEOUT = 120
+
+
+def open_page(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"data": DATA, **query})
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def figure(at: AppTest, key: str) -> dict:
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
+    return json.loads(chart.proto.spec)
+
+
+def gallery_faces(at: AppTest) -> list[int]:
+    return [int(v) for v in figure(at, "cm_gallery")["data"][1]["customdata"]]
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+@pytest.fixture(scope="module")
+def reference(dashboard_checkpoints):
+    """What the page should show for tiny-a on DATA's val split, computed without the page."""
+    dataset = load_dataset(DATA)
+    model = load_checkpoint(dashboard_checkpoints / "tiny-a").model
+    preds = predict_split(model, dataset, "val", torch.device("cpu"))
+    accuracy = evaluate_split(model, dataset, "val", torch.device("cpu"))["accuracy"]
+    return dataset, preds, accuracy
+
+
+def test_the_page_shows_the_accuracy_evaluate_reports_and_the_matrix(dashboard_root, reference):
+    dataset, preds, accuracy = reference
+    at = open_page(run="tiny-a")
+    assert metric(at, "Accuracy") == f"{accuracy:.1%}"
+    assert metric(at, "Labelled faces") == f"{len(preds.labelled):,}"
+    heat = figure(at, "cm_matrix")["data"][0]
+    known = preds.labelled
+    counts = confusion_counts(preds.labels[known], preds.predicted[known])
+    assert [[int(v) for v in row] for row in heat["z"]] == counts.tolist()  # rows = true class
+
+
+def test_the_default_cell_is_the_most_confused_pair_in_default_order(dashboard_root, reference):
+    _, preds, _ = reference
+    at = open_page(run="tiny-a")
+    known = preds.labelled
+    top = ranked_pairs(confusion_counts(preds.labels[known], preds.predicted[known]))[0]
+    assert at.query_params["true"] == str(top["true"]) and at.query_params["pred"] == str(top["pred"])
+    assert gallery_faces(at) == cell_positions(preds, top["true"], top["pred"]).tolist()
+
+
+@pytest.mark.parametrize("sort", ["pred_prob", "true_prob", "loss", "margin"])
+def test_a_chosen_cell_fills_the_gallery_with_its_faces_in_the_chosen_order(
+        dashboard_root, reference, sort):
+    _, preds, _ = reference
+    at = open_page(run="tiny-a")
+    cells = [(t, p) for t in range(7) for p in range(7) if len(cell_positions(preds, t, p)) > 1]
+    t, p = cells[0]
+    at.session_state["cm_cell"] = (t, p)
+    at.run()
+    at.selectbox(key="cm_sort").select(sort).run()
+    expected = cell_positions(preds, t, p, sort=sort, descending=sort != "true_prob" or t != p)
+    assert gallery_faces(at) == expected.tolist()
+    assert at.subheader[0].value.endswith(f": {len(expected)} faces")
+
+
+def test_an_empty_cell_says_it_is_empty(dashboard_root, reference):
+    _, preds, _ = reference
+    empty = next((t, p) for t in range(7) for p in range(7)
+                 if not len(cell_positions(preds, t, p)))
+    at = open_page(run="tiny-a")
+    at.session_state["cm_cell"] = empty
+    at.run()
+    assert any("This cell is empty" in i.value for i in at.info)
+    assert not any(c.proto.id.endswith("-cm_gallery") for c in at.get("plotly_chart"))
+
+
+def test_a_deep_link_opens_the_right_face_after_a_fresh_start(dashboard_root, reference):
+    dataset, preds, _ = reference
+    at = open_page(run="tiny-b", split="val", idx="7")
+    assert any(s.value == "Face #7 of val" for s in at.subheader)
+    source = str(dataset.sources[preds.rows[7]])
+    assert any(source in m.value for m in at.markdown)
+    assert at.query_params["idx"] == "7" and at.query_params["split"] == "val"
+
+
+def test_a_bad_index_in_the_url_opens_no_face(dashboard_root):
+    at = open_page(run="tiny-a", split="val", idx="999999")
+    assert not any(s.value.startswith("Face #") for s in at.subheader)
+    assert "idx" not in at.query_params
+
+
+def test_unlabelled_data_gets_a_clear_message(dashboard_root, tmp_path):
+    csv = tmp_path / "unlabelled.csv"
+    csv.write_text("id,feature\n" + "".join(f"{i},{' '.join(['128'] * 2304)}\n" for i in range(4)))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"data": str(csv), "run": "tiny-a"})
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert any("needs labels" in w.value for w in at.warning)
+
+
+def test_a_checkpoint_for_other_classes_gets_a_clear_message(dashboard_root, tmp_path,
+                                                             monkeypatch):
+    import shutil
+
+    root = tmp_path / "checkpoints"
+    shutil.copytree(dashboard_root / "tiny-a", root / "odd")
+    payload = read_payload(root / "odd" / "best.pt")
+    payload["classes"] = ["cat", "dog", "a", "b", "c", "d", "e"]
+    save_atomic(payload, root / "odd" / "best.pt")
+    monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(root))
+    at = open_page(run="odd")
+    assert any("not the 7 FER2013 classes" in e.value for e in at.error)
+
+
+def test_clicks_are_read_back_from_plotly_selection_states():
+    point = {"curve_number": 1, "point_number": 9, "customdata": [1, 2]}
+    assert cell_from_state({"selection": {"points": [point]}}) == (1, 2)
+    old_plotly = {**point, "customdata": {"0": 3, "1": 4}}
+    assert cell_from_state({"selection": {"points": [old_plotly]}}) == (3, 4)
+    assert cell_from_state({"selection": {"points": [{**point, "curve_number": 0}]}}) is None
+    assert cell_from_state({"selection": {"points": []}}) is None
+    assert cell_from_state(None) is None
+    assert face_from_state({"selection": {"points": [{"curve_number": 1, "customdata": 17}]}}) == 17
+    assert face_from_state({"selection": {"points": [point]}}) is None  # a cell, not a face
+
+
+def test_url_values_are_validated():
+    assert parse_cell(("2", "5")) == (2, 5)
+    assert parse_cell(("2", "7")) is None and parse_cell((None, "1")) is None
+    assert parse_cell(("-1", "0")) is None and parse_cell(("x", "0")) is None
+    assert parse_index("12", 13) == 12
+    assert parse_index("13", 13) is None and parse_index("-1", 13) is None
+    assert parse_index("1e9", 13) is None and parse_index(None, 13) is None
