@@ -23,7 +23,7 @@ from .state import (
 )
 
 BUILTIN_LABEL, FILE_LABEL = "Built-in faces", "FER2013 file"
-SHIPPED_RUN = "builtin-cnn3"
+SHIPPED_RUNS = {True: "builtin-cnn3", False: "fer2013-cnn3"}  # by "is the data built-in?"
 SAVED = "sidebar_saved"
 
 
@@ -31,7 +31,7 @@ def render() -> Selection:
     """Draw the sidebar and return (and store in session state) the current choice."""
     with st.sidebar:
         data = _dataset_picker()
-        run = _checkpoint_picker()
+        run = _checkpoint_picker(data)
         st.caption(f"Device: **{device_text()}**")
         if problem := device_problem():
             st.warning(problem, icon=":material/warning:")
@@ -50,6 +50,7 @@ def _saved() -> dict:
             "data_kind": BUILTIN_LABEL if spec == BUILTIN else FILE_LABEL,
             "data_path": "" if spec == BUILTIN else spec,
             "ckpt": st.query_params.get("run"),
+            "ckpt_chosen": st.query_params.get("run") is not None,
         }
         st.session_state["data_active"] = BUILTIN
     return st.session_state[SAVED]
@@ -58,6 +59,8 @@ def _saved() -> dict:
 def _remember(key: str) -> None:
     """Widget callback: the new value becomes the remembered choice."""
     st.session_state[SAVED][key] = st.session_state[key]
+    if key == "ckpt":
+        st.session_state[SAVED]["ckpt_chosen"] = True
 
 
 def _dataset_picker() -> str:
@@ -85,20 +88,49 @@ def _dataset_picker() -> str:
     return active
 
 
-def _checkpoint_picker() -> str | None:
-    """A run with saved weights, labelled with its architecture, dataset and best accuracy."""
+def _checkpoint_picker(data: str) -> str | None:
+    """A run with saved weights, labelled with its architecture, dataset and best accuracy.
+    Until the user picks one, the default follows the dataset (see `default_run`)."""
     saved = _saved()
     st.subheader("Checkpoint")
     runs = {r.name: r for r in list_runs(checkpoints_root()) if r.has_checkpoint}
     if not runs:
         st.caption(f"No checkpoints in `{checkpoints_root()}` yet: train one on the Training page.")
         return None
-    if saved["ckpt"] not in runs:
-        saved["ckpt"] = SHIPPED_RUN if SHIPPED_RUN in runs else next(iter(runs))
+    if saved["ckpt"] not in runs or not saved.get("ckpt_chosen"):
+        saved["ckpt"] = default_run(runs, data)
+        st.session_state.pop("ckpt", None)  # let the widget take the new default
     names = list(runs)
-    return st.selectbox("Checkpoint", names, names.index(saved["ckpt"]), key="ckpt",
+    name = st.selectbox("Checkpoint", names, names.index(saved["ckpt"]), key="ckpt",
                         label_visibility="collapsed", format_func=lambda n: run_label(runs[n]),
                         on_change=_remember, args=("ckpt",))
+    if note := data_mismatch(runs[name], data):
+        st.warning(note, icon=":material/warning:")
+    return name
+
+
+def is_builtin(spec: str) -> bool:
+    return spec.startswith(BUILTIN)
+
+
+def default_run(runs: dict[str, RunInfo], data: str) -> str:
+    """The shipped checkpoint for this kind of data (fer2013-cnn3 for FER2013, builtin-cnn3 for
+    the built-in faces), else the first run trained on that kind, else the first run."""
+    builtin = is_builtin(data)
+    if SHIPPED_RUNS[builtin] in runs:
+        return SHIPPED_RUNS[builtin]
+    fitting = [n for n, r in runs.items() if r.data and is_builtin(r.data) == builtin]
+    return fitting[0] if fitting else next(iter(runs))
+
+
+def data_mismatch(run: RunInfo, data: str) -> str | None:
+    """A note when the run was trained on the other kind of data than the one shown."""
+    if not run.data or is_builtin(run.data) == is_builtin(data):
+        return None
+    trained = "the built-in synthetic faces" if is_builtin(run.data) else "real FER2013 photos"
+    shown = "the built-in synthetic faces" if is_builtin(data) else "real faces"
+    return (f"{run.name} was trained on {trained}, and the dataset shown is {shown}: expect "
+            f"its predictions here to say little about it.")
 
 
 def run_label(run: RunInfo) -> str:

@@ -9,6 +9,7 @@ from dashboard import state
 from dashboard.images import class_grid
 from dashboard.launcher import list_runs
 from dashboard.paths import checkpoints_root
+from dashboard.sidebar import SHIPPED_RUNS
 from dashboard.tables import RUN_COLUMNS, runs_frame
 from fer_core.classes import CLASSES
 
@@ -50,11 +51,17 @@ st.caption("Train facial-expression CNNs and look inside them: curves, layers, a
            "they get wrong.")
 
 builtin = choice.data.startswith(state.BUILTIN)
-cols = st.columns(4)
+runs = [r for r in list_runs(checkpoints_root()) if r.has_checkpoint]
+shipped = next((r for r in runs if r.name == SHIPPED_RUNS[builtin]), None)
+cols = st.columns(5)
 cols[0].metric("Dataset", "Built-in faces" if builtin else "FER2013")
 cols[1].metric("Faces", f"{len(dataset):,}")
 cols[2].metric("Layout", dataset.layout)
 cols[3].metric("Device", state.device().type.upper(), help=state.device_text())
+if shipped is not None and shipped.best_val_acc is not None:
+    cols[4].metric(f"{shipped.name} val accuracy", f"{shipped.best_val_acc:.1%}",
+                   help="The shipped model for this kind of data, on its validation split "
+                        "(PublicTest for FER2013); see its MODEL_CARD.md")
 if builtin:
     st.info(SYNTHETIC_NOTE, icon=":material/info:")
 else:
@@ -67,7 +74,6 @@ st.subheader("Sample faces")
 st.image(grid_png(dataset, dataset.fingerprint), caption="The first training faces of each class")
 
 st.subheader("Checkpoints")
-runs = [r for r in list_runs(checkpoints_root()) if r.has_checkpoint]
 if runs:
     st.dataframe(runs_frame(runs), hide_index=True, width="stretch", column_config=RUN_COLUMNS)
     st.caption(f"Run folders in `{checkpoints_root()}`; pick one in the sidebar.")
