@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from fer_core.checkpoint import save_atomic
+from fer_core.classes import CLASSES
 from fer_core.cli import main
+from fer_core.readers import load_dataset
 from fer_core.trainer import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +24,7 @@ def run_cli(*args, timeout=120):
     """Run `python -m fer_core ARGS` in a fresh process, as a user would."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "fer_core", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +142,78 @@ def test_a_signal_stops_training_gracefully(tmp_path, sig):
 def _has_step(out: Path) -> bool:
     history = out / "history.jsonl"
     return history.exists() and '"kind": "step"' in history.read_text()
+
+
+# ---- evaluate: ranked pairs, the checkpoint's own data, TTA ----------------------------------
+
+@pytest.fixture(scope="module")
+def builtin300_run(tmp_path_factory):
+    """A run trained on 'builtin:300', so `evaluate` can find its data from the checkpoint."""
+    out = tmp_path_factory.mktemp("runs") / "builtin300"
+    train(TrainConfig(data="builtin:300", epochs=1, batch_size=32), out,
+          load_dataset("builtin:300"))
+    return out
+
+
+def test_evaluate_json_ranks_confused_pairs_by_count(trained_run, tmp_path, capsys):
+    out_json = tmp_path / "metrics.json"
+    assert main(["evaluate", "--checkpoint", str(trained_run), "--data", "builtin:210",
+                 "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads(out_json.read_text())
+    matrix, pairs = metrics["confusion_matrix"], metrics["pairs"]
+    cells = {(t, p) for t in range(7) for p in range(7) if t != p and matrix[t][p] > 0}
+    assert pairs and {(pair["true"], pair["pred"]) for pair in pairs} == cells
+    assert [(-pair["count"], pair["true"], pair["pred"]) for pair in pairs] == \
+        sorted((-matrix[t][p], t, p) for t, p in cells)
+    for pair in pairs:
+        t, p = pair["true"], pair["pred"]
+        assert pair["count"] == matrix[t][p] and pair["share"] == pytest.approx(
+            matrix[t][p] / sum(matrix[t]))
+        assert (pair["true_name"], pair["pred_name"]) == (CLASSES[t], CLASSES[p])
+    assert 0 <= metrics["balanced_accuracy"] <= 1
+    report = printed[printed.index("most confused pairs"):].splitlines()[1:]
+    assert len(report) == min(5, len(pairs))
+    for line, pair in zip(report, pairs):
+        assert line.split()[:4] == [pair["true_name"], "->", pair["pred_name"], str(pair["count"])]
+
+
+def test_evaluate_without_data_scores_the_checkpoints_own_data(builtin300_run, tmp_path, capsys):
+    out_json = tmp_path / "metrics.json"
+    assert main(["evaluate", "--checkpoint", str(builtin300_run), "--json", str(out_json)]) == 0
+    captured = capsys.readouterr()
+    metrics = json.loads(out_json.read_text())
+    assert metrics["data"] == "builtin:300" and metrics["split"] == "val"
+    assert metrics["n"] == len(load_dataset("builtin:300").indices("val"))
+    assert "on builtin:300, split val" in captured.out
+    assert captured.err == ""  # the same data: no fingerprint warning
+
+
+def test_evaluate_refuses_a_training_data_path_missing_here(builtin300_run, tmp_path, capsys):
+    payload = torch.load(builtin300_run / "best.pt", weights_only=True)
+    payload["config"]["data"] = "/nonexistent/fer2013.csv"
+    moved = tmp_path / "moved.pt"
+    save_atomic(payload, moved)
+    assert main(["evaluate", "--checkpoint", str(moved)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "/nonexistent/fer2013.csv" in err and "--data" in err
+
+
+def test_evaluate_on_other_data_warns_in_one_line(trained_run, capsys):
+    # trained_run learnt builtin faces drawn with seed 3; 'builtin:210' draws them with seed 0
+    assert main(["evaluate", "--checkpoint", str(trained_run), "--data", "builtin:210"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("warning: ") and "\n" not in err and "fingerprint" in err
+
+
+def test_evaluate_with_tta_reports_both_accuracies(trained_run, tmp_path, capsys):
+    out_json = tmp_path / "metrics.json"
+    assert main(["evaluate", "--checkpoint", str(trained_run), "--data", "builtin:210",
+                 "--tta", "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads(out_json.read_text())
+    tta = metrics["tta"]
+    assert tta["n"] == metrics["n"] and {"accuracy", "confusion_matrix", "pairs"} <= tta.keys()
+    assert (f"with test-time augmentation (flip and shifts): accuracy = {tta['accuracy']:.4f} "
+            f"(without: {metrics['accuracy']:.4f})") in printed
