@@ -158,10 +158,8 @@ def gallery_positions(preds, cell: tuple[int, int]) -> tuple[str, np.ndarray]:
     if errors_only:
         return f"Likely label errors (confidence ≥ {threshold:.2f})", \
             likely_label_errors(preds, threshold)
-    order = None if sort == "default" else sort
-    descending = None if order is None else (order != "true_prob" or t != p)
     title = f"True {CLASSES[t]}, predicted {CLASSES[p]}"
-    return title, cell_positions(preds, t, p, sort=order, descending=descending)
+    return title, cell_positions(preds, t, p, sort=None if sort == "default" else sort)
 
 
 def show_cell(dataset, preds, cell: tuple[int, int]) -> None:
