@@ -20,8 +20,8 @@ from torch import nn
 
 from .augment import AugmentConfig, augment_batch
 from .checkpoint import load_weights, make_payload, read_payload, save_atomic
-from .dataset import FaceDataset
 from .classes import NUM_CLASSES
+from .dataset import FaceDataset
 from .device import AUTOCAST_DTYPES, PRECISIONS, choose_device, resolve_precision
 from .errors import FerError, RunError
 from .models import arch_options, build_model
@@ -426,7 +426,8 @@ class Trainer:
         logits = logits_on_device(self.model, data.images)
         self.model.train()
         loss = F.cross_entropy(logits, data.labels).item()
-        return loss, (logits.argmax(1) == data.labels).float().mean().item()
+        correct = (logits.argmax(1) == data.labels).sum().item()
+        return loss, correct / len(data)  # an exact ratio, as `evaluate` computes it
 
     # ---- checkpoints --------------------------------------------------------------------------
 
