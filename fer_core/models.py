@@ -51,7 +51,8 @@ def build_cnn3(dropout: float = 0.3, head: str = "pool") -> nn.Sequential:
 
     head "pool" averages the 6x6 map of block3 (the original head, 669,127 parameters in all);
     "flat" keeps where each feature is (mouth below eyes) by flattening the 6x6x512 map into a
-    hidden layer of 256 units. The final linear layer is `head.fc` in both.
+    hidden layer of 256 units (linear, batch norm, ReLU, dropout). The final linear layer is
+    `head.fc` in both.
     """
     if head not in CNN3_HEADS:
         raise FerError(f"unknown cnn3 head {head!r}: choose one of {', '.join(CNN3_HEADS)}")
@@ -71,8 +72,8 @@ def build_cnn3(dropout: float = 0.3, head: str = "pool") -> nn.Sequential:
     else:
         blocks["head"] = nn.Sequential(OrderedDict(
             flatten=nn.Flatten(),
-            dropout_in=nn.Dropout(dropout),
-            hidden=nn.Linear(512 * 6 * 6, CNN3_HIDDEN),
+            hidden=nn.Linear(512 * 6 * 6, CNN3_HIDDEN, bias=False),
+            bn=nn.BatchNorm1d(CNN3_HIDDEN),
             relu=nn.ReLU(),
             dropout=nn.Dropout(dropout),
             fc=nn.Linear(CNN3_HIDDEN, NUM_CLASSES),

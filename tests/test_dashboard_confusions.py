@@ -161,3 +161,15 @@ def test_url_values_are_validated():
     assert parse_index("12", 13) == 12
     assert parse_index("13", 13) is None and parse_index("-1", 13) is None
     assert parse_index("1e9", 13) is None and parse_index(None, 13) is None
+
+
+def test_a_second_checkpoint_shows_the_difference_and_the_disagreements(dashboard_root,
+                                                                        reference):
+    _, preds, accuracy = reference
+    at = open_page(run="tiny-a")
+    at.selectbox(key="cm_compare").select("tiny-b").run()
+    assert not at.exception
+    assert metric(at, "tiny-b accuracy") == f"{accuracy:.1%}"  # tiny-b is a copy of tiny-a
+    assert metric(at, "Faces they disagree on") == "0"
+    difference = figure(at, "cm_compare_difference")["data"][0]["z"]
+    assert all(v == 0 for row in difference for v in row)

@@ -234,7 +234,8 @@ def show_compare(ckpt, dataset, preds, counts: np.ndarray, run: str) -> None:
                    delta=f"{theirs.accuracy() - preds.accuracy():+.1%}")
     differ = disagreements(preds, theirs)
     cols[2].metric("Faces they disagree on", f"{len(differ):,}")
-    st.plotly_chart(difference_figure(other_counts - counts, run, other), config=CONFIG)
+    st.plotly_chart(difference_figure(other_counts - counts, run, other),
+                    key="cm_compare_difference", config=CONFIG)
     st.caption(f"Each cell: faces {other} puts there minus faces {run} puts there. Blue on the "
                f"diagonal and red off it mean {other} does better.")
     if len(differ):
