@@ -173,3 +173,23 @@ def test_a_second_checkpoint_shows_the_difference_and_the_disagreements(dashboar
     assert metric(at, "Faces they disagree on") == "0"
     difference = figure(at, "cm_compare_difference")["data"][0]["z"]
     assert all(v == 0 for row in difference for v in row)
+
+
+def test_another_split_closes_the_opened_face(dashboard_root):
+    at = open_page(run="tiny-a", split="val", idx="3")
+    assert any(s.value == "Face #3 of val" for s in at.subheader)
+    at.segmented_control(key="cm_split").set_value("train").run()
+    assert not at.exception
+    assert at.query_params["split"] == "train" and "idx" not in at.query_params
+
+
+def test_the_label_error_list_spans_all_cells(dashboard_root, reference):
+    dataset, preds, _ = reference
+    from fer_core.confusion import likely_label_errors
+
+    at = open_page(run="tiny-a")
+    at.toggle(key="cm_errors").set_value(True).run()
+    at.slider(key="cm_threshold").set_value(0.5).run()
+    expected = likely_label_errors(preds, 0.5)
+    assert at.subheader[0].value.startswith("Likely label errors (confidence ≥ 0.50)")
+    assert len(expected) and gallery_faces(at) == expected[:100].tolist()

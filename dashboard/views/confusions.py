@@ -78,6 +78,11 @@ def choose_cell(cell: tuple[int, int] | None) -> None:
         st.session_state["cm_page"] = 1
 
 
+def on_split_change() -> None:
+    """A face index belongs to its split: another split opens no face."""
+    st.session_state["cm_face"] = None
+
+
 def on_matrix_click() -> None:
     choose_cell(cell_from_state(st.session_state.get("cm_matrix")))
 
@@ -172,6 +177,8 @@ def show_cell(dataset, preds, cell: tuple[int, int]) -> None:
         return
     pages = -(-len(positions) // FACES_PER_PAGE)
     page = 1
+    if st.session_state.get("cm_page", 1) > pages:  # fewer pages than before
+        st.session_state["cm_page"] = 1
     if pages > 1:
         page = st.number_input(f"Page (of {pages}, {FACES_PER_PAGE} faces each)", 1, pages,
                                key="cm_page")
@@ -270,7 +277,7 @@ def page() -> None:
     if st.session_state["cm_split"] not in splits:
         st.session_state["cm_split"] = splits[0]
     split = st.segmented_control("Split", splits, key="cm_split", required=True,
-                                 persist_state="session")
+                                 persist_state="session", on_change=on_split_change)
     st.caption(f"Checkpoint **{choice.run}** ({ckpt.arch}) on `{choice.data}`, {split} split.")
     preds = predict(ckpt, dataset, split)
     known = preds.labelled
