@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.selection import cell_from_state, face_from_state, parse_cell, parse_index
 from fer_core.checkpoint import load_checkpoint, read_payload, save_atomic
-from fer_core.confusion import cell_positions, ranked_pairs, confusion_counts
+from fer_core.confusion import cell_positions, confusion_counts, ranked_pairs
 from fer_core.evaluate import evaluate_split
 from fer_core.predict import predict_split
 from fer_core.readers import load_dataset
@@ -183,13 +183,23 @@ def test_another_split_closes_the_opened_face(dashboard_root):
     assert at.query_params["split"] == "train" and "idx" not in at.query_params
 
 
-def test_the_label_error_list_spans_all_cells(dashboard_root, reference):
-    dataset, preds, _ = reference
+def test_the_label_error_list_spans_all_cells(tmp_path, monkeypatch):
+    import shutil
+
+    shipped = Path(__file__).resolve().parent.parent / "checkpoints" / "builtin-cnn3"
+    shutil.copytree(shipped, tmp_path / "builtin-cnn3", ignore=shutil.ignore_patterns("last.pt"))
+    monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(tmp_path))
     from fer_core.confusion import likely_label_errors
 
-    at = open_page(run="tiny-a")
+    dataset = load_dataset("builtin:2000")
+    preds = predict_split(load_checkpoint(shipped).model, dataset, "val", torch.device("cpu"))
+    expected = likely_label_errors(preds, 0.6)
+    assert len({(preds.labels[i], preds.predicted[i]) for i in expected}) > 1  # several cells
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"data": "builtin:2000", "run": "builtin-cnn3"})
+    at.run()
+    at.switch_page(PAGE).run()
     at.toggle(key="cm_errors").set_value(True).run()
-    at.slider(key="cm_threshold").set_value(0.5).run()
-    expected = likely_label_errors(preds, 0.5)
-    assert at.subheader[0].value.startswith("Likely label errors (confidence ≥ 0.50)")
-    assert len(expected) and gallery_faces(at) == expected[:100].tolist()
+    at.slider(key="cm_threshold").set_value(0.6).run()
+    assert at.subheader[0].value == f"Likely label errors (confidence ≥ 0.60): {len(expected)} faces"
+    assert gallery_faces(at) == expected[:100].tolist()

@@ -10,18 +10,34 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.confusion_charts import (difference_figure, matrix_figure, pr_figure,
-                                        reliability_figure)
+from dashboard.confusion_charts import (
+    difference_figure,
+    matrix_figure,
+    pr_figure,
+    reliability_figure,
+)
 from dashboard.gallery import FACES_PER_PAGE, face_dialog, show_gallery
 from dashboard.launcher import list_runs
 from dashboard.paths import checkpoints_root
 from dashboard.selection import cell_from_state, parse_cell, parse_index
 from dashboard.tables import content_height
 from fer_core.classes import CLASSES, IMAGE_SIZE
-from fer_core.confusion import (NORMALIZATIONS, SORT_KEYS, cell_positions, class_metrics,
-                                confusion_counts, disagreements, label_errors_csv,
-                                likely_label_errors, matrix_csv, normalize, pr_curves,
-                                ranked_pairs, reliability, summary)
+from fer_core.confusion import (
+    NORMALIZATIONS,
+    SORT_KEYS,
+    cell_positions,
+    class_metrics,
+    confusion_counts,
+    disagreements,
+    label_errors_csv,
+    likely_label_errors,
+    matrix_csv,
+    normalize,
+    pr_curves,
+    ranked_pairs,
+    reliability,
+    summary,
+)
 from fer_core.errors import FerError
 
 NORM_LABELS = {"counts": "Counts", "row": "Row % (recall)", "column": "Column % (precision)"}

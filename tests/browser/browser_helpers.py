@@ -10,7 +10,6 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"

@@ -8,13 +8,13 @@ import time
 import pytest
 from browser_helpers import ARTIFACTS, REPO, streamlit_server
 
-from dashboard.images import TILE_TEXT
 from dashboard.gallery import COLUMNS, SCALE
+from dashboard.images import TILE_TEXT
+from fer_core.checkpoint import load_checkpoint
 from fer_core.classes import CLASSES
 from fer_core.confusion import cell_positions, confusion_counts, ranked_pairs
 from fer_core.predict import predict_split
 from fer_core.readers import load_dataset
-from fer_core.checkpoint import load_checkpoint
 
 SHIPPED = REPO / "checkpoints" / "builtin-cnn3"
 DATA = "builtin:2000"

@@ -7,7 +7,6 @@ Skipped when Debian's chromium or the playwright package is missing (see conftes
 import time
 
 import pytest
-
 from browser_helpers import ARTIFACTS, streamlit_server
 
 # Plotted points: _fullData holds the decoded arrays (data keeps plotly's base64 'bdata').
