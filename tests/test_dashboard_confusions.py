@@ -72,7 +72,8 @@ def test_the_default_cell_is_the_most_confused_pair_in_default_order(dashboard_r
     at = open_page(run="tiny-a")
     known = preds.labelled
     top = ranked_pairs(confusion_counts(preds.labels[known], preds.predicted[known]))[0]
-    assert at.query_params["true"] == str(top["true"]) and at.query_params["pred"] == str(top["pred"])
+    assert (at.query_params["true"], at.query_params["pred"]) == (str(top["true"]),
+                                                                   str(top["pred"]))
     assert gallery_faces(at) == cell_positions(preds, top["true"], top["pred"]).tolist()
 
 
@@ -201,5 +202,6 @@ def test_the_label_error_list_spans_all_cells(tmp_path, monkeypatch):
     at.switch_page(PAGE).run()
     at.toggle(key="cm_errors").set_value(True).run()
     at.slider(key="cm_threshold").set_value(0.6).run()
-    assert at.subheader[0].value == f"Likely label errors (confidence ≥ 0.60): {len(expected)} faces"
+    title = f"Likely label errors (confidence ≥ 0.60): {len(expected)} faces"
+    assert at.subheader[0].value == title
     assert gallery_faces(at) == expected[:100].tolist()
