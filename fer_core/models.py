@@ -2,14 +2,26 @@
 
 Normalization is the first module of every model, so a checkpoint is self-describing and every
 attribution is taken in pixel space.
+
+Every activation is its own module and nothing runs in place: an in-place ReLU rewrites the
+tensor a forward hook on the layer before it has already been handed (a hook on a BatchNorm would
+see post-ReLU values), and a module called twice (torchvision's BasicBlock reuses its ReLU) mixes
+its two uses in any hook and makes Captum's DeepLift refuse the model. ReLUs hold no weights, so
+`state_dict` keys are those of the original models and saved checkpoints load unchanged.
+
+`layer_registry(arch, **options)` lists each architecture's conv layers with their BN and ReLU
+outputs, and the final linear layer, in forward order, with channels and output sizes.
 """
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torchvision.models import resnet18 as tv_resnet18
+from torchvision.models.resnet import BasicBlock
 
 from .classes import NUM_CLASSES
 from .errors import FerError
@@ -37,7 +49,7 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(OrderedDict(
         conv=nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
         bn=nn.BatchNorm2d(c_out),
-        relu=nn.ReLU(inplace=True),
+        relu=nn.ReLU(),
         pool=nn.MaxPool2d(2),
     ))
 
@@ -81,6 +93,17 @@ def build_cnn3(dropout: float = 0.3, head: str = "pool") -> nn.Sequential:
     return nn.Sequential(blocks)
 
 
+class HookSafeBasicBlock(BasicBlock):
+    """torchvision's BasicBlock with its two ReLUs as two modules (`relu` after bn1, `relu_out`
+    after the residual sum) and the sum made out of place, so a hook on bn2 keeps its values."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu_out(out + identity)
+
+
 def build_resnet18(small_input: bool = True) -> nn.Sequential:
     """torchvision's ResNet18 with a 1-channel input and 7 outputs.
 
@@ -88,6 +111,11 @@ def build_resnet18(small_input: bool = True) -> nn.Sequential:
     at layer4 for a 48-pixel face) with a 3x3 stride-1 conv and no max-pool (6x6 at layer4).
     """
     net = tv_resnet18(weights=None, num_classes=NUM_CLASSES)
+    net.relu = nn.ReLU()
+    for block in net.modules():
+        if isinstance(block, BasicBlock):
+            block.__class__ = HookSafeBasicBlock
+            block.relu, block.relu_out = nn.ReLU(), nn.ReLU()
     if small_input:
         net.conv1 = nn.Conv2d(1, 64, 3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
@@ -116,3 +144,55 @@ def build_model(arch: str, **options) -> nn.Module:
 def arch_options(arch: str, **options) -> dict:
     """The full option dict for `arch` (defaults filled in), as stored in checkpoints."""
     return {**DEFAULT_OPTIONS[arch], **options}
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer a hook can watch: its module name, kind (conv, bn, relu or linear), output
+    channels (features for linear) and output size (H, W) for one 48x48 face (None: linear)."""
+
+    name: str
+    kind: str
+    channels: int
+    size: tuple[int, int] | None
+
+
+LAYER_KINDS = {nn.Conv2d: "conv", nn.BatchNorm2d: "bn", nn.ReLU: "relu", nn.Linear: "linear"}
+
+
+@functools.lru_cache(maxsize=8)
+def _registry(arch: str, options: tuple) -> tuple[LayerInfo, ...]:
+    model = build_model(arch, **dict(options)).eval()
+    final = final_linear_name(model)
+    found, hooks = [], []
+    for name, module in model.named_modules():
+        kind = LAYER_KINDS.get(type(module))
+        if kind is None or (kind == "linear" and name != final) or ".downsample" in name:
+            continue
+        hooks.append(module.register_forward_hook(
+            lambda _m, _i, out, name=name, kind=kind: found.append(_layer_info(name, kind, out))))
+    found = [layer for layer in found if layer.kind == "linear" or layer.size is not None]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, 48, 48))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return tuple(found)
+
+
+def _layer_info(name: str, kind: str, out: torch.Tensor) -> LayerInfo:
+    size = tuple(out.shape[2:]) if out.dim() == 4 else None
+    return LayerInfo(name=name, kind=kind, channels=int(out.shape[1]), size=size)
+
+
+def layer_registry(arch: str, **options) -> list[LayerInfo]:
+    """The conv layers (with their BN and ReLU outputs) and the final linear layer of `arch`, in
+    forward order (a residual shortcut's conv and BN are left out: they are not a stage of the
+    forward path a user inspects)."""
+    return list(_registry(arch, tuple(sorted(arch_options(arch, **options).items()))))
+
+
+def final_linear_name(model: nn.Module) -> str:
+    """The module name of the last nn.Linear: the layer that makes the 7 logits."""
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1]

@@ -50,3 +50,73 @@ def test_unknown_architecture_and_option_are_refused():
         build_model("vgg")
     with pytest.raises(FerError, match="unknown option.*width"):
         build_model("cnn3", width=3)
+
+
+ARCHS = [("cnn3", {}), ("cnn3", {"head": "flat"}), ("resnet18", {"small_input": True}),
+         ("resnet18", {"small_input": False})]
+
+
+def test_resnet18_keeps_torchvision_state_dict_keys():
+    from torchvision.models import resnet18
+
+    keys = set(build_model("resnet18").state_dict())
+    assert keys == {f"resnet.{k}" for k in resnet18(num_classes=7).state_dict()}
+
+
+@pytest.mark.parametrize("arch,options", ARCHS)
+def test_every_module_runs_once_and_nothing_runs_in_place(arch, options):
+    """A hook on any layer keeps what it was handed: no module is called twice and no later
+    operation rewrites a layer's output in place (so a hook on a BatchNorm sees negatives)."""
+    model = build_model(arch, **options).eval()
+    calls, seen, hooks = {}, [], []
+    for name, module in model.named_modules():
+        if not list(module.children()):
+            def hook(_m, _i, out, name=name):
+                calls[name] = calls.get(name, 0) + 1
+                seen.append((name, out, out.clone()))
+            hooks.append(module.register_forward_hook(hook))
+    with torch.no_grad():
+        model(torch.rand(2, 1, 48, 48))
+    for h in hooks:
+        h.remove()
+    assert set(calls.values()) == {1}, {n: c for n, c in calls.items() if c != 1}
+    changed = [name for name, out, copy in seen if not torch.equal(out, copy)]
+    assert not changed
+    bn = [out for name, out, _ in seen
+          if isinstance(model.get_submodule(name), torch.nn.BatchNorm2d)]
+    assert all(out.min() < 0 for out in bn)
+
+
+def test_the_hook_safe_block_computes_what_torchvision_s_does():
+    from torchvision.models.resnet import BasicBlock
+
+    torch.manual_seed(0)
+    model = build_model("resnet18").eval()
+    block = model.resnet.layer2[0]  # has a downsampling shortcut
+    x = torch.rand(2, 64, 48, 48)
+    with torch.no_grad():
+        assert torch.allclose(block(x), BasicBlock.forward(block, x.clone()), atol=1e-6)
+
+
+def test_layer_registry_lists_conv_bn_relu_then_the_final_linear_in_forward_order():
+    from fer_core.models import layer_registry
+
+    layers = layer_registry("cnn3")
+    assert [(x.name, x.channels, x.size) for x in layers[:3]] == [
+        ("block1.conv", 64, (48, 48)), ("block1.bn", 64, (48, 48)), ("block1.relu", 64, (48, 48))]
+    assert [x.kind for x in layers] == ["conv", "bn", "relu"] * 3 + ["linear"]
+    assert layers[-1].name == "head.fc" and layers[-1].channels == 7 and layers[-1].size is None
+    assert [x.size for x in layers if x.kind == "relu"] == [(48, 48), (24, 24), (12, 12)]
+    assert layer_registry("cnn3", head="flat")[-1].name == "head.fc"
+    resnet = layer_registry("resnet18")
+    assert resnet[-1].name == "resnet.fc" and resnet[-2].name == "resnet.layer4.1.relu_out"
+    assert resnet[-2].size == (6, 6) and len([x for x in resnet if x.kind == "conv"]) == 17
+
+
+@pytest.mark.parametrize("arch,options", ARCHS)
+def test_every_registered_layer_is_a_module_of_the_model(arch, options):
+    from fer_core.models import layer_registry
+
+    model = build_model(arch, **options)
+    for layer in layer_registry(arch, **options):
+        model.get_submodule(layer.name)
