@@ -6,6 +6,10 @@ pixel fields of a block of rows are joined into one byte string, the tokens are 
 terminating spaces, and each value is assembled from its last three digits. Validation is
 vectorized too; only once a problem is found is the offending row parsed again in Python to say
 what is wrong with it. Parsed arrays are cached by content fingerprint (see cache.py).
+
+A message names the file, the line and what was expected, and says what kind of thing was found
+(text, a number, an empty field), never the content itself: the dashboard shows these messages to
+whoever typed the path. Files are read through files.py (regular files only, bounded sizes).
 """
 
 import io
@@ -22,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from . import cache
+from . import cache, files
 from .classes import FOLDER_NAMES, IMAGE_SIZE, NUM_CLASSES
 from .dataset import SPLITS, FaceDataset, stratified_val_split
 from .errors import DataError
@@ -36,10 +40,12 @@ PARSE_VERSION = 1
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_PIECE = 1 << 22  # compressed bytes inflated per step
+_GZIP_OUT = 1 << 24  # most bytes one inflate step may produce (a gzip bomb inflates 1000:1)
 _CHUNK_ROWS = 512  # rows whose pixels are parsed in one set of numpy operations
 _LABELS = {str(k).encode(): k for k in range(NUM_CLASSES)}
 _USAGE_CODES = {name.encode(): code for name, code in USAGES.items()}
 _BUILTIN = re.compile(r"builtin(?::(.*))?")
+MAX_BUILTIN_FACES = 100_000  # drawn in the caller's thread: about 10 s and 230 MB
 
 
 class _CsvColumns(NamedTuple):
@@ -69,6 +75,7 @@ def load_dataset(spec: str | os.PathLike, *, use_cache: bool = True, val_fractio
     if isinstance(spec, str) and (match := _BUILTIN.fullmatch(spec)):
         return _load_builtin(spec, match.group(1))
     path, name = Path(spec), str(spec)
+    files.check_allowed(spec, name)
     content, digest = _read_source(path, name)
     key = f"faces-v{PARSE_VERSION}-{digest}"
     arrays = _cached(key) if use_cache else None
@@ -82,8 +89,9 @@ def load_dataset(spec: str | os.PathLike, *, use_cache: bool = True, val_fractio
 def _load_builtin(spec: str, count: str | None) -> FaceDataset:
     from .builtin import make_builtin_faces
 
-    if count is not None and not (count.isdigit() and int(count) > 0):
-        raise DataError(f"{spec}: expected 'builtin' or 'builtin:N' with N a positive count")
+    if count is not None and not (count.isdigit() and 0 < int(count) <= MAX_BUILTIN_FACES):
+        raise DataError(f"{spec[:40]}: expected 'builtin' or 'builtin:N' with N from 1 to "
+                        f"{MAX_BUILTIN_FACES:,}")
     return make_builtin_faces(n=int(count or 10000), seed=0)
 
 
@@ -93,11 +101,9 @@ def _read_source(path: Path, name: str) -> tuple[bytes | list[tuple[str, bytes]]
         if path.is_dir():
             images = _read_images(path, name)
             return images, cache.tree_fingerprint(images)
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{name}: no such file or folder") from None
     except OSError as exc:
         raise DataError(f"{exc.filename or name}: cannot read ({exc.strerror or exc})") from None
+    data = files.read_file(path, name)
     return data, cache.bytes_fingerprint(data)
 
 
@@ -172,14 +178,22 @@ def _text_pieces(data: bytes, name: str) -> Iterator[bytes]:
 
 
 def _gunzip(data: bytes, name: str) -> Iterator[bytes]:
-    """Decompressed pieces of gzip data (one or more members), so parsing starts early."""
-    view, start = memoryview(data), 0
+    """Decompressed pieces of gzip data (one or more members), so parsing starts early; no more
+    than files.MAX_DATA_BYTES in all, each step producing at most _GZIP_OUT bytes."""
+    view, start, total = memoryview(data), 0, 0
     while start < len(data):
         inflater = zlib.decompressobj(wbits=31)
         try:
             for piece in range(start, len(data), _GZIP_PIECE):
-                if out := inflater.decompress(view[piece:piece + _GZIP_PIECE]):
-                    yield out
+                pending = view[piece:piece + _GZIP_PIECE]
+                while pending and not inflater.eof:
+                    out = inflater.decompress(pending, _GZIP_OUT)
+                    pending = inflater.unconsumed_tail
+                    total += len(out)
+                    if total > files.MAX_DATA_BYTES:
+                        raise files.TooLarge(name, "inflates to more than")
+                    if out:
+                        yield out
                 if inflater.eof:
                     break
         except zlib.error as exc:
@@ -226,8 +240,9 @@ def _header(text: bytes, start: int, stop: int, name: str) -> tuple[_CsvColumns,
     fields = [f.strip().lower() for f in header.split(",")]
     layout = _HEADERS.get(tuple(sorted(fields)))
     if layout is None:
-        raise DataError(f"{name} line 1: {_header_problem(header)}; expected a header "
-                        "'emotion,pixels,Usage', 'label,feature' or 'id,feature'")
+        problem = _header_problem(text[start:end])
+        raise DataError(f"{name} line 1: {problem}; expected a CSV whose first line is the "
+                        "header 'emotion,pixels,Usage', 'label,feature' or 'id,feature'")
     index = {field: i for i, field in enumerate(fields)}
     label = index.get("emotion", index.get("label"))
     columns = _CsvColumns(layout, len(fields), index.get("pixels", index.get("feature")), label,
@@ -235,12 +250,35 @@ def _header(text: bytes, start: int, stop: int, name: str) -> tuple[_CsvColumns,
     return columns, end + 1
 
 
-def _header_problem(header: str) -> str:
-    if not header:
+def _header_problem(line: bytes) -> str:
+    """What kind of first line this is, in words that quote none of it."""
+    line = line.removeprefix(b"\xef\xbb\xbf").strip()
+    if not line:
         return "the line is blank"
-    if header[0].isdigit():
+    if b"\0" in line or not _is_utf8(line):
+        return "a binary file, not a CSV"
+    if line[:1].isdigit():
         return "found a data row, the header is missing"
-    return f"unknown header {header[:60]!r}"
+    return "a text file whose first line is not a FER2013 header"
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _field_kind(value: bytes) -> str:
+    """What kind of value a field holds, without quoting it."""
+    if not value:
+        return "an empty field"
+    if value.removeprefix(b"-").isdigit():
+        return "a number outside the range"
+    if value.replace(b".", b"", 1).removeprefix(b"-").isdigit():
+        return "a decimal number"
+    return "text"
 
 
 def _rows(text: bytes, start: int, stop: int, line: int, count: int,
@@ -274,8 +312,8 @@ def _labels(text: bytes, spans: np.ndarray, columns: _CsvColumns, lines: np.ndar
     fields = _field_values(text, spans[:, columns.label])
     labels = np.array([_LABELS.get(f, -1) for f in fields], dtype=np.int64)
     if (bad := np.flatnonzero(labels < 0)).size:
-        found = fields[bad[0]].decode("utf-8", "replace")
-        raise DataError(f"{name} line {lines[bad[0]]}: label {found!r} is not an integer 0-6")
+        raise DataError(f"{name} line {lines[bad[0]]}: label is not an integer 0-6 (found "
+                        f"{_field_kind(fields[bad[0]])})")
     return labels
 
 
@@ -287,9 +325,8 @@ def _split_codes(text: bytes, spans: np.ndarray, columns: _CsvColumns, lines: np
     fields = _field_values(text, spans[:, columns.usage])
     codes = np.array([_USAGE_CODES.get(f, 255) for f in fields], dtype=np.uint8)
     if (bad := np.flatnonzero(codes == 255)).size:
-        found = fields[bad[0]].decode("utf-8", "replace")
-        raise DataError(f"{name} line {lines[bad[0]]}: unknown Usage {found!r}; expected "
-                        "Training, PublicTest or PrivateTest")
+        raise DataError(f"{name} line {lines[bad[0]]}: Usage is not Training, PublicTest or "
+                        f"PrivateTest (found {_field_kind(fields[bad[0]])})")
     return codes
 
 
@@ -331,16 +368,17 @@ def _pixels(text: bytes, spans: np.ndarray, lines: np.ndarray, name: str) -> np.
 
 
 def _pixel_problem(field: bytes) -> str:
-    """What is wrong with one row's pixel field (only called once a problem has been found)."""
+    """What is wrong with one row's pixel field (only called once a problem has been found);
+    a bad value is named by its position (1 = top left), not quoted."""
     values = [value for value in field.split(b" ") if value]
-    for value in values:
+    for position, value in enumerate(values, 1):
         if not value.removeprefix(b"-").isdigit():
-            return f"pixel value {value.decode('utf-8', 'replace')!r} is not a number"
+            return f"pixel {position} is not a number (found {_field_kind(value)})"
     if len(values) != PIXELS:
         return f"expected {PIXELS} pixel values, found {len(values)}"
-    for value in values:
+    for position, value in enumerate(values, 1):
         if value.startswith(b"-") or len(value) > 3 or int(value) > 255:
-            return f"pixel value {value.decode()} is outside 0-255"
+            return f"pixel {position} is outside 0-255"
     if len(values) != field.count(b" ") + 1:
         return "empty pixel value (an extra space)"
     return "malformed pixel values"
@@ -349,8 +387,8 @@ def _pixel_problem(field: bytes) -> str:
 # -------------------------------------------------------------------------------- image folder
 
 
-def _read_images(root: Path, name: str) -> list[tuple[str, bytes]]:
-    """(path relative to root, bytes) of every image under root/{train,test}/<emotion>/, sorted."""
+def _image_paths(root: Path, name: str) -> list[Path]:
+    """Every image under root/{train,test}/<emotion>/, sorted; none of them is opened."""
     emotion_dirs = []
     for top in ("train", "test"):
         if (root / top).is_dir():
@@ -359,17 +397,53 @@ def _read_images(root: Path, name: str) -> list[tuple[str, bytes]]:
     if not emotion_dirs:
         raise DataError(f"{name}: no train/ or test/ folder with emotion sub-folders "
                         f"({', '.join(FOLDER_NAMES)})")
-    images = []
+    paths = []
     for folder in emotion_dirs:
         if folder.name.lower() not in FOLDER_NAMES:
             raise DataError(f"{folder}: unknown emotion folder; expected one of "
                             f"{', '.join(FOLDER_NAMES)}")
-        files = [f for f in sorted(folder.iterdir())
-                 if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
-        images += [(f.relative_to(root).as_posix(), f.read_bytes()) for f in files]
-    if not images:
+        paths += [f for f in sorted(folder.iterdir())
+                  if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+    if not paths:
         raise DataError(f"{name}: no .png or .jpg images in the emotion folders")
+    return paths
+
+
+def _read_images(root: Path, name: str) -> list[tuple[str, bytes]]:
+    """(path relative to root, bytes) of every image, MAX_DATA_BYTES in all. With
+    FER_DATA_ROOTS set, each file is checked too: a link inside the folder may lead out."""
+    check_each = files.data_roots() is not None
+    images, budget = [], files.MAX_DATA_BYTES
+    for path in _image_paths(root, name):
+        if check_each:
+            files.check_allowed(path, str(path))
+        try:
+            data = files.read_file(path, str(path), budget)
+        except files.TooLarge:
+            raise files.TooLarge(name, "holds images adding up to more than") from None
+        images.append((path.relative_to(root).as_posix(), data))
+        budget -= len(data)
     return images
+
+
+def source_stamp(spec: str | os.PathLike) -> tuple | None:
+    """A cheap stamp of what `load_dataset(spec)` reads, which changes whenever it does: a file's
+    identity, size and mtime; for an image folder, the names, sizes and mtimes of its images
+    (no file is opened). None for the built-in faces and for a path that cannot be read or is
+    not allowed (nothing about such a path is looked up)."""
+    if isinstance(spec, str) and _BUILTIN.fullmatch(spec):
+        return None
+    try:
+        files.check_allowed(spec, str(spec))
+        path = Path(spec)
+        if not path.is_dir():
+            info = path.stat()
+            return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+        listing = [(p.relative_to(path).as_posix(), s.st_size, s.st_mtime_ns)
+                   for p in _image_paths(path, str(spec)) for s in [p.stat()]]
+    except (DataError, OSError):
+        return None
+    return ("folder", cache.bytes_fingerprint(repr(listing).encode()))
 
 
 def _parse_folder(root: Path, images: list[tuple[str, bytes]]) -> dict[str, np.ndarray]:
@@ -398,5 +472,7 @@ def _decode(path: Path, data: bytes) -> np.ndarray:
                 raise DataError(f"{path}: image is {width}x{height}, expected "
                                 f"{IMAGE_SIZE}x{IMAGE_SIZE}")
             return np.asarray(image.convert("L"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from None
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: cannot read image (far larger than a face)") from None
+    except (OSError, ValueError):
+        raise DataError(f"{path}: cannot read image (not a PNG or JPEG file that decodes)") from None
