@@ -18,6 +18,9 @@ from .models import build_model
 FORMAT = "fer_core.checkpoint"
 VERSION = 1
 REQUIRED_KEYS = ("format", "version", "arch", "arch_options", "classes", "input_size", "model")
+# The input normalization of every checkpoint saved before arch_options recorded it: such a
+# checkpoint keeps these values whatever models.DEFAULT_OPTIONS says later.
+UNRECORDED_NORMALIZATION = {"mean": 0.508, "std": 0.255}
 
 
 @dataclass
@@ -110,8 +113,9 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     """Rebuild the named architecture and load the weights into it, in eval mode on `device`."""
     resolved = resolve_checkpoint_path(path)
     payload = read_payload(resolved)
+    options = {**UNRECORDED_NORMALIZATION, **payload["arch_options"]}
     try:
-        model = build_model(payload["arch"], **payload["arch_options"])
+        model = build_model(payload["arch"], **options)
     except FerError as e:
         raise CheckpointError(f"{resolved}: {e}") from None
     load_weights(model, payload["model"], resolved, payload["arch"])

@@ -1,6 +1,10 @@
 """Command line: `python -m fer_core train | evaluate | data`.
 
 Exit 0 on success; on bad input or a failed run, exit 2 with one line on stderr.
+
+Each command imports what it needs when it runs: `data` never imports torch (about 2.5 s), so
+the parser takes no defaults from TrainConfig (which lives with the trainer); options left unset
+are None and TrainConfig fills them in.
 """
 
 import argparse
@@ -23,52 +27,65 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m fer_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    _add_train(sub.add_parser("train", help="train a model into a run folder"))
+    _add_train(sub.add_parser("train", help="train a model into a run folder",
+                              formatter_class=TrainDefaultsHelp))
     _add_evaluate(sub.add_parser("evaluate", help="accuracy, per-class metrics, confusion matrix"))
     data = sub.add_parser("data", help="the detected layout and the counts per split and class")
     data.add_argument("--data", default="builtin", help="FER2013 path, or 'builtin' (default)")
     return parser
 
 
+class TrainDefaultsHelp(argparse.HelpFormatter):
+    """Adds TrainConfig's default to each train option's help, importing the trainer (and torch)
+    only when the help is printed."""
+
+    def _get_help_string(self, action):
+        from .trainer import TrainConfig
+
+        text = action.help or ""
+        default = getattr(TrainConfig(), action.dest, None)
+        if default is None or isinstance(default, (bool, dict)) or "default" in text:
+            return text
+        return f"{text} (default {default})".strip()
+
+
 def _add_train(p: argparse.ArgumentParser) -> None:
-    d = _train_defaults()
-    p.add_argument("--data", default=None,
-                   help="FER2013 path, 'builtin' or 'builtin:N' (default builtin)")
-    p.add_argument("--arch", choices=("cnn3", "resnet18"), default=None, help="default cnn3")
+    p.add_argument("--data", help="FER2013 path, 'builtin' or 'builtin:N'")
+    p.add_argument("--arch", choices=("cnn3", "resnet18"), help="architecture")
     p.add_argument("--out", required=True, help="run folder, e.g. checkpoints/NAME")
-    p.add_argument("--epochs", type=int, default=None, help=f"default {d.epochs}")
+    p.add_argument("--epochs", type=int, help="epochs to train")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument("--resume-schedule", choices=("stretch", "constant", "restart"),
                    default="stretch",
                    help="a cosine schedule resumed with more epochs: stretch it to the new length "
                         "(default; raises the learning rate again), hold the last epoch's rate "
                         "(constant), or start a fresh cosine over the added epochs (restart)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default=d.optimizer)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    p.add_argument("--batch-size", type=int, help="faces per step")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), help="optimizer")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--momentum", type=float, help="SGD momentum")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--schedule", choices=("cosine", "plateau", "none"), default=d.schedule)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--shift", type=int, default=d.shift, help="random shift in pixels (0: off)")
+    p.add_argument("--weight-decay", type=float, help="weight decay")
+    p.add_argument("--schedule", choices=("cosine", "plateau", "none"),
+                   help="learning-rate schedule")
+    p.add_argument("--label-smoothing", type=float, help="label smoothing")
+    p.add_argument("--shift", type=int, help="random shift in pixels (0: off)")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no horizontal flips")
-    p.add_argument("--rotate", type=float, default=d.rotate,
-                   help="max rotation in degrees (0: off)")
+    p.add_argument("--rotate", type=float, help="max rotation in degrees (0: off)")
     p.add_argument("--dropout", type=float, default=None, help="cnn3 head dropout")
     p.add_argument("--head", choices=("pool", "flat"), default=None,
                    help="cnn3 head: average-pool block3 (default) or flatten its 6x6 map into "
                         "a 256-unit hidden layer")
-    p.add_argument("--class-weights", choices=("none", "balanced"), default=d.class_weights,
+    p.add_argument("--class-weights", choices=("none", "balanced"),
                    help="weigh each class's loss by n / (7 x its count) (balanced)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=d.precision,
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto: bf16 where the CPU or GPU has it natively, fp16 on older GPUs, "
                         "else fp32")
     p.add_argument("--imagenet-stem", action="store_true",
                    help="resnet18: keep the 7x7 stride-2 stem and max-pool")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
-    p.add_argument("--log-every", type=int, default=d.log_every, help="steps between loss lines")
+    p.add_argument("--log-every", type=int, help="steps between loss lines")
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
@@ -81,12 +98,6 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
                    help="also report test-time augmentation (flip and 2-pixel shifts, "
                         "probabilities averaged)")
     p.add_argument("--device", default=None)
-
-
-def _train_defaults():
-    from .trainer import TrainConfig
-
-    return TrainConfig()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,10 @@ see post-ReLU values), and a module called twice (torchvision's BasicBlock reuse
 its two uses in any hook and makes Captum's DeepLift refuse the model. ReLUs hold no weights, so
 `state_dict` keys are those of the original models and saved checkpoints load unchanged.
 
+The input normalization's mean and std are architecture options, so they are recorded in every
+checkpoint's `arch_options` (not as buffers: `state_dict` keys stay those of older checkpoints).
+torchvision is imported only when a ResNet is built (it adds about a second to start-up).
+
 `layer_registry(arch, **options)` lists each architecture's conv layers with their BN and ReLU
 outputs, and the final linear layer, in forward order, with channels and output sizes.
 """
@@ -20,8 +24,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchvision.models import resnet18 as tv_resnet18
-from torchvision.models.resnet import BasicBlock
 
 from .classes import NUM_CLASSES
 from .errors import FerError
@@ -58,7 +60,8 @@ CNN3_HEADS = ("pool", "flat")
 CNN3_HIDDEN = 256
 
 
-def build_cnn3(dropout: float = 0.3, head: str = "pool") -> nn.Sequential:
+def build_cnn3(dropout: float = 0.3, head: str = "pool", mean: float = PIXEL_MEAN,
+               std: float = PIXEL_STD) -> nn.Sequential:
     """Three conv3x3-BN-ReLU-maxpool blocks (64, 128, 512 channels) and a linear head.
 
     head "pool" averages the 6x6 map of block3 (the original head, 669,127 parameters in all);
@@ -69,7 +72,7 @@ def build_cnn3(dropout: float = 0.3, head: str = "pool") -> nn.Sequential:
     if head not in CNN3_HEADS:
         raise FerError(f"unknown cnn3 head {head!r}: choose one of {', '.join(CNN3_HEADS)}")
     blocks = OrderedDict(
-        normalize=Normalize(),
+        normalize=Normalize(mean, std),
         block1=_conv_block(1, 64),
         block2=_conv_block(64, 128),
         block3=_conv_block(128, 512),
@@ -93,42 +96,57 @@ def build_cnn3(dropout: float = 0.3, head: str = "pool") -> nn.Sequential:
     return nn.Sequential(blocks)
 
 
-class HookSafeBasicBlock(BasicBlock):
-    """torchvision's BasicBlock with its two ReLUs as two modules (`relu` after bn1, `relu_out`
-    after the residual sum) and the sum made out of place, so a hook on bn2 keeps its values."""
+@functools.cache
+def hook_safe_basic_block() -> type[nn.Module]:
+    """The class HookSafeBasicBlock, made on first use so that torchvision is imported only
+    when a ResNet is built."""
+    from torchvision.models.resnet import BasicBlock
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu_out(out + identity)
+    class HookSafeBasicBlock(BasicBlock):
+        """torchvision's BasicBlock with its two ReLUs as two modules (`relu` after bn1,
+        `relu_out` after the residual sum) and the sum made out of place, so a hook on bn2
+        keeps its values."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            identity = x if self.downsample is None else self.downsample(x)
+            return self.relu_out(out + identity)
+
+    return HookSafeBasicBlock
 
 
-def build_resnet18(small_input: bool = True) -> nn.Sequential:
+def build_resnet18(small_input: bool = True, mean: float = PIXEL_MEAN,
+                   std: float = PIXEL_STD) -> nn.Sequential:
     """torchvision's ResNet18 with a 1-channel input and 7 outputs.
 
     small_input replaces the ImageNet stem (7x7 stride-2 conv + max-pool, which leaves 2x2 maps
     at layer4 for a 48-pixel face) with a 3x3 stride-1 conv and no max-pool (6x6 at layer4).
     """
-    net = tv_resnet18(weights=None, num_classes=NUM_CLASSES)
+    from torchvision.models import resnet18
+
+    block_class = hook_safe_basic_block()
+    net = resnet18(weights=None, num_classes=NUM_CLASSES)
     net.relu = nn.ReLU()
     for block in net.modules():
-        if isinstance(block, BasicBlock):
-            block.__class__ = HookSafeBasicBlock
+        if isinstance(block, block_class.__base__):
+            block.__class__ = block_class
             block.relu, block.relu_out = nn.ReLU(), nn.ReLU()
     if small_input:
         net.conv1 = nn.Conv2d(1, 64, 3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     else:
         net.conv1 = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
-    return nn.Sequential(OrderedDict(normalize=Normalize(), resnet=net))
+    return nn.Sequential(OrderedDict(normalize=Normalize(mean, std), resnet=net))
 
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "cnn3": build_cnn3,
     "resnet18": build_resnet18,
 }
-DEFAULT_OPTIONS = {"cnn3": {"dropout": 0.3, "head": "pool"}, "resnet18": {"small_input": True}}
+NORMALIZATION = {"mean": PIXEL_MEAN, "std": PIXEL_STD}
+DEFAULT_OPTIONS = {"cnn3": {"dropout": 0.3, "head": "pool", **NORMALIZATION},
+                   "resnet18": {"small_input": True, **NORMALIZATION}}
 
 
 def build_model(arch: str, **options) -> nn.Module:

@@ -85,3 +85,38 @@ def test_missing_path_is_reported(tmp_path):
         load_checkpoint(tmp_path / "nope.pt")
     with pytest.raises(CheckpointError, match="has no best.pt or last.pt"):
         load_checkpoint(tmp_path)
+
+
+def test_the_input_normalization_travels_with_the_weights_not_as_buffers(tmp_path):
+    from fer_core.models import arch_options
+
+    options = arch_options("cnn3", mean=0.4, std=0.2)
+    model = build_model("cnn3", **options)
+    save_atomic(make_payload(model, arch="cnn3", arch_options=options, epoch=1, dataset={},
+                             metrics={}, config={}), tmp_path / "own.pt")
+    ckpt = load_checkpoint(tmp_path / "own.pt")
+    assert (ckpt.model.normalize.mean, ckpt.model.normalize.std) == (0.4, 0.2)
+    assert ckpt.meta["arch_options"]["mean"] == 0.4
+    assert list(ckpt.model.state_dict()) == list(build_model("cnn3").state_dict())
+    x = torch.rand(2, 1, 48, 48)
+    assert not torch.allclose(ckpt.model(x), load_checkpoint_as_default(tmp_path, ckpt)(x))
+
+
+def load_checkpoint_as_default(tmp_path, ckpt):
+    """The same weights in a model built with today's default normalization."""
+    model = build_model("cnn3")
+    model.load_state_dict(ckpt.model.state_dict())
+    return model.eval()
+
+
+def test_checkpoints_saved_before_the_normalization_was_recorded_keep_their_values(
+        tmp_path, monkeypatch):
+    from fer_core import models
+
+    payload = _payload()
+    payload["arch_options"] = {"dropout": 0.3, "head": "pool"}  # as saved before
+    save_atomic(payload, tmp_path / "old.pt")
+    monkeypatch.setitem(models.DEFAULT_OPTIONS, "cnn3",
+                        {**models.DEFAULT_OPTIONS["cnn3"], "mean": 0.6, "std": 0.3})
+    model = load_checkpoint(tmp_path / "old.pt").model
+    assert (model.normalize.mean, model.normalize.std) == (0.508, 0.255)

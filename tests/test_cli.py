@@ -45,6 +45,44 @@ def test_data_prints_layout_and_counts_per_split(capsys):
     assert all(sum(map(int, r[:-1])) == int(r[-1]) for r in rows.values())
 
 
+def imported_modules(*args) -> set[str]:
+    """The modules a fresh `python -X importtime -m fer_core ARGS` imported."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "fer_core", *args],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+def test_the_data_command_never_imports_torch(tmp_path):
+    csv = tmp_path / "faces.csv"
+    csv.write_text("emotion,pixels,Usage\n" + "".join(
+        f"{k % 7},{' '.join(['9'] * 2304)},Training\n" for k in range(20)))
+    for data in ("builtin:100", csv, csv):  # the second CSV load is served from the cache
+        modules = imported_modules("data", "--data", data)
+        assert "fer_core.readers" in modules
+        assert not modules & {"torch", "torchvision"}, data
+
+
+def test_a_cnn3_is_built_without_torchvision():
+    code = ("import sys; from fer_core.models import build_model; build_model('cnn3'); "
+            "assert 'torchvision' not in sys.modules; build_model('resnet18'); "
+            "assert 'torchvision' in sys.modules")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_train_help_still_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "epochs to train (default 10)" in out and "faces per step (default 128)" in out
+
+
 def test_evaluate_prints_metrics_and_writes_json(trained_run, tmp_path, capsys):
     out_json = tmp_path / "metrics.json"
     assert main(["evaluate", "--checkpoint", str(trained_run), "--data", "builtin:210",

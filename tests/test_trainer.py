@@ -40,7 +40,9 @@ def test_history_status_and_checkpoints_of_a_finished_run(tmp_path, tiny_faces):
     best = load_checkpoint(run.path)
     assert best.meta["metrics"]["val_acc"] == status["best_val_acc"]
     assert best.meta["dataset"]["fingerprint"] == tiny_faces.fingerprint
-    assert best.meta["config"]["seed"] == 7 and best.meta["arch_options"] == {"dropout": 0.3, "head": "pool"}
+    assert best.meta["config"]["seed"] == 7
+    assert best.meta["arch_options"] == {"dropout": 0.3, "head": "pool", "mean": 0.508,
+                                         "std": 0.255}
     assert "training_state" in read_payload(run.last_path)
     assert json.loads(run.config_path.read_text())["batch_size"] == 32
 

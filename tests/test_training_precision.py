@@ -218,7 +218,7 @@ def test_cli_records_the_flat_head_and_dropout(tmp_path, capsys):
     assert main(["train", "--data", "builtin:70", "--out", str(out), "--epochs", "1",
                  "--batch-size", "32", "--device", "cpu", "--head", "flat",
                  "--dropout", "0.5"]) == 0
-    options = {"dropout": 0.5, "head": "flat"}
+    options = {"dropout": 0.5, "head": "flat", "mean": 0.508, "std": 0.255}
     assert json.loads((out / "config.json").read_text())["arch_options"] == options
     best = load_checkpoint(out)
     assert best.meta["arch_options"] == options
