@@ -4,18 +4,25 @@ A run trains in its own process (`python -m fer_core train`), never in Streamlit
 and everything shown about it is read from its folder: a run started from the CLI, from another
 tab, or before a page reload looks the same as one started here.
 
-The dashboard adds two files to the folders of the runs it starts: launch.json (pid, command,
-start time), created exclusively so that two clicks cannot start two trainers under one name, and
-train.log (the trainer's output), whose last line is the error when the process dies before it
-writes status.json.
+The dashboard adds three files to the folders of the runs it starts: launch.json (pid, command,
+start time), created exclusively so that two clicks cannot start two trainers under one name;
+launch.lock, held while a resume checks the folder and launches, so that two tabs clicking Resume
+at once start one trainer; and train.log (the trainer's output), whose last line is the error
+when the process dies before it writes status.json.
+
+Paths are made absolute before launching: the trainer runs from the repository root, which need
+not be the dashboard's working directory. FER_ALLOW_TRAINING=0 turns launching and stopping off
+(a shared deployment where visitors only look).
 """
 
+import fcntl
 import os
 import re
 import shlex
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +34,7 @@ from fer_core.trainer import TrainConfig
 from .paths import REPO_ROOT
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-LAUNCH_FILE, LOG_FILE = "launch.json", "train.log"
+LAUNCH_FILE, LAUNCH_LOCK, LOG_FILE = "launch.json", "launch.lock", "train.log"
 LIVE_STATES = ("starting", "running", "stopping")
 _children: dict[int, subprocess.Popen] = {}  # kept so finished trainers are reaped, not zombies
 
@@ -51,6 +58,17 @@ class RunInfo:
     @property
     def live(self) -> bool:
         return self.state in LIVE_STATES
+
+
+def training_allowed() -> bool:
+    """False when FER_ALLOW_TRAINING is 0 (or false, no, off): nothing is launched or stopped."""
+    return os.environ.get("FER_ALLOW_TRAINING", "1").strip().lower() not in ("0", "false", "no",
+                                                                            "off")
+
+
+def _refuse_unless_allowed() -> None:
+    if not training_allowed():
+        raise RunError("training is switched off on this server (FER_ALLOW_TRAINING=0)")
 
 
 def validate_name(name: str) -> str:
@@ -85,9 +103,12 @@ def train_args(config: TrainConfig) -> list[str]:
 
 def start_run(root: Path, name: str, config: TrainConfig) -> RunFolder:
     """Launch a new run into root/name; a busy or existing folder is refused, never overwritten."""
+    _refuse_unless_allowed()
     name = validate_name(name)
     config.validate()
-    folder = RunFolder(Path(root) / name)
+    if not config.data.startswith("builtin"):
+        config.data = os.path.abspath(os.path.expanduser(config.data))
+    folder = RunFolder(Path(root).expanduser().absolute() / name)
     _refuse_busy(folder)
     taken = RunError(f"a run named {name!r} already exists: choose another name (a stopped run "
                      "can be resumed from its panel)")
@@ -109,17 +130,37 @@ def can_resume(info: RunInfo) -> bool:
 
 
 def resume_run(folder: RunFolder) -> None:
-    """Relaunch a run with --resume; it continues from its last.pt."""
-    _refuse_busy(folder)
-    info = run_info(folder)
-    if not can_resume(info):
-        raise RunError(f"run {folder.name} is {info.state}: only a stopped run can be resumed")
-    _launch(folder, ["--out", str(folder.path), "--resume"],
-            {"arch": info.arch, "data": info.data, "epochs": info.epochs})
+    """Relaunch a run with --resume; it continues from its last.pt. The checks and the launch
+    hold launch.lock, and a launched run reads as 'starting', so a second click is refused."""
+    _refuse_unless_allowed()
+    folder = RunFolder(folder.path.expanduser().absolute())
+    with _launch_lock(folder):
+        _refuse_busy(folder)
+        info = run_info(folder)
+        if not can_resume(info):
+            raise RunError(f"run {folder.name} is {info.state}: only a stopped run can be resumed")
+        _launch(folder, ["--out", str(folder.path), "--resume"],
+                {"arch": info.arch, "data": info.data, "epochs": info.epochs})
+
+
+@contextmanager
+def _launch_lock(folder: RunFolder):
+    """Hold the folder's launch.lock (an flock: released if this process dies); refused at once
+    when another tab holds it."""
+    with open(folder.path / LAUNCH_LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"run {folder.name} is being launched from another tab") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def stop_run(folder: RunFolder) -> None:
     """Ask the trainer to stop after its current step; it saves last.pt and reports 'stopped'."""
+    _refuse_unless_allowed()
     folder.request_stop()
 
 

@@ -7,5 +7,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def checkpoints_root() -> Path:
-    """FER_CHECKPOINTS_DIR, or checkpoints/ at the repo root."""
-    return Path(os.environ.get("FER_CHECKPOINTS_DIR") or REPO_ROOT / "checkpoints")
+    """FER_CHECKPOINTS_DIR (relative to the dashboard's working directory), or checkpoints/ at
+    the repo root; always absolute, since trainers run from the repo root."""
+    configured = os.environ.get("FER_CHECKPOINTS_DIR")
+    return Path(configured).expanduser().absolute() if configured else REPO_ROOT / "checkpoints"

@@ -59,8 +59,10 @@ def parse_cell(values) -> tuple[int, int] | None:
 
 
 def parse_index(text: str | None, size: int) -> int | None:
-    """A face index from a URL: a whole number in [0, size), else None."""
-    if text is None or not str(text).strip().isdigit():
+    """A face index from a URL: a whole number in [0, size), else None (ASCII digits only, and
+    few of them: int() refuses other digits, and very long numbers)."""
+    text = "" if text is None else str(text).strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 12):
         return None
     value = int(text)
     return value if value < size else None

@@ -11,6 +11,7 @@ a fresh session takes it from the query params.
 
 import streamlit as st
 
+from . import url
 from .launcher import RunInfo, list_runs
 from .paths import checkpoints_root
 from .state import (
@@ -51,6 +52,7 @@ def _saved() -> dict:
             "data_path": "" if spec == BUILTIN else spec,
             "ckpt": st.query_params.get("run"),
             "ckpt_chosen": st.query_params.get("run") is not None,
+            "url_run": st.query_params.get("run"),
         }
         st.session_state["data_active"] = BUILTIN
     return st.session_state[SAVED]
@@ -97,6 +99,8 @@ def _checkpoint_picker(data: str) -> str | None:
     if not runs:
         st.caption(f"No checkpoints in `{checkpoints_root()}` yet: train one on the Training page.")
         return None
+    if saved.pop("url_run", None) not in (None, *runs):
+        url.ignored("run", expected="the name of a checkpoint on this server")
     if saved["ckpt"] not in runs or not saved.get("ckpt_chosen"):
         saved["ckpt"] = default_run(runs, data)
         st.session_state.pop("ckpt", None)  # let the widget take the new default

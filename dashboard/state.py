@@ -1,8 +1,14 @@
 """Where things are, and the loaders every page shares.
 
 Datasets, checkpoints and architecture tables are loaded once per process and shared by every
-tab (bounded caches). Each cache key carries a file stamp (mtime, size), so a file that changes on
-disk (a best.pt rewritten by a running trainer, a fixed CSV) is loaded again.
+tab (bounded caches). Each cache key carries a stamp of what is on disk (a file's size and mtime;
+for an image folder, its images' names, sizes and mtimes), so data that changes on disk (a best.pt
+rewritten by a running trainer, a fixed CSV, a replaced image) is loaded again.
+
+What the caches share is read-only: dataset arrays cannot be written and model parameters take
+no gradient, so no page can change what another tab sees. A dataset that can no longer be read
+(deleted, or replaced by something unreadable) keeps showing its last good copy, with the
+reader's message.
 """
 
 import argparse
@@ -16,11 +22,12 @@ import streamlit as st
 import torch
 
 from fer_core.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint_path
+from fer_core.dataset import FaceDataset
 from fer_core.device import choose_device, describe_device
 from fer_core.errors import FerError
 from fer_core.models import arch_options, build_model
 from fer_core.predict import Predictions, ProgressCallback, cached_predict_split
-from fer_core.readers import load_dataset
+from fer_core.readers import load_dataset, source_stamp
 from fer_core.summary import summarize
 
 BUILTIN = "builtin"
@@ -59,19 +66,43 @@ def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
 
 @st.cache_resource(max_entries=6, show_spinner="Loading faces...")
 def _faces_or_error(spec: str, stamp: tuple | None):
-    """The dataset for `spec`, or the reader's message; failures are cached too so a bad path
-    is not re-read on every rerun (the stamp changes when the file does)."""
+    """The dataset for `spec` (read-only), or the reader's message; failures are cached too so a
+    bad path is not re-read on every rerun (the stamp changes when the data does)."""
     try:
-        return load_dataset(spec)
+        return load_dataset(spec).read_only()
     except FerError as e:
         return str(e)
 
 
-def load_faces(spec: str):
-    """(dataset, None) or (None, the reader's error message)."""
-    stamp = None if spec.startswith(BUILTIN) else file_stamp(spec)
-    result = _faces_or_error(spec, stamp)
-    return (None, result) if isinstance(result, str) else (result, None)
+_LAST_GOOD: "OrderedDict[str, FaceDataset]" = OrderedDict()
+_LAST_GOOD_LOCK = threading.Lock()
+LAST_GOOD_KEPT = 4
+
+
+def load_faces(spec: str) -> tuple[FaceDataset | None, str | None]:
+    """(dataset, problem): (dataset, None) when `spec` loads; when it cannot be read any more,
+    (its last good copy, the reader's message); (None, the message) when it never loaded."""
+    result = _faces_or_error(spec, source_stamp(spec))
+    with _LAST_GOOD_LOCK:
+        if isinstance(result, str):
+            return _LAST_GOOD.get(spec), result
+        _LAST_GOOD[spec] = result
+        _LAST_GOOD.move_to_end(spec)
+        while len(_LAST_GOOD) > LAST_GOOD_KEPT:
+            _LAST_GOOD.popitem(last=False)
+    return result, None
+
+
+def page_faces(spec: str) -> FaceDataset:
+    """The dataset a page shows: with a warning when it is the last good copy of data that can
+    no longer be read; the page stops with the message when there is none."""
+    dataset, problem = load_faces(spec)
+    if dataset is None:
+        st.error(problem, icon=":material/error:")
+        st.stop()
+    if problem:
+        st.warning(f"Showing the faces loaded earlier: {problem}", icon=":material/warning:")
+    return dataset
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
@@ -101,7 +132,10 @@ def device_text() -> str:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading checkpoint...")
 def _checkpoint(path: str, stamp: tuple | None) -> Checkpoint:
-    return load_checkpoint(path, device())
+    """The checkpoint, its parameters frozen: pages take gradients with respect to the input."""
+    ckpt = load_checkpoint(path, device())
+    ckpt.model.requires_grad_(False)
+    return ckpt
 
 
 def checkpoint(run_path: str | os.PathLike) -> Checkpoint:

@@ -43,6 +43,13 @@ class FaceDataset:
     def __len__(self) -> int:
         return len(self.images)
 
+    def read_only(self) -> "FaceDataset":
+        """This dataset, its arrays made read-only (for a copy shared by many readers)."""
+        for array in (self.images, self.labels, self.split_codes, self.sources, self.parts):
+            if array is not None:
+                array.setflags(write=False)
+        return self
+
     def indices(self, split: str) -> np.ndarray:
         """Row indices of one split ('train', 'val' or 'test')."""
         return np.flatnonzero(self.split_codes == SPLITS.index(split))

@@ -475,4 +475,4 @@ def _decode(path: Path, data: bytes) -> np.ndarray:
     except Image.DecompressionBombError:
         raise DataError(f"{path}: cannot read image (far larger than a face)") from None
     except (OSError, ValueError):
-        raise DataError(f"{path}: cannot read image (not a PNG or JPEG file that decodes)") from None
+        raise DataError(f"{path}: cannot read image (not a PNG or JPEG that decodes)") from None

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import state
+from dashboard import state, url
 from dashboard.confusion_charts import (
     difference_figure,
     matrix_figure,
@@ -74,6 +74,10 @@ def init_from_url(splits: list[str]) -> None:
     st.session_state["cm_cell"] = parse_cell((q.get("true"), q.get("pred")))
     st.session_state["cm_face"] = q.get("idx")
     st.session_state["cm_face_open"] = q.get("idx") is not None
+    if q.get("split") not in (None, *splits):
+        url.ignored("split", expected=f"one of {', '.join(splits)}")
+    if (q.get("true"), q.get("pred")) != (None, None) and st.session_state["cm_cell"] is None:
+        url.ignored("true", "pred", expected="two class numbers 0-6")
 
 
 def write_url(split: str, cell: tuple[int, int], face: int | None) -> None:
@@ -270,7 +274,7 @@ def show_compare(ckpt, dataset, preds, counts: np.ndarray, run: str) -> None:
 
 def page() -> None:
     choice = state.selection()
-    dataset, _ = state.load_faces(choice.data)
+    dataset = state.page_faces(choice.data)
     st.title("Confusions")
     if choice.run is None:
         st.info("No checkpoint yet: train one on the Training page.", icon=":material/info:")
@@ -312,6 +316,8 @@ def page() -> None:
         show_downloads(dataset, preds, counts)
     st.divider()
     face = parse_index(st.session_state.get("cm_face"), len(preds.rows))
+    if face is None and st.session_state.get("cm_face") is not None:
+        url.ignored("idx", expected=f"a face number from 0 to {len(preds.rows) - 1}")
     st.session_state["cm_face"] = face
     show_cell(dataset, preds, cell)
     if st.session_state.pop("cm_face_open", False) and face is not None:

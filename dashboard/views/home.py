@@ -44,7 +44,7 @@ def counts_frame(dataset) -> pd.DataFrame:
 
 
 choice = state.selection()
-dataset, _ = state.load_faces(choice.data)
+dataset = state.page_faces(choice.data)
 
 st.title("FER explainability dashboard")
 st.caption("Train facial-expression CNNs and look inside them: curves, layers, and the faces "

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import state
+from dashboard import state, url
 from dashboard.paths import checkpoints_root
 from dashboard.tables import content_height, settings_frame
 from fer_core.errors import FerError
@@ -25,8 +25,12 @@ def layer_frame(records: list[dict], total: int) -> pd.DataFrame:
 def source_picker(run: str | None) -> str:
     """CHECKPOINT or an architecture name, mirrored in ?arch= (absent for the checkpoint)."""
     options = ([CHECKPOINT] if run else []) + list(ARCHITECTURES)
-    if "model_source" not in st.session_state and st.query_params.get("arch") in options:
-        st.session_state["model_source"] = st.query_params["arch"]
+    wanted = st.query_params.get("arch")
+    if "model_source" not in st.session_state and wanted is not None:
+        if wanted in options:
+            st.session_state["model_source"] = wanted
+        else:
+            url.ignored("arch", expected=f"one of {', '.join(options)}")
     if st.session_state.get("model_source") not in options:
         st.session_state["model_source"] = options[0]
     source = st.segmented_control(

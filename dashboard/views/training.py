@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from dashboard import state
+from dashboard import state, url
 from dashboard.charts import overlay_figure, training_figure
 from dashboard.history import RunHistory, format_duration
 from dashboard.launcher import (
@@ -19,6 +19,7 @@ from dashboard.launcher import (
     run_info,
     start_run,
     stop_run,
+    training_allowed,
 )
 from dashboard.paths import checkpoints_root
 from dashboard.tables import RUN_COLUMNS, runs_frame
@@ -29,6 +30,8 @@ from fer_core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig
 
 POLL_SECONDS = 2.0
 DEFAULTS = TrainConfig()
+READ_ONLY = ("Training is switched off on this server (FER_ALLOW_TRAINING=0): runs can be "
+             "followed and compared here, not started, stopped or resumed.")
 
 
 def history(run_path: Path) -> RunHistory:
@@ -130,8 +133,12 @@ def follow_picker(runs: list[RunInfo]) -> RunInfo:
     """The run whose panel is shown: ?follow=, else this session's choice, else a live run,
     else the newest."""
     by_name = {r.name: r for r in runs}
-    if "follow" not in st.session_state and st.query_params.get("follow") in by_name:
-        st.session_state["follow"] = st.query_params["follow"]
+    wanted = st.query_params.get("follow")
+    if "follow" not in st.session_state and wanted is not None:
+        if wanted in by_name:
+            st.session_state["follow"] = wanted
+        else:
+            url.ignored("follow", expected="the name of a run on this server")
     if st.session_state.get("follow") not in by_name:
         st.session_state["follow"] = next((r.name for r in runs if r.live), runs[0].name)
     name = st.selectbox("Run", list(by_name), key="follow", persist_state="session",
@@ -185,6 +192,8 @@ def metrics(box, info: RunInfo, reader: RunHistory) -> None:
 
 
 def controls(info: RunInfo) -> None:
+    if not training_allowed():
+        return
     if info.state in ("running", "stopping"):
         st.button("Stop", key="stop_run", icon=":material/stop:", type="primary", on_click=_act,
                   args=(stop_run, info.path), disabled=info.state == "stopping",
@@ -234,8 +243,11 @@ def runs_section(runs: list[RunInfo]) -> None:
 
 st.title("Training")
 runs = list_runs(checkpoints_root())
-with st.expander("Start a new run", icon=":material/add_circle:", expanded=not runs):
-    new_run_form(state.selection().data, runs)
+if training_allowed():
+    with st.expander("Start a new run", icon=":material/add_circle:", expanded=not runs):
+        new_run_form(state.selection().data, runs)
+else:
+    st.caption(READ_ONLY)
 if not runs:
     st.caption(f"No runs in `{checkpoints_root()}` yet.")
     st.stop()
