@@ -21,6 +21,11 @@ REQUIRED_KEYS = ("format", "version", "arch", "arch_options", "classes", "input_
 # The input normalization of every checkpoint saved before arch_options recorded it: such a
 # checkpoint keeps these values whatever models.DEFAULT_OPTIONS says later.
 UNRECORDED_NORMALIZATION = {"mean": 0.508, "std": 0.255}
+# The type each metadata field must have where present (pages read them, so a checkpoint
+# with other types is refused when it loads).
+FIELD_TYPES = {"version": int, "arch": str, "arch_options": dict, "classes": list,
+               "input_size": int, "model": dict, "dataset": dict, "epoch": int, "metrics": dict,
+               "config": dict}
 
 
 @dataclass
@@ -87,7 +92,7 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
 def read_payload(path: str | os.PathLike) -> dict:
     """The raw checkpoint dict, loaded safely; any failure is a CheckpointError saying why."""
     path = resolve_checkpoint_path(path)
-    if not zipfile.is_zipfile(path):
+    if not _is_zip(path):
         raise CheckpointError(
             f"{path}: not a PyTorch checkpoint (truncated, or another kind of file)")
     try:
@@ -96,13 +101,22 @@ def read_payload(path: str | os.PathLike) -> dict:
         raise CheckpointError(
             f"{path}: refused to load: it holds pickled code or objects that a weights-only load "
             f"does not allow ({_first_line(e)})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({_first_line(e)})") from None
+    # A damaged pickle or zip surfaces in many ways (KeyError, IndexError, struct.error,
+    # UnicodeDecodeError... from the weights-only unpickler): each only means unreadable.
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: "
+                              f"{_first_line(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fer_core checkpoint (no '{FORMAT}' format tag)")
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    wrong = [k for k, kind in FIELD_TYPES.items()
+             if k in payload and not (isinstance(payload[k], kind)
+                                      and not isinstance(payload[k], bool))]
+    if wrong:
+        raise CheckpointError(f"{path}: damaged checkpoint metadata ({', '.join(wrong)} of the "
+                              f"wrong type)")
     if payload["version"] > VERSION:
         raise CheckpointError(f"{path}: checkpoint format v{payload['version']} is newer than this "
                               f"fer_core (v{VERSION}); upgrade fer_core")
@@ -118,6 +132,9 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         model = build_model(payload["arch"], **options)
     except FerError as e:
         raise CheckpointError(f"{resolved}: {e}") from None
+    except (TypeError, ValueError) as e:  # an option of the wrong type or range
+        raise CheckpointError(f"{resolved}: arch_options do not fit {payload['arch']!r} "
+                              f"({_first_line(e)})") from None
     load_weights(model, payload["model"], resolved, payload["arch"])
     model.to(device).eval()
     meta = {k: v for k, v in payload.items() if k not in ("model", "training_state")}
@@ -134,6 +151,14 @@ def load_weights(model: nn.Module, state: dict, path: Path, arch: str) -> None:
             detail = detail[:300] + "..."
         raise CheckpointError(
             f"{path}: weights do not fit architecture {arch!r}: {detail}") from None
+
+
+def _is_zip(path: Path) -> bool:
+    """zipfile.is_zipfile, which raises BadZipFile itself on some damaged directories."""
+    try:
+        return zipfile.is_zipfile(path)
+    except zipfile.BadZipFile:
+        return False
 
 
 def _first_line(error: Exception) -> str:

@@ -18,6 +18,7 @@ outputs, and the final linear layer, in forward order, with channels and output 
 """
 
 import functools
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: float = PIXEL_MEAN, std: float = PIXEL_STD):
         super().__init__()
+        if not (_is_number(mean) and _is_number(std) and std > 0):
+            raise FerError(f"normalization needs numbers mean and std > 0, got mean={mean!r}, "
+                           f"std={std!r}")
         self.mean, self.std = mean, std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,6 +49,10 @@ class Normalize(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mean={self.mean}, std={self.std}"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
