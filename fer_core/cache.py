@@ -47,11 +47,12 @@ def tree_fingerprint(files: Iterable[tuple[str, bytes]]) -> str:
     return digest.hexdigest()[:_DIGITS]
 
 
-def load_arrays(key: str) -> dict[str, np.ndarray] | None:
-    """The arrays stored under `key`, or None when there is no readable entry."""
+def load_arrays(key: str, names: Iterable[str] | None = None) -> dict[str, np.ndarray] | None:
+    """The arrays stored under `key` (only those in `names`, when given: the others are not
+    read), or None when there is no readable entry or it lacks one of `names`."""
     try:
         with np.load(_entry_path(key), allow_pickle=False) as stored:
-            return {name: stored[name] for name in stored.files}
+            return {name: stored[name] for name in (stored.files if names is None else names)}
     # np.load reports damage in many ways (BadZipFile, ValueError, EOFError, TokenError,
     # NotImplementedError, MemoryError for a garbled shape...); any of them only means a miss.
     except Exception:  # noqa: BLE001
