@@ -70,3 +70,17 @@ def parse_index(text: str | None, size: int) -> int | None:
 
 def _is_index(value) -> bool:
     return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def faces_from_state(state) -> list[int]:
+    """The split indices of every point clicked or lassoed in a chart whose points carry
+    `customdata = [index, ...]` on any trace (the Embeddings scatter), sorted, each once."""
+    if not state:
+        return []
+    selection = state.get("selection") if isinstance(state, Mapping) else None
+    found = set()
+    for point in (selection or {}).get("points") or []:
+        values = _values(point.get("customdata"))
+        if values and _is_index(values[0]) and values[0] >= 0:
+            found.add(int(values[0]))
+    return sorted(found)
