@@ -1,4 +1,4 @@
-"""Command line: `python -m fer_core train | evaluate | embed | data`.
+"""Command line: `python -m fer_core train | evaluate | embed | explain | data`.
 
 Exit 0 on success; on bad input or a failed run, exit 2 with one line on stderr.
 
@@ -12,6 +12,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from . import cli_explain
 from .errors import FerError
 
 EXIT_ERROR = 2
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub.add_parser("evaluate", help="accuracy, per-class metrics, confusion matrix"))
     _add_embed(sub.add_parser("embed", help="every face of a split in 2-D (PCA, t-SNE or UMAP of "
                                             "the penultimate features), as CSV"))
+    cli_explain.add_arguments(sub.add_parser(
+        "explain", help="prediction and saliency map of one face (a photo or a dataset face)"))
     data = sub.add_parser("data", help="the detected layout and the counts per split and class")
     data.add_argument("--data", default="builtin", help="FER2013 path, or 'builtin' (default)")
     return parser
@@ -118,7 +121,7 @@ def _add_embed(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "embed": cmd_embed,
-               "data": cmd_data}[args.command]
+               "explain": cli_explain.run, "data": cmd_data}[args.command]
     try:
         return command(args)
     except FerError as e:
