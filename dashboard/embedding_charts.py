@@ -5,7 +5,11 @@ carries only numbers: customdata = [position within the split, confidence], x an
 arrays that plotly sends as binary. Traces are grouped into legend groups by the colouring (true
 class, predicted class, correct/wrong), so a click on a legend entry toggles a whole class and a
 double click isolates it. Likely label errors and the chosen face are drawn as extra traces on
-top, with the same customdata, so a click on them picks the face beneath.
+top, with the same customdata, so a click on them picks the face beneath (WebGL draws an open
+symbol's outline in the marker colour, so theirs is set there, not in marker.line).
+
+The drag mode starts at zoom: Streamlit turns click-selection off while the lasso or box tool is
+active (clickmode "event"), so a click picks a face only in zoom or pan mode.
 """
 
 import numpy as np
@@ -21,7 +25,7 @@ UNKNOWN_COLOUR = "#c7c7c7"
 OUTCOME = {"correct": ("correct", "#29b09d"), "wrong": ("wrong", "#ff2b2b"),
            "unknown": ("no label", UNKNOWN_COLOUR)}
 HIGHLIGHT = "#ff2b2b"
-CHOSEN = "#000000"
+CHOSEN = "#ff00ff"  # magenta: unlike any class colour, seen on light and dark themes
 POINT_SIZE = 5
 
 
@@ -75,8 +79,7 @@ def highlight_trace(embedding: Embedding, positions: np.ndarray, threshold: floa
     """Rings around the likely label errors (wrong with confidence >= threshold)."""
     return {
         "type": "scattergl", "mode": "markers", "name": f"likely label errors (≥ {threshold:.2f})",
-        "marker": {"size": 11, "color": "rgba(0,0,0,0)", "symbol": "circle-open",
-                   "line": {"color": HIGHLIGHT, "width": 2}},
+        "marker": {"size": 11, "color": HIGHLIGHT, "symbol": "circle-open", "line": {"width": 2}},
         **_points(embedding, np.asarray(positions, dtype=np.int64)),
         "hovertemplate": "#%{customdata[0]}: likely label error (p %{customdata[1]:.2f})"
                          "<extra></extra>",
@@ -86,8 +89,7 @@ def highlight_trace(embedding: Embedding, positions: np.ndarray, threshold: floa
 def chosen_trace(embedding: Embedding, position: int) -> dict:
     return {
         "type": "scattergl", "mode": "markers", "name": f"face #{position}",
-        "marker": {"size": 16, "color": "rgba(0,0,0,0)", "symbol": "diamond-open",
-                   "line": {"color": CHOSEN, "width": 3}},
+        "marker": {"size": 16, "color": CHOSEN, "symbol": "diamond-open", "line": {"width": 3}},
         **_points(embedding, np.asarray([position], dtype=np.int64)),
         "hovertemplate": "#%{customdata[0]}: the chosen face<extra></extra>",
     }
@@ -104,11 +106,11 @@ def scatter_figure(embedding: Embedding, colouring: str, errors: np.ndarray | No
         data.append(chosen_trace(embedding, chosen))
     method = METHOD_NAMES[embedding.method]
     layout = {
-        "height": 640, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "height": 640, "margin": {"l": 10, "r": 10, "t": 36, "b": 10},
         "xaxis": {"title": {"text": f"{method} 1"}, "showticklabels": False, "zeroline": False},
         "yaxis": {"title": {"text": f"{method} 2"}, "showticklabels": False, "zeroline": False},
         "legend": {"itemsizing": "constant", "title": {"text": COLOURING_NAMES[colouring]}},
-        "dragmode": "lasso", "clickmode": "event+select", "hovermode": "closest",
+        "dragmode": "zoom", "hovermode": "closest",
         "uirevision": f"{embedding.split}-{embedding.method}",
     }
     if colouring == "confidence":

@@ -134,10 +134,12 @@ def show_scatter(embedding, colour: str, threshold: float | None, face: int | No
     figure = scatter_figure(embedding, colour, errors, threshold or 0.9, face)
     st.plotly_chart(figure, key="em_scatter", on_select=on_scatter_select,
                     selection_mode=("points", "lasso", "box"), config=CONFIG)
-    marked = "" if errors is None else f" {len(errors):,} likely label errors ringed in red."
-    st.caption(f"Each point is a face. Click one to choose it, or lasso a region (box select "
-               f"and zoom are in the toolbar; double-click to reset). Click a legend entry to "
-               f"hide a group, double-click it to show only that group.{marked}")
+    marked = "" if errors is None else (f" {len(errors):,} likely label error"
+                                        f"{'' if len(errors) == 1 else 's'} ringed in red.")
+    st.caption(f"Each point is a face. Click one to choose it; to see many, pick the lasso "
+               f"(or box) in the chart's toolbar and draw around them. Drag to zoom, "
+               f"double-click to zoom out. Click a legend entry to hide a group, double-click "
+               f"it to show only that group.{marked}")
 
 
 def show_selected(dataset, preds, selected: list[int]) -> None:
@@ -201,7 +203,7 @@ def page() -> None:
     face = chosen_face(n)
     show_scatter(embedding, colour, threshold, face)
     selected = [p for p in st.session_state.get("em_selected", []) if p < n]
-    if selected:
+    if len(selected) > 1:  # one clicked face is the chosen face, shown large below
         show_selected(dataset, preds, selected)
     st.session_state.pop("em_face_open", None)  # a clicked face opens below, not in a dialog
     if face is not None:
