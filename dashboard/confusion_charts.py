@@ -146,15 +146,19 @@ def reliability_figure(rel: dict) -> dict:
     return {"data": data, "layout": layout}
 
 
+PR_POINTS = 400  # per curve: a split's curve has a point per face, more than a chart shows
+
+
 def pr_figure(curves: list[dict]) -> dict:
     """One precision-recall curve per class (one vs rest), average precision in the legend."""
     data = []
     for c in curves:
         if c["ap"] is None:
             continue
+        keep = np.unique(np.linspace(0, len(c["recall"]) - 1, PR_POINTS).astype(int))
         data.append({"type": "scatter", "mode": "lines", "name": f"{c['class']} (AP {c['ap']:.2f})",
-                     "x": np.asarray(c["recall"]).tolist(),
-                     "y": np.asarray(c["precision"]).tolist(),
+                     "x": np.asarray(c["recall"])[keep].tolist(),
+                     "y": np.asarray(c["precision"])[keep].tolist(),
                      "line": {"shape": "hv", "width": 2}})
     layout = {
         "height": 380, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},

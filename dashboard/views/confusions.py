@@ -304,6 +304,25 @@ def page() -> None:
     y, yhat = preds.labels[known], preds.predicted[known]
     counts = confusion_counts(y, yhat)
     rel = show_summary(preds, y, yhat)
+    explore(dataset, preds, counts, choice)
+    st.divider()
+    tabs = st.tabs(["Per-class metrics", "Calibration", "Precision-recall",
+                    "Compare checkpoints"])
+    with tabs[0]:
+        show_class_metrics(y, yhat)
+    with tabs[1]:
+        show_calibration(rel)
+    with tabs[2]:
+        st.plotly_chart(pr_figure(pr_curves(preds.probs[known], y)), config=CONFIG)
+        st.caption("One class against the rest, ranked by the probability of that class.")
+    with tabs[3]:
+        show_compare(ckpt, dataset, preds, counts, choice.run)
+
+
+@st.fragment
+def explore(dataset, preds, counts: np.ndarray, choice) -> None:
+    """The matrix, its pairs, the chosen cell's gallery and the opened face. A fragment: a click
+    here reruns only this part, not the metrics, curves and comparison below."""
     pairs = ranked_pairs(counts)
     cell = st.session_state.get("cm_cell") or (
         (pairs[0]["true"], pairs[0]["pred"]) if pairs else (0, 0))
@@ -322,19 +341,7 @@ def page() -> None:
     show_cell(dataset, preds, cell)
     if st.session_state.pop("cm_face_open", False) and face is not None:
         face_dialog(dataset, preds, face, choice)
-    write_url(split, cell, face)
-    st.divider()
-    tabs = st.tabs(["Per-class metrics", "Calibration", "Precision-recall",
-                    "Compare checkpoints"])
-    with tabs[0]:
-        show_class_metrics(y, yhat)
-    with tabs[1]:
-        show_calibration(rel)
-    with tabs[2]:
-        st.plotly_chart(pr_figure(pr_curves(preds.probs[known], y)), config=CONFIG)
-        st.caption("One class against the rest, ranked by the probability of that class.")
-    with tabs[3]:
-        show_compare(ckpt, dataset, preds, counts, choice.run)
+    write_url(preds.split, cell, face)
 
 
 page()
