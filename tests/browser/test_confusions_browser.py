@@ -61,7 +61,8 @@ def test_click_a_cell_see_its_gallery_and_open_a_face(shipped_root, tmp_path, br
             click_at(page, ".st-key-cm_matrix", (p + 0.5) / 7, (t + 0.5) / 7)
             title = f"True {CLASSES[t]}, predicted {CLASSES[p]}: {len(faces)} faces"
             page.get_by_text(title).first.wait_for()
-            assert f"true={t}" in page.url and f"pred={p}" in page.url
+            # the URL is updated by a message of its own, just after the page content
+            page.wait_for_url(lambda u: f"true={t}" in u and f"pred={p}" in u, timeout=10_000)
 
             size = 48 * SCALE  # the first face's centre, as a fraction of the gallery
             width = COLUMNS * (size + 4)
@@ -70,7 +71,7 @@ def test_click_a_cell_see_its_gallery_and_open_a_face(shipped_root, tmp_path, br
                      (size / 2) / (rows * (size + TILE_TEXT)))
             dialog = page.get_by_role("dialog")
             dialog.get_by_text(f"Face #{faces[0]} of val").wait_for()
-            assert f"idx={faces[0]}" in page.url
+            page.wait_for_url(lambda u: f"idx={faces[0]}" in u, timeout=10_000)
             page.screenshot(path=str(ARTIFACTS / "confusions.png"), full_page=True)
 
             page.keyboard.press("Escape")
