@@ -8,8 +8,9 @@ seeded and cached on disk per checkpoint file, dataset fingerprint, split and me
 
 t-SNE follows van der Maaten's advice and scikit-learn's: the features are first reduced to 50
 principal components (which also makes it several times faster), then embedded with perplexity
-30, PCA initialization and the automatic learning rate (n / 12). It takes about ten seconds for
-FER2013's 3,589 PublicTest faces and minutes for its 28,709 training faces on a laptop CPU.
+30, PCA initialization and the automatic learning rate (n / 12). On one core of this project's
+CPU it takes about 30 s for FER2013's 3,589 PublicTest faces, and minutes for its 28,709
+training faces (benchmarks/bench_embeddings.py).
 """
 
 import csv
@@ -96,8 +97,8 @@ def tsne_2d(features: np.ndarray, seed: int = SEED) -> np.ndarray:
 
 def umap_2d(features: np.ndarray, seed: int = SEED) -> np.ndarray:
     """UMAP (McInnes et al. 2018) of the first PCA_DIMS principal components: local structure
-    like t-SNE, more of the global layout kept, and faster on large splits. Seeded, it runs on
-    one thread (umap-learn's rule for reproducible results)."""
+    like t-SNE, more of the global layout kept. Seeded, it runs on one thread (umap-learn's rule
+    for reproducible results), after numba compiles it on the first call in a process."""
     try:
         from umap import UMAP
     except ImportError as e:
