@@ -175,3 +175,19 @@ def test_bad_links_get_a_message_and_the_defaults(dashboard_root):
     assert (at.query_params["split"], at.query_params["method"],
             at.query_params["colour"]) == ("val", "pca", "true")
     assert "idx" not in at.query_params
+
+
+def test_unlabelled_faces_are_placed_and_coloured_by_prediction(dashboard_root, tmp_path):
+    csv = tmp_path / "unlabelled.csv"
+    rng = np.random.default_rng(0)
+    csv.write_text("id,feature\n" + "".join(
+        f"{i},{' '.join(map(str, rng.integers(0, 256, 2304)))}\n" for i in range(12)))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"data": str(csv), "run": "tiny-a"})
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(scatter_points(at)) == 12
+    assert {t["name"] for t in figure(at, "em_scatter")["data"]} == {"unknown"}
+    at.segmented_control(key="em_colour").set_value("correct").run()
+    assert {t["name"] for t in figure(at, "em_scatter")["data"]} == {"no label"}
