@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
+from dashboard.paths import checkpoints_root
 from fer_core.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint_path
+from fer_core.classes import CLASSES, IMAGE_SIZE
 from fer_core.dataset import FaceDataset
 from fer_core.device import choose_device, describe_device
 from fer_core.errors import FerError
@@ -185,3 +187,33 @@ def predictions(ckpt: Checkpoint, dataset, split: str,
 def predictions_ready(ckpt: Checkpoint, dataset, split: str) -> bool:
     """Whether `predictions` would answer from memory (no progress bar needed)."""
     return (str(ckpt.path), file_stamp(ckpt.path), dataset.fingerprint, split) in _PREDICTIONS
+
+
+def fit_problem(meta: dict) -> str | None:
+    """Why a checkpoint cannot score this project's faces (other classes or input size), or
+    None."""
+    classes = list(meta.get("classes") or [])
+    if classes != list(CLASSES):
+        return (f"this checkpoint predicts the classes {', '.join(map(str, classes)) or '(none)'}, "
+                f"not the 7 FER2013 classes ({', '.join(CLASSES)})")
+    if meta.get("input_size") != IMAGE_SIZE:
+        return (f"this checkpoint takes {meta.get('input_size')}-pixel faces, not "
+                f"{IMAGE_SIZE}x{IMAGE_SIZE}")
+    return None
+
+
+def page_checkpoint(run: str | None) -> Checkpoint | None:
+    """The chosen run's checkpoint for a page that scores faces, or None after showing why it
+    cannot be used (no run, an unreadable file, other classes or input size)."""
+    if run is None:
+        st.info("No checkpoint yet: train one on the Training page.", icon=":material/info:")
+        return None
+    try:
+        ckpt = checkpoint(checkpoints_root() / run)
+    except FerError as e:
+        st.error(str(e), icon=":material/error:")
+        return None
+    if problem := fit_problem(ckpt.meta):
+        st.error(f"{run}: {problem}", icon=":material/error:")
+        return None
+    return ckpt

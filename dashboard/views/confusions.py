@@ -21,7 +21,7 @@ from dashboard.launcher import list_runs
 from dashboard.paths import checkpoints_root
 from dashboard.selection import cell_from_state, parse_cell, parse_index
 from dashboard.tables import content_height
-from fer_core.classes import CLASSES, IMAGE_SIZE
+from fer_core.classes import CLASSES
 from fer_core.confusion import (
     NORMALIZATIONS,
     SORT_KEYS,
@@ -38,25 +38,12 @@ from fer_core.confusion import (
     reliability,
     summary,
 )
-from fer_core.errors import FerError
 
 NORM_LABELS = {"counts": "Counts", "row": "Row % (recall)", "column": "Column % (precision)"}
 SORT_LABELS = {"default": "Default", "pred_prob": "Probability of predicted class",
                "true_prob": "Probability of true class", "loss": "Loss (−log p(true))",
                "margin": "Margin p(pred) − p(true)"}
 CONFIG = {"displayModeBar": False}
-
-
-def fit_problem(meta: dict) -> str | None:
-    """Why a checkpoint cannot be scored on FER2013-style faces, or None."""
-    classes = list(meta.get("classes") or [])
-    if classes != list(CLASSES):
-        return (f"this checkpoint predicts the classes {', '.join(classes) or '(none)'}, not the "
-                f"7 FER2013 classes ({', '.join(CLASSES)}): its confusion matrix cannot be drawn")
-    if meta.get("input_size") != IMAGE_SIZE:
-        return (f"this checkpoint takes {meta.get('input_size')}-pixel faces, not "
-                f"{IMAGE_SIZE}x{IMAGE_SIZE}: it cannot score this dataset")
-    return None
 
 
 def labelled_splits(dataset) -> list[str]:
@@ -244,13 +231,8 @@ def show_compare(ckpt, dataset, preds, counts: np.ndarray, run: str) -> None:
                          format_func=lambda n: "choose a checkpoint" if n is None else n)
     if other is None:
         return
-    try:
-        second = state.checkpoint(checkpoints_root() / other)
-    except FerError as e:
-        st.error(str(e), icon=":material/error:")
-        return
-    if problem := fit_problem(second.meta):
-        st.error(f"{other}: {problem}", icon=":material/error:")
+    second = state.page_checkpoint(other)
+    if second is None:
         return
     theirs = predict(second, dataset, preds.split)
     known = preds.labelled
@@ -276,16 +258,8 @@ def page() -> None:
     choice = state.selection()
     dataset = state.page_faces(choice.data)
     st.title("Confusions")
-    if choice.run is None:
-        st.info("No checkpoint yet: train one on the Training page.", icon=":material/info:")
-        return
-    try:
-        ckpt = state.checkpoint(checkpoints_root() / choice.run)
-    except FerError as e:
-        st.error(str(e), icon=":material/error:")
-        return
-    if problem := fit_problem(ckpt.meta):
-        st.error(f"{choice.run}: {problem}", icon=":material/error:")
+    ckpt = state.page_checkpoint(choice.run)
+    if ckpt is None:
         return
     splits = labelled_splits(dataset)
     if not splits:

@@ -13,25 +13,13 @@ import streamlit as st
 from dashboard import embedding_store, state, url
 from dashboard.embedding_charts import COLOURING_NAMES, COLOURINGS, scatter_figure
 from dashboard.gallery import FACES_PER_PAGE, show_face, show_gallery
-from dashboard.paths import checkpoints_root
 from dashboard.selection import faces_from_state, parse_index
-from fer_core.classes import CLASSES, IMAGE_SIZE
 from fer_core.confusion import likely_label_errors
 from fer_core.embeddings import METHOD_NAMES, available_methods, nearest_neighbours
 from fer_core.errors import FerError
 
 LARGE = 10_000  # faces above which a t-SNE or UMAP is started by a button, not by a visit
 CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]}
-
-
-def fit_problem(meta: dict) -> str | None:
-    """Why a checkpoint's faces cannot be placed and coloured here, or None."""
-    if list(meta.get("classes") or []) != list(CLASSES):
-        return "this checkpoint does not predict the 7 FER2013 classes: its faces cannot be " \
-               "coloured by class"
-    if meta.get("input_size") != IMAGE_SIZE:
-        return f"this checkpoint does not take {IMAGE_SIZE}x{IMAGE_SIZE} faces"
-    return None
 
 
 def init_from_url(splits: list[str], methods: list[str]) -> None:
@@ -169,16 +157,8 @@ def page() -> None:
     choice = state.selection()
     dataset = state.page_faces(choice.data)
     st.title("Embeddings")
-    if choice.run is None:
-        st.info("No checkpoint yet: train one on the Training page.", icon=":material/info:")
-        return
-    try:
-        ckpt = state.checkpoint(checkpoints_root() / choice.run)
-    except FerError as e:
-        st.error(str(e), icon=":material/error:")
-        return
-    if problem := fit_problem(ckpt.meta):
-        st.error(f"{choice.run}: {problem}", icon=":material/error:")
+    ckpt = state.page_checkpoint(choice.run)
+    if ckpt is None:
         return
     splits, methods = dataset.present_splits(), available_methods()
     init_from_url(splits, methods)
