@@ -28,6 +28,8 @@ PAGES = [
             url_path="training"),
     st.Page("views/confusions.py", title="Confusions", icon=":material/grid_on:",
             url_path="confusions"),
+    st.Page("views/saliency.py", title="Saliency", icon=":material/visibility:",
+            url_path="saliency"),
     st.Page("views/embeddings.py", title="Embeddings", icon=":material/scatter_plot:",
             url_path="embeddings"),
 ]

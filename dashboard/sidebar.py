@@ -113,6 +113,13 @@ def _checkpoint_picker(data: str) -> str | None:
     return name
 
 
+def choose_run(name: str) -> None:
+    """Button callback: make `name` the chosen checkpoint, as if picked in the sidebar."""
+    saved = _saved()
+    saved["ckpt"], saved["ckpt_chosen"] = name, True
+    st.session_state.pop("ckpt", None)  # the widget takes the new choice as its default
+
+
 def is_builtin(spec: str) -> bool:
     return spec.startswith(BUILTIN)
 

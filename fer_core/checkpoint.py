@@ -40,6 +40,13 @@ class Checkpoint:
     def arch(self) -> str:
         return self.meta["arch"]
 
+    @property
+    def trained_on_builtin(self) -> bool:
+        """Whether the model learned from the built-in synthetic faces (its training data spec
+        says builtin), so that a real photo is far from anything it has seen."""
+        data = self.meta.get("config", {}).get("data") or self.meta.get("dataset", {}).get("name")
+        return str(data or "builtin").startswith("builtin")
+
 
 def make_payload(model: nn.Module, *, arch: str, arch_options: dict, dataset: dict, epoch: int,
                  metrics: dict, config: dict, training_state: dict | None = None) -> dict:

@@ -79,17 +79,12 @@ def run(args) -> int:
               "checkpoint": str(ckpt.path)}
     write_all(outputs, png_bytes(picture), report)
     print(f"wrote {outputs[0]}" + (f" and {outputs[1]}" if outputs[1] else ""))
-    if args.image and trained_on_builtin(ckpt):
+    if args.image and ckpt.trained_on_builtin:
         notes.append(f"note: {ckpt.path} was trained on the built-in synthetic faces, not on "
                      f"photos; a FER2013-trained checkpoint explains a photo better")
     for note in notes:
         print(note, file=sys.stderr)
     return 0
-
-
-def trained_on_builtin(ckpt) -> bool:
-    data = ckpt.meta.get("config", {}).get("data") or ckpt.meta.get("dataset", {}).get("name")
-    return str(data or "builtin").startswith("builtin")
 
 
 def output_paths(args) -> tuple[Path, Path | None]:

@@ -1,0 +1,163 @@
+"""The face the Saliency page explains: a face of the dataset (by split and position), or one
+cut from an uploaded photo or a webcam picture through `fer_core.faces` (in memory only).
+
+Photos are shown with every detected face boxed (the one used in red) and, when no face is
+found or the user asks, a centre crop they move and size with sliders.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+from PIL import Image, ImageDraw
+
+from fer_core.errors import FerError
+from fer_core.faces import MAX_PHOTO_BYTES, CentreCrop, FaceInput, face_from_upload
+
+from . import url
+from .selection import parse_index
+
+PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
+PREVIEW_SIDE = 480
+USED, OTHER = (230, 40, 40), (250, 200, 0)
+
+
+@dataclass(frozen=True)
+class ChosenFace:
+    """uint8 48 x 48 face, its true class (None when unknown) and where it came from."""
+
+    face: np.ndarray
+    label: int | None
+    title: str
+    split: str | None = None
+    position: int | None = None
+
+
+def dataset_face(dataset, splits: list[str]) -> ChosenFace:
+    """A face chosen by split and position within it (the URL's ?split=&idx= on arrival)."""
+    cols = st.columns([3, 2, 1], vertical_alignment="bottom")
+    split = cols[0].segmented_control("Split", splits, key="sa_split", required=True,
+                                      persist_state="session", on_change=st.session_state.update,
+                                      kwargs={"sa_idx": 0})
+    rows = dataset.indices(split)
+    position = parse_index(st.session_state.get("sa_idx"), len(rows))
+    if position is None:
+        if st.session_state.get("sa_idx") is not None:
+            url.ignored("idx", expected=f"a face number from 0 to {len(rows) - 1} of {split}")
+        position = 0
+    st.session_state["sa_idx"] = position
+    position = cols[1].number_input(f"Face (0-{len(rows) - 1:,})", 0, len(rows) - 1,
+                                    key="sa_idx", persist_state="session")
+    cols[2].button("Random", key="sa_random", icon=":material/casino:", on_click=random_face,
+                   args=(len(rows),), help="Another face of this split, at random")
+    row = rows[position]
+    label = int(dataset.labels[row])
+    return ChosenFace(face=dataset.images[row], label=label if label >= 0 else None,
+                      title=f"Face #{position} of {split} ({dataset.sources[row]})",
+                      split=split, position=int(position))
+
+
+def random_face(n: int) -> None:
+    st.session_state["sa_idx"] = int(np.random.default_rng().integers(n))
+
+
+def photo_face(source: str) -> ChosenFace | None:
+    """The face cut from an uploaded photo or a webcam picture, or None (nothing given yet, or
+    the file was refused: then the message is shown)."""
+    if source == "camera":
+        file = st.camera_input("Take a picture", key="sa_camera", on_change=new_photo)
+    else:
+        file = st.file_uploader("A photo with a face (JPEG, PNG, WebP, BMP or GIF)",
+                                type=PHOTO_TYPES, key="sa_upload", on_change=new_photo,
+                                help=f"Up to {MAX_PHOTO_BYTES >> 20} MB. Read in memory, never "
+                                     f"saved.")
+    if file is None:
+        return None
+    data = file.getvalue()
+    found = faces_in(data, file.name)
+    if isinstance(found, str):
+        st.error(found, icon=":material/error:")
+        return None
+    found = cut(data, file.name, found)
+    if found is None:
+        return None
+    show_photo(found)
+    how = f"face {st.session_state.get('sa_pick', 0) + 1}" if found.face_box else "centre crop"
+    return ChosenFace(face=found.face, label=None, title=f"{file.name}, {how}")
+
+
+def new_photo() -> None:
+    """Another photo starts from its largest face."""
+    st.session_state["sa_pick"] = 0
+    st.session_state["sa_by_hand"] = False
+
+
+@st.cache_data(max_entries=8, show_spinner="Finding faces...")
+def faces_in(data: bytes, name: str) -> FaceInput | str:
+    """The photo decoded with its faces found (the largest cut), or the reason it was refused.
+    In memory only."""
+    try:
+        return face_from_upload(data, name)
+    except FerError as e:
+        return str(e)
+
+
+def cut(data: bytes, name: str, found: FaceInput) -> FaceInput | None:
+    """The face the user picks among those found, or the centre crop they set by hand."""
+    boxes = found.boxes
+    by_hand = not boxes
+    if boxes:
+        st.caption(f"{len(boxes)} face{'s' if len(boxes) > 1 else ''} found (boxed on the photo, "
+                   f"the one used in red).")
+        cols = st.columns(2)
+        if st.session_state.get("sa_pick", 0) >= len(boxes):  # fewer faces in this photo
+            st.session_state["sa_pick"] = 0
+        if len(boxes) > 1:
+            cols[0].selectbox("Face", range(len(boxes)), key="sa_pick", persist_state="session",
+                              format_func=lambda i: f"Face {i + 1} ({boxes[i][2]} px wide)")
+        by_hand = cols[1].toggle("Crop by hand", key="sa_by_hand", persist_state="session")
+    else:
+        st.warning("No face found in this photo: the centre crop below is used. Move and size "
+                   "it with the sliders so that it frames the face.", icon=":material/warning:")
+    try:
+        if by_hand:
+            return face_from_upload(data, name, centre=centre_crop())
+        return face_from_upload(data, name, pick=min(st.session_state.get("sa_pick", 0),
+                                                     len(boxes) - 1))
+    except FerError as e:
+        st.error(str(e), icon=":material/error:")
+        return None
+
+
+def centre_crop() -> CentreCrop:
+    cols = st.columns(3)
+    keep = {"persist_state": "session"}
+    return CentreCrop(cx=cols[0].slider("Centre x", 0.0, 1.0, 0.5, 0.01, key="sa_cx", **keep),
+                      cy=cols[1].slider("Centre y", 0.0, 1.0, 0.5, 0.01, key="sa_cy", **keep),
+                      size=cols[2].slider("Size", 0.05, 1.0, 1.0, 0.01, key="sa_size", **keep,
+                                          help="A fraction of the photo's shorter side"))
+
+
+def show_photo(found: FaceInput) -> None:
+    st.image(boxed_photo(found), caption="The photo: detected faces boxed, the square cut for "
+                                         "the model in red", width=PREVIEW_SIDE)
+
+
+def boxed_photo(found: FaceInput) -> Image.Image:
+    """The photo (grey, at most PREVIEW_SIDE wide) with every detected face in yellow and the
+    square cut for the model in red."""
+    gray = (found.photo.gray * 255).round().astype(np.uint8)
+    image = Image.fromarray(gray).convert("RGB")
+    scale = min(1.0, PREVIEW_SIDE / max(image.size))
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    draw = ImageDraw.Draw(image)
+    width = max(2, round(3 * scale * max(found.photo.gray.shape) / PREVIEW_SIDE))
+    for x, y, w, h in found.boxes:
+        draw.rectangle(scaled_box((x, y, w, h), scale), outline=OTHER, width=width)
+    draw.rectangle(scaled_box(found.crop, scale), outline=USED, width=width)
+    return image
+
+
+def scaled_box(box, scale: float) -> tuple[int, int, int, int]:
+    x, y, w, h = (v * scale for v in box)
+    return round(x), round(y), round(x + w), round(y + h)
