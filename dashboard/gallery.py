@@ -84,12 +84,17 @@ def show_gallery(dataset, preds: Predictions, positions: np.ndarray, key: str,
                     config={"displayModeBar": False})
 
 
-def face_link(choice, split: str, position: int) -> str:
-    """A relative link that opens this face from scratch in a new tab."""
-    query = {"data": choice.data, "split": split, "idx": position}
+def face_query(choice, split: str, position: int) -> dict:
+    """The query that opens this face on the Saliency page with the same data and checkpoint."""
+    query = {"data": choice.data, "split": split, "idx": str(position)}
     if choice.run:
         query["run"] = choice.run
-    return "confusions?" + urlencode(query)
+    return query
+
+
+def face_link(choice, split: str, position: int) -> str:
+    """A relative link that opens this face on the Saliency page (from scratch, in a new tab)."""
+    return "saliency?" + urlencode(face_query(choice, split, position))
 
 
 def show_face(dataset, preds: Predictions, position: int, choice) -> None:
@@ -106,7 +111,10 @@ def show_face(dataset, preds: Predictions, position: int, choice) -> None:
     st.markdown(f"True **{_name(label)}** · predicted **{CLASSES[pred]}** "
                 f"({preds.probs[position, pred]:.1%}) {mark if label >= 0 else ''}  \n"
                 f"Source: `{dataset.sources[row]}`  \n"
-                f"[Link to this face]({face_link(choice, preds.split, position)})")
+                f"[Link to this face]({face_link(choice, preds.split, position)}) (opens it "
+                f"on the Saliency page in a new tab)")
+    st.page_link("views/saliency.py", label="Explain this face", icon=":material/visibility:",
+                 query_params=face_query(choice, preds.split, position))
     st.caption(f"Model input: the 48x48 face, shown at 4x. Device: {state.device().type}.")
 
 
