@@ -8,9 +8,9 @@ seeded and cached on disk per checkpoint file, dataset fingerprint, split and me
 
 t-SNE follows van der Maaten's advice and scikit-learn's: the features are first reduced to 50
 principal components (which also makes it several times faster), then embedded with perplexity
-30, PCA initialization and the automatic learning rate (n / 12). On one core of this project's
-CPU it takes about 30 s for FER2013's 3,589 PublicTest faces, and minutes for its 28,709
-training faces (benchmarks/bench_embeddings.py).
+30, PCA initialization and the automatic learning rate (n / 12). On this project's CPU it took
+26.5 s for FER2013's 3,589 PublicTest faces (benchmarks/bench_embeddings.py), and takes minutes
+for its 28,709 training faces.
 """
 
 import csv
