@@ -1,11 +1,16 @@
 """Confusions page speed with warm caches: how long a cell click takes to show its gallery.
 
 AppTest level (as bench_dashboard.py): choose a cell (what the click's callback does) and time
-the whole script run that draws the page with that cell's gallery, cycling through the most
-confused cells. Browser level (--browser): in headless Chromium, click matrix cells and time
-from the click until the new gallery's title is on screen. The issue's budget: 500 ms median.
-The first visit (predicting the split) and a revisit after a restart (the disk cache) are
-timed too.
+the whole script run that draws the page with that cell's gallery and mean saliency, cycling
+through the most confused cells. Browser level (--browser): in headless Chromium, click matrix
+cells and time from the click until the new gallery's title is on screen. The issue's budget:
+500 ms median. The first visit (predicting the split) and a revisit after a restart (the disk
+cache) are timed too.
+
+Cell maps: the mean saliency of the largest off-diagonal and the largest diagonal cell of the
+val split, cold (computed and stored) and warm (read from the disk cache), beside the time of
+predicting the whole split (the baseline: a map is a forward and a backward pass over one
+cell's faces, a prediction a forward pass over all of them).
 
     python benchmarks/bench_confusions.py [--data builtin] [--run checkpoints/builtin-cnn3]
         [--repeats 24] [--browser]
@@ -66,6 +71,51 @@ def busiest_cells(data: str, run_dir: Path) -> list[tuple[int, int]]:
     return [(p["true"], p["pred"]) for p in pairs[:12]]
 
 
+def cell_map_times(data: str, run_dir: Path, cache_dir: Path) -> dict:
+    """Milliseconds: predicting the val split, and the cold and warm maps of its largest
+    off-diagonal and diagonal cells, with `cache_dir` as the (empty) disk cache."""
+    import numpy as np
+    import torch
+
+    from fer_core.cell_saliency import cached_cell_saliency, cell_mean_saliency
+    from fer_core.checkpoint import load_checkpoint
+    from fer_core.device import choose_device
+    from fer_core.predict import predict_split
+    from fer_core.readers import load_dataset
+
+    os.environ["FER_CACHE_DIR"] = str(cache_dir)
+    device = choose_device()
+    ckpt = load_checkpoint(run_dir, device)
+    model = ckpt.model.requires_grad_(False)
+    dataset = load_dataset(data)
+    cell_mean_saliency(model, torch.from_numpy(dataset.images[:8]), 0, 1)  # warm-up
+    preds = predict_split(model, dataset, "val", device)  # also warms the forward kernels
+    predict_ms = timed(lambda: predict_split(model, dataset, "val", device))
+    known = preds.labelled
+    counts = confusion_counts(preds.labels[known], preds.predicted[known])
+    top = ranked_pairs(counts)[0]
+    diagonal = int(np.argmax(counts.diagonal()))
+    results = {"device": device.type, "val_faces": len(preds.rows),
+               "predict_split_ms": round(predict_ms, 1)}
+    for name, (t, p) in (("off_diagonal", (top["true"], top["pred"])),
+                         ("diagonal", (diagonal, diagonal))):
+        def mean_map(t=t, p=p):
+            return cached_cell_saliency(model, ckpt.path, dataset, preds, t, p)
+
+        cold_ms = timed(mean_map)
+        warm_ms = statistics.median(timed(mean_map) for _ in range(5))
+        results[name] = {"cell": f"{CLASSES[t]} -> {CLASSES[p]}", "faces": int(counts[t, p]),
+                         "cold_ms": round(cold_ms, 1), "warm_ms": round(warm_ms, 2)}
+    return results
+
+
+def timed(call) -> float:
+    """Milliseconds one call takes."""
+    start = time.perf_counter()
+    call()
+    return (time.perf_counter() - start) * 1000
+
+
 def apptest_clicks(at: AppTest, cells: list, repeats: int) -> list[float]:
     times = []
     for i in range(repeats):
@@ -119,6 +169,7 @@ def main() -> None:
         root = Path(tmp)
         shutil.copytree(run_dir, root / run_dir.name, ignore=shutil.ignore_patterns("last.pt"))
         os.environ["FER_CHECKPOINTS_DIR"] = str(root)
+        maps = cell_map_times(args.data, root / run_dir.name, root / ".cache-maps")
         os.environ["FER_CACHE_DIR"] = str(root / ".cache")
         os.environ.pop("FER_DATA", None)
         _, first_ms = open_page(args.data, run_dir.name)        # predicts the split
@@ -126,9 +177,9 @@ def main() -> None:
         state._PREDICTIONS.clear()                             # as after a restart
         at, restart_ms = open_page(args.data, run_dir.name)    # from the disk cache
         cells = busiest_cells(args.data, root / run_dir.name)
-        apptest_clicks(at, cells, 3)                           # warm the gallery caches
+        apptest_clicks(at, cells, len(cells))                  # warm the gallery and map caches
         results = {"data": args.data, "run": run_dir.name, "first_visit_ms": round(first_ms, 1),
-                   "visit_after_restart_ms": round(restart_ms, 1),
+                   "visit_after_restart_ms": round(restart_ms, 1), "cell_maps": maps,
                    "cell_click_apptest": summary(apptest_clicks(at, cells, args.repeats))}
         if args.browser:
             results["cell_click_browser"] = summary(
@@ -143,6 +194,12 @@ def main() -> None:
             r = results[name]
             print(f"{name:<20} n={r['n']:<3} median {r['median_ms']} ms  p90 {r['p90_ms']} ms  "
                   f"max {r['max_ms']} ms  (budget 500 ms median)")
+    print(f"predicting the {maps['val_faces']:,} val faces ({maps['device']}): "
+          f"{maps['predict_split_ms']} ms")
+    for name in ("off_diagonal", "diagonal"):
+        m = maps[name]
+        print(f"cell map, largest {name.replace('_', '-')} cell ({m['cell']}, {m['faces']:,} "
+              f"faces): cold {m['cold_ms']} ms, warm (disk cache) {m['warm_ms']} ms")
     print(f"saved {out.relative_to(ROOT)}")
 
 

@@ -1,18 +1,27 @@
 """The Confusions page headless (AppTest): it renders the chosen checkpoint's matrix with the
 accuracy `evaluate` reports, the chosen cell fills the gallery with exactly that cell's faces in
 the chosen order, a deep link opens the right face after a fresh start, and data or checkpoints
-that cannot be scored get a message. Clicks on charts are pure functions here (AppTest cannot
-click a chart) and real clicks in tests/browser."""
+that cannot be scored get a message; beside a cell's gallery, the cell's mean saliency as the
+core computes it. Clicks on charts are pure functions here (AppTest cannot click a chart) and real
+clicks in tests/browser."""
 
+import itertools
 import json
+import re
+from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from dashboard import cell_map_store
 from dashboard.selection import cell_from_state, face_from_state, parse_cell, parse_index
+from fer_core import cell_saliency, heatmap
+from fer_core.cell_saliency import cached_cell_saliency, cell_mean_saliency, cell_rows
 from fer_core.checkpoint import load_checkpoint, read_payload, save_atomic
+from fer_core.classes import CLASSES
 from fer_core.confusion import cell_positions, confusion_counts, ranked_pairs
 from fer_core.evaluate import evaluate_split
 from fer_core.predict import predict_split
@@ -57,7 +66,7 @@ def reference(dashboard_checkpoints):
 
 
 def test_the_page_shows_the_accuracy_evaluate_reports_and_the_matrix(dashboard_root, reference):
-    dataset, preds, accuracy = reference
+    _, preds, accuracy = reference
     at = open_page(run="tiny-a")
     assert metric(at, "Accuracy") == f"{accuracy:.1%}"
     assert metric(at, "Labelled faces") == f"{len(preds.labelled):,}"
@@ -101,6 +110,7 @@ def test_an_empty_cell_says_it_is_empty(dashboard_root, reference):
     at.run()
     assert any("This cell is empty" in i.value for i in at.info)
     assert not any(c.proto.id.endswith("-cm_gallery") for c in at.get("plotly_chart"))
+    assert not at.get("image")
 
 
 def test_a_deep_link_opens_the_right_face_after_a_fresh_start(dashboard_root, reference):
@@ -166,7 +176,7 @@ def test_url_values_are_validated():
 
 def test_a_second_checkpoint_shows_the_difference_and_the_disagreements(dashboard_root,
                                                                         reference):
-    _, preds, accuracy = reference
+    _, _, accuracy = reference
     at = open_page(run="tiny-a")
     at.selectbox(key="cm_compare").select("tiny-b").run()
     assert not at.exception
@@ -200,8 +210,82 @@ def test_the_label_error_list_spans_all_cells(tmp_path, monkeypatch):
     at.query_params.update({"data": "builtin:2000", "run": "builtin-cnn3"})
     at.run()
     at.switch_page(PAGE).run()
+    assert len(at.get("image")) == 1  # the cell's mean saliency
     at.toggle(key="cm_errors").set_value(True).run()
     at.slider(key="cm_threshold").set_value(0.6).run()
     title = f"Likely label errors (confidence ≥ 0.60): {len(expected)} faces"
     assert at.subheader[0].value == title
     assert gallery_faces(at) == expected[:100].tolist()
+    assert not at.get("image")  # not one cell: no cell map
+    assert not any(c.value.startswith("Mean ") for c in at.caption)
+
+
+# ---- the cell's mean saliency ------------------------------------------------------------------
+
+def column_beside_gallery(at: AppTest):
+    """The column to the right of the one that holds the gallery."""
+    columns = list(at.columns)
+    for left, right in itertools.pairwise(columns):
+        if any(c.proto.id.endswith("-cm_gallery") for c in left.get("plotly_chart")):
+            return right
+    raise AssertionError("no gallery in a column")
+
+
+def map_count(at: AppTest) -> int:
+    """The face count the map's caption gives."""
+    caption = next(c.value for c in at.caption if c.value.startswith("Mean "))
+    return int(re.search(r"over (?:the|its) ([\d,]+) faces?", caption)[1].replace(",", ""))
+
+
+@pytest.fixture
+def shown_maps(monkeypatch):
+    """The maps the page colours, as they reach `colorize`; no map is in memory beforehand, so
+    the page reads (or writes) this test's disk cache."""
+    monkeypatch.setattr(cell_map_store, "_MEMORY", OrderedDict())
+    shown = []
+    real = heatmap.colorize
+    monkeypatch.setattr(heatmap, "colorize",
+                        lambda values, signed, *a: shown.append((values, signed)) or real(
+                            values, signed, *a))
+    return shown
+
+
+@pytest.mark.parametrize("diagonal", [False, True], ids=["off-diagonal", "diagonal"])
+def test_the_cells_mean_saliency_is_shown_beside_its_gallery(dashboard_root, reference,
+                                                            shown_maps, monkeypatch, diagonal):
+    dataset, preds, _ = reference
+    known = preds.labelled
+    counts = confusion_counts(preds.labels[known], preds.predicted[known])
+    if diagonal:
+        t = p = int(counts.diagonal().argmax())
+    else:
+        t, p = ranked_pairs(counts)[0]["true"], ranked_pairs(counts)[0]["pred"]
+    at = open_page(run="tiny-a")
+    at.session_state["cm_cell"] = (t, p)
+    at.run()
+    assert not at.exception
+    beside = column_beside_gallery(at)
+    assert len(beside.get("image")) == 1 and len(at.get("image")) == 1
+    assert map_count(at) == counts[t, p] > 0
+    true, pred = CLASSES[t], CLASSES[p]
+    caption = (f"Mean |gradient| of logit {true} over its" if diagonal
+               else f"Mean gradient of logit {pred} − logit {true} over the")
+    assert any(c.value.startswith(caption) for c in beside.caption)
+
+    ckpt = load_checkpoint(dashboard_root / "tiny-a")
+    faces = torch.from_numpy(dataset.images[cell_rows(preds, t, p)])
+    expected = cell_mean_saliency(ckpt.model, faces, t, p).numpy()
+    values, signed = shown_maps[-1]
+    assert signed is not diagonal
+    np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-7)
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("computed although cached")
+
+    monkeypatch.setattr(cell_saliency, "cell_mean_saliency", no_compute)
+    stored = cached_cell_saliency(ckpt.model, ckpt.path, dataset, preds, t, p)  # on disk
+    np.testing.assert_array_equal(stored, values)
+    monkeypatch.setattr(cell_map_store, "cached_cell_saliency", no_compute)
+    at.run()  # from memory now
+    assert not at.exception and len(column_beside_gallery(at).get("image")) == 1
+

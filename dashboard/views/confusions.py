@@ -1,5 +1,6 @@
 """Confusions: the clickable confusion matrix of the chosen checkpoint on one split, the faces of
-the chosen (true, predicted) cell, one face opened large, and the metrics around them.
+the chosen (true, predicted) cell beside their mean saliency, one face opened large, and the
+metrics around them.
 
 The URL carries the split, the cell (?true=T&pred=P) and the opened face (?idx=I, its 0-based
 position within the split), so a copied link opens the same view in a new tab.
@@ -8,8 +9,10 @@ position within the split), so a copied link opens the same view in a new tab.
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from dashboard import state, url
+from dashboard.cell_map_store import cell_map
 from dashboard.confusion_charts import (
     difference_figure,
     matrix_figure,
@@ -38,12 +41,14 @@ from fer_core.confusion import (
     reliability,
     summary,
 )
+from fer_core.heatmap import colorize
 
 NORM_LABELS = {"counts": "Counts", "row": "Row % (recall)", "column": "Column % (precision)"}
 SORT_LABELS = {"default": "Default", "pred_prob": "Probability of predicted class",
                "true_prob": "Probability of true class", "loss": "Loss (−log p(true))",
                "margin": "Margin p(pred) − p(true)"}
 CONFIG = {"displayModeBar": False}
+MAP_SIZE = 192  # pixels: the 48 x 48 mean saliency at 4x
 
 
 def labelled_splits(dataset) -> list[str]:
@@ -153,9 +158,9 @@ def show_pairs(counts: np.ndarray) -> None:
     st.caption("Choose a row to open that cell.")
 
 
-def gallery_positions(preds, cell: tuple[int, int]) -> tuple[str, np.ndarray]:
-    """The title and positions the gallery shows: the cell's faces in the chosen order, or the
-    likely label errors across all cells."""
+def gallery_positions(preds, cell: tuple[int, int]) -> tuple[str, np.ndarray, bool]:
+    """The title and positions the gallery shows, and whether they are one cell's faces (in the
+    chosen order) rather than the likely label errors across all cells."""
     t, p = cell
     cols = st.columns([3, 3, 2])
     sort = cols[0].selectbox("Order", ["default", *SORT_KEYS], key="cm_sort",
@@ -169,28 +174,60 @@ def gallery_positions(preds, cell: tuple[int, int]) -> tuple[str, np.ndarray]:
                                disabled=not errors_only)
     if errors_only:
         return f"Likely label errors (confidence ≥ {threshold:.2f})", \
-            likely_label_errors(preds, threshold)
+            likely_label_errors(preds, threshold), False
     title = f"True {CLASSES[t]}, predicted {CLASSES[p]}"
-    return title, cell_positions(preds, t, p, sort=None if sort == "default" else sort)
+    return title, cell_positions(preds, t, p, sort=None if sort == "default" else sort), True
 
 
-def show_cell(dataset, preds, cell: tuple[int, int]) -> None:
-    title, positions = gallery_positions(preds, cell)
+def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
+    """The gallery, and beside it the cell's mean saliency. The gallery is drawn first, so the
+    browser shows it while the map is computed."""
+    title, positions, one_cell = gallery_positions(preds, cell)
     st.subheader(f"{title}: {len(positions):,} faces")
     if not len(positions):
         t, p = cell
         st.info(f"This cell is empty: no {CLASSES[t]} face of the {preds.split} split was "
                 f"predicted {CLASSES[p]}.", icon=":material/info:")
         return
-    pages = -(-len(positions) // FACES_PER_PAGE)
-    page = 1
-    if st.session_state.get("cm_page", 1) > pages:  # fewer pages than before
-        st.session_state["cm_page"] = 1
-    if pages > 1:
-        page = st.number_input(f"Page (of {pages}, {FACES_PER_PAGE} faces each)", 1, pages,
-                               key="cm_page")
-    shown = positions[(page - 1) * FACES_PER_PAGE:page * FACES_PER_PAGE]
-    show_gallery(dataset, preds, shown, key="cm_gallery", face_key="cm_face")
+    gallery, beside = st.columns([3, 1]) if one_cell else (st.container(), None)
+    with gallery:
+        pages = -(-len(positions) // FACES_PER_PAGE)
+        page = 1
+        if st.session_state.get("cm_page", 1) > pages:  # fewer pages than before
+            st.session_state["cm_page"] = 1
+        if pages > 1:
+            page = st.number_input(f"Page (of {pages}, {FACES_PER_PAGE} faces each)", 1, pages,
+                                   key="cm_page")
+        shown = positions[(page - 1) * FACES_PER_PAGE:page * FACES_PER_PAGE]
+        show_gallery(dataset, preds, shown, key="cm_gallery", face_key="cm_face")
+    if beside is not None:
+        with beside:
+            show_cell_map(ckpt, dataset, preds, cell, len(positions))
+
+
+def show_cell_map(ckpt, dataset, preds, cell: tuple[int, int], n: int) -> None:
+    """The cell's mean saliency, 4x with visible pixels, with a progress bar in its place the
+    first time it is computed."""
+    t, p = cell
+    st.markdown(f"**What turns {CLASSES[t]} into {CLASSES[p]}**" if t != p
+                else f"**Where it looks for {CLASSES[t]}**")
+    slot = st.empty()
+    values = cell_map(ckpt, dataset, preds, cell, progress=lambda done, total: slot.progress(
+        done / total, text=f"Mean saliency: {done:,} of {total:,} faces"))
+    image = Image.fromarray(colorize(values, signed=t != p))
+    slot.image(image.resize((MAP_SIZE, MAP_SIZE), Image.Resampling.NEAREST))
+    st.caption(cell_map_caption(t, p, n))
+
+
+def cell_map_caption(t: int, p: int, n: int) -> str:
+    """What the map of cell (t, p) with n faces shows, in words."""
+    true, pred, faces = CLASSES[t], CLASSES[p], f"{n:,} face{'s' if n != 1 else ''}"
+    if t == p:
+        return (f"Mean |gradient| of logit {true} over its {faces}: where the model looks when "
+                f"it gets {true} right.")
+    article = "an" if true[0] in "AEIOU" else "a"
+    return (f"Mean gradient of logit {pred} − logit {true} over the {faces} of this cell: red "
+            f"pixels push {article} {true} face towards {pred}, blue away.")
 
 
 def show_downloads(dataset, preds, counts: np.ndarray) -> None:
@@ -278,7 +315,7 @@ def page() -> None:
     y, yhat = preds.labels[known], preds.predicted[known]
     counts = confusion_counts(y, yhat)
     rel = show_summary(preds, y, yhat)
-    explore(dataset, preds, counts, choice)
+    explore(ckpt, dataset, preds, counts, choice)
     st.divider()
     tabs = st.tabs(["Per-class metrics", "Calibration", "Precision-recall",
                     "Compare checkpoints"])
@@ -294,9 +331,10 @@ def page() -> None:
 
 
 @st.fragment
-def explore(dataset, preds, counts: np.ndarray, choice) -> None:
-    """The matrix, its pairs, the chosen cell's gallery and the opened face. A fragment: a click
-    here reruns only this part, not the metrics, curves and comparison below."""
+def explore(ckpt, dataset, preds, counts: np.ndarray, choice) -> None:
+    """The matrix, its pairs, the chosen cell's gallery and mean saliency, and the opened face.
+    A fragment: a click here reruns only this part, not the metrics, curves and comparison
+    below."""
     pairs = ranked_pairs(counts)
     cell = st.session_state.get("cm_cell") or (
         (pairs[0]["true"], pairs[0]["pred"]) if pairs else (0, 0))
@@ -312,7 +350,7 @@ def explore(dataset, preds, counts: np.ndarray, choice) -> None:
     if face is None and st.session_state.get("cm_face") is not None:
         url.ignored("idx", expected=f"a face number from 0 to {len(preds.rows) - 1}")
     st.session_state["cm_face"] = face
-    show_cell(dataset, preds, cell)
+    show_cell(ckpt, dataset, preds, cell)
     if st.session_state.pop("cm_face_open", False) and face is not None:
         face_dialog(dataset, preds, face, choice)
     write_url(preds.split, cell, face)
