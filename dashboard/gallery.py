@@ -21,6 +21,7 @@ from .selection import face_from_state
 
 FACES_PER_PAGE = 100
 COLUMNS = 9  # 9 faces of 96 pixels fit the main column of a 1400-pixel-wide window
+BESIDE_COLUMNS = 6  # with a narrow column beside the gallery (3 : 1)
 SCALE = 2
 SHORT = [name[:3] for name in CLASSES]
 
@@ -46,9 +47,9 @@ def face_text(dataset, preds: Predictions, position: int) -> tuple[tuple[str, ..
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _grid_uri(_dataset, fingerprint: str, rows: tuple, captions: tuple) -> str:
+def _grid_uri(_dataset, fingerprint: str, rows: tuple, captions: tuple, columns: int) -> str:
     faces = _dataset.images[np.asarray(rows, dtype=np.int64)]
-    return png_data_uri(gallery_grid(faces, list(captions), COLUMNS, SCALE))
+    return png_data_uri(gallery_grid(faces, list(captions), columns, SCALE))
 
 
 def on_face_click(key: str, face_key: str) -> None:
@@ -61,22 +62,21 @@ def on_face_click(key: str, face_key: str) -> None:
 
 
 def show_gallery(dataset, preds: Predictions, positions: np.ndarray, key: str,
-                 face_key: str) -> None:
-    """Up to FACES_PER_PAGE faces of `preds.split` as one clickable composed image."""
+                 face_key: str, columns: int = COLUMNS) -> None:
+    """Up to FACES_PER_PAGE faces of `preds.split` as one clickable composed image, `columns`
+    faces a row (fewer where the gallery shares the page's width with something beside it)."""
     positions = [int(p) for p in positions[:FACES_PER_PAGE]]
     texts = [face_text(dataset, preds, p) for p in positions]
     uri = _grid_uri(dataset, dataset.fingerprint, tuple(int(preds.rows[p]) for p in positions),
-                    tuple(lines for lines, _ in texts))
+                    tuple(lines for lines, _ in texts), columns)
     size = dataset.images.shape[1] * SCALE
     tile_w, tile_h = size + GAP, size + TILE_TEXT
-    columns = min(COLUMNS, len(positions))
     i = np.arange(len(positions))
-    centres = np.stack([(i % COLUMNS) * tile_w + size / 2, (i // COLUMNS) * tile_h + size / 2], 1)
-    width = COLUMNS * tile_w
-    height = (-(-len(positions) // COLUMNS)) * tile_h
+    centres = np.stack([(i % columns) * tile_w + size / 2, (i // columns) * tile_h + size / 2], 1)
+    width = min(columns, len(positions)) * tile_w  # one row of 3 faces: 3 faces wide, not 9
+    height = (-(-len(positions) // columns)) * tile_h
     figure = gallery_figure(uri, width, height, centres, positions, [h for _, h in texts],
                             face=size, selected=st.session_state.get(face_key))
-    figure["layout"]["width"] = columns * tile_w + 10
     st.caption("Each face: its source, true → predicted class, p = probability of the "
                "prediction, t = probability of the true class. Click a face to open it.")
     st.plotly_chart(figure, key=key, on_select=partial(on_face_click, key, face_key),

@@ -19,7 +19,13 @@ from dashboard.confusion_charts import (
     pr_figure,
     reliability_figure,
 )
-from dashboard.gallery import FACES_PER_PAGE, face_dialog, show_gallery
+from dashboard.gallery import (
+    BESIDE_COLUMNS,
+    COLUMNS,
+    FACES_PER_PAGE,
+    face_dialog,
+    show_gallery,
+)
 from dashboard.launcher import list_runs
 from dashboard.paths import checkpoints_root
 from dashboard.selection import cell_from_state, parse_cell, parse_index
@@ -199,7 +205,8 @@ def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
             page = st.number_input(f"Page (of {pages}, {FACES_PER_PAGE} faces each)", 1, pages,
                                    key="cm_page")
         shown = positions[(page - 1) * FACES_PER_PAGE:page * FACES_PER_PAGE]
-        show_gallery(dataset, preds, shown, key="cm_gallery", face_key="cm_face")
+        show_gallery(dataset, preds, shown, key="cm_gallery", face_key="cm_face",
+                     columns=BESIDE_COLUMNS if one_cell else COLUMNS)
     if beside is not None:
         with beside:
             show_cell_map(ckpt, dataset, preds, cell, len(positions))
