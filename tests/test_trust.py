@@ -1,0 +1,175 @@
+"""Which saliency maps to trust (fer_core.trust): the cascading-randomization sanity check tells a
+method that depends on the weights from one that ignores the model, deletion finds the region a
+model decides on, localization measures the share on the expression parts, the report is cached
+on disk, and the `trust` command writes it."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fer_core import trust
+from fer_core.attribution import METHODS, Method
+from fer_core.checkpoint import load_checkpoint
+from fer_core.cli import main
+from fer_core.dataset import PART_BITS
+from fer_core.models import build_model
+from fer_core.readers import load_dataset
+
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "builtin-cnn3"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    ckpt = load_checkpoint(SHIPPED)
+    dataset = load_dataset("builtin:300")
+    faces, parts = trust.probe_faces(dataset, "val", 4)
+    return ckpt, faces, parts
+
+
+def sobel_edges(scores, x, target, *, batch, seed):
+    """A 'saliency method' that never looks at the model: the image's edge strength."""
+    kernel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], device=x.device)
+    gx = nn.functional.conv2d(x, kernel.view(1, 1, 3, 3), padding=1)
+    gy = nn.functional.conv2d(x, kernel.t().reshape(1, 1, 3, 3), padding=1)
+    return (gx ** 2 + gy ** 2).sqrt().detach()
+
+
+def test_the_sanity_check_flags_a_method_that_ignores_the_model(shipped, monkeypatch):
+    ckpt, faces, _ = shipped
+    monkeypatch.setitem(METHODS, "edges", Method("edges", "Edges", False, False, sobel_edges))
+    before = {k: v.clone() for k, v in ckpt.model.state_dict().items()}
+    report = trust.trust_report(ckpt.model, ckpt.arch, ckpt.meta["arch_options"], faces,
+                                methods=["vanilla", "edges"]).by_method()
+    edges, vanilla = report["edges"], report["vanilla"]
+    assert edges.randomization_spearman == pytest.approx([1.0] * 5)
+    assert edges.flagged
+    assert vanilla.randomization_spearman[0] == 1.0
+    assert vanilla.randomization_spearman[-1] < trust.FLAG_AT and not vanilla.flagged
+    assert all(torch.equal(before[k], v) for k, v in ckpt.model.state_dict().items())
+
+
+def test_the_cascade_goes_from_the_head_down_and_covers_every_weight():
+    for arch, first, last, count in (("cnn3", "head.fc", "block1.conv", 4),
+                                     ("resnet18", "resnet.fc", "resnet.conv1", 18)):
+        model = build_model(arch)
+        groups = trust.cascade_groups(model, arch, {})
+        assert (groups[0][0], groups[-1][0], len(groups)) == (first, last, count)
+        grouped = sorted(name for group in groups for name in group)
+        weighted = sorted(n for n, m in model.named_modules()
+                          if list(m.parameters(recurse=False)))
+        assert grouped == weighted
+
+
+def test_randomizing_a_layer_gives_its_construction_values():
+    model = build_model("cnn3")
+    nn.init.constant_(model.get_submodule("head.fc").weight, 0.5)
+    fresh = trust.fresh_weights("cnn3", {})
+    trust.randomize(model, ["head.fc"], fresh)
+    assert torch.equal(model.get_submodule("head.fc").weight, fresh.get_submodule("head.fc").weight)
+
+
+def test_spearman_of_rows():
+    a = np.array([[1.0, 2, 3, 4], [1, 2, 3, 4], [1, 1, 1, 1]])
+    b = np.array([[10.0, 20, 30, 40], [4, 3, 2, 1], [1, 2, 3, 4]])
+    assert trust.spearman_rows(a, b) == pytest.approx([1.0, -1.0, 0.0])
+
+
+class RegionModel(nn.Module):
+    """Class 0's logit is 40 x (the mean brightness of a 12 x 12 square - 0.75); the others are
+    0: a bright square means class 0, a blurred one does not."""
+
+    def __init__(self):
+        super().__init__()
+        self.mask = nn.Parameter(torch.zeros(1, 48, 48), requires_grad=False)
+        self.mask.data[0, 18:30, 18:30] = 1
+
+    def forward(self, x):
+        score = 40 * ((x * self.mask).flatten(1).sum(1) / self.mask.sum() - 0.75)
+        return torch.nn.functional.pad(score[:, None], (0, 6))
+
+
+def test_deleting_the_decisive_region_first_drops_the_probability_fastest():
+    model = RegionModel()
+    faces = torch.zeros(3, 1, 48, 48)
+    faces[:, 0, 18:30, 18:30] = 1.0  # the region bright: class 0 nearly certain
+    faces += torch.rand(3, 1, 48, 48, generator=torch.Generator().manual_seed(0)) * 0.1
+    classes = torch.zeros(3, dtype=torch.int64)
+    region_first = model.mask.expand(3, 48, 48)
+    curves = trust.deletion_curves(model, faces, region_first, classes)
+    random = trust.deletion_curves(model, faces, trust.random_maps((3, 48, 48), 0, "cpu"),
+                                   classes)
+    assert curves[:, 0] == pytest.approx(random[:, 0].tolist())
+    assert (curves[:, 2] < random[:, 2]).all()  # 10% removed: most of the region already
+    assert (trust.curve_area(curves) < trust.curve_area(random) - 0.2).all()
+
+
+def test_localization_of_a_model_that_looks_at_the_mouth(shipped):
+    _, faces, parts = shipped
+    mouth = (parts & PART_BITS["mouth"]) > 0
+    assert mouth.any(dim=(1, 2)).all()
+    on_mouth = torch.where(mouth, 1.0, 0.0)
+    share, area = trust.parts_shares(on_mouth, parts)
+    assert share == pytest.approx(1.0)
+    assert area == pytest.approx(float((parts > 0).float().mean()))
+    spread = torch.ones_like(on_mouth)
+    assert trust.parts_shares(spread, parts)[0] == pytest.approx(area, rel=1e-5)
+
+
+def test_the_report_is_cached_on_disk(shipped, tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path))
+    ckpt, _, _ = shipped
+    dataset = load_dataset("builtin:300")
+    calls = []
+    real = trust.trust_report
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **{**kwargs, "methods": ["vanilla", "gradcam"]})
+
+    monkeypatch.setattr(trust, "trust_report", counted)
+    first = trust.cached_trust_report(ckpt.model, ckpt.path, ckpt.arch, ckpt.meta["arch_options"],
+                                      dataset, "val", 3)
+    again = trust.cached_trust_report(ckpt.model, ckpt.path, ckpt.arch, ckpt.meta["arch_options"],
+                                      dataset, "val", 3)
+    assert len(calls) == 1 and again == first
+    assert first.faces == 3 and first.methods[0].parts_share is not None
+    trust.cached_trust_report(ckpt.model, ckpt.path, ckpt.arch, ckpt.meta["arch_options"],
+                              dataset, "val", 2)
+    assert len(calls) == 2  # another probe size is another report
+
+
+def test_the_trust_command_writes_the_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "trust.json"
+    code = main(["trust", "--checkpoint", str(SHIPPED), "--data", "builtin:300", "--faces", "2",
+                 "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert [m["method"] for m in report["methods"]] == list(METHODS)
+    for m in report["methods"]:
+        assert m["randomization_spearman"][0] == 1.0 and len(m["randomization_spearman"]) == 5
+        assert m["flagged"] == (m["randomization_spearman"][-1] >= trust.FLAG_AT)
+        assert 0 <= m["deletion_auc"] <= 1 and 0 <= m["random_deletion_auc"] <= 1
+        assert 0 <= m["parts_share"] <= 1 and 0 < m["parts_area_share"] < 1
+    printed = capsys.readouterr().out
+    assert "Guided Backprop" in printed and "deletion" in printed
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--faces", "0"], "1 to 256 faces"),
+    (["--split", "nope"], "no nope split"),
+    (["--checkpoint", "/no/such/run"], "/no/such/run"),
+])
+def test_bad_trust_input_exits_2_with_one_line_and_no_file(tmp_path, capsys, args, message):
+    out = tmp_path / "trust.json"
+    base = {"--checkpoint": str(SHIPPED), "--data": "builtin:300", "--json": str(out)}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    code = main(["trust", *[item for pair in base.items() for item in pair]])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not out.exists()
