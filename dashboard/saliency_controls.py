@@ -93,12 +93,14 @@ def set_target(text: str) -> None:
     st.session_state["sa_class_b"] = target.b if target.b is not None else 6
 
 
-def method_choice() -> str:
+def method_choice(label=lambda title, key: title) -> str:
+    """The method; `label(title, key)` names it in the list (the trust checks add flags)."""
     return st.selectbox("Method", list(METHODS), key="sa_method", persist_state="session",
-                        format_func=lambda k: METHODS[k].title,
+                        format_func=lambda k: label(METHODS[k].title, k),
                         help="Gradient methods are fast and fine-grained; Grad-CAM is coarse "
                              "and class-specific; occlusion and the path methods (IG, DeepLift, "
-                             "GradientSHAP) cost more passes")
+                             "GradientSHAP) cost more passes. ⚠: fails the sanity check (its "
+                             "maps hardly change when the model's weights are randomized).")
 
 
 def params_choice(method: str, arch: str, arch_options: dict) -> dict:

@@ -243,3 +243,83 @@ def test_a_face_opened_on_the_confusions_page_links_here(dashboard_root, referen
     assert face_link(Selection(DATA, "tiny-a"), "val", 9) == "saliency?" + link.query_string
     arrived = open_page(run="tiny-a", split="val", idx="9")
     np.testing.assert_allclose(probabilities(arrived), preds.probs[9], atol=1e-5)
+
+
+# ---- trust checks ------------------------------------------------------------------------------
+
+def stored_report(dashboard_root, flag: str | None = None):
+    """A real report of tiny-a on the first 4 val faces for two methods, stored where the page
+    looks for it; with `flag`, that method's entry is marked as failing the sanity check (the
+    page must show what the report says)."""
+    from dataclasses import replace
+
+    from fer_core import cache
+    from fer_core.trust import report_key, trust_report
+
+    ckpt = load_checkpoint(dashboard_root / "tiny-a")
+    dataset = load_dataset(DATA)
+    rows = dataset.indices("val")[:4]
+    report = trust_report(ckpt.model, ckpt.arch, ckpt.meta["arch_options"],
+                          torch.from_numpy(dataset.images[rows]),
+                          torch.from_numpy(dataset.parts[rows]), methods=["vanilla", "guided"])
+    if flag:
+        report = replace(report, methods=[
+            replace(m, flagged=True, randomization_spearman=[*m.randomization_spearman[:-1], 0.9])
+            if m.method == flag else m for m in report.methods])
+    text = json.dumps(report.as_dict()).encode()
+    cache.save_arrays(report_key(ckpt.path, dataset, "val", 4),
+                      {"report": np.frombuffer(text, dtype=np.uint8)})
+    return report
+
+
+@pytest.fixture
+def trust_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_without_a_report_the_page_says_so_and_runs_the_checks_in_the_background(
+        dashboard_root, trust_cache):
+    from dashboard import trust_jobs
+
+    at = open_page(run="tiny-a", split="val", idx="1")
+    assert any("Sanity check not run" in c.value for c in at.caption)
+    at.number_input(key="sa_trust_n").set_value(4).run()
+    at.button(key="sa_trust_run").click().run()
+    no_problems(at)
+    job = next(iter(trust_jobs._JOBS.values()))
+    assert job.done.wait(timeout=300) and job.error is None
+    at.run()
+    no_problems(at)
+    table = at.dataframe[-1].value
+    assert list(table["method"]) == [spec.title for spec in METHODS.values()]
+    assert any("the sanity check" in c.value and "correlate" in c.value for c in at.caption)
+    trust_jobs._JOBS.clear()
+
+
+def test_the_method_list_flags_what_the_report_flags(dashboard_root, trust_cache):
+    report = stored_report(dashboard_root, flag="guided")
+    at = open_page(run="tiny-a", split="val", idx="1")
+    at.number_input(key="sa_trust_n").set_value(4).run()
+    options = at.selectbox(key="sa_method").options
+    assert "Guided Backprop ⚠" in options and "Vanilla gradient" in options
+    vanilla = report.by_method()["vanilla"].randomization_spearman[-1]
+    assert any(f"correlate {vanilla:.2f}" in c.value for c in at.caption)
+    at.selectbox(key="sa_method").set_value("guided").run()
+    assert any("Fails the sanity check" in w.value and "0.90" in w.value for w in at.warning)
+    assert any(c.proto.id.endswith("-sa_randomization") for c in at.get("plotly_chart"))
+    assert any(c.proto.id.endswith("-sa_parts") for c in at.get("plotly_chart"))
+
+
+def test_the_trust_section_shows_for_an_upload(dashboard_root, trust_cache, astronaut_jpeg):
+    report = stored_report(dashboard_root)
+    at = open_page(run="tiny-a")
+    at.number_input(key="sa_trust_n").set_value(4).run()
+    at.segmented_control(key="sa_source").set_value("upload").run()
+    at.file_uploader(key="sa_upload").upload("astronaut.jpg", astronaut_jpeg, "image/jpeg").run()
+    assert not at.exception, [e.value for e in at.exception]
+    charts = [c.proto.id for c in at.get("plotly_chart")]
+    assert any(c.endswith("-sa_deletion") for c in charts)
+    assert any(c.endswith("-sa_randomization") for c in charts)
+    assert at.dataframe[-1].value["method"].tolist() == [m.title for m in report.methods]
+    assert at.dataframe[-1].value["deletion area"].tolist() == [
+        round(m.deletion_auc, 3) for m in report.methods]

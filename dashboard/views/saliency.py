@@ -9,7 +9,15 @@ shared link reproduces the map (an uploaded photo cannot travel in a link).
 
 import streamlit as st
 
-from dashboard import face_source, saliency_controls, saliency_maps, sidebar, state, url
+from dashboard import (
+    face_source,
+    saliency_controls,
+    saliency_maps,
+    sidebar,
+    state,
+    trust_view,
+    url,
+)
 from dashboard.confusion_charts import probability_figure
 from dashboard.launcher import list_runs
 from dashboard.paths import checkpoints_root
@@ -137,8 +145,10 @@ def page() -> None:
     face = None if chosen.split is None else (chosen.split, chosen.position)
     st.divider()
     left, right = st.columns([2, 3], gap="large")
+    report = trust_view.current_report(ckpt, dataset)
     with right:
-        method = saliency_controls.method_choice()
+        method = saliency_controls.method_choice(trust_view.method_label(report))
+        trust_view.flag_note(report, method)
         params = saliency_controls.params_choice(method, ckpt.arch, options)
         target = saliency_controls.target_choice(chosen.label is not None)
     model_key = (str(ckpt.path), state.file_stamp(ckpt.path))
@@ -160,6 +170,8 @@ def page() -> None:
                  help="Every method with its default parameters, for this face and target"):
         show_all_methods(ckpt.model, model_key, chosen, target_text,
                          st.session_state.get("sa_opacity", 0.5))
+    st.divider()
+    trust_view.show_section(ckpt, dataset, chosen, result, int(result.probs.argmax()))
     saliency_controls.write_url(method, params, target, face)
     if face is not None:
         st.session_state["sa_url_face"] = (face[0], str(face[1]))
