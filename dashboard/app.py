@@ -30,6 +30,8 @@ PAGES = [
             url_path="confusions"),
     st.Page("views/saliency.py", title="Saliency", icon=":material/visibility:",
             url_path="saliency"),
+    st.Page("views/filters.py", title="Filters", icon=":material/filter_center_focus:",
+            url_path="filters"),
     st.Page("views/embeddings.py", title="Embeddings", icon=":material/scatter_plot:",
             url_path="embeddings"),
 ]

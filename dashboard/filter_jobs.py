@@ -1,0 +1,70 @@
+"""Activation-maximization runs of the Filters page, each in a background thread on its own copy
+of the model (`filters.maximize` copies it), so neither the page nor another tab waits; the
+page polls the latest snapshot. One run per browser session: Run stops the previous one, so a
+changed slider starts fresh at once.
+"""
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import streamlit as st
+
+from fer_core.filters import Settings, Snapshot, maximize
+
+SNAPSHOT_EVERY = 4
+KEY = "fi_job"
+
+
+@dataclass
+class FilterJob:
+    """A run: what it climbs, its latest snapshot, each snapshot's step and activations (for the
+    activation-versus-step chart), and how it ended."""
+
+    layer: str
+    filters: list[int]
+    settings: Settings
+    latest: Snapshot | None = None
+    steps: list[int] = field(default_factory=list)
+    activations: list[np.ndarray] = field(default_factory=list)
+    error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def running(self) -> bool:
+        return not self.done.is_set()
+
+    def follow(self, snapshots) -> None:
+        try:
+            for snap in snapshots:
+                self.latest = snap
+                self.steps.append(snap.step)
+                self.activations.append(snap.activations)
+        except Exception as e:  # noqa: BLE001 - shown on the page, never a traceback
+            self.error = f"{type(e).__name__}: {e}"
+        finally:
+            self.done.set()
+
+
+def current() -> FilterJob | None:
+    return st.session_state.get(KEY)
+
+
+def start(ckpt, layer: str, filters: list[int], settings: Settings, face=None) -> FilterJob:
+    """Stop this session's run, if any, and start a new one."""
+    stop_current()
+    job = FilterJob(layer=layer, filters=filters, settings=settings)
+    snapshots = maximize(ckpt.model, ckpt.arch, ckpt.meta.get("arch_options", {}), layer,
+                         filters, settings, face=face, every=SNAPSHOT_EVERY, stop=job.stop)
+    threading.Thread(target=job.follow, args=(snapshots,), name="filters", daemon=True).start()
+    st.session_state[KEY] = job
+    return job
+
+
+def stop_current() -> None:
+    job = current()
+    if job is not None:
+        job.stop.set()

@@ -1,0 +1,278 @@
+"""Activation maximization: the image that drives a filter (or a class logit) hardest, found by
+gradient ascent on the input, natively for 1-channel 48 x 48 faces.
+
+Many filters run at once: each filter's image is one item of a batch, optimized together in one
+forward and backward pass per step that stops at the target layer. Everything random (the
+starting noise, each step's jitter and scaling) is drawn per image from a generator seeded by
+(seed, filter), so a filter's image is the same whether it ran alone or in a batch; Adam's
+updates are per element and the model is in eval mode, so batch items never mix.
+
+A ReLU output that is zero at the start has zero gradient (DESIGN.md), so for a ReLU layer the
+ascent climbs its pre-activation (the BatchNorm before it, Lucid's "pre_relu") while the
+reported activation is the ReLU's own. Pixels stay valid face inputs in [0, 1]: the image is
+the sigmoid of the parameters (plain pixels) or of an inverse FFT of 1/f-scaled frequencies
+(the Fourier parameterization of Lucid and Lucent).
+
+The model is never modified: the work runs on a frozen eval-mode copy, and gradients are taken
+with respect to the image parameters only.
+"""
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attribution import gaussian_blur
+from .classes import IMAGE_SIZE
+from .errors import FerError
+from .filter_stats import layer_output
+from .models import layer_registry
+
+OPTIMIZERS = ("adam", "sgd")
+INITS = ("noise", "grey", "face")
+PARAMS = ("pixels", "fourier")
+BLUR_SIGMA = 0.5
+MAX_FILTERS = 256
+EPS = 1e-4
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One run's choices. Regularizer weights are per pixel (`l2` on the distance from grey,
+    `tv` on the total variation); `blur_every` N > 0 blurs the image every N steps; `jitter`
+    shifts the image by up to that many pixels and `scale` zooms it by up to that fraction,
+    drawn anew each step."""
+
+    steps: int = 128
+    lr: float = 0.05
+    optimizer: str = "adam"
+    init: str = "noise"
+    param: str = "pixels"
+    l2: float = 0.0
+    tv: float = 0.0
+    blur_every: int = 0
+    jitter: int = 1
+    scale: float = 0.0
+    seed: int = 0
+
+    def check(self) -> None:
+        for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS),
+                                     ("init", self.init, INITS), ("param", self.param, PARAMS)):
+            if value not in allowed:
+                raise FerError(f"{name} {value!r}: choose one of {', '.join(allowed)}")
+        bounds = {"steps": (1, 4096), "lr": (1e-5, 10.0), "l2": (0.0, 100.0), "tv": (0.0, 100.0),
+                  "blur_every": (0, 4096), "jitter": (0, 8), "scale": (0.0, 0.5)}
+        for name, (low, high) in bounds.items():
+            if not low <= getattr(self, name) <= high:
+                raise FerError(f"{name} must lie in [{low}, {high}], got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The images after `step` steps (uint8 F x 48 x 48, one per filter) and each filter's mean
+    activation on its own image (at the chosen layer, untransformed)."""
+
+    step: int
+    images: np.ndarray
+    activations: np.ndarray
+
+
+# ---- the target -----------------------------------------------------------------------------
+
+
+def ascent_layer(arch: str, options: dict, layer: str) -> str:
+    """The layer whose output is climbed: the one before a ReLU (its pre-activation), else the
+    layer itself."""
+    registry = layer_registry(arch, **options)
+    names = [entry.name for entry in registry]
+    if layer not in names:
+        raise FerError(f"no layer {layer!r} in {arch}: choose one of {', '.join(names)}")
+    i = names.index(layer)
+    if registry[i].kind == "relu" and i > 0 and registry[i - 1].kind in ("bn", "conv"):
+        return names[i - 1]
+    return layer
+
+
+def channel_count(arch: str, options: dict, layer: str) -> int:
+    """The layer's channels (outputs, for the linear layer); FerError when there is no such
+    layer."""
+    ascent_layer(arch, options, layer)
+    return next(e.channels for e in layer_registry(arch, **options) if e.name == layer)
+
+
+def check_filters(arch: str, options: dict, layer: str, filters: list[int]) -> None:
+    count = channel_count(arch, options, layer)
+    bad = [f for f in filters if not 0 <= f < count]
+    if not filters or bad:
+        raise FerError(f"layer {layer} has filters 0-{count - 1}; "
+                       f"{'none chosen' if not filters else f'no filter {bad[0]}'}")
+
+
+def channel_means(output: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+    """Item i's mean activation of channel filters[i] (spatial outputs averaged over H, W)."""
+    picked = output.gather(1, filters.view(-1, *[1] * (output.dim() - 1)).expand(
+        -1, 1, *output.shape[2:]))
+    return picked.flatten(1).mean(1)
+
+
+def parse_filters(text: str, count: int) -> list[int]:
+    """'0-15', '3, 7, 9' or '0-3, 8' -> filter numbers (each in [0, count)), in the order given,
+    without repeats."""
+    chosen: list[int] = []
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        low, _, high = part.partition("-")
+        if not (low.strip().isdigit() and (not high or high.strip().isdigit())):
+            raise FerError(f"filters {text!r}: use numbers and ranges such as 0-15 or 3,7,9")
+        first, last = int(low), int(high or low)
+        if not 0 <= first <= last < count:
+            raise FerError(f"filters {part!r}: this layer has filters 0-{count - 1}")
+        chosen += [f for f in range(first, last + 1) if f not in chosen]
+    if not chosen:
+        raise FerError("no filter chosen: use numbers and ranges such as 0-15 or 3,7,9")
+    if len(chosen) > MAX_FILTERS:
+        raise FerError(f"{len(chosen)} filters chosen: at most {MAX_FILTERS} at a time")
+    return chosen
+
+
+# ---- the image ------------------------------------------------------------------------------
+
+
+def generators(seed: int, filters: list[int]) -> list[torch.Generator]:
+    """One CPU generator per image, seeded by (seed, filter)."""
+    return [torch.Generator().manual_seed(seed * 1_000_003 + f) for f in filters]
+
+
+def start_images(settings: Settings, gens: list[torch.Generator],
+                 face: torch.Tensor | None) -> torch.Tensor:
+    """F x 1 x 48 x 48 in (0, 1): grey with a little noise, plain grey, or the given face."""
+    n = len(gens)
+    if settings.init == "face":
+        return (face.float().reshape(1, 1, IMAGE_SIZE, IMAGE_SIZE) / 255).expand(n, -1, -1, -1)
+    grey = torch.full((n, 1, IMAGE_SIZE, IMAGE_SIZE), 0.5)
+    if settings.init == "grey":
+        return grey
+    noise = torch.stack([torch.randn(1, IMAGE_SIZE, IMAGE_SIZE, generator=g) for g in gens])
+    return (grey + 0.1 * noise).clamp(0.05, 0.95)
+
+
+def frequency_scale(device: torch.device) -> torch.Tensor:
+    """1/f for a 48 x 48 rfft2 spectrum (the lowest frequency counted as 1/48)."""
+    fy = torch.fft.fftfreq(IMAGE_SIZE, device=device)[:, None]
+    fx = torch.fft.rfftfreq(IMAGE_SIZE, device=device)[None, :]
+    return 1.0 / torch.sqrt(fx ** 2 + fy ** 2).clamp_min(1.0 / IMAGE_SIZE) / IMAGE_SIZE
+
+
+class Image:
+    """The optimized parameters and how they become pixels in [0, 1]."""
+
+    def __init__(self, start: torch.Tensor, param: str):
+        self.param = param
+        self.scale = frequency_scale(start.device) if param == "fourier" else None
+        self.values = nn.Parameter(self.encode(start))
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        logits = torch.logit(pixels.clamp(EPS, 1 - EPS))
+        if self.param == "pixels":
+            return logits
+        spectrum = torch.fft.rfft2(logits) / self.scale
+        return torch.view_as_real(spectrum)
+
+    def pixels(self) -> torch.Tensor:
+        if self.param == "pixels":
+            return torch.sigmoid(self.values)
+        spectrum = torch.view_as_complex(self.values) * self.scale
+        return torch.sigmoid(torch.fft.irfft2(spectrum, s=(IMAGE_SIZE, IMAGE_SIZE)))
+
+    @torch.no_grad()
+    def blur(self) -> None:
+        self.values.copy_(self.encode(gaussian_blur(self.pixels(), BLUR_SIGMA)))
+
+
+def transformed(x: torch.Tensor, settings: Settings, gens: list[torch.Generator]) -> torch.Tensor:
+    """Each image shifted by up to `jitter` pixels and zoomed by up to `scale`, its own draw."""
+    if not settings.jitter and not settings.scale:
+        return x
+    draws = torch.stack([torch.rand(3, generator=g) for g in gens]).to(x.device)
+    zoom = 1 + settings.scale * (2 * draws[:, 0] - 1)
+    shift = settings.jitter * (2 * draws[:, 1:] - 1) * 2 / IMAGE_SIZE
+    theta = torch.zeros(len(x), 2, 3, device=x.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="reflection", align_corners=False)
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Per image: mean absolute difference between neighbouring pixels."""
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
+    return dx + dy
+
+
+# ---- the ascent -----------------------------------------------------------------------------
+
+
+def maximize(model: nn.Module, arch: str, options: dict, layer: str, filters: list[int],
+             settings: Settings = Settings(), face: torch.Tensor | None = None,
+             every: int = 8, stop=None) -> Iterator[Snapshot]:
+    """Climb the mean activation of each of `filters` of `layer` (a registry name; for the final
+    linear layer the filters are the classes), yielding a Snapshot of the start, one every
+    `every` steps and one after the last step. `stop` (an Event) ends the run early. Bad
+    choices raise FerError here, before the first step."""
+    settings.check()
+    check_filters(arch, options, layer, filters)
+    if settings.init == "face" and face is None:
+        raise FerError("init 'face' needs a face")
+    return _climb(model, layer, ascent_layer(arch, options, layer), filters, settings, face,
+                  every, stop)
+
+
+def _climb(model, layer, climb, filters, settings, face, every, stop) -> Iterator[Snapshot]:
+    device = next(model.parameters()).device
+    net = copy.deepcopy(model).eval().requires_grad_(False)
+    gens = generators(settings.seed, filters)
+    image = Image(start_images(settings, gens, face).to(device), settings.param)
+    chosen = torch.tensor(filters, device=device)
+    optimizer = (torch.optim.Adam if settings.optimizer == "adam" else torch.optim.SGD)(
+        [image.values], lr=settings.lr)
+    with torch.autocast(device.type, enabled=False):
+        if every < settings.steps:
+            yield snapshot(net, layer, image, chosen, 0)
+        for step in range(1, settings.steps + 1):
+            if stop is not None and stop.is_set():
+                return
+            optimizer.zero_grad(set_to_none=True)
+            pixels = image.pixels()
+            score = channel_means(layer_output(net, climb, transformed(pixels, settings, gens)),
+                                  chosen)
+            penalty = settings.l2 * ((pixels - 0.5) ** 2).flatten(1).mean(1) \
+                + settings.tv * total_variation(pixels)
+            (penalty - score).sum().backward()
+            optimizer.step()
+            if settings.blur_every and step % settings.blur_every == 0:
+                image.blur()
+            if step % every == 0 or step == settings.steps:
+                yield snapshot(net, layer, image, chosen, step)
+
+
+@torch.no_grad()
+def snapshot(net: nn.Module, layer: str, image: Image, chosen: torch.Tensor,
+             step: int) -> Snapshot:
+    pixels = image.pixels()
+    activations = channel_means(layer_output(net, layer, pixels), chosen)
+    images = (pixels[:, 0] * 255).round().to(torch.uint8)
+    return Snapshot(step=step, images=images.cpu().numpy(), activations=activations.cpu().numpy())
+
+
+def visualize(model: nn.Module, arch: str, options: dict, layer: str, filters: list[int],
+              settings: Settings = Settings(), face: torch.Tensor | None = None) -> Snapshot:
+    """The final images and activations of `maximize`."""
+    last = None
+    for last in maximize(model, arch, options, layer, filters, settings, face,
+                         every=settings.steps):
+        pass
+    return last

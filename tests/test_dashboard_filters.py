@@ -1,0 +1,80 @@
+"""The Filters page headless (AppTest): a short run shows the images forming, then each
+filter's activation beside the best real face's; bad filter choices get a message; the seed's
+view is one click; the feature maps of a face show every channel of the chosen layer."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fer_core.checkpoint import load_checkpoint
+from fer_core.filter_stats import filter_stats
+from fer_core.readers import load_dataset
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+DATA = "builtin:300"
+
+
+def open_page(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"data": DATA, **query})
+    at.switch_page("views/filters.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def finish(at: AppTest) -> None:
+    """Wait for the session's run to end, then rerun the page as its poll would."""
+    job = at.session_state["fi_job"]
+    assert job.done.wait(timeout=120) and job.error is None, job.error
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_a_short_run_shows_the_images_and_the_best_real_faces(dashboard_root, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path))
+    at = open_page(run="tiny-a")
+    at.text_input(key="fi_filters").set_value("0-3").run()
+    at.slider(key="fi_steps").set_value(16).run()
+    at.button(key="fi_run").click().run()
+    finish(at)
+    job = at.session_state["fi_job"]
+    assert job.filters == [0, 1, 2, 3] and job.steps == [0, 4, 8, 12, 16]
+    assert any("step 16 of 16 (done)" in c.value for c in at.caption)
+    table = at.dataframe[0].value
+    ckpt = load_checkpoint(dashboard_root / "tiny-a")
+    stats = filter_stats(ckpt.model, ckpt.path, load_dataset(DATA), "val", "block3.relu", k=4)
+    assert table["filter"].tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(table["best real face"], stats.max_activation[:4].round(3),
+                               atol=1e-3)
+    np.testing.assert_allclose(table["optimized image"], job.latest.activations.round(3))
+    assert len(at.image) >= 1
+
+
+@pytest.mark.parametrize("text, message", [("0-999", "filters 0-511"), ("a,b", "numbers"),
+                                           ("", "no filter chosen")])
+def test_bad_filter_choices_get_a_message(dashboard_root, text, message):
+    at = open_page(run="tiny-a")
+    at.text_input(key="fi_filters").set_value(text).run()
+    at.button(key="fi_run").click().run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error)
+    assert "fi_job" not in at.session_state
+
+
+def test_the_seed_s_view_is_one_click(dashboard_root):
+    at = open_page(run="tiny-a")
+    at.selectbox(key="fi_layer").set_value("block1.conv").run()
+    at.button(key="fi_seed").click().run()
+    assert at.selectbox(key="fi_layer").value == "block3.relu"
+    assert at.text_input(key="fi_filters").value == "0-2"
+
+
+def test_feature_maps_of_a_face(dashboard_root):
+    at = open_page(run="tiny-a")
+    at.selectbox(key="fi_map_layer").set_value("block2.relu").run()
+    assert not at.exception
+    assert any("The 128 channels of block2.relu" in c for image in at.image
+               for c in image.captions)

@@ -1,0 +1,118 @@
+"""Activation maximization (fer_core.filters): seeded and deterministic, the model untouched,
+a batch equal to one-filter runs, each regularizer doing what it says, class logits as targets,
+and on the shipped checkpoint every sampled filter of every conv block driven at least as high
+as the best real face of the val split drives it."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fer_core.checkpoint import load_checkpoint
+from fer_core.errors import FerError
+from fer_core.filter_stats import filter_stats
+from fer_core.filters import Settings, ascent_layer, parse_filters, total_variation, visualize
+from fer_core.readers import load_dataset
+
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "builtin-cnn3"
+QUICK = Settings(steps=24, jitter=1, scale=0.05)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_checkpoint(SHIPPED)
+
+
+def run(ckpt, layer="block3.relu", filters=(0, 1, 2), settings=QUICK):
+    return visualize(ckpt.model, ckpt.arch, ckpt.meta["arch_options"], layer, list(filters),
+                     settings)
+
+
+def test_a_seed_gives_the_same_images(shipped):
+    first, again = run(shipped), run(shipped)
+    assert np.array_equal(first.images, again.images)
+    other = run(shipped, settings=Settings(steps=24, jitter=1, scale=0.05, seed=1))
+    assert not np.array_equal(first.images, other.images)
+
+
+def test_the_model_is_left_untouched(shipped):
+    before = {k: v.clone() for k, v in shipped.model.state_dict().items()}
+    run(shipped)
+    after = shipped.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in shipped.model.parameters())
+    assert not shipped.model.training
+    assert all(not m._forward_hooks for m in shipped.model.modules())
+
+
+def test_a_batch_gives_each_filter_the_image_it_gets_alone(shipped):
+    together = run(shipped, filters=(4, 9, 30))
+    for i, f in enumerate((4, 9, 30)):
+        alone = run(shipped, filters=(f,))
+        assert np.abs(alone.images[0].astype(int) - together.images[i].astype(int)).max() <= 1
+        assert alone.activations[0] == pytest.approx(together.activations[i], rel=1e-3)
+
+
+@pytest.mark.parametrize("name, value", [("tv", 1.0), ("l2", 1.0), ("blur_every", 4)])
+def test_each_regularizer_does_what_it_says(shipped, name, value):
+    plain = run(shipped, filters=range(4))
+    regular = run(shipped, filters=range(4), settings=Settings(steps=24, jitter=1, scale=0.05,
+                                                                **{name: value}))
+    x, y = (torch.from_numpy(s.images).float()[:, None] / 255 for s in (plain, regular))
+    if name == "l2":
+        assert ((y - 0.5) ** 2).mean() < ((x - 0.5) ** 2).mean()
+    else:
+        assert total_variation(y).mean() < total_variation(x).mean()
+
+
+def test_the_fourier_parameterization_climbs_too(shipped):
+    start = run(shipped, settings=Settings(steps=1, param="fourier"))
+    end = run(shipped, settings=Settings(steps=48, param="fourier"))
+    assert (end.activations > start.activations).all()
+
+
+def test_a_class_logit_is_a_target(shipped):
+    result = run(shipped, layer="head.fc" if "head" in dict(shipped.model.named_modules())
+                 else "fc", filters=(3,), settings=Settings(steps=32))
+    with torch.no_grad():
+        logits = shipped.model(torch.from_numpy(result.images).float()[:, None] / 255)
+    assert int(logits.argmax(1)) == 3  # the model's idea of Happy is, to it, Happy
+
+
+def test_a_relu_layer_is_climbed_at_its_pre_activation():
+    assert ascent_layer("cnn3", {}, "block2.relu") == "block2.bn"
+    assert ascent_layer("cnn3", {}, "block2.conv") == "block2.conv"
+    assert ascent_layer("resnet18", {}, "resnet.layer1.0.relu_out") == "resnet.layer1.0.bn2"
+
+
+@pytest.mark.parametrize("text, expected", [("0-3", [0, 1, 2, 3]), ("7, 3,9", [7, 3, 9]),
+                                            ("0-2,1,5", [0, 1, 2, 5])])
+def test_filters_are_parsed(text, expected):
+    assert parse_filters(text, 16) == expected
+
+
+@pytest.mark.parametrize("text", ["", "a-b", "3-1", "16", "0-99", "-1"])
+def test_bad_filters_are_refused(text):
+    with pytest.raises(FerError):
+        parse_filters(text, 16)
+
+
+def test_bad_choices_are_refused(shipped):
+    with pytest.raises(FerError, match="no layer"):
+        run(shipped, layer="block9.relu")
+    with pytest.raises(FerError, match="no filter 600"):
+        run(shipped, filters=(600,))
+    with pytest.raises(FerError, match="steps"):
+        run(shipped, settings=Settings(steps=0))
+
+
+@pytest.mark.parametrize("layer", ["block1.relu", "block2.relu", "block3.relu"])
+def test_each_optimized_image_beats_every_real_face(shipped, layer, tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path))
+    dataset = load_dataset("builtin")
+    stats = filter_stats(shipped.model, shipped.path, dataset, "val", layer)
+    filters = list(np.random.default_rng(0).choice(len(stats.max_activation), 8, replace=False))
+    result = run(shipped, layer=layer, filters=filters, settings=Settings())
+    best_real = stats.max_activation[filters]
+    assert (result.activations >= best_real).all(), (result.activations / best_real).round(2)
