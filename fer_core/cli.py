@@ -1,4 +1,4 @@
-"""Command line: `python -m fer_core train | evaluate | embed | explain | trust | data`.
+"""Command line: `python -m fer_core train | evaluate | embed | explain | trust | visualize | data`.
 
 Exit 0 on success; on bad input or a failed run, exit 2 with one line on stderr.
 
@@ -12,7 +12,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from . import cli_explain, cli_trust
+from . import cli_explain, cli_trust, cli_visualize
 from .errors import FerError
 
 EXIT_ERROR = 2
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         "explain", help="prediction and saliency map of one face (a photo or a dataset face)"))
     cli_trust.add_arguments(sub.add_parser(
         "trust", help="which saliency methods to trust: sanity check, deletion, localization"))
+    cli_visualize.add_arguments(sub.add_parser(
+        "visualize", help="activation maximization of some filters of a layer, as a PNG grid"))
     data = sub.add_parser("data", help="the detected layout and the counts per split and class")
     data.add_argument("--data", default="builtin", help="FER2013 path, or 'builtin' (default)")
     return parser
@@ -123,7 +125,8 @@ def _add_embed(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "embed": cmd_embed,
-               "explain": cli_explain.run, "trust": cli_trust.run, "data": cmd_data}[args.command]
+               "explain": cli_explain.run, "trust": cli_trust.run, "visualize": cli_visualize.run,
+               "data": cmd_data}[args.command]
     try:
         return command(args)
     except FerError as e:

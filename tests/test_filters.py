@@ -3,13 +3,16 @@ a batch equal to one-filter runs, each regularizer doing what it says, class log
 and on the shipped checkpoint every sampled filter of every conv block driven at least as high
 as the best real face of the val split drives it."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from fer_core.checkpoint import load_checkpoint
+from fer_core.cli import main
 from fer_core.errors import FerError
 from fer_core.filter_stats import filter_stats
 from fer_core.filters import Settings, ascent_layer, parse_filters, total_variation, visualize
@@ -116,3 +119,36 @@ def test_each_optimized_image_beats_every_real_face(shipped, layer, tmp_path, mo
     result = run(shipped, layer=layer, filters=filters, settings=Settings())
     best_real = stats.max_activation[filters]
     assert (result.activations >= best_real).all(), (result.activations / best_real).round(2)
+
+
+def test_the_visualize_command_writes_the_grid_and_the_activations(tmp_path, monkeypatch,
+                                                                    capsys):
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    out, report = tmp_path / "grid.png", tmp_path / "filters.json"
+    code = main(["visualize", "--checkpoint", str(SHIPPED), "--layer", "block2.relu",
+                 "--filters", "5,1", "--steps", "16", "--data", "builtin:300", "--out", str(out),
+                 "--json", str(report)])
+    assert code == 0
+    data = json.loads(report.read_text())
+    assert data["layer"] == "block2.relu" and [f["filter"] for f in data["filters"]] == [5, 1]
+    ckpt = load_checkpoint(SHIPPED)
+    again = run(ckpt, layer="block2.relu", filters=(5, 1), settings=Settings(steps=16))
+    assert [f["activation"] for f in data["filters"]] == pytest.approx(again.activations.tolist(),
+                                                                       rel=1e-5)
+    stats = filter_stats(ckpt.model, ckpt.path, load_dataset("builtin:300"), "val", "block2.relu",
+                         k=1)
+    assert data["filters"][0]["max_real_activation"] == pytest.approx(stats.max_activation[5])
+    assert Image.open(out).size == (2 * (96 + 4), 96 + 46)
+    assert "filter    5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layer, filters, message", [("block9.relu", "0", "choose one of"),
+                                                     ("block1.relu", "64", "filters 0-63")])
+def test_bad_visualize_input_exits_2_with_one_line_and_no_file(tmp_path, capsys, layer, filters,
+                                                               message):
+    out = tmp_path / "grid.png"
+    code = main(["visualize", "--checkpoint", str(SHIPPED), "--layer", layer, "--filters",
+                 filters, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not out.exists()
