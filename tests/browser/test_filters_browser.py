@@ -1,0 +1,169 @@
+"""Real browser: on the Filters page, choose filters 0-3, move the Steps slider with the keyboard,
+Run, watch the run's caption update without reloading, and see the finished grid (each filter's
+optimized image beside its top real faces), the activation-by-step chart and the table."""
+
+import re
+import shutil
+
+import pytest
+from browser_helpers import ARTIFACTS, REPO, streamlit_server
+
+from fer_core.contact_sheet import GAP, TILE_TEXT
+
+SHIPPED = REPO / "checkpoints" / "builtin-cnn3"
+LAYER_FILTERS = "0-3"
+FILTERS = 4
+TOP_FACES = 4  # dashboard/views/filters.py: each filter's top real faces beside its image
+TILE = 48 * 2  # faces are 48 pixels, drawn at scale 2
+STEPS_DEFAULT, STEPS_STEP, STEPS_MIN = 128, 8, 8
+STEPS = STEPS_MIN + 2 * STEPS_STEP  # Home, then ArrowRight twice: 24
+TALL = {"width": 1400, "height": 2300}  # Streamlit scrolls its main area: a window for all of it
+
+# Before Run is clicked: a capture-phase click listener notes the click's time, and a
+# MutationObserver notes when each kind of run caption first appears (performance.now() ms).
+WATCH_JS = """() => {
+  window.__fi = {click: null, starting: null, running: null, step: null, done: null, seen: []};
+  const run = document.querySelector('.st-key-fi_run button');
+  run.addEventListener('click', () => { window.__fi.click = performance.now(); },
+                       {capture: true, once: true});
+  const check = () => {
+    const t = performance.now(), fi = window.__fi;
+    for (const el of document.querySelectorAll('[data-testid="stCaptionContainer"]')) {
+      const text = el.innerText.trim();
+      if (text === 'Starting...' && fi.starting === null) fi.starting = t;
+      if (!/filters: step \\d+ of \\d+ \\(/.test(text)) continue;
+      if (!fi.seen.includes(text)) fi.seen.push(text);
+      if (fi.step === null) fi.step = t;
+      if (text.endsWith('(running)') && fi.running === null) fi.running = t;
+      if (text.endsWith('(done)') && fi.done === null) fi.done = t;
+    }
+  };
+  new MutationObserver(check).observe(document.body,
+    {childList: true, subtree: true, characterData: true});
+}"""
+
+# The run's pictures in the Activation maximization tab (the Feature maps tab has its own):
+# decoded size and how many distinct colours the pixels hold (read through a canvas).
+GRID_JS = """() => Array.from(document.querySelectorAll(
+    '[role="tabpanel"]:not([hidden]) [data-testid="stImageContainer"] img')).map(img => {
+  let colours = 0;
+  if (img.complete && img.naturalWidth > 0) {
+    const canvas = document.createElement('canvas');
+    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    const seen = new Set();
+    for (let i = 0; i < px.length && seen.size < 200; i += 4) {
+      seen.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]);
+    }
+    colours = seen.size;
+  }
+  return {width: img.naturalWidth, height: img.naturalHeight, complete: img.complete,
+          colours: colours};
+})"""
+
+# The table's header and first column, from the accessible <table> Glide keeps beside its canvas.
+TABLE_JS = """() => {
+  const table = document.querySelector(
+    '[role="tabpanel"]:not([hidden]) [data-testid="stDataFrame"] table[role="grid"]');
+  if (!table) return null;
+  return {rows: Number(table.getAttribute('aria-rowcount')),
+          header: Array.from(table.querySelectorAll('th')).map(th => th.innerText.trim()),
+          filters: Array.from(table.querySelectorAll('tbody tr')).map(
+            tr => tr.querySelector('td').innerText.trim())};
+}"""
+COLUMNS = ["filter", "optimized image", "best real face", "ratio", "dead"]
+
+
+@pytest.fixture
+def shipped_root(tmp_path):
+    root = tmp_path / "checkpoints"
+    root.mkdir()
+    shutil.copytree(SHIPPED, root / "builtin-cnn3", ignore=shutil.ignore_patterns("last.pt"))
+    return root
+
+
+def steps_shown(page) -> str:
+    return page.locator('.st-key-fi_steps [data-testid="stSliderThumbValue"]').first.inner_text()
+
+
+def wait_steps_shown(page, value: int) -> None:
+    page.locator('.st-key-fi_steps [data-testid="stSliderThumbValue"]').filter(
+        has_text=re.compile(rf"^{value}$")).first.wait_for()
+
+
+def test_choose_filters_move_steps_run_and_see_the_grid(shipped_root, tmp_path, browser_page):
+    page = browser_page
+    page.set_viewport_size(TALL)
+    (ARTIFACTS / "filters-failure.png").unlink(missing_ok=True)
+    with streamlit_server(tmp_path / "streamlit.log", FER_CHECKPOINTS_DIR=str(shipped_root),
+                          FER_CACHE_DIR=str(tmp_path / "cache")) as url:
+        try:
+            page.goto(f"{url}/filters?data=builtin:300&run=builtin-cnn3")
+            page.get_by_text("Choose a layer and filters, then Run").first.wait_for()
+
+            filters = page.locator(".st-key-fi_filters").get_by_role("textbox", name="Filters")
+            filters.fill(LAYER_FILTERS)
+            filters.press("Enter")
+
+            # The thumb is react-aria's hidden <input type=range> (implicit role slider).
+            thumb = page.locator(".st-key-fi_steps").get_by_role("slider", name="Steps")
+            thumb.wait_for(state="attached")
+            assert steps_shown(page) == str(STEPS_DEFAULT)
+            thumb.focus()
+            thumb.press("ArrowLeft")
+            wait_steps_shown(page, STEPS_DEFAULT - STEPS_STEP)
+            thumb.press("Home")
+            wait_steps_shown(page, STEPS_MIN)
+            thumb.press("ArrowRight")
+            thumb.press("ArrowRight")
+            wait_steps_shown(page, STEPS)
+            assert thumb.get_attribute("aria-valuetext") == str(STEPS)
+            assert filters.input_value() == LAYER_FILTERS
+
+            page.evaluate(WATCH_JS)
+            page.locator(".st-key-fi_run").get_by_role("button", name="Run").click()
+
+            done = f"{FILTERS} filters: step {STEPS} of {STEPS} (done)"
+            page.get_by_text(done).first.wait_for(timeout=240_000)
+            page.locator(".st-key-fi_curve .js-plotly-plot .main-svg").first.wait_for()
+            page.locator('[data-testid="stDataFrame"]').first.wait_for()
+            page.get_by_text("Mean activation of each filter on its optimized image").first \
+                .wait_for()
+            width, height = (1 + TOP_FACES) * (TILE + GAP), FILTERS * (TILE + TILE_TEXT)
+            page.wait_for_function(
+                f"() => ({GRID_JS})().some(i => i.width === {width} && i.height === {height})")
+            page.wait_for_function(f"() => {{ const t = ({TABLE_JS})(); "
+                                   f"return t !== null && t.filters.length === {FILTERS}; }}")
+            table = page.evaluate(TABLE_JS)
+            timing = page.evaluate("() => window.__fi")
+            grids = page.evaluate(GRID_JS)
+            page.screenshot(path=str(ARTIFACTS / "filters_run.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "filters-failure.png"), full_page=True)
+            raise
+
+    # The grid: 4 rows (one per filter), each the optimized image and its 4 top faces.
+    grid = next(i for i in grids if i["width"] == width and i["height"] == height)
+    assert grid["colours"] > 50, grid  # real pictures, not a blank sheet
+
+    # The table: one row per filter, 0 to 3.
+    assert table == {"rows": 1 + FILTERS, "header": COLUMNS,
+                     "filters": [str(f) for f in range(FILTERS)]}, table
+
+    # The caption updated as the run went, ending at the slider's step count for filters 0-3.
+    assert timing["click"] is not None and timing["step"] is not None, timing
+    assert timing["done"] is not None, timing
+    # The page showed the run before it ended (without a reload): "Starting..." or a running step.
+    assert min(t for t in (timing["starting"], timing["running"], float("inf"))
+               if t is not None) < timing["done"], timing
+    assert all(re.fullmatch(rf".+, {FILTERS} filters: step \d+ of {STEPS} \((running|done)\)",
+                            text) for text in timing["seen"]), timing["seen"]
+    assert timing["seen"][-1].endswith(done), timing["seen"]
+    first = timing["running"] if timing["running"] is not None else timing["step"]
+    print(f"\nRun click to first caption update: {first - timing['click']:.0f} ms "
+          f"({'running' if timing['running'] is not None else 'no running caption seen'}); "
+          f"'Starting...' at "
+          + (f"{timing['starting'] - timing['click']:.0f} ms" if timing["starting"] else "never")
+          + f"; done at {timing['done'] - timing['click']:.0f} ms; captions: {timing['seen']}")
