@@ -103,11 +103,12 @@ def _checkpoint_picker(data: str) -> str | None:
         url.ignored("run", expected="the name of a checkpoint on this server")
     if saved["ckpt"] not in runs or not saved.get("ckpt_chosen"):
         saved["ckpt"] = default_run(runs, data)
-        st.session_state.pop("ckpt", None)  # let the widget take the new default
-    names = list(runs)
-    name = st.selectbox("Checkpoint", names, names.index(saved["ckpt"]), key="ckpt",
-                        label_visibility="collapsed", format_func=lambda n: run_label(runs[n]),
-                        on_change=_remember, args=("ckpt",))
+    if st.session_state.get("ckpt") != saved["ckpt"]:
+        # Set through session state (not a default index): the browser's box then shows it too.
+        st.session_state["ckpt"] = saved["ckpt"]
+    name = st.selectbox("Checkpoint", list(runs), key="ckpt", label_visibility="collapsed",
+                        format_func=lambda n: run_label(runs[n]), on_change=_remember,
+                        args=("ckpt",))
     if note := data_mismatch(runs[name], data):
         st.warning(note, icon=":material/warning:")
     return name
@@ -117,7 +118,6 @@ def choose_run(name: str) -> None:
     """Button callback: make `name` the chosen checkpoint, as if picked in the sidebar."""
     saved = _saved()
     saved["ckpt"], saved["ckpt_chosen"] = name, True
-    st.session_state.pop("ckpt", None)  # the widget takes the new choice as its default
 
 
 def is_builtin(spec: str) -> bool:

@@ -47,9 +47,9 @@ def test_a_short_run_shows_the_images_and_the_best_real_faces(dashboard_root, tm
     ckpt = load_checkpoint(dashboard_root / "tiny-a")
     stats = filter_stats(ckpt.model, ckpt.path, load_dataset(DATA), "val", "block3.relu", k=4)
     assert table["filter"].tolist() == [0, 1, 2, 3]
-    np.testing.assert_allclose(table["best real face"], stats.max_activation[:4].round(3),
+    np.testing.assert_allclose(table["best real"], stats.max_activation[:4].round(3),
                                atol=1e-3)
-    np.testing.assert_allclose(table["optimized image"], job.latest.activations.round(3))
+    np.testing.assert_allclose(table["image"], job.latest.activations.round(3))
     assert len(at.image) >= 1
 
 

@@ -194,15 +194,15 @@ def curve_figure(job) -> dict:
 
 def show_table(job, snap, stats) -> None:
     table = pd.DataFrame({
-        "filter": job.filters, "optimized image": np.round(snap.activations, 3),
-        "best real face": np.round(stats.max_activation[job.filters], 3),
+        "filter": job.filters, "image": np.round(snap.activations, 3),
+        "best real": np.round(stats.max_activation[job.filters], 3),
         "ratio": np.round(snap.activations / np.maximum(stats.max_activation[job.filters], 1e-6),
                           2),
         "dead": stats.dead[job.filters]})
     st.dataframe(table, hide_index=True, height=min(400, 36 * (len(table) + 1)))
     st.caption(f"Mean activation of each filter on its optimized image and on the {stats.split} "
-               f"face that drives it hardest. Dead: its ReLU output is never above 1e-6 on "
-               f"any {stats.split} face.")
+               f"face that drives it hardest (best real), and their ratio. Dead: its ReLU "
+               f"output is never above 1e-6 on any {stats.split} face.")
 
 
 def feature_maps_tab(ckpt, dataset, layers: list) -> None:

@@ -73,7 +73,7 @@ TABLE_JS = """() => {
           filters: Array.from(table.querySelectorAll('tbody tr')).map(
             tr => tr.querySelector('td').innerText.trim())};
 }"""
-COLUMNS = ["filter", "optimized image", "best real face", "ratio", "dead"]
+COLUMNS = ["filter", "image", "best real", "ratio", "dead"]
 
 
 @pytest.fixture

@@ -208,9 +208,6 @@ def test_upload_a_photo_see_prediction_and_map_then_switch_model(photo_root, ast
             raise
 
 
-@pytest.mark.xfail(strict=True, reason="Switch to fer2013-cnn3 (sidebar.choose_run) pops the "
-                   "'ckpt' widget state, but the browser's checkpoint selectbox keeps showing "
-                   "builtin-cnn3 and sends it back on the next rerun, so the switch is undone")
 def test_switch_to_the_photo_model_sticks(photo_root, astronaut, tmp_path, browser_page):
     page = browser_page
     name2, percent2, _ = expected_prediction(PHOTO_RUN, astronaut.read_bytes())
