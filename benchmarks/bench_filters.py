@@ -1,0 +1,149 @@
+"""Activation maximization speed and success, each figure beside its baseline in the same run.
+
+Speed, on cnn3's last conv block (block3.relu), 128 steps, per filter:
+- the engine with 64 filters in one batch (`filters.visualize`);
+- a naive loop: the whole model's forward, weight gradients computed too, one filter at a time
+  (timed on --naive filters and reported per filter);
+- the engine one filter at a time (timed on --single filters, per filter).
+The issue asks: the batch at least 3x faster per filter than the naive loop, no slower than
+one-filter runs, and one filter x 128 steps within 3 s.
+
+Success: for 8 random filters of each conv block's output, the optimized image's mean
+activation divided by the highest mean activation any face of the val split reaches (>= 1 means
+the image beats every real face).
+
+    python benchmarks/bench_filters.py [--checkpoint checkpoints/builtin-cnn3] [--data builtin]
+        [--filters 64] [--naive 4] [--single 8] [--device auto]
+
+Results are printed and saved to benchmarks/results/filters_<device>.json.
+"""
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fer_core.checkpoint import load_checkpoint  # noqa: E402
+from fer_core.device import choose_device, describe_device  # noqa: E402
+from fer_core.filter_stats import filter_stats  # noqa: E402
+from fer_core.filters import Settings, ascent_dtype, visualize  # noqa: E402
+from fer_core.readers import load_dataset  # noqa: E402
+
+LAYER, STEPS = "block3.relu", 128
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(work, device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    work()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def naive(model: torch.nn.Module, layer: str, channel: int, device: torch.device) -> None:
+    """The textbook loop: full forward to the logits, a hook keeping the layer's output, every
+    weight's gradient computed, Adam on sigmoid pixels."""
+    net = copy.deepcopy(model).eval().requires_grad_(True)
+    kept = {}
+    net.get_submodule(layer).register_forward_hook(lambda _m, _i, out: kept.update(out=out))
+    values = torch.zeros(1, 1, 48, 48, device=device, requires_grad=True)
+    optimizer = torch.optim.Adam([values], lr=0.05)
+    for _ in range(STEPS):
+        optimizer.zero_grad()
+        net.zero_grad()
+        net(torch.sigmoid(values))
+        (-kept["out"][0, channel].mean()).backward()
+        optimizer.step()
+
+
+def speed(ckpt, options: dict, device: torch.device, args) -> dict:
+    """Per-filter seconds: the 64-filter batch (timed before and after the others), and
+    one-filter engine runs and naive runs alternating, so machine noise hits all alike."""
+    settings = Settings(steps=STEPS)
+    filters = list(range(args.filters))
+    visualize(ckpt.model, ckpt.arch, options, LAYER, [0], Settings(steps=2))  # warm-up
+
+    def batch() -> float:
+        return timed(lambda: visualize(ckpt.model, ckpt.arch, options, LAYER, filters, settings),
+                     device) / len(filters)
+
+    batches, singles, naives = [batch()], [], []
+    for f in filters[:max(args.single, args.naive)]:
+        if len(singles) < args.single:
+            singles.append(timed(lambda f=f: visualize(ckpt.model, ckpt.arch, options, LAYER,
+                                                       [f], settings), device))
+        if len(naives) < args.naive:
+            naives.append(timed(lambda f=f: naive(ckpt.model, LAYER, f, device), device))
+    batches.append(batch())
+    per_batch, single, slow = np.median(batches), np.median(singles), np.median(naives)
+    print(f"{LAYER}, {STEPS} steps, per filter (ascent precision: "
+          f"{'bf16' if ascent_dtype('auto', device) else 'fp32'}):")
+    print(f"  engine, {len(filters)} filters in one batch (median of 2): {per_batch:7.3f} s")
+    print(f"  engine, one filter at a time (median of {len(singles)}): {single:7.3f} s "
+          f"(batch speed-up {single / per_batch:.1f}x; asked: >= 1x); one filter x {STEPS} "
+          f"steps: {single:.2f} s (asked: <= 3 s)")
+    print(f"  naive loop, fp32 (median of {len(naives)}): {slow:7.3f} s "
+          f"(engine batch {slow / per_batch:.1f}x faster; asked: >= 3x)")
+    return {"batch_per_filter_s": round(float(per_batch), 4), "single_s": round(float(single), 4),
+            "naive_s": round(float(slow), 4)}
+
+
+def success(ckpt, options: dict, dataset) -> dict:
+    """Per conv block: the optimized activation over the best real face's, for 8 filters."""
+    ratios = {}
+    for layer in [e.name for e in ckpt_layers(ckpt) if e.kind == "relu" and e.size]:
+        stats = filter_stats(ckpt.model, ckpt.path, dataset, "val", layer, k=1)
+        chosen = sorted(np.random.default_rng(0).choice(len(stats.max_activation), 8,
+                                                       replace=False).tolist())
+        result = visualize(ckpt.model, ckpt.arch, options, layer, chosen, Settings(steps=STEPS))
+        ratio = result.activations / np.maximum(stats.max_activation[chosen], 1e-6)
+        ratios[layer] = {"filters": chosen, "ratio": np.round(ratio, 2).tolist()}
+        print(f"  {layer:<14} optimized / best real face: min {ratio.min():.2f}, median "
+              f"{np.median(ratio):.2f}, max {ratio.max():.2f} (filters {chosen})")
+    return ratios
+
+
+def ckpt_layers(ckpt):
+    from fer_core.models import layer_registry
+
+    return layer_registry(ckpt.arch, **ckpt.meta.get("arch_options", {}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "builtin-cnn3"))
+    parser.add_argument("--data", default="builtin")
+    parser.add_argument("--filters", type=int, default=64)
+    parser.add_argument("--naive", type=int, default=4)
+    parser.add_argument("--single", type=int, default=8)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args()
+    device = choose_device(args.device)
+    ckpt = load_checkpoint(args.checkpoint, device)
+    options = ckpt.meta.get("arch_options", {})
+    print(f"{ckpt.arch} ({Path(args.checkpoint).name}), {describe_device(device)}")
+    results = {"speed": speed(ckpt, options, device, args)}
+    print(f"success on {args.data} val:")
+    results["success"] = success(ckpt, options, load_dataset(args.data))
+    out = ROOT / "benchmarks" / "results" / f"filters_{device.type}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"checkpoint": args.checkpoint, "device": device.type, **results},
+                              indent=2) + "\n")
+    print(f"saved {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
