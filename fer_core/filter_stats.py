@@ -77,12 +77,15 @@ def layer_output(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
     the forward pass stops there. It runs in the caller's grad mode, so an activation can be
     differentiated with respect to the input."""
     _check_layer(layer_kinds(model), layer)
-    return _outputs(working_model(model, hooks=False), (layer,), x)[layer]
+    return outputs_of(working_model(model, hooks=False), (layer,), x)[layer]
 
 
-def _outputs(model: nn.Module, names: tuple[str, ...], x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The outputs of the distinct layers `names` for x, from one forward pass that ends as soon
-    as the last of them has run."""
+def outputs_of(model: nn.Module, names: tuple[str, ...],
+               x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The outputs of the distinct modules `names` for x, from one forward pass that ends as soon
+    as the last of them has run. The names are not checked against the registry (callers that
+    take names from a user check them first); hooks act only for the calling thread and are
+    removed before returning."""
     caller = threading.get_ident()
     seen = {}
 
@@ -130,7 +133,7 @@ def _activations(model: nn.Module, layer: str, relu: str | None, faces: torch.Te
     means, peaks = [], []
     with torch.autocast(device.type, enabled=False):
         for start in range(0, len(faces), batch):
-            outputs = _outputs(working, names, as_input(faces[start:start + batch]))
+            outputs = outputs_of(working, names, as_input(faces[start:start + batch]))
             means.append(_spatial(outputs[layer], torch.mean))
             if relu is not None:
                 peaks.append(_spatial(outputs[relu], torch.amax))

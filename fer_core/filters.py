@@ -16,7 +16,8 @@ the ReLU's own. Pixels stay valid face inputs in [0, 1]: the image is
 the sigmoid of the parameters (plain pixels) or of an inverse FFT of 1/f-scaled frequencies
 (the Fourier parameterization of Lucid and Lucent).
 
-The model is never modified: the work runs on a frozen eval-mode copy (channels-last), and
+The model is never modified: the work runs on a frozen eval-mode copy (channels-last, each
+BatchNorm folded into its conv), and
 gradients are taken with respect to the image parameters only. Where the device computes
 bfloat16 natively (this project's CPU, A100/H100 GPUs) the ascent runs under bf16 autocast,
 about 3x faster on the CPU (benchmarks/bench_filters.py); the reported activations are fp32.
@@ -25,6 +26,7 @@ about 3x faster on the CPU (benchmarks/bench_filters.py); the reported activatio
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -35,7 +37,7 @@ from .attribution import gaussian_blur
 from .classes import IMAGE_SIZE
 from .device import native_bf16
 from .errors import FerError
-from .filter_stats import layer_output
+from .filter_stats import outputs_of
 from .models import layer_registry
 
 OPTIMIZERS = ("adam", "sgd")
@@ -127,11 +129,15 @@ def rectify(pre: torch.Tensor) -> torch.Tensor:
     return F.softplus(pre)
 
 
+def own_channel(output: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+    """Item i's channel filters[i] of the layer's output, as fp32 (N x 1 [x H x W])."""
+    index = filters.view(-1, *[1] * (output.dim() - 1)).expand(-1, 1, *output.shape[2:])
+    return output.gather(1, index).float()
+
+
 def channel_means(output: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
     """Item i's mean activation of channel filters[i] (spatial outputs averaged over H, W)."""
-    picked = output.gather(1, filters.view(-1, *[1] * (output.dim() - 1)).expand(
-        -1, 1, *output.shape[2:]))
-    return picked.flatten(1).mean(1)
+    return own_channel(output, filters).flatten(1).mean(1)
 
 
 def parse_filters(text: str, count: int) -> list[int]:
@@ -243,8 +249,8 @@ def maximize(model: nn.Module, arch: str, options: dict, layer: str, filters: li
     check_filters(arch, options, layer, filters)
     if settings.init == "face" and face is None:
         raise FerError("init 'face' needs a face")
-    return _climb(model, layer, ascent_layer(arch, options, layer), filters, settings, face,
-                  every, stop)
+    return _climb(model, arch, options, layer, ascent_layer(arch, options, layer), filters,
+                  settings, face, every, stop)
 
 
 def ascent_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -255,9 +261,26 @@ def ascent_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def _climb(model, layer, climb, filters, settings, face, every, stop) -> Iterator[Snapshot]:
+def folded(model: nn.Module, arch: str, options: dict) -> nn.Module:
+    """A frozen eval-mode copy with each BatchNorm folded into the conv before it (the BN module
+    becomes an identity, so a hook on it still sees its output): in eval mode a BN is an affine
+    map per channel, and folding it saves its forward and backward passes at every step."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(model).eval()
+    registry = layer_registry(arch, **options)
+    for conv, bn in pairwise(registry):
+        if conv.kind == "conv" and bn.kind == "bn":
+            net.set_submodule(conv.name, fuse_conv_bn_eval(net.get_submodule(conv.name),
+                                                           net.get_submodule(bn.name)))
+            net.set_submodule(bn.name, nn.Identity())
+    return net.requires_grad_(False).to(memory_format=torch.channels_last)
+
+
+def _climb(model, arch, options, layer, climb, filters, settings, face, every,
+           stop) -> Iterator[Snapshot]:
     device = next(model.parameters()).device
-    net = copy.deepcopy(model).eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    net = folded(model, arch, options)
     dtype = ascent_dtype(settings.precision, device)
     gens = generators(settings.seed, filters)
     image = Image(start_images(settings, gens, face).to(device), settings.param)
@@ -276,9 +299,9 @@ def _climb(model, layer, climb, filters, settings, face, every, stop) -> Iterato
                 memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=dtype or torch.float32,
                                 enabled=dtype is not None):
-                output = layer_output(net, climb, seen)
-            output = output.float()
-            score = channel_means(rectify(output) if climb != layer else output, chosen)
+                output = outputs_of(net, (climb,), seen)[climb]
+            picked = own_channel(output, chosen)  # one channel per item, before anything else
+            score = (rectify(picked) if climb != layer else picked).flatten(1).mean(1)
             penalty = settings.l2 * ((pixels - 0.5) ** 2).flatten(1).mean(1) \
                 + settings.tv * total_variation(pixels)
             (penalty - score).sum().backward()
@@ -293,7 +316,7 @@ def _climb(model, layer, climb, filters, settings, face, every, stop) -> Iterato
 def snapshot(net: nn.Module, layer: str, image: Image, chosen: torch.Tensor,
              step: int) -> Snapshot:
     pixels = image.pixels()
-    activations = channel_means(layer_output(net, layer, pixels), chosen)
+    activations = channel_means(outputs_of(net, (layer,), pixels)[layer], chosen)
     images = (pixels[:, 0] * 255).round().to(torch.uint8)
     return Snapshot(step=step, images=images.cpu().numpy(), activations=activations.cpu().numpy())
 
