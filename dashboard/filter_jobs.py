@@ -29,6 +29,7 @@ class FilterJob:
     steps: list[int] = field(default_factory=list)
     activations: list[np.ndarray] = field(default_factory=list)
     error: str | None = None
+    drawn: tuple | None = None  # the page's last picture of it: (what it shows, PNG bytes)
     started: float = field(default_factory=time.monotonic)
     stop: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)

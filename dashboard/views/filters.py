@@ -4,6 +4,8 @@ thread the page polls); beside each image, the real faces of the val split that 
 filter hardest and a dead-filter flag; and the feature maps of any face.
 """
 
+import io
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -139,7 +141,7 @@ def render(ckpt, dataset, job) -> None:
     left, right = st.columns([3, 2], gap="large")
     stats = None if job.running else real_faces(ckpt, dataset, job.layer)
     with left:
-        st.image(result_grid(dataset, job, snap, stats), output_format="PNG")
+        st.image(grid_png(dataset, job, snap, stats))
     with right:
         st.plotly_chart(curve_figure(job), config=CONFIG, key="fi_curve")
         if stats is not None:
@@ -151,6 +153,17 @@ def real_faces(ckpt, dataset, layer: str):
     split = "val" if "val" in dataset.present_splits() else dataset.present_splits()[0]
     with st.spinner(f"Real faces of {split} that drive each filter (once per checkpoint)..."):
         return filter_stats(ckpt.model, ckpt.path, dataset, split, layer, k=TOP_FACES)
+
+
+def grid_png(dataset, job, snap, stats) -> bytes:
+    """The grid as PNG bytes, drawn once per snapshot: the poll shows the same snapshot several
+    times, and encoding the picture each time would take CPU from the run."""
+    key = (snap.step, stats is not None)
+    if job.drawn is None or job.drawn[0] != key:
+        buffer = io.BytesIO()
+        result_grid(dataset, job, snap, stats).save(buffer, "PNG")
+        job.drawn = (key, buffer.getvalue())
+    return job.drawn[1]
 
 
 def result_grid(dataset, job, snap, stats):
