@@ -14,6 +14,7 @@ import streamlit as st
 from fer_core.filters import Settings, Snapshot, maximize
 
 SNAPSHOT_EVERY = 4
+FIRST_WAIT = 0.5  # seconds Run waits for the start image (a copy of the model and one forward)
 KEY = "fi_job"
 
 
@@ -33,6 +34,7 @@ class FilterJob:
     started: float = field(default_factory=time.monotonic)
     stop: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
+    first: threading.Event = field(default_factory=threading.Event)  # the start image is in
 
     @property
     def running(self) -> bool:
@@ -42,11 +44,13 @@ class FilterJob:
         try:
             for snap in snapshots:
                 self.latest = snap
+                self.first.set()
                 self.steps.append(snap.step)
                 self.activations.append(snap.activations)
         except Exception as e:  # noqa: BLE001 - shown on the page, never a traceback
             self.error = f"{type(e).__name__}: {e}"
         finally:
+            self.first.set()
             self.done.set()
 
 
@@ -62,6 +66,7 @@ def start(ckpt, layer: str, filters: list[int], settings: Settings, face=None) -
                          filters, settings, face=face, every=SNAPSHOT_EVERY, stop=job.stop)
     threading.Thread(target=job.follow, args=(snapshots,), name="filters", daemon=True).start()
     st.session_state[KEY] = job
+    job.first.wait(FIRST_WAIT)  # so this very rerun shows the fresh start, not "Starting..."
     return job
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from fer_core.checkpoint import load_checkpoint
-from fer_core.filter_stats import filter_stats
+from fer_core.filter_stats import filter_stats, mean_activations
 from fer_core.readers import load_dataset
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -78,3 +79,29 @@ def test_feature_maps_of_a_face(dashboard_root):
     assert not at.exception
     assert any("The 128 channels of block2.relu" in c for image in at.image
                for c in image.captions)
+
+
+def test_a_run_can_start_from_a_real_face(dashboard_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path))
+    at = open_page(run="tiny-a")
+    at.text_input(key="fi_filters").set_value("7").run()
+    at.slider(key="fi_steps").set_value(8).run()
+    at.segmented_control(key="fi_init").set_value("face").run()
+    at.number_input(key="fi_face").set_value(5).run()
+    at.button(key="fi_run").click().run()
+    job = at.session_state["fi_job"]
+    assert job.done.wait(timeout=120) and job.error is None
+    dataset = load_dataset(DATA)
+    face = torch.from_numpy(dataset.images[dataset.indices("val")[5]][None].copy())
+    model = load_checkpoint(dashboard_root / "tiny-a").model
+    on_face = float(mean_activations(model, "block3.relu", face)[0, 7])
+    assert job.steps[0] == 0  # the start image is the face: its activation is the face's
+    assert job.activations[0][0] == pytest.approx(on_face, rel=1e-2, abs=1e-3)
+    finish(at)
+
+
+def test_first_16_is_one_click(dashboard_root):
+    at = open_page(run="tiny-a")
+    at.text_input(key="fi_filters").set_value("3").run()
+    at.button(key="fi_first16").click().run()
+    assert at.text_input(key="fi_filters").value == "0-15"

@@ -46,14 +46,16 @@ def choose_target(layers: list) -> tuple[object, str]:
     by_name = {entry.name: entry for entry in layers}
     if st.session_state.get("fi_layer") not in names:
         st.session_state["fi_layer"] = last_relu(layers)
-    cols = st.columns([3, 2, 2], vertical_alignment="bottom")
+    cols = st.columns([3, 2, 1, 2], vertical_alignment="bottom")
     name = cols[0].selectbox("Layer", names, key="fi_layer", format_func=lambda n: layer_label(
         by_name[n]), **KEEP, help="Conv, batch-norm and ReLU outputs in forward order, and the "
                                   "final linear layer (its filters are the 7 classes)")
     st.session_state.setdefault("fi_filters", "0-15")
     text = cols[1].text_input("Filters", key="fi_filters", **KEEP,
                               help="Numbers and ranges, e.g. 0-15 or 3, 7, 9")
-    cols[2].button("Seed's view: last layer, filters 0-2", key="fi_seed", on_click=seed_view,
+    cols[2].button("First 16", key="fi_first16", on_click=st.session_state.update,
+                   kwargs={"fi_filters": "0-15"})
+    cols[3].button("Seed's view: last layer, filters 0-2", key="fi_seed", on_click=seed_view,
                    args=(layers,), icon=":material/history:")
     return by_name[name], text
 
@@ -68,9 +70,9 @@ def choose_settings() -> Settings:
                                           key="fi_optimizer", required=True, **KEEP)
     seed = cols[3].number_input("Seed", 0, 10_000, d.seed, key="fi_seed_value", **KEEP)
     cols = st.columns(4)
-    init = cols[0].segmented_control("Start from", INITS[:2], default=d.init, key="fi_init",
-                                     required=True, **KEEP, help="Grey with a little noise, or "
-                                                                 "plain grey")
+    init = cols[0].segmented_control("Start from", INITS, default=d.init, key="fi_init",
+                                     required=True, **KEEP, help="Grey with a little noise, "
+                                                                 "plain grey, or a real face")
     param = cols[1].segmented_control("Parameterization", PARAMS, default=d.param,
                                       key="fi_param", required=True, **KEEP,
                                       help="Plain pixels, or frequencies scaled by 1/f (Lucid's "
@@ -89,7 +91,19 @@ def choose_settings() -> Settings:
                     tv=tv, blur_every=blur, jitter=jitter, scale=scale, seed=int(seed))
 
 
-def run_controls(ckpt, layer: str, text: str, count: int, settings: Settings) -> None:
+def start_face(dataset, init: str) -> torch.Tensor | None:
+    """The val face every image starts from, when the run starts from a face."""
+    if init != "face":
+        return None
+    split = "val" if "val" in dataset.present_splits() else dataset.present_splits()[0]
+    rows = dataset.indices(split)
+    position = st.number_input(f"Start face (position in {split}, 0-{len(rows) - 1})", 0,
+                               len(rows) - 1, 0, key="fi_face", **KEEP)
+    return torch.from_numpy(dataset.images[rows[position]].copy())
+
+
+def run_controls(ckpt, layer: str, text: str, count: int, settings: Settings,
+                 face: torch.Tensor | None) -> None:
     cols = st.columns([1, 1, 4])
     if cols[0].button("Run", key="fi_run", type="primary", icon=":material/play_arrow:"):
         try:
@@ -98,7 +112,7 @@ def run_controls(ckpt, layer: str, text: str, count: int, settings: Settings) ->
         except FerError as e:
             st.error(str(e), icon=":material/error:")
             return
-        filter_jobs.start(ckpt, layer, filters, settings)
+        filter_jobs.start(ckpt, layer, filters, settings, face)
     job = filter_jobs.current()
     if cols[1].button("Stop", key="fi_stop", icon=":material/stop:",
                       disabled=job is None or not job.running):
@@ -274,7 +288,8 @@ def page() -> None:
     with maximization:
         layer, text = choose_target(layers)
         settings = choose_settings()
-        run_controls(ckpt, layer.name, text, layer.channels, settings)
+        face = start_face(dataset, settings.init)
+        run_controls(ckpt, layer.name, text, layer.channels, settings, face)
         show_run(ckpt, dataset)
     with maps:
         feature_maps_tab(ckpt, dataset, layers)
