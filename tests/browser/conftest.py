@@ -1,10 +1,11 @@
 """The real-browser suite's page fixture: headless Debian Chromium driven by playwright. Every
 test here skips when either is missing."""
 
+import shutil
 from pathlib import Path
 
 import pytest
-from browser_helpers import ARTIFACTS, BROWSER_ARGS, CHROMIUM
+from browser_helpers import ARTIFACTS, BROWSER_ARGS, CHROMIUM, REPO
 
 
 @pytest.fixture
@@ -23,3 +24,13 @@ def browser_page():
             yield page
         finally:
             browser.close()
+
+
+@pytest.fixture
+def shipped_root(tmp_path):
+    """A checkpoints root holding a copy of the shipped builtin-cnn3 (its best.pt only)."""
+    root = tmp_path / "checkpoints"
+    root.mkdir()
+    shutil.copytree(REPO / "checkpoints" / "builtin-cnn3", root / "builtin-cnn3",
+                    ignore=shutil.ignore_patterns("last.pt"))
+    return root

@@ -2,10 +2,8 @@
 that pair's gallery, and open one of its faces (Streamlit gives no click on a heatmap cell, so
 this proves the overlay works where a user clicks)."""
 
-import shutil
 import time
 
-import pytest
 from browser_helpers import ARTIFACTS, REPO, streamlit_server
 
 from dashboard.gallery import COLUMNS, SCALE
@@ -19,14 +17,6 @@ from fer_core.readers import load_dataset
 SHIPPED = REPO / "checkpoints" / "builtin-cnn3"
 DATA = "builtin:2000"
 ROW = 35  # pixels per row (and header) of st.dataframe
-
-
-@pytest.fixture
-def shipped_root(tmp_path):
-    root = tmp_path / "checkpoints"
-    root.mkdir()
-    shutil.copytree(SHIPPED, root / "builtin-cnn3", ignore=shutil.ignore_patterns("last.pt"))
-    return root
 
 
 def ranked_cells():

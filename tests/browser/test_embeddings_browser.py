@@ -2,10 +2,8 @@
 with its nearest neighbours, then lasso a region and see exactly the faces inside it (AppTest
 cannot click a chart, so this proves the selection works where a user clicks)."""
 
-import shutil
 import time
 
-import pytest
 from browser_helpers import ARTIFACTS, REPO, streamlit_server
 
 SHIPPED = REPO / "checkpoints" / "builtin-cnn3"
@@ -31,14 +29,6 @@ POINTS_JS = """(selector) => {
 
 GALLERY_JS = """(selector) => Array.from(
   document.querySelector(selector + ' .js-plotly-plot').data[1].customdata).map(Number)"""
-
-
-@pytest.fixture
-def shipped_root(tmp_path):
-    root = tmp_path / "checkpoints"
-    root.mkdir()
-    shutil.copytree(SHIPPED, root / "builtin-cnn3", ignore=shutil.ignore_patterns("last.pt"))
-    return root
 
 
 def scatter_points(page) -> list[tuple[int, float, float]]:

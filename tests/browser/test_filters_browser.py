@@ -3,9 +3,7 @@ Run, watch the run's caption update without reloading, and see the finished grid
 optimized image beside its top real faces), the activation-by-step chart and the table."""
 
 import re
-import shutil
 
-import pytest
 from browser_helpers import ARTIFACTS, REPO, streamlit_server
 
 from fer_core.contact_sheet import GAP, TILE_TEXT
@@ -74,14 +72,6 @@ TABLE_JS = """() => {
             tr => tr.querySelector('td').innerText.trim())};
 }"""
 COLUMNS = ["filter", "image", "best real", "ratio", "dead"]
-
-
-@pytest.fixture
-def shipped_root(tmp_path):
-    root = tmp_path / "checkpoints"
-    root.mkdir()
-    shutil.copytree(SHIPPED, root / "builtin-cnn3", ignore=shutil.ignore_patterns("last.pt"))
-    return root
 
 
 def steps_shown(page) -> str:

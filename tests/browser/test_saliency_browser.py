@@ -225,15 +225,6 @@ def test_switch_to_the_photo_model_sticks(photo_root, astronaut, tmp_path, brows
         assert page.locator(".st-key-ckpt input").input_value().startswith(PHOTO_RUN)
 
 
-@pytest.fixture
-def shipped_root(tmp_path):
-    root = tmp_path / "checkpoints"
-    root.mkdir()
-    shutil.copytree(CHECKPOINTS / BUILTIN_RUN, root / BUILTIN_RUN,
-                    ignore=shutil.ignore_patterns("last.pt"))
-    return root
-
-
 def test_follow_a_face_from_the_confusions_gallery(shipped_root, tmp_path, browser_page):
     page = browser_page
     page.set_viewport_size(TALL)
