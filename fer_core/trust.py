@@ -39,7 +39,7 @@ from .models import arch_options, build_model, layer_registry
 FLAG_AT = 0.5
 PROBE_FACES = 16
 MAX_PROBE_FACES = 256
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: a hidden linear layer of the head is its own cascade step
 DELETION_STEPS = 20
 BLUR_SIGMA = 4.0
 INIT_SEED = 0
@@ -90,10 +90,11 @@ class TrustReport:
 
 def cascade_groups(model: nn.Module, arch: str, options: dict) -> list[list[str]]:
     """The modules with weights in randomization order, top (the head) first: one group per conv
-    or linear layer of the registry, holding that layer and the parameterized modules that follow
-    it before the next one (its BatchNorm; a residual shortcut)."""
-    starts = {layer.name for layer in layer_registry(arch, **options)
-              if layer.kind in ("conv", "linear")}
+    layer of the registry and per linear layer (a hidden one of the head too), holding that
+    layer and the parameterized modules that follow it before the next one (its BatchNorm; a
+    residual shortcut)."""
+    starts = {layer.name for layer in layer_registry(arch, **options) if layer.kind == "conv"}
+    starts |= {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
     groups: list[list[str]] = []
     for name, module in model.named_modules():
         if not list(module.parameters(recurse=False)):

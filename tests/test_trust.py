@@ -52,16 +52,21 @@ def test_the_sanity_check_flags_a_method_that_ignores_the_model(shipped, monkeyp
     assert all(torch.equal(before[k], v) for k, v in ckpt.model.state_dict().items())
 
 
-def test_the_cascade_goes_from_the_head_down_and_covers_every_weight():
-    for arch, first, last, count in (("cnn3", "head.fc", "block1.conv", 4),
-                                     ("resnet18", "resnet.fc", "resnet.conv1", 18)):
-        model = build_model(arch)
-        groups = trust.cascade_groups(model, arch, {})
-        assert (groups[0][0], groups[-1][0], len(groups)) == (first, last, count)
-        grouped = sorted(name for group in groups for name in group)
-        weighted = sorted(n for n, m in model.named_modules()
-                          if list(m.parameters(recurse=False)))
-        assert grouped == weighted
+@pytest.mark.parametrize("arch, options, starts", [
+    ("cnn3", {}, ["head.fc", "block3.conv", "block2.conv", "block1.conv"]),
+    ("cnn3", {"head": "flat"}, ["head.fc", "head.hidden", "block3.conv", "block2.conv",
+                                "block1.conv"]),
+    ("resnet18", {}, ["resnet.fc", "resnet.layer4.1.conv2", "resnet.layer4.1.conv1",
+                      "resnet.layer4.0.conv2"])])
+def test_the_cascade_goes_from_the_head_down_and_covers_every_weight(arch, options, starts):
+    model = build_model(arch, **options)
+    groups = trust.cascade_groups(model, arch, options)
+    assert [group[0] for group in groups][:len(starts)] == starts
+    assert groups[-1][0] == ("resnet.conv1" if arch == "resnet18" else "block1.conv")
+    assert len(groups) == {"cnn3": 3 + (2 if options else 1), "resnet18": 18}[arch]
+    grouped = sorted(name for group in groups for name in group)
+    weighted = sorted(n for n, m in model.named_modules() if list(m.parameters(recurse=False)))
+    assert grouped == weighted
 
 
 def test_randomizing_a_layer_gives_its_construction_values():
