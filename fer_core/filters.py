@@ -12,9 +12,9 @@ ascent climbs the softplus of its pre-activation (the BatchNorm before it, as Lu
 "pre_relu" layers): close to the ReLU, with a gradient everywhere. Climbing the bare
 pre-activation instead left 2 of 8 sampled block1 filters of the shipped builtin-cnn3 below the
 best real face (its mean counts the positions the ReLU would clip); the reported activation is
-the ReLU's own. Pixels stay valid face inputs in [0, 1]: the image is
-the sigmoid of the parameters (plain pixels) or of an inverse FFT of 1/f-scaled frequencies
-(the Fourier parameterization of Lucid and Lucent).
+the ReLU's own. Pixels stay valid face inputs in [0, 1]: the image is a sigmoid (stretched a
+little and clipped, so pure black and white are reachable) of the parameters (plain pixels) or
+of an inverse FFT of 1/f-scaled frequencies (the Fourier parameterization of Lucid and Lucent).
 
 The model is never modified: the work runs on a frozen eval-mode copy (channels-last, each
 BatchNorm folded into its conv), and
@@ -45,6 +45,7 @@ INITS = ("noise", "grey", "face")
 PARAMS = ("pixels", "fourier")
 PRECISIONS = ("auto", "fp32", "bf16")
 BLUR_SIGMA = 0.5
+MARGIN = 0.05  # the sigmoid is stretched by this much beyond [0, 1] on each side, then clipped
 MAX_FILTERS = 256
 EPS = 1e-4
 
@@ -196,7 +197,7 @@ class Image:
         self.values = nn.Parameter(self.encode(start))
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        logits = torch.logit(pixels.clamp(EPS, 1 - EPS))
+        logits = torch.logit(((pixels + MARGIN) / (1 + 2 * MARGIN)).clamp(EPS, 1 - EPS))
         if self.param == "pixels":
             return logits
         spectrum = torch.fft.rfft2(logits) / self.scale
@@ -204,13 +205,22 @@ class Image:
 
     def pixels(self) -> torch.Tensor:
         if self.param == "pixels":
-            return torch.sigmoid(self.values)
-        spectrum = torch.view_as_complex(self.values) * self.scale
-        return torch.sigmoid(torch.fft.irfft2(spectrum, s=(IMAGE_SIZE, IMAGE_SIZE)))
+            logits = self.values
+        else:
+            spectrum = torch.view_as_complex(self.values) * self.scale
+            logits = torch.fft.irfft2(spectrum, s=(IMAGE_SIZE, IMAGE_SIZE))
+        return squash(logits)
 
     @torch.no_grad()
     def blur(self) -> None:
         self.values.copy_(self.encode(gaussian_blur(self.pixels(), BLUR_SIGMA)))
+
+
+def squash(logits: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] from unbounded values: a sigmoid stretched by MARGIN and clipped, so
+    that pure black and white are reached (a plain sigmoid only approaches them; FER2013's val
+    split holds all-black images, and one block1 filter of fer2013-cnn3 likes black best)."""
+    return ((1 + 2 * MARGIN) * torch.sigmoid(logits) - MARGIN).clamp(0, 1)
 
 
 def transformed(x: torch.Tensor, settings: Settings, gens: list[torch.Generator]) -> torch.Tensor:

@@ -4,6 +4,7 @@ and on the shipped checkpoint every sampled filter of every conv block driven at
 as the best real face of the val split drives it."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -111,15 +112,31 @@ def test_bad_choices_are_refused(shipped):
         run(shipped, settings=Settings(steps=0))
 
 
+def beats_every_real_face(ckpt, dataset, layer: str) -> None:
+    """8 random filters of `layer`: each optimized image at least as strong as the val face
+    that drives its filter hardest (a real face can be the optimum itself: FER2013's val split
+    holds all-black images, which one block1 filter of fer2013-cnn3 likes best, hence the
+    rounding margin)."""
+    stats = filter_stats(ckpt.model, ckpt.path, dataset, "val", layer)
+    filters = list(np.random.default_rng(0).choice(len(stats.max_activation), 8, replace=False))
+    result = run(ckpt, layer=layer, filters=filters, settings=Settings())
+    best_real = stats.max_activation[filters]
+    assert (result.activations >= best_real * (1 - 1e-4)).all(), \
+        (result.activations / best_real).round(3)
+
+
 @pytest.mark.parametrize("layer", ["block1.relu", "block2.relu", "block3.relu"])
 def test_each_optimized_image_beats_every_real_face(shipped, layer, tmp_path, monkeypatch):
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path))
-    dataset = load_dataset("builtin")
-    stats = filter_stats(shipped.model, shipped.path, dataset, "val", layer)
-    filters = list(np.random.default_rng(0).choice(len(stats.max_activation), 8, replace=False))
-    result = run(shipped, layer=layer, filters=filters, settings=Settings())
-    best_real = stats.max_activation[filters]
-    assert (result.activations >= best_real).all(), (result.activations / best_real).round(2)
+    beats_every_real_face(shipped, load_dataset("builtin"), layer)
+
+
+@pytest.mark.skipif(not os.environ.get("FER2013_CSV"), reason="FER2013_CSV is not set")
+@pytest.mark.parametrize("layer", ["block1.relu", "block2.relu", "block3.relu"])
+def test_the_fer2013_model_s_images_beat_every_real_fer2013_face(layer, tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path))
+    beats_every_real_face(load_checkpoint(SHIPPED.parent / "fer2013-cnn3"),
+                          load_dataset(os.environ["FER2013_CSV"]), layer)
 
 
 def test_the_visualize_command_writes_the_grid_and_the_activations(tmp_path, monkeypatch,
