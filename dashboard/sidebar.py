@@ -47,9 +47,11 @@ def _saved() -> dict:
     --data/FER_DATA."""
     if SAVED not in st.session_state:
         spec = st.query_params.get("data") or startup_data_spec()
+        builtin = is_builtin(spec)
         st.session_state[SAVED] = {
-            "data_kind": BUILTIN_LABEL if spec == BUILTIN else FILE_LABEL,
-            "data_path": "" if spec == BUILTIN else spec,
+            "data_kind": BUILTIN_LABEL if builtin else FILE_LABEL,
+            "builtin_spec": spec if builtin else BUILTIN,  # builtin:N keeps its N
+            "data_path": "" if builtin else spec,
             "ckpt": st.query_params.get("run"),
             "ckpt_chosen": st.query_params.get("run") is not None,
             "url_run": st.query_params.get("run"),
@@ -73,7 +75,7 @@ def _dataset_picker() -> str:
     kind = st.radio("Dataset", kinds, kinds.index(saved["data_kind"]), key="data_kind",
                     horizontal=True, label_visibility="collapsed", on_change=_remember,
                     args=("data_kind",))
-    wanted = BUILTIN
+    wanted = saved["builtin_spec"]
     if kind == FILE_LABEL:
         wanted = st.text_input("FER2013 CSV or image folder", saved["data_path"], key="data_path",
                                placeholder="/path/to/fer2013.csv", on_change=_remember,

@@ -86,7 +86,8 @@ def test_a_bad_typed_path_shows_the_readers_error(dashboard_root, tmp_path):
     bad = tmp_path / "faces.csv"
     bad.write_text("a,b,c\n1,2,3\n")
     at = app(data="builtin:300")
-    assert at.sidebar.radio(key="data_kind").value == "FER2013 file"  # seeded from the URL
+    assert at.sidebar.radio(key="data_kind").value == "Built-in faces"  # builtin:N is built-in
+    at.sidebar.radio(key="data_kind").set_value("FER2013 file").run()
     for path in (tmp_path / "missing.csv", bad):
         with pytest.raises(DataError) as reader:
             load_dataset(path)
@@ -95,6 +96,14 @@ def test_a_bad_typed_path_shows_the_readers_error(dashboard_root, tmp_path):
         assert at.sidebar.error[0].value == str(reader.value)
         assert at.query_params["data"] == "builtin:300"  # still showing the last good dataset
         assert metric(at, "Faces") == "300"
+
+
+def test_a_link_to_some_built_in_faces_keeps_their_number(dashboard_root):
+    at = app(data="builtin:300")
+    assert_clean(at)
+    assert at.sidebar.radio(key="data_kind").value == "Built-in faces"
+    assert not at.sidebar.text_input  # no path box for built-in faces
+    assert metric(at, "Faces") == "300" and at.query_params["data"] == "builtin:300"
 
 
 def test_a_bad_startup_path_falls_back_to_the_builtin_faces(dashboard_root, monkeypatch):

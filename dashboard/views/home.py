@@ -47,13 +47,13 @@ choice = state.selection()
 dataset = state.page_faces(choice.data)
 
 st.title("FER explainability dashboard")
-st.caption("Train facial-expression CNNs and look inside them: curves, layers, and the faces "
-           "they get wrong.")
+st.caption("Train facial-expression CNNs and look inside them: curves, layers, the faces they "
+           "get wrong, what they look at, and what their filters respond to.")
 
 builtin = choice.data.startswith(state.BUILTIN)
 runs = [r for r in list_runs(checkpoints_root()) if r.has_checkpoint]
 shipped = next((r for r in runs if r.name == SHIPPED_RUNS[builtin]), None)
-cols = st.columns(5)
+cols = st.columns([3, 2, 2, 2, 3])  # "Built-in faces" needs the room
 cols[0].metric("Dataset", "Built-in faces" if builtin else "FER2013")
 cols[1].metric("Faces", f"{len(dataset):,}")
 cols[2].metric("Layout", dataset.layout)
