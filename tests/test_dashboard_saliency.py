@@ -159,6 +159,27 @@ def test_an_uploaded_photo_is_cut_at_its_face_and_explained(dashboard_root, astr
     assert "idx" not in at.query_params  # a photo cannot travel in a link
 
 
+def test_with_several_faces_the_largest_is_used_and_another_can_be_picked(dashboard_root):
+    astronaut = Image.fromarray(skimage_data.astronaut())
+    group = Image.new("RGB", (768, 512), "white")
+    group.paste(astronaut, (0, 0))
+    group.paste(astronaut.resize((256, 256)).transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+                (512, 128))
+    at = open_page(run="tiny-a")
+    at.segmented_control(key="sa_source").set_value("upload").run()
+    png = io.BytesIO()
+    group.save(png, "PNG")  # as a JPEG, the cascade also finds a "face" on the suit
+    at.file_uploader(key="sa_upload").upload("group.png", png.getvalue(), "image/png").run()
+    no_problems(at)
+    assert any("2 faces found" in c.value for c in at.caption)
+    assert at.selectbox(key="sa_pick").value == 0
+    largest = probabilities(at)
+    at.selectbox(key="sa_pick").set_value(1).run()
+    no_problems(at)
+    assert any(m.value.startswith("**group.png, face 2") for m in at.markdown)
+    assert probabilities(at) != largest  # the smaller, mirrored face went to the model
+
+
 def test_a_photo_without_a_face_gets_a_centre_crop_the_user_can_move(dashboard_root):
     ramp = np.tile(np.linspace(0, 255, 200, dtype=np.uint8), (160, 1))
     at = open_page(run="tiny-a")
