@@ -33,23 +33,28 @@ class ChosenFace:
     position: int | None = None
 
 
-def dataset_face(dataset, splits: list[str]) -> ChosenFace:
-    """A face chosen by split and position within it (the URL's ?split=&idx= on arrival)."""
+def dataset_face(dataset, splits: list[str], prefix: str = "sa") -> ChosenFace:
+    """A face chosen by split and position within it (the URL's ?split=&idx= on arrival). The
+    widgets' keys start with `prefix`: each page keeps its own choice."""
+    split_key, idx_key = f"{prefix}_split", f"{prefix}_idx"
+    if st.session_state.get(split_key) not in splits:
+        st.session_state[split_key] = "val" if "val" in splits else splits[0]
     cols = st.columns([3, 2, 1], vertical_alignment="bottom")
-    split = cols[0].segmented_control("Split", splits, key="sa_split", required=True,
+    split = cols[0].segmented_control("Split", splits, key=split_key, required=True,
                                       persist_state="session", on_change=st.session_state.update,
-                                      kwargs={"sa_idx": 0})
+                                      kwargs={idx_key: 0})
     rows = dataset.indices(split)
-    position = parse_index(st.session_state.get("sa_idx"), len(rows))
+    position = parse_index(st.session_state.get(idx_key), len(rows))
     if position is None:
-        if st.session_state.get("sa_idx") is not None:
+        if st.session_state.get(idx_key) is not None:
             url.ignored("idx", expected=f"a face number from 0 to {len(rows) - 1} of {split}")
         position = 0
-    st.session_state["sa_idx"] = position
+    st.session_state[idx_key] = position
     position = cols[1].number_input(f"Face (0-{len(rows) - 1:,})", 0, len(rows) - 1,
-                                    key="sa_idx", persist_state="session")
-    cols[2].button("Random", key="sa_random", icon=":material/casino:", on_click=random_face,
-                   args=(len(rows),), help="Another face of this split, at random")
+                                    key=idx_key, persist_state="session")
+    cols[2].button("Random", key=f"{prefix}_random", icon=":material/casino:",
+                   on_click=random_face, args=(idx_key, len(rows)),
+                   help="Another face of this split, at random")
     row = rows[position]
     label = int(dataset.labels[row])
     return ChosenFace(face=dataset.images[row], label=label if label >= 0 else None,
@@ -57,18 +62,20 @@ def dataset_face(dataset, splits: list[str]) -> ChosenFace:
                       split=split, position=int(position))
 
 
-def random_face(n: int) -> None:
-    st.session_state["sa_idx"] = int(np.random.default_rng().integers(n))
+def random_face(key: str, n: int) -> None:
+    st.session_state[key] = int(np.random.default_rng().integers(n))
 
 
-def photo_face(source: str) -> ChosenFace | None:
+def photo_face(source: str, prefix: str = "sa") -> ChosenFace | None:
     """The face cut from an uploaded photo or a webcam picture, or None (nothing given yet, or
     the file was refused: then the message is shown)."""
     if source == "camera":
-        file = st.camera_input("Take a picture", key="sa_camera", on_change=new_photo)
+        file = st.camera_input("Take a picture", key=f"{prefix}_camera", on_change=new_photo,
+                               args=(prefix,))
     else:
         file = st.file_uploader("A photo with a face (JPEG, PNG, WebP, BMP or GIF)",
-                                type=PHOTO_TYPES, key="sa_upload", on_change=new_photo,
+                                type=PHOTO_TYPES, key=f"{prefix}_upload", on_change=new_photo,
+                                args=(prefix,),
                                 help=f"Up to {MAX_PHOTO_BYTES >> 20} MB. Read in memory, never "
                                      f"saved.")
     if file is None:
@@ -78,18 +85,19 @@ def photo_face(source: str) -> ChosenFace | None:
     if isinstance(found, str):
         st.error(found, icon=":material/error:")
         return None
-    found = cut(data, file.name, found)
+    found = cut(data, file.name, found, prefix)
     if found is None:
         return None
     show_photo(found)
-    how = f"face {st.session_state.get('sa_pick', 0) + 1}" if found.face_box else "centre crop"
+    pick = st.session_state.get(f"{prefix}_pick", 0)
+    how = f"face {pick + 1}" if found.face_box else "centre crop"
     return ChosenFace(face=found.face, label=None, title=f"{file.name}, {how}")
 
 
-def new_photo() -> None:
+def new_photo(prefix: str) -> None:
     """Another photo starts from its largest face."""
-    st.session_state["sa_pick"] = 0
-    st.session_state["sa_by_hand"] = False
+    st.session_state[f"{prefix}_pick"] = 0
+    st.session_state[f"{prefix}_by_hand"] = False
 
 
 @st.cache_data(max_entries=8, show_spinner="Finding faces...")
@@ -102,40 +110,42 @@ def faces_in(data: bytes, name: str) -> FaceInput | str:
         return str(e)
 
 
-def cut(data: bytes, name: str, found: FaceInput) -> FaceInput | None:
+def cut(data: bytes, name: str, found: FaceInput, prefix: str) -> FaceInput | None:
     """The face the user picks among those found, or the centre crop they set by hand."""
-    boxes = found.boxes
+    boxes, pick_key = found.boxes, f"{prefix}_pick"
     by_hand = not boxes
     if boxes:
         st.caption(f"{len(boxes)} face{'s' if len(boxes) > 1 else ''} found (boxed on the photo, "
                    f"the one used in red).")
         cols = st.columns(2)
-        if st.session_state.get("sa_pick", 0) >= len(boxes):  # fewer faces in this photo
-            st.session_state["sa_pick"] = 0
+        if st.session_state.get(pick_key, 0) >= len(boxes):  # fewer faces in this photo
+            st.session_state[pick_key] = 0
         if len(boxes) > 1:
-            cols[0].selectbox("Face", range(len(boxes)), key="sa_pick", persist_state="session",
+            cols[0].selectbox("Face", range(len(boxes)), key=pick_key, persist_state="session",
                               format_func=lambda i: f"Face {i + 1} ({boxes[i][2]} px wide)")
-        by_hand = cols[1].toggle("Crop by hand", key="sa_by_hand", persist_state="session")
+        by_hand = cols[1].toggle("Crop by hand", key=f"{prefix}_by_hand",
+                                 persist_state="session")
     else:
         st.warning("No face found in this photo: the centre crop below is used. Move and size "
                    "it with the sliders so that it frames the face.", icon=":material/warning:")
     try:
         if by_hand:
-            return face_from_upload(data, name, centre=centre_crop())
-        return face_from_upload(data, name, pick=min(st.session_state.get("sa_pick", 0),
+            return face_from_upload(data, name, centre=centre_crop(prefix))
+        return face_from_upload(data, name, pick=min(st.session_state.get(pick_key, 0),
                                                      len(boxes) - 1))
     except FerError as e:
         st.error(str(e), icon=":material/error:")
         return None
 
 
-def centre_crop() -> CentreCrop:
+def centre_crop(prefix: str) -> CentreCrop:
     cols = st.columns(3)
     keep = {"persist_state": "session"}
-    return CentreCrop(cx=cols[0].slider("Centre x", 0.0, 1.0, 0.5, 0.01, key="sa_cx", **keep),
-                      cy=cols[1].slider("Centre y", 0.0, 1.0, 0.5, 0.01, key="sa_cy", **keep),
-                      size=cols[2].slider("Size", 0.05, 1.0, 1.0, 0.01, key="sa_size", **keep,
-                                          help="A fraction of the photo's shorter side"))
+    return CentreCrop(
+        cx=cols[0].slider("Centre x", 0.0, 1.0, 0.5, 0.01, key=f"{prefix}_cx", **keep),
+        cy=cols[1].slider("Centre y", 0.0, 1.0, 0.5, 0.01, key=f"{prefix}_cy", **keep),
+        size=cols[2].slider("Size", 0.05, 1.0, 1.0, 0.01, key=f"{prefix}_size", **keep,
+                            help="A fraction of the photo's shorter side"))
 
 
 def show_photo(found: FaceInput) -> None:

@@ -105,3 +105,16 @@ def test_first_16_is_one_click(dashboard_root):
     at.text_input(key="fi_filters").set_value("3").run()
     at.button(key="fi_first16").click().run()
     assert at.text_input(key="fi_filters").value == "0-15"
+
+
+def test_feature_maps_after_the_saliency_page_in_the_same_session(dashboard_root):
+    """The feature-maps tab keeps its own face choice (fm_* keys): sharing the Saliency page's
+    widgets once left its split empty after a page change."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"data": DATA, "run": "tiny-a", "split": "val", "idx": "3"})
+    at.switch_page("views/saliency.py").run()
+    at.switch_page("views/filters.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.segmented_control(key="fm_split").value == "val"
+    at.number_input(key="fm_idx").set_value(7).run()
+    assert any("Face #7 of val" in c for image in at.image for c in image.captions)

@@ -240,10 +240,8 @@ def feature_maps_tab(ckpt, dataset, layers: list) -> None:
                                   key="fi_source", required=True, **KEEP,
                                   format_func={"dataset": "Dataset face",
                                                "upload": "Upload a photo"}.get)
-    splits = dataset.present_splits()
-    st.session_state.setdefault("sa_split", "val" if "val" in splits else splits[0])
-    chosen = face_source.dataset_face(dataset, splits) if source == "dataset" \
-        else face_source.photo_face("upload")
+    chosen = face_source.dataset_face(dataset, dataset.present_splits(), prefix="fm") \
+        if source == "dataset" else face_source.photo_face("upload", prefix="fm")
     if chosen is None:
         return
     name = st.selectbox("Layer", names, index=len(names) - 1, key="fi_map_layer", **KEEP,
