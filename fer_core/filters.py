@@ -8,8 +8,9 @@ starting noise, each step's jitter and scaling) is drawn per image from a genera
 updates are per element and the model is in eval mode, so batch items never mix.
 
 A ReLU output that is zero at the start has zero gradient (DESIGN.md), so for a ReLU layer the
-ascent climbs the softplus of its pre-activation (the BatchNorm before it, as Lucid climbs
-"pre_relu" layers): close to the ReLU, with a gradient everywhere. Climbing the bare
+ascent climbs the softplus of its pre-activation (the ReLU's input, as Lucid climbs "pre_relu"
+layers; for ResNet's relu_out that includes the shortcut): close to the ReLU, with a gradient
+everywhere. Climbing the bare
 pre-activation instead left 2 of 8 sampled block1 filters of the shipped builtin-cnn3 below the
 best real face (its mean counts the positions the ReLU would clip); the reported activation is
 the ReLU's own. Pixels stay valid face inputs in [0, 1]: the image is a sigmoid (stretched a
@@ -96,23 +97,42 @@ class Snapshot:
 # ---- the target -----------------------------------------------------------------------------
 
 
-def ascent_layer(arch: str, options: dict, layer: str) -> str:
-    """The layer whose output is climbed: the one before a ReLU (its pre-activation), else the
-    layer itself."""
-    registry = layer_registry(arch, **options)
-    names = [entry.name for entry in registry]
-    if layer not in names:
-        raise FerError(f"no layer {layer!r} in {arch}: choose one of {', '.join(names)}")
-    i = names.index(layer)
-    if registry[i].kind == "relu" and i > 0 and registry[i - 1].kind in ("bn", "conv"):
-        return names[i - 1]
-    return layer
+def climbs_pre_activation(arch: str, options: dict, layer: str) -> bool:
+    """Whether the ascent climbs the layer's input rather than its output: for a ReLU, whose
+    input is its pre-activation (a residual sum included: ResNet's relu_out adds the shortcut).
+    FerError when there is no such layer."""
+    registry = {entry.name: entry.kind for entry in layer_registry(arch, **options)}
+    if layer not in registry:
+        raise FerError(f"no layer {layer!r} in {arch}: choose one of {', '.join(registry)}")
+    return registry[layer] == "relu"
+
+
+class _Reached(Exception):
+    """Ends a forward pass at the module whose input was wanted."""
+
+
+def module_input(net: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    """The input of module `name` of the private copy `net`, the forward pass stopping there."""
+    seen = []
+
+    def keep(_module, inputs):
+        seen.append(inputs[0])
+        raise _Reached
+
+    handle = net.get_submodule(name).register_forward_pre_hook(keep)
+    try:
+        net(x)
+    except _Reached:
+        pass
+    finally:
+        handle.remove()
+    return seen[0]
 
 
 def channel_count(arch: str, options: dict, layer: str) -> int:
     """The layer's channels (outputs, for the linear layer); FerError when there is no such
     layer."""
-    ascent_layer(arch, options, layer)
+    climbs_pre_activation(arch, options, layer)
     return next(e.channels for e in layer_registry(arch, **options) if e.name == layer)
 
 
@@ -259,8 +279,8 @@ def maximize(model: nn.Module, arch: str, options: dict, layer: str, filters: li
     check_filters(arch, options, layer, filters)
     if settings.init == "face" and face is None:
         raise FerError("init 'face' needs a face")
-    return _climb(model, arch, options, layer, ascent_layer(arch, options, layer), filters,
-                  settings, face, every, stop)
+    return _climb(model, arch, options, layer, climbs_pre_activation(arch, options, layer),
+                  filters, settings, face, every, stop)
 
 
 def ascent_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -271,26 +291,27 @@ def ascent_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def folded(model: nn.Module, arch: str, options: dict) -> nn.Module:
+def folded(model: nn.Module, arch: str, options: dict, target: str) -> nn.Module:
     """A frozen eval-mode copy with each BatchNorm folded into the conv before it (the BN module
     becomes an identity, so a hook on it still sees its output): in eval mode a BN is an affine
-    map per channel, and folding it saves its forward and backward passes at every step."""
+    map per channel, and folding it saves its forward and backward passes at every step. The
+    `target` conv keeps its own output (folded, it would give its BN's)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     net = copy.deepcopy(model).eval()
     registry = layer_registry(arch, **options)
     for conv, bn in pairwise(registry):
-        if conv.kind == "conv" and bn.kind == "bn":
+        if conv.kind == "conv" and bn.kind == "bn" and conv.name != target:
             net.set_submodule(conv.name, fuse_conv_bn_eval(net.get_submodule(conv.name),
                                                            net.get_submodule(bn.name)))
             net.set_submodule(bn.name, nn.Identity())
     return net.requires_grad_(False).to(memory_format=torch.channels_last)
 
 
-def _climb(model, arch, options, layer, climb, filters, settings, face, every,
+def _climb(model, arch, options, layer, pre, filters, settings, face, every,
            stop) -> Iterator[Snapshot]:
     device = next(model.parameters()).device
-    net = folded(model, arch, options)
+    net = folded(model, arch, options, layer)
     dtype = ascent_dtype(settings.precision, device)
     gens = generators(settings.seed, filters)
     image = Image(start_images(settings, gens, face).to(device), settings.param)
@@ -309,9 +330,10 @@ def _climb(model, arch, options, layer, climb, filters, settings, face, every,
                 memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=dtype or torch.float32,
                                 enabled=dtype is not None):
-                output = outputs_of(net, (climb,), seen)[climb]
+                output = module_input(net, layer, seen) if pre else \
+                    outputs_of(net, (layer,), seen)[layer]
             picked = own_channel(output, chosen)  # one channel per item, before anything else
-            score = (rectify(picked) if climb != layer else picked).flatten(1).mean(1)
+            score = (rectify(picked) if pre else picked).flatten(1).mean(1)
             penalty = settings.l2 * ((pixels - 0.5) ** 2).flatten(1).mean(1) \
                 + settings.tv * total_variation(pixels)
             (penalty - score).sum().backward()

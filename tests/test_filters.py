@@ -15,8 +15,16 @@ from PIL import Image
 from fer_core.checkpoint import load_checkpoint
 from fer_core.cli import main
 from fer_core.errors import FerError
-from fer_core.filter_stats import filter_stats
-from fer_core.filters import Settings, ascent_layer, parse_filters, total_variation, visualize
+from fer_core.filter_stats import filter_stats, outputs_of
+from fer_core.filters import (
+    Settings,
+    climbs_pre_activation,
+    module_input,
+    parse_filters,
+    total_variation,
+    visualize,
+)
+from fer_core.models import build_model
 from fer_core.readers import load_dataset
 
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "builtin-cnn3"
@@ -85,10 +93,32 @@ def test_a_class_logit_is_a_target(shipped):
     assert int(logits.argmax(1)) == 3  # the model's idea of Happy is, to it, Happy
 
 
-def test_a_relu_layer_is_climbed_at_its_pre_activation():
-    assert ascent_layer("cnn3", {}, "block2.relu") == "block2.bn"
-    assert ascent_layer("cnn3", {}, "block2.conv") == "block2.conv"
-    assert ascent_layer("resnet18", {}, "resnet.layer1.0.relu_out") == "resnet.layer1.0.bn2"
+@pytest.mark.parametrize("arch, layer", [("cnn3", "block2.relu"),
+                                         ("resnet18", "resnet.layer1.0.relu_out")])
+def test_a_relu_layer_is_climbed_at_its_own_input(arch, layer):
+    """The climbed pre-activation is what the ReLU itself receives: for ResNet's relu_out the
+    residual sum, not bn2 alone."""
+    assert climbs_pre_activation(arch, {}, layer)
+    assert not climbs_pre_activation(arch, {}, layer.replace("relu_out", "conv2")
+                                     .replace("relu", "conv"))
+    net = build_model(arch).eval()
+    x = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    seen = []
+    net.get_submodule(layer).register_forward_hook(lambda _m, _i, out: seen.append(out))
+    with torch.no_grad():
+        pre = module_input(net, layer, x)
+        net(x)
+    torch.testing.assert_close(torch.relu(pre), seen[-1])
+
+
+def test_a_conv_layer_is_climbed_at_its_own_output(shipped):
+    """Folding BN into the convs must not make a conv target report its BN's output."""
+    result = run(shipped, layer="block1.conv", filters=(0, 5), settings=Settings(steps=8))
+    with torch.no_grad():
+        x = torch.from_numpy(result.images).float()[:, None] / 255
+        out = outputs_of(shipped.model, ("block1.conv",), x)["block1.conv"]
+    expected = out[[0, 1], [0, 5]].flatten(1).mean(1).numpy()
+    np.testing.assert_allclose(result.activations, expected, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize("text, expected", [("0-3", [0, 1, 2, 3]), ("7, 3,9", [7, 3, 9]),
