@@ -13,6 +13,8 @@ import streamlit as st
 
 from fer_core.filters import Settings, Snapshot, maximize
 
+from . import state
+
 SNAPSHOT_EVERY = 4
 FIRST_WAIT = 0.5  # seconds Run waits for the start image (a copy of the model and one forward)
 KEY = "fi_job"
@@ -26,6 +28,7 @@ class FilterJob:
     layer: str
     filters: list[int]
     settings: Settings
+    source: tuple  # the checkpoint version and dataset it belongs to (see `source_of`)
     latest: Snapshot | None = None
     steps: list[int] = field(default_factory=list)
     activations: list[np.ndarray] = field(default_factory=list)
@@ -43,10 +46,10 @@ class FilterJob:
     def follow(self, snapshots) -> None:
         try:
             for snap in snapshots:
+                self.activations.append(snap.activations)  # before steps: the chart pairs them
+                self.steps.append(snap.step)
                 self.latest = snap
                 self.first.set()
-                self.steps.append(snap.step)
-                self.activations.append(snap.activations)
         except Exception as e:  # noqa: BLE001 - shown on the page, never a traceback
             self.error = f"{type(e).__name__}: {e}"
         finally:
@@ -54,14 +57,29 @@ class FilterJob:
             self.done.set()
 
 
-def current() -> FilterJob | None:
-    return st.session_state.get(KEY)
+def source_of(ckpt, dataset) -> tuple:
+    """What a run's results belong to: the checkpoint file's version and the dataset."""
+    return str(ckpt.path), state.file_stamp(ckpt.path), dataset.fingerprint
 
 
-def start(ckpt, layer: str, filters: list[int], settings: Settings, face=None) -> FilterJob:
+def current(ckpt, dataset) -> FilterJob | None:
+    """This session's run, unless it was made with another checkpoint or dataset than the ones
+    chosen now (then it is stopped and forgotten: its images and the new model's faces would
+    not belong together)."""
+    job = st.session_state.get(KEY)
+    if job is not None and job.source != source_of(ckpt, dataset):
+        job.stop.set()
+        del st.session_state[KEY]
+        return None
+    return job
+
+
+def start(ckpt, dataset, layer: str, filters: list[int], settings: Settings,
+          face=None) -> FilterJob:
     """Stop this session's run, if any, and start a new one."""
     stop_current()
-    job = FilterJob(layer=layer, filters=filters, settings=settings)
+    job = FilterJob(layer=layer, filters=filters, settings=settings,
+                    source=source_of(ckpt, dataset))
     snapshots = maximize(ckpt.model, ckpt.arch, ckpt.meta.get("arch_options", {}), layer,
                          filters, settings, face=face, every=SNAPSHOT_EVERY, stop=job.stop)
     threading.Thread(target=job.follow, args=(snapshots,), name="filters", daemon=True).start()
@@ -71,6 +89,6 @@ def start(ckpt, layer: str, filters: list[int], settings: Settings, face=None) -
 
 
 def stop_current() -> None:
-    job = current()
+    job = st.session_state.get(KEY)
     if job is not None:
         job.stop.set()

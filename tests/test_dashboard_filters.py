@@ -118,3 +118,19 @@ def test_feature_maps_after_the_saliency_page_in_the_same_session(dashboard_root
     assert at.segmented_control(key="fm_split").value == "val"
     at.number_input(key="fm_idx").set_value(7).run()
     assert any("Face #7 of val" in c for image in at.image for c in image.captions)
+
+
+def test_another_checkpoint_drops_the_last_run(dashboard_root, tmp_path, monkeypatch):
+    """A run's images belong to its model: choosing another checkpoint forgets the run instead
+    of showing it beside the new model's faces."""
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path))
+    at = open_page(run="tiny-a")
+    at.text_input(key="fi_filters").set_value("0-1").run()
+    at.slider(key="fi_steps").set_value(8).run()
+    at.button(key="fi_run").click().run()
+    finish(at)
+    assert at.dataframe
+    at.sidebar.selectbox(key="ckpt").set_value("tiny-b").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "fi_job" not in at.session_state and not at.dataframe
+    assert any("then Run" in i.value for i in at.info)

@@ -102,7 +102,7 @@ def start_face(dataset, init: str) -> torch.Tensor | None:
     return torch.from_numpy(dataset.images[rows[position]].copy())
 
 
-def run_controls(ckpt, layer: str, text: str, count: int, settings: Settings,
+def run_controls(ckpt, dataset, layer: str, text: str, count: int, settings: Settings,
                  face: torch.Tensor | None) -> None:
     cols = st.columns([1, 1, 4])
     if cols[0].button("Run", key="fi_run", type="primary", icon=":material/play_arrow:"):
@@ -112,8 +112,8 @@ def run_controls(ckpt, layer: str, text: str, count: int, settings: Settings,
         except FerError as e:
             st.error(str(e), icon=":material/error:")
             return
-        filter_jobs.start(ckpt, layer, filters, settings, face)
-    job = filter_jobs.current()
+        filter_jobs.start(ckpt, dataset, layer, filters, settings, face)
+    job = filter_jobs.current(ckpt, dataset)
     if cols[1].button("Stop", key="fi_stop", icon=":material/stop:",
                       disabled=job is None or not job.running):
         filter_jobs.stop_current()
@@ -121,7 +121,7 @@ def run_controls(ckpt, layer: str, text: str, count: int, settings: Settings,
 
 def show_run(ckpt, dataset) -> None:
     """The run: polled while it climbs, then drawn once with each filter's top real faces."""
-    job = filter_jobs.current()
+    job = filter_jobs.current(ckpt, dataset)
     if job is None:
         st.info("Choose a layer and filters, then Run: the images form here as the ascent "
                 "climbs.", icon=":material/info:")
@@ -135,7 +135,7 @@ def show_run(ckpt, dataset) -> None:
 def poll(ckpt, dataset) -> None:
     """Redraws the running job's latest images every POLL_SECONDS; reruns the page when the
     run ends."""
-    job = filter_jobs.current()
+    job = filter_jobs.current(ckpt, dataset)
     if job is None or not job.running:
         st.rerun()
     render(ckpt, dataset, job)
@@ -195,12 +195,13 @@ def result_grid(dataset, job, snap, stats):
         for position, value in zip(stats.top_positions[f], stats.top_values[f]):
             tiles.append(dataset.images[rows[position]])
             captions.append((f"#{position}", f"{value:.2f}"))
-    return gallery_grid(np.stack(tiles), captions, columns=1 + TOP_FACES, scale=2)
+    return gallery_grid(np.stack(tiles), captions, columns=1 + stats.top_positions.shape[1],
+                        scale=2)
 
 
 def curve_figure(job) -> dict:
     """Each filter's activation against the step (their mean and range beyond 12 filters)."""
-    steps = list(job.steps)
+    steps = list(job.steps)  # appended after activations: never longer
     values = np.stack(job.activations[:len(steps)]) if steps else np.zeros((0, 1))
     if values.shape[1] <= 12:
         data = [{"type": "scatter", "mode": "lines", "x": steps, "y": values[:, i].tolist(),
@@ -287,7 +288,7 @@ def page() -> None:
         layer, text = choose_target(layers)
         settings = choose_settings()
         face = start_face(dataset, settings.init)
-        run_controls(ckpt, layer.name, text, layer.channels, settings, face)
+        run_controls(ckpt, dataset, layer.name, text, layer.channels, settings, face)
         show_run(ckpt, dataset)
     with maps:
         feature_maps_tab(ckpt, dataset, layers)
