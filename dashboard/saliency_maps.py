@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from fer_core.attribution import METHODS, Target, explain
+from fer_core.classes import NUM_CLASSES
 from fer_core.heatmap import SIGNED_CMAP, UNSIGNED_CMAP, colorize, overlay
 
 ZOOM = 5
@@ -28,6 +29,7 @@ class Map:
     signed: bool
     title: str
     target: str         # the explained output, e.g. "Happy" or "Happy - Sad"
+    output: int         # its `attribution.Scores` index: a class, or 7 + 7a + b for a - b
     params: dict
     seconds: float
 
@@ -44,8 +46,14 @@ def face_map(_model: torch.nn.Module, model_key: tuple, face: bytes, label: int 
     maps = result.maps[0].cpu().numpy()
     seconds = time.perf_counter() - start
     return Map(values=maps, probs=result.probs[0].cpu().numpy(), signed=result.signed,
-               title=result.title, target=result.target_names()[0], params=result.params,
-               seconds=seconds)
+               title=result.title, target=result.target_names()[0],
+               output=int(result.outputs[0]), params=result.params, seconds=seconds)
+
+
+def explained_class(result: Map) -> int:
+    """The class whose score the map explains (class A of a contrast A - B)."""
+    return result.output if result.output < NUM_CLASSES else \
+        (result.output - NUM_CLASSES) // NUM_CLASSES
 
 
 def zoomed(rgb: np.ndarray, zoom: int = ZOOM) -> Image.Image:

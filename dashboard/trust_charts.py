@@ -14,9 +14,9 @@ LAYOUT = {"height": 300, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
           "legend": {"orientation": "h", "y": -0.25}}
 
 
-def deletion_figure(curve: np.ndarray, random: np.ndarray, title: str) -> dict:
-    """Probability of the predicted class as the map's top pixels are blurred away, against a
-    random order of the pixels."""
+def deletion_figure(curve: np.ndarray, random: np.ndarray, title: str, name: str) -> dict:
+    """Probability of class `name` as the map's top pixels are blurred away, against a random
+    order of the pixels."""
     x = np.linspace(0, 1, len(curve)).tolist()
     area, floor = under(curve), under(random)
     data = [
@@ -29,7 +29,7 @@ def deletion_figure(curve: np.ndarray, random: np.ndarray, title: str) -> dict:
                                   "font": {"size": 14}},
               "xaxis": {"title": "share of pixels removed, most important first",
                         "tickformat": ".0%", "range": [0, 1]},
-              "yaxis": {"title": "p(predicted class)", "range": [0, 1.02]}}
+              "yaxis": {"title": f"p({name})", "range": [0, 1.02]}}
     return {"data": data, "layout": layout}
 
 

@@ -10,9 +10,11 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from fer_core.classes import CLASSES
 from fer_core.trust import FLAG_AT, deletion_curves, random_maps
 
 from . import state, trust_charts, trust_jobs
+from .saliency_maps import explained_class
 from .tables import content_height
 
 CONFIG = {"displayModeBar": False}
@@ -56,11 +58,11 @@ def method_label(report):
     return lambda title, key: f"{title} ⚠" if key in flagged else title
 
 
-def show_section(ckpt, dataset, chosen, result, predicted: int) -> None:
+def show_section(ckpt, dataset, chosen, result) -> None:
     st.subheader("Can I trust this map?")
     left, right = st.columns(2, gap="large")
     with left:
-        show_deletion(ckpt, chosen, result, predicted)
+        show_deletion(ckpt, chosen, result)
     with right:
         show_probe_choice(dataset)
     split, n = probe()
@@ -71,21 +73,23 @@ def show_section(ckpt, dataset, chosen, result, predicted: int) -> None:
     show_report(report)
 
 
-def show_deletion(ckpt, chosen, result, predicted: int) -> None:
-    """This face's deletion curve for the current map, against a random order (21 forward
-    passes, computed on every run)."""
+def show_deletion(ckpt, chosen, result) -> None:
+    """This face's deletion curve for the current map, following the class the map explains,
+    against a random order (21 forward passes, computed on every run)."""
     device = state.device()
     face = torch.from_numpy(chosen.face.copy())[None]
     values = torch.from_numpy(result.values)[None].to(device)
-    label = torch.tensor([predicted], device=device)
+    explained = explained_class(result)
+    label = torch.tensor([explained], device=device)
     curve = deletion_curves(ckpt.model, face, values, label)[0].cpu().numpy()
     floor = deletion_curves(ckpt.model, face, random_maps(values.shape, 0, device),
                             label)[0].cpu().numpy()
-    st.plotly_chart(trust_charts.deletion_figure(curve, floor, result.title), config=CONFIG,
-                    key="sa_deletion")
-    st.caption("The map's most important pixels are replaced by a blurred copy of the face, 5% "
-               "at a time, and the probability of the predicted class is followed. A faithful "
-               "map finds the evidence, so the curve falls faster than the random order's.")
+    st.plotly_chart(trust_charts.deletion_figure(curve, floor, result.title, CLASSES[explained]),
+                    config=CONFIG, key="sa_deletion")
+    st.caption(f"The map's most important pixels are replaced by a blurred copy of the face, 5% "
+               f"at a time, and the probability of {CLASSES[explained]} (the class the map "
+               f"explains) is followed. A faithful map finds the evidence, so the curve falls "
+               f"faster than the random order's.")
 
 
 def show_probe_choice(dataset) -> None:

@@ -135,6 +135,8 @@ def test_the_true_class_target_and_a_class_target(dashboard_root, reference):
     at.selectbox(key="sa_class_a").set_value(5).run()
     assert "explaining **Surprise**" in map_caption(at)
     assert at.query_params["target"] == "Surprise"
+    deletion = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-sa_deletion"))
+    assert json.loads(deletion.proto.spec)["layout"]["yaxis"]["title"]["text"] == "p(Surprise)"
 
 
 def test_all_methods_side_by_side(dashboard_root):
@@ -344,3 +346,15 @@ def test_the_trust_section_shows_for_an_upload(dashboard_root, trust_cache, astr
     assert at.dataframe[-1].value["method"].tolist() == [m.title for m in report.methods]
     assert at.dataframe[-1].value["deletion area"].tolist() == [
         round(m.deletion_auc, 3) for m in report.methods]
+
+
+def test_a_link_to_a_face_opens_it_after_a_photo_was_shown(dashboard_root):
+    at = open_page(run="tiny-a", split="val", idx="5")
+    at.segmented_control(key="sa_source").set_value("upload").run()
+    assert "idx" not in at.query_params
+    at.switch_page("views/confusions.py").run()
+    at.query_params.update({"split": "val", "idx": "5"})  # what Explain this face passes
+    at.switch_page("views/saliency.py").run()
+    no_problems(at)
+    assert at.segmented_control(key="sa_source").value == "dataset"
+    assert any(m.value.startswith("**Face #5 of val") for m in at.markdown)

@@ -49,6 +49,14 @@ def face_from_url(splits: list[str]) -> None:
         st.session_state["sa_idx"] = arrived[1]
 
 
+def forget_link_face() -> None:
+    """A photo is shown: the URL loses the dataset face, so that a later link to that same face
+    (Explain this face on another page) is taken as a new arrival."""
+    st.session_state["sa_url_face"] = None
+    for name in ("split", "idx"):
+        st.query_params.pop(name, None)
+
+
 def choose_face(dataset, splits: list[str], ckpt, run: str):
     source = st.segmented_control("Face from", list(SOURCES), key="sa_source", required=True,
                                   format_func=SOURCES.get, persist_state="session")
@@ -140,6 +148,8 @@ def page() -> None:
     splits = dataset.present_splits()
     face_from_url(splits)
     chosen = choose_face(dataset, splits, ckpt, choice.run)
+    if st.session_state["sa_source"] != "dataset":
+        forget_link_face()
     if chosen is None:
         return
     face = None if chosen.split is None else (chosen.split, chosen.position)
@@ -171,7 +181,7 @@ def page() -> None:
         show_all_methods(ckpt.model, model_key, chosen, target_text,
                          st.session_state.get("sa_opacity", 0.5))
     st.divider()
-    trust_view.show_section(ckpt, dataset, chosen, result, int(result.probs.argmax()))
+    trust_view.show_section(ckpt, dataset, chosen, result)
     saliency_controls.write_url(method, params, target, face)
     if face is not None:
         st.session_state["sa_url_face"] = (face[0], str(face[1]))
