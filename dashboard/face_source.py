@@ -46,9 +46,9 @@ def dataset_face(dataset, splits: list[str], prefix: str = "sa") -> ChosenFace:
     rows = dataset.indices(split)
     position = parse_index(st.session_state.get(idx_key), len(rows))
     if position is None:
-        if st.session_state.get(idx_key) is not None:
+        if isinstance(st.session_state.get(idx_key), str):  # text comes from a link
             url.ignored("idx", expected=f"a face number from 0 to {len(rows) - 1} of {split}")
-        position = 0
+        position = 0  # a number past a smaller dataset's end is reset quietly
     st.session_state[idx_key] = position
     position = cols[1].number_input(f"Face (0-{len(rows) - 1:,})", 0, len(rows) - 1,
                                     key=idx_key, persist_state="session")

@@ -11,6 +11,8 @@ a fresh session takes it from the query params.
 
 import streamlit as st
 
+from fer_core.readers import is_builtin_spec
+
 from . import url
 from .launcher import RunInfo, list_runs
 from .paths import checkpoints_root
@@ -123,7 +125,7 @@ def choose_run(name: str) -> None:
 
 
 def is_builtin(spec: str) -> bool:
-    return spec.startswith(BUILTIN)
+    return is_builtin_spec(spec)
 
 
 def default_run(runs: dict[str, RunInfo], data: str) -> str:

@@ -14,6 +14,7 @@ from torch import nn
 from .classes import CLASSES, IMAGE_SIZE
 from .errors import CheckpointError, FerError
 from .models import build_model
+from .readers import is_builtin_spec
 
 FORMAT = "fer_core.checkpoint"
 VERSION = 1
@@ -45,7 +46,7 @@ class Checkpoint:
         """Whether the model learned from the built-in synthetic faces (its training data spec
         says builtin), so that a real photo is far from anything it has seen."""
         data = self.meta.get("config", {}).get("data") or self.meta.get("dataset", {}).get("name")
-        return str(data or "builtin").startswith("builtin")
+        return is_builtin_spec(str(data or "builtin"))
 
 
 def make_payload(model: nn.Module, *, arch: str, arch_options: dict, dataset: dict, epoch: int,

@@ -32,6 +32,8 @@ def run(args) -> int:
     out = Path(args.json)
     if not out.parent.is_dir():
         raise FerError(f"cannot write {out}: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise FerError(f"cannot write {out}: it is a folder")
     device = choose_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device)
     data = args.data or training_data(ckpt)

@@ -1,5 +1,6 @@
 """`python -m fer_core visualize`: activation maximization of some filters of one layer, as a
-grid PNG (each filter's image, its final activation and the best real face's), and JSON.
+grid PNG (each filter's image and its final activation), and JSON with the best real face's
+activation beside each.
 
 Everything is checked before any work: a bad layer or filter gives one line naming what exists,
 and no output file appears."""

@@ -426,12 +426,17 @@ def _read_images(root: Path, name: str) -> list[tuple[str, bytes]]:
     return images
 
 
+def is_builtin_spec(spec: str | os.PathLike) -> bool:
+    """Whether `spec` names the built-in faces ('builtin' or 'builtin:N'), not a file."""
+    return isinstance(spec, str) and _BUILTIN.fullmatch(spec) is not None
+
+
 def source_stamp(spec: str | os.PathLike) -> tuple | None:
     """A cheap stamp of what `load_dataset(spec)` reads, which changes whenever it does: a file's
     identity, size and mtime; for an image folder, the names, sizes and mtimes of its images
     (no file is opened). None for the built-in faces and for a path that cannot be read or is
     not allowed (nothing about such a path is looked up)."""
-    if isinstance(spec, str) and _BUILTIN.fullmatch(spec):
+    if is_builtin_spec(spec):
         return None
     try:
         files.check_allowed(spec, str(spec))

@@ -297,7 +297,13 @@ def stored_report(dashboard_root, flag: str | None = None):
 
 @pytest.fixture
 def trust_cache(tmp_path, monkeypatch):
+    """An empty disk cache, and no report job in memory (before and after the test)."""
+    from dashboard import trust_jobs
+
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    trust_jobs._JOBS.clear()
+    yield
+    trust_jobs._JOBS.clear()
 
 
 def test_without_a_report_the_page_says_so_and_runs_the_checks_in_the_background(
@@ -316,7 +322,6 @@ def test_without_a_report_the_page_says_so_and_runs_the_checks_in_the_background
     table = at.dataframe[-1].value
     assert list(table["method"]) == [spec.title for spec in METHODS.values()]
     assert any("the sanity check" in c.value and "correlate" in c.value for c in at.caption)
-    trust_jobs._JOBS.clear()
 
 
 def test_the_method_list_flags_what_the_report_flags(dashboard_root, trust_cache):
