@@ -128,14 +128,24 @@ def cut(data: bytes, name: str, found: FaceInput, prefix: str) -> FaceInput | No
     else:
         st.warning("No face found in this photo: the centre crop below is used. Move and size "
                    "it with the sliders so that it frames the face.", icon=":material/warning:")
-    try:
-        if by_hand:
-            return face_from_upload(data, name, centre=centre_crop(prefix))
-        return face_from_upload(data, name, pick=min(st.session_state.get(pick_key, 0),
-                                                     len(boxes) - 1))
-    except FerError as e:
-        st.error(str(e), icon=":material/error:")
+    crop = centre_crop(prefix) if by_hand else None
+    result = cut_face(data, name, min(st.session_state.get(pick_key, 0), max(len(boxes) - 1, 0)),
+                      None if crop is None else (crop.cx, crop.cy, crop.size))
+    if isinstance(result, str):
+        st.error(result, icon=":material/error:")
         return None
+    return result
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cut_face(data: bytes, name: str, pick: int, centre: tuple | None) -> FaceInput | str:
+    """The face `pick`, or the centre crop (cx, cy, size), cut from the photo; or the reason it
+    cannot be. Kept in memory, so moving a slider elsewhere does not decode the photo again."""
+    try:
+        return face_from_upload(data, name, pick=pick,
+                                centre=None if centre is None else CentreCrop(*centre))
+    except FerError as e:
+        return str(e)
 
 
 def centre_crop(prefix: str) -> CentreCrop:
