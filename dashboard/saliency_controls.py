@@ -166,8 +166,4 @@ def write_url(method: str, params: dict, target: Target, face: tuple | None) -> 
     wanted = {"method": method, "target": target_text(target),
               **{name: str(params[name]) if name in params else None for name in PARAM_NAMES},
               "split": face[0] if face else None, "idx": str(face[1]) if face else None}
-    for key, value in wanted.items():
-        if value is None:
-            st.query_params.pop(key, None)
-        elif st.query_params.get(key) != value:
-            st.query_params[key] = value
+    url.write(wanted)

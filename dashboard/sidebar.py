@@ -156,8 +156,4 @@ def run_label(run: RunInfo) -> str:
 
 def _write_url(choice: Selection) -> None:
     wanted = {"data": choice.data, "run": choice.run}
-    for key, value in wanted.items():
-        if value is None:
-            st.query_params.pop(key, None)
-        elif st.query_params.get(key) != value:
-            st.query_params[key] = value
+    url.write(wanted)

@@ -11,3 +11,13 @@ def ignored(*names: str, expected: str) -> None:
     noun = "parameter was" if len(names) == 1 else "parameters were"
     st.warning(f"The link's {listed} {noun} ignored: expected {expected}.",
                icon=":material/link_off:")
+
+
+def write(wanted: dict[str, str | None]) -> None:
+    """Bring the URL's parameters to `wanted`: None removes one. Unchanged values are not
+    written again (each write is a message to the browser)."""
+    for key, value in wanted.items():
+        if value is None:
+            st.query_params.pop(key, None)
+        elif st.query_params.get(key) != value:
+            st.query_params[key] = value

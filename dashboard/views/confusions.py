@@ -81,11 +81,7 @@ def init_from_url(splits: list[str]) -> None:
 def write_url(split: str, cell: tuple[int, int], face: int | None) -> None:
     wanted = {"split": split, "true": str(cell[0]), "pred": str(cell[1]),
               "idx": None if face is None else str(face)}
-    for key, value in wanted.items():
-        if value is None:
-            st.query_params.pop(key, None)
-        elif st.query_params.get(key) != value:
-            st.query_params[key] = value
+    url.write(wanted)
 
 
 def choose_cell(cell: tuple[int, int] | None) -> None:

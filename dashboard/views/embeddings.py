@@ -41,11 +41,7 @@ def init_from_url(splits: list[str], methods: list[str]) -> None:
 def write_url(split: str, method: str, colour: str, face: int | None) -> None:
     wanted = {"split": split, "method": method, "colour": colour,
               "idx": None if face is None else str(face)}
-    for key, value in wanted.items():
-        if value is None:
-            st.query_params.pop(key, None)
-        elif st.query_params.get(key) != value:
-            st.query_params[key] = value
+    url.write(wanted)
 
 
 def on_split_change() -> None:

@@ -53,8 +53,7 @@ def forget_link_face() -> None:
     """A photo is shown: the URL loses the dataset face, so that a later link to that same face
     (Explain this face on another page) is taken as a new arrival."""
     st.session_state["sa_url_face"] = None
-    for name in ("split", "idx"):
-        st.query_params.pop(name, None)
+    url.write({"split": None, "idx": None})
 
 
 def choose_face(dataset, splits: list[str], ckpt, run: str):
