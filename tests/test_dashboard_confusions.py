@@ -8,7 +8,6 @@ clicks in tests/browser."""
 import itertools
 import json
 import re
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from dashboard import cell_map_store
+from dashboard.memo import Memo
 from dashboard.selection import cell_from_state, face_from_state, parse_cell, parse_index
 from fer_core import cell_saliency, heatmap
 from fer_core.cell_saliency import cached_cell_saliency, cell_mean_saliency, cell_rows
@@ -241,7 +241,7 @@ def map_count(at: AppTest) -> int:
 def shown_maps(monkeypatch):
     """The maps the page colours, as they reach `colorize`; no map is in memory beforehand, so
     the page reads (or writes) this test's disk cache."""
-    monkeypatch.setattr(cell_map_store, "_MEMORY", OrderedDict())
+    monkeypatch.setattr(cell_map_store, "MAPS", Memo(kept=256))
     shown = []
     real = heatmap.colorize
     monkeypatch.setattr(heatmap, "colorize",
