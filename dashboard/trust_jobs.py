@@ -7,6 +7,7 @@ the disk cache (`fer_core.trust`), where the `trust` command's land too.
 import threading
 from dataclasses import dataclass, field
 
+from fer_core.cache import cache_dir
 from fer_core.trust import cached_trust_report, report_key, stored_report
 
 
@@ -26,6 +27,7 @@ class Job:
 
 
 _JOBS: dict[str, Job] = {}
+_FOUND: dict = {}  # reports read from disk, by cache folder and key
 _LOCK = threading.Lock()
 
 
@@ -34,11 +36,16 @@ def key(ckpt, dataset, split: str, n: int) -> str:
 
 
 def report(ckpt, dataset, split: str, n: int):
-    """The finished report (from memory or disk), or None."""
-    job = _JOBS.get(key(ckpt, dataset, split, n))
+    """The finished report (from memory or disk), or None. A report found on disk is kept in
+    memory: a key names one checkpoint content, dataset and probe, so it never changes."""
+    name = key(ckpt, dataset, split, n)
+    job = _JOBS.get(name)
     if job is not None and job.report is not None:
         return job.report
-    return stored_report(key(ckpt, dataset, split, n))
+    found = (str(cache_dir()), name)  # another FER_CACHE_DIR holds other entries
+    if found not in _FOUND and (stored := stored_report(name)) is not None:
+        _FOUND[found] = stored
+    return _FOUND.get(found)
 
 
 def running(ckpt, dataset, split: str, n: int) -> Job | None:

@@ -6,6 +6,7 @@ The report covers the first N faces of a split (N adjustable) and is computed on
 checkpoint in a background thread (`trust_jobs`), then read from the disk cache.
 """
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
@@ -20,16 +21,18 @@ from .tables import content_height
 CONFIG = {"displayModeBar": False}
 
 
-def probe() -> tuple[str, int]:
-    """The probe's split and size, as chosen in the section (val and 16 at first)."""
-    return st.session_state.get("sa_trust_split", "val"), st.session_state.get("sa_trust_n", 16)
+def probe(dataset) -> tuple[str, int]:
+    """The probe's split and size, as chosen in the section (val and 16 at first; a split this
+    dataset lacks falls back to its first)."""
+    splits = dataset.present_splits()
+    if st.session_state.get("sa_trust_split") not in splits:
+        st.session_state["sa_trust_split"] = "val" if "val" in splits else splits[0]
+    return st.session_state["sa_trust_split"], st.session_state.get("sa_trust_n", 16)
 
 
 def current_report(ckpt, dataset):
-    split, n = probe()
-    if split not in dataset.present_splits():
-        return None
-    return trust_jobs.report(ckpt, dataset, split, n)
+    """The finished report for the chosen probe, or None."""
+    return trust_jobs.report(ckpt, dataset, *probe(dataset))
 
 
 def flag_note(report, method: str) -> None:
@@ -58,32 +61,41 @@ def method_label(report):
     return lambda title, key: f"{title} ⚠" if key in flagged else title
 
 
-def show_section(ckpt, dataset, chosen, result) -> None:
+def show_section(ckpt, dataset, chosen, result, report) -> None:
+    """`report`: `current_report`'s answer earlier in the same run (the probe's widgets below
+    change it only through a rerun)."""
     st.subheader("Can I trust this map?")
     left, right = st.columns(2, gap="large")
     with left:
         show_deletion(ckpt, chosen, result)
     with right:
         show_probe_choice(dataset)
-    split, n = probe()
-    report = trust_jobs.report(ckpt, dataset, split, n)
     if report is None:
-        show_job(ckpt, dataset, split, n)
+        show_job(ckpt, dataset, *probe(dataset))
         return
     show_report(report)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def deletion_pair(_model, model_key: tuple, face: bytes, values: bytes,
+                  explained: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the map's deletion curve, a random order's) for one face: 42 forward passes, so kept
+    per checkpoint version, face, map and class rather than redone on every rerun."""
+    device = state.device()
+    pixels = torch.frombuffer(bytearray(face), dtype=torch.uint8).view(1, 48, 48)
+    order = torch.frombuffer(bytearray(values), dtype=torch.float32).view(1, 48, 48).to(device)
+    label = torch.tensor([explained], device=device)
+    curves = [deletion_curves(_model, pixels, maps, label)[0].cpu().numpy()
+              for maps in (order, random_maps(order.shape, 0, device))]
+    return curves[0], curves[1]
+
+
 def show_deletion(ckpt, chosen, result) -> None:
     """This face's deletion curve for the current map, following the class the map explains,
-    against a random order (21 forward passes, computed on every run)."""
-    device = state.device()
-    face = torch.from_numpy(chosen.face.copy())[None]
-    values = torch.from_numpy(result.values)[None].to(device)
+    against a random order."""
     explained = explained_class(result)
-    label = torch.tensor([explained], device=device)
-    curve = deletion_curves(ckpt.model, face, values, label)[0].cpu().numpy()
-    floor = deletion_curves(ckpt.model, face, random_maps(values.shape, 0, device),
-                            label)[0].cpu().numpy()
+    curve, floor = deletion_pair(ckpt.model, (str(ckpt.path), state.file_stamp(ckpt.path)),
+                                 chosen.face.tobytes(), result.values.tobytes(), explained)
     st.plotly_chart(trust_charts.deletion_figure(curve, floor, result.title, CLASSES[explained]),
                     config=CONFIG, key="sa_deletion")
     st.caption(f"The map's most important pixels are replaced by a blurred copy of the face, 5% "
@@ -94,8 +106,6 @@ def show_deletion(ckpt, chosen, result) -> None:
 
 def show_probe_choice(dataset) -> None:
     splits = dataset.present_splits()
-    if st.session_state.get("sa_trust_split") not in splits:
-        st.session_state["sa_trust_split"] = "val" if "val" in splits else splits[0]
     cols = st.columns(2)
     cols[0].selectbox("Probe split", splits, key="sa_trust_split", persist_state="session")
     cols[1].number_input("Probe faces (the split's first N)", 4, 64, 16, 4, key="sa_trust_n",

@@ -180,7 +180,7 @@ def page() -> None:
         show_all_methods(ckpt.model, model_key, chosen, target_text,
                          st.session_state.get("sa_opacity", 0.5))
     st.divider()
-    trust_view.show_section(ckpt, dataset, chosen, result)
+    trust_view.show_section(ckpt, dataset, chosen, result, report)
     saliency_controls.write_url(method, params, target, face)
     if face is not None:
         st.session_state["sa_url_face"] = (face[0], str(face[1]))
