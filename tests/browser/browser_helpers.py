@@ -17,6 +17,31 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
                 "--disable-component-update", "--no-first-run"]
 
 
+# Every st.image picture under the elements `scope` selects (a CSS selector; '' for the whole
+# page): its caption, address, decoded size, and how many distinct colours its pixels hold (read
+# through a canvas, up to 200: a blank picture has one). page.evaluate(IMAGES_JS, scope).
+IMAGES_JS = """(scope) => Array.from(document.querySelectorAll(
+    (scope ? scope + ' ' : '') + '[data-testid="stImageContainer"] img')).map(img => {
+  let colours = 0;
+  if (img.complete && img.naturalWidth > 0) {
+    const canvas = document.createElement('canvas');
+    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    const seen = new Set();
+    for (let i = 0; i < px.length && seen.size < 200; i += 4) {
+      seen.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]);
+    }
+    colours = seen.size;
+  }
+  const box = img.closest('[data-testid="stImageContainer"]');
+  const caption = box && box.querySelector('[data-testid="stImageCaption"]');
+  return {caption: caption ? caption.innerText.trim() : '', src: img.src, complete: img.complete,
+          width: img.naturalWidth, height: img.naturalHeight, colours: colours};
+})"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,7 +4,7 @@ optimized image beside its top real faces), the activation-by-step chart and the
 
 import re
 
-from browser_helpers import ARTIFACTS, REPO, streamlit_server
+from browser_helpers import ARTIFACTS, IMAGES_JS, REPO, streamlit_server
 
 from fer_core.contact_sheet import GAP, TILE_TEXT
 
@@ -40,26 +40,8 @@ WATCH_JS = """() => {
     {childList: true, subtree: true, characterData: true});
 }"""
 
-# The run's pictures in the Activation maximization tab (the Feature maps tab has its own):
-# decoded size and how many distinct colours the pixels hold (read through a canvas).
-GRID_JS = """() => Array.from(document.querySelectorAll(
-    '[role="tabpanel"]:not([hidden]) [data-testid="stImageContainer"] img')).map(img => {
-  let colours = 0;
-  if (img.complete && img.naturalWidth > 0) {
-    const canvas = document.createElement('canvas');
-    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-    const ctx = canvas.getContext('2d');
-    ctx.drawImage(img, 0, 0);
-    const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-    const seen = new Set();
-    for (let i = 0; i < px.length && seen.size < 200; i += 4) {
-      seen.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]);
-    }
-    colours = seen.size;
-  }
-  return {width: img.naturalWidth, height: img.naturalHeight, complete: img.complete,
-          colours: colours};
-})"""
+# The run's pictures are in the Activation maximization tab (the Feature maps tab has its own).
+TAB = '[role="tabpanel"]:not([hidden])'
 
 # The table's header and first column, from the accessible <table> Glide keeps beside its canvas.
 TABLE_JS = """() => {
@@ -123,12 +105,13 @@ def test_choose_filters_move_steps_run_and_see_the_grid(shipped_root, tmp_path, 
                 .wait_for()
             width, height = (1 + TOP_FACES) * (TILE + GAP), FILTERS * (TILE + TILE_TEXT)
             page.wait_for_function(
-                f"() => ({GRID_JS})().some(i => i.width === {width} && i.height === {height})")
+                f"(scope) => ({IMAGES_JS})(scope).some(i => i.width === {width} && "
+                f"i.height === {height})", arg=TAB)
             page.wait_for_function(f"() => {{ const t = ({TABLE_JS})(); "
                                    f"return t !== null && t.filters.length === {FILTERS}; }}")
             table = page.evaluate(TABLE_JS)
             timing = page.evaluate("() => window.__fi")
-            grids = page.evaluate(GRID_JS)
+            grids = page.evaluate(IMAGES_JS, TAB)
             page.screenshot(path=str(ARTIFACTS / "filters_run.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "filters-failure.png"), full_page=True)

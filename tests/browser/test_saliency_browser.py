@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from browser_helpers import ARTIFACTS, REPO, streamlit_server
+from browser_helpers import ARTIFACTS, IMAGES_JS, REPO, streamlit_server
 from PIL import Image
 
 from fer_core.checkpoint import load_checkpoint
@@ -28,30 +28,6 @@ DATA = "builtin:2000"
 TALL = {"width": 1400, "height": 2300}
 PREDICTED = re.compile(r"Predicted (\w+) \((\d+\.\d)%\)")
 MAP_CAPTION = re.compile(r"explaining .* Computed in \d+ ms")
-
-# Every st.image picture (a container each, also when a list is shown): its caption, address,
-# decoded size, and how many distinct colours its pixels hold (read through a canvas: a blank
-# picture has one).
-IMAGES_JS = """() => Array.from(
-  document.querySelectorAll('[data-testid="stImageContainer"] img')).map(img => {
-  let colours = 0;
-  if (img.complete && img.naturalWidth > 0) {
-    const canvas = document.createElement('canvas');
-    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-    const ctx = canvas.getContext('2d');
-    ctx.drawImage(img, 0, 0);
-    const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-    const seen = new Set();
-    for (let i = 0; i < px.length && seen.size < 50; i += 4) {
-      seen.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]);
-    }
-    colours = seen.size;
-  }
-  const box = img.closest('[data-testid="stImageContainer"]');
-  const caption = box && box.querySelector('[data-testid="stImageCaption"]');
-  return {caption: caption ? caption.innerText.trim() : '', src: img.src,
-          width: img.naturalWidth, height: img.naturalHeight, colours: colours};
-})"""
 
 IMAGES_LOADED_JS = """(n) => {
   const imgs = document.querySelectorAll('[data-testid="stImageContainer"] img');
@@ -145,7 +121,7 @@ def wait_for_probs(page, probs: np.ndarray) -> None:
 def images(page, count: int) -> dict[str, dict]:
     """The page's images by caption, once at least `count` have loaded."""
     page.wait_for_function(IMAGES_LOADED_JS, arg=count)
-    return {i["caption"]: i for i in page.evaluate(IMAGES_JS)}
+    return {i["caption"]: i for i in page.evaluate(IMAGES_JS, '')}
 
 
 def check_maps(page, count: int) -> dict[str, dict]:
