@@ -6,13 +6,14 @@ core computes it. Clicks on charts are pure functions here (AppTest cannot click
 clicks in tests/browser."""
 
 import itertools
-import json
 import re
 from pathlib import Path
 
+import apptest_helpers
 import numpy as np
 import pytest
 import torch
+from apptest_helpers import APP, TIMEOUT, figure
 from streamlit.testing.v1 import AppTest
 
 from dashboard import cell_map_store
@@ -27,24 +28,12 @@ from fer_core.evaluate import evaluate_split
 from fer_core.predict import predict_split
 from fer_core.readers import load_dataset
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 PAGE = "views/confusions.py"
 DATA = "builtin:300"
-TIMEOUT = 120
 
 
 def open_page(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update({"data": DATA, **query})
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def figure(at: AppTest, key: str) -> dict:
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
-    return json.loads(chart.proto.spec)
+    return apptest_helpers.open_page(PAGE, via_home=True, data=DATA, **query)
 
 
 def gallery_faces(at: AppTest) -> list[int]:

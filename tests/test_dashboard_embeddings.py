@@ -5,12 +5,12 @@ message. Clicks on the scatter are a pure function here (AppTest cannot click a 
 clicks in tests/browser."""
 
 import base64
-import json
-from pathlib import Path
 
+import apptest_helpers
 import numpy as np
 import pytest
 import torch
+from apptest_helpers import APP, figure
 from streamlit.testing.v1 import AppTest
 
 from dashboard.selection import faces_from_state
@@ -18,7 +18,6 @@ from fer_core.checkpoint import load_checkpoint, resolve_checkpoint_path
 from fer_core.embeddings import available_methods, embed_split, nearest_neighbours
 from fer_core.readers import load_dataset
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 PAGE = "views/embeddings.py"
 DATA = "builtin:300"
 TIMEOUT = 180
@@ -26,17 +25,8 @@ COLOURINGS = ("true", "pred", "correct", "confidence")
 
 
 def open_page(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update({"data": DATA, "run": "tiny-a", **query})
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def figure(at: AppTest, key: str) -> dict:
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
-    return json.loads(chart.proto.spec)
+    return apptest_helpers.open_page(PAGE, via_home=True, timeout=TIMEOUT,
+                                     **{"data": DATA, "run": "tiny-a", **query})
 
 
 def array(value) -> np.ndarray:

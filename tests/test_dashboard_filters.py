@@ -2,27 +2,32 @@
 filter's activation beside the best real face's; bad filter choices get a message; the seed's
 view is one click; the feature maps of a face show every channel of the chosen layer."""
 
-from pathlib import Path
 
+import apptest_helpers
 import numpy as np
 import pytest
 import torch
+from apptest_helpers import APP
 from streamlit.testing.v1 import AppTest
 
 from fer_core.checkpoint import load_checkpoint
 from fer_core.filter_stats import filter_stats, mean_activations
 from fer_core.readers import load_dataset
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+PAGE = "views/filters.py"
 DATA = "builtin:300"
 
 
 def open_page(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params.update({"data": DATA, **query})
-    at.switch_page("views/filters.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return apptest_helpers.open_page(PAGE, data=DATA, **query)
+
+
+def run_to_the_end(at: AppTest, filters: str, steps: int) -> None:
+    """Choose the filters and steps, press Run and wait for the run to end."""
+    at.text_input(key="fi_filters").set_value(filters).run()
+    at.slider(key="fi_steps").set_value(steps).run()
+    at.button(key="fi_run").click().run()
+    finish(at)
 
 
 def finish(at: AppTest) -> None:
@@ -37,10 +42,7 @@ def test_a_short_run_shows_the_images_and_the_best_real_faces(dashboard_root, tm
                                                              monkeypatch):
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path))
     at = open_page(run="tiny-a")
-    at.text_input(key="fi_filters").set_value("0-3").run()
-    at.slider(key="fi_steps").set_value(16).run()
-    at.button(key="fi_run").click().run()
-    finish(at)
+    run_to_the_end(at, "0-3", steps=16)
     job = at.session_state["fi_job"]
     assert job.filters == [0, 1, 2, 3] and job.steps == [0, 4, 8, 12, 16]
     assert any("step 16 of 16 (done)" in c.value for c in at.caption)
@@ -125,10 +127,7 @@ def test_another_checkpoint_drops_the_last_run(dashboard_root, tmp_path, monkeyp
     of showing it beside the new model's faces."""
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path))
     at = open_page(run="tiny-a")
-    at.text_input(key="fi_filters").set_value("0-1").run()
-    at.slider(key="fi_steps").set_value(8).run()
-    at.button(key="fi_run").click().run()
-    finish(at)
+    run_to_the_end(at, "0-1", steps=8)
     assert at.dataframe
     at.sidebar.selectbox(key="ckpt").set_value("tiny-b").run()
     assert not at.exception, [e.value for e in at.exception]

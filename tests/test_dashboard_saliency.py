@@ -6,11 +6,12 @@ note and switch for a builtin-trained checkpoint, and the Confusions gallery's l
 import io
 import json
 import shutil
-from pathlib import Path
 
+import apptest_helpers
 import numpy as np
 import pytest
 import torch
+from apptest_helpers import APP, TIMEOUT, figure
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -24,18 +25,12 @@ from fer_core.readers import load_dataset
 
 skimage_data = pytest.importorskip("skimage.data")
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 PAGE = "views/saliency.py"
 DATA = "builtin:300"
-TIMEOUT = 120
 
 
 def open_page(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update({"data": DATA, **query})
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return apptest_helpers.open_page(PAGE, data=DATA, **query)
 
 
 def no_problems(at: AppTest) -> None:
@@ -48,8 +43,7 @@ def map_caption(at: AppTest) -> str:
 
 
 def probabilities(at: AppTest) -> list[float]:
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-sa_probs"))
-    return json.loads(chart.proto.spec)["data"][0]["x"]
+    return figure(at, "sa_probs")["data"][0]["x"]
 
 
 def jpeg(image: Image.Image) -> bytes:
@@ -135,8 +129,7 @@ def test_the_true_class_target_and_a_class_target(dashboard_root, reference):
     at.selectbox(key="sa_class_a").set_value(5).run()
     assert "explaining **Surprise**" in map_caption(at)
     assert at.query_params["target"] == "Surprise"
-    deletion = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-sa_deletion"))
-    assert json.loads(deletion.proto.spec)["layout"]["yaxis"]["title"]["text"] == "p(Surprise)"
+    assert figure(at, "sa_deletion")["layout"]["yaxis"]["title"]["text"] == "p(Surprise)"
 
 
 def test_all_methods_side_by_side(dashboard_root):

@@ -1,0 +1,29 @@
+"""Helpers of the page tests (AppTest): open the app on a page with a URL, and read a plotly
+figure back from the page."""
+
+import json
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+TIMEOUT = 120
+
+
+def open_page(page: str, *, via_home: bool = False, timeout: float = TIMEOUT,
+              **query) -> AppTest:
+    """The app opened with `query` in the URL on `page` ('views/NAME.py'), after a first run on
+    Home when `via_home` (as a user who follows the navigation); no exception."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.query_params.update(query)
+    if via_home:
+        at.run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def figure(at: AppTest, key: str) -> dict:
+    """The JSON of the plotly chart with widget key `key`."""
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
+    return json.loads(chart.proto.spec)
