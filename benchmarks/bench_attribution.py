@@ -19,7 +19,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -27,25 +26,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fer_core.attribution import Target, explain  # noqa: E402
-from fer_core.checkpoint import load_checkpoint  # noqa: E402
-from fer_core.device import choose_device, describe_device  # noqa: E402
-from fer_core.readers import load_dataset  # noqa: E402
+from benchmarks.timing import seconds
+from fer_core.attribution import Target, explain
+from fer_core.checkpoint import load_checkpoint
+from fer_core.device import choose_device, describe_device
+from fer_core.readers import load_dataset
 
 BATCH = 64
-
-
-def seconds(work, device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    work()
-    _sync(device)
-    return time.perf_counter() - start
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bare_backward(model, face: torch.Tensor) -> torch.Tensor:

@@ -37,12 +37,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fer_core.checkpoint import load_checkpoint, resolve_checkpoint_path  # noqa: E402
-from fer_core.device import choose_device, describe_device  # noqa: E402
-from fer_core.embeddings import project  # noqa: E402
-from fer_core.models import final_linear_name  # noqa: E402
-from fer_core.predict import BATCH_SIZE, predict_split  # noqa: E402
-from fer_core.readers import load_dataset  # noqa: E402
+from benchmarks.timing import bare_forward_seconds
+from fer_core.checkpoint import load_checkpoint, resolve_checkpoint_path
+from fer_core.device import choose_device, describe_device
+from fer_core.embeddings import project
+from fer_core.models import final_linear_name
+from fer_core.predict import BATCH_SIZE, predict_split
+from fer_core.readers import load_dataset
 
 BUILTIN = "builtin:35890"
 
@@ -60,22 +61,6 @@ def penultimate_model(model: torch.nn.Module) -> torch.nn.Module:
     return bare.eval()
 
 
-@torch.no_grad()
-def bare_features(model: torch.nn.Module, batches: list[torch.Tensor],
-                  device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    for x in batches:
-        model(x)
-    _sync(device)
-    return time.perf_counter() - start
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def features_race(model, dataset, split: str, device, repeats: int) -> dict:
     """Images per second of the three ways to the features, medians over alternating runs."""
     rows = dataset.indices(split)
@@ -87,7 +72,7 @@ def features_race(model, dataset, split: str, device, repeats: int) -> dict:
         times["predict_with_features"].append(
             timed(predict_split, model, dataset, split, device, features=True)[0])
         times["predict_without"].append(timed(predict_split, model, dataset, split, device)[0])
-        times["bare_penultimate"].append(bare_features(bare, batches, device))
+        times["bare_penultimate"].append(bare_forward_seconds(bare, batches, device))
     return {name: {"median_s": round(statistics.median(t), 3),
                    "images_per_s": round(len(rows) / statistics.median(t), 1)}
             for name, t in times.items()}

@@ -22,7 +22,6 @@ import argparse
 import copy
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,26 +30,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fer_core.checkpoint import load_checkpoint  # noqa: E402
-from fer_core.device import choose_device, describe_device  # noqa: E402
-from fer_core.filter_stats import filter_stats  # noqa: E402
-from fer_core.filters import Settings, ascent_dtype, visualize  # noqa: E402
-from fer_core.readers import load_dataset  # noqa: E402
+from benchmarks.timing import seconds
+from fer_core.checkpoint import load_checkpoint
+from fer_core.device import choose_device, describe_device
+from fer_core.filter_stats import filter_stats
+from fer_core.filters import Settings, ascent_dtype, visualize
+from fer_core.readers import load_dataset
 
 LAYER, STEPS = "block3.relu", 128
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(work, device: torch.device) -> float:
-    sync(device)
-    start = time.perf_counter()
-    work()
-    sync(device)
-    return time.perf_counter() - start
 
 
 def naive(model: torch.nn.Module, layer: str, channel: int, device: torch.device) -> None:
@@ -77,16 +64,16 @@ def speed(ckpt, options: dict, device: torch.device, args) -> dict:
     visualize(ckpt.model, ckpt.arch, options, LAYER, [0], Settings(steps=2))  # warm-up
 
     def batch() -> float:
-        return timed(lambda: visualize(ckpt.model, ckpt.arch, options, LAYER, filters, settings),
+        return seconds(lambda: visualize(ckpt.model, ckpt.arch, options, LAYER, filters, settings),
                      device) / len(filters)
 
     batches, singles, naives = [batch()], [], []
     for f in filters[:max(args.single, args.naive)]:
         if len(singles) < args.single:
-            singles.append(timed(lambda f=f: visualize(ckpt.model, ckpt.arch, options, LAYER,
+            singles.append(seconds(lambda f=f: visualize(ckpt.model, ckpt.arch, options, LAYER,
                                                        [f], settings), device))
         if len(naives) < args.naive:
-            naives.append(timed(lambda f=f: naive(ckpt.model, LAYER, f, device), device))
+            naives.append(seconds(lambda f=f: naive(ckpt.model, LAYER, f, device), device))
     batches.append(batch())
     per_batch, single, slow = np.median(batches), np.median(singles), np.median(naives)
     print(f"{LAYER}, {STEPS} steps, per filter (ascent precision: "

@@ -26,24 +26,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fer_core.checkpoint import load_checkpoint  # noqa: E402
-from fer_core.device import choose_device, describe_device  # noqa: E402
-from fer_core.models import build_model  # noqa: E402
-from fer_core.predict import BATCH_SIZE, predict_split  # noqa: E402
-from fer_core.readers import load_dataset  # noqa: E402
+from benchmarks.timing import bare_forward_seconds
+from fer_core.checkpoint import load_checkpoint
+from fer_core.device import choose_device, describe_device
+from fer_core.models import build_model
+from fer_core.predict import BATCH_SIZE, predict_split
+from fer_core.readers import load_dataset
 
 PUBLIC_TEST = 3589
-
-
-@torch.no_grad()
-def bare_loop(model: torch.nn.Module, batches: list[torch.Tensor], device: torch.device) -> float:
-    """Seconds for `model(x)` over ready float batches."""
-    _sync(device)
-    start = time.perf_counter()
-    for x in batches:
-        model(x)
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def timed_predict(model, dataset, split: str, device: torch.device) -> float:
@@ -79,10 +69,10 @@ def main() -> None:
     n = len(rows)
     faces = torch.from_numpy(dataset.images[rows]).to(device).unsqueeze(1).float().div(255)
     batches = [faces[i:i + BATCH_SIZE].contiguous() for i in range(0, n, BATCH_SIZE)]
-    bare_loop(model, batches[:1], device)  # warm up
+    bare_forward_seconds(model, batches[:1], device)  # warm up
     bare, ours = [], []
     for _ in range(args.repeats):
-        bare.append(bare_loop(model, batches, device))
+        bare.append(bare_forward_seconds(model, batches, device))
         ours.append(timed_predict(model, dataset, args.split, device))
         print(f"  bare {n / bare[-1]:8.1f} img/s   predict_split {n / ours[-1]:8.1f} img/s",
               flush=True)

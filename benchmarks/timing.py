@@ -1,0 +1,28 @@
+"""Timing helpers the benchmarks share: wall seconds of some work on a device (waiting for a GPU
+to finish, since its calls return before the work is done), and the bare-forward baseline."""
+
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def sync(device: torch.device | None) -> None:
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds(work: Callable[[], object], device: torch.device | None = None) -> float:
+    """Wall seconds `work()` takes, the device's queue drained before and after."""
+    sync(device)
+    start = time.perf_counter()
+    work()
+    sync(device)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def bare_forward_seconds(model: torch.nn.Module, batches: list[torch.Tensor],
+                         device: torch.device) -> float:
+    """Seconds for `model(x)` over ready float batches: the floor of any inference path."""
+    return seconds(lambda: [model(x) for x in batches], device)
