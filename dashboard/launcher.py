@@ -28,6 +28,7 @@ from pathlib import Path
 
 from fer_core.errors import RunError
 from fer_core.models import arch_options
+from fer_core.readers import is_builtin_spec
 from fer_core.runs import RunFolder, read_json, write_json_atomic
 from fer_core.trainer import TrainConfig
 
@@ -106,7 +107,7 @@ def start_run(root: Path, name: str, config: TrainConfig) -> RunFolder:
     _refuse_unless_allowed()
     name = validate_name(name)
     config.validate()
-    if not config.data.startswith("builtin"):
+    if not is_builtin_spec(config.data):
         config.data = os.path.abspath(os.path.expanduser(config.data))
     folder = RunFolder(Path(root).expanduser().absolute() / name)
     _refuse_busy(folder)

@@ -49,7 +49,7 @@ def _saved() -> dict:
     --data/FER_DATA."""
     if SAVED not in st.session_state:
         spec = st.query_params.get("data") or startup_data_spec()
-        builtin = is_builtin(spec)
+        builtin = is_builtin_spec(spec)
         st.session_state[SAVED] = {
             "data_kind": BUILTIN_LABEL if builtin else FILE_LABEL,
             "builtin_spec": spec if builtin else BUILTIN,  # builtin:N keeps its N
@@ -124,26 +124,22 @@ def choose_run(name: str) -> None:
     saved["ckpt"], saved["ckpt_chosen"] = name, True
 
 
-def is_builtin(spec: str) -> bool:
-    return is_builtin_spec(spec)
-
-
 def default_run(runs: dict[str, RunInfo], data: str) -> str:
     """The shipped checkpoint for this kind of data (fer2013-cnn3 for FER2013, builtin-cnn3 for
     the built-in faces), else the first run trained on that kind, else the first run."""
-    builtin = is_builtin(data)
+    builtin = is_builtin_spec(data)
     if SHIPPED_RUNS[builtin] in runs:
         return SHIPPED_RUNS[builtin]
-    fitting = [n for n, r in runs.items() if r.data and is_builtin(r.data) == builtin]
+    fitting = [n for n, r in runs.items() if r.data and is_builtin_spec(r.data) == builtin]
     return fitting[0] if fitting else next(iter(runs))
 
 
 def data_mismatch(run: RunInfo, data: str) -> str | None:
     """A note when the run was trained on the other kind of data than the one shown."""
-    if not run.data or is_builtin(run.data) == is_builtin(data):
+    if not run.data or is_builtin_spec(run.data) == is_builtin_spec(data):
         return None
-    trained = "the built-in synthetic faces" if is_builtin(run.data) else "real FER2013 photos"
-    shown = "the built-in synthetic faces" if is_builtin(data) else "real faces"
+    trained = "the built-in synthetic faces" if is_builtin_spec(run.data) else "real FER2013 photos"
+    shown = "the built-in synthetic faces" if is_builtin_spec(data) else "real faces"
     return (f"{run.name} was trained on {trained}, and the dataset shown is {shown}: expect "
             f"its predictions here to say little about it.")
 

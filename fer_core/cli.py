@@ -256,9 +256,11 @@ def cmd_evaluate(args) -> int:
 def training_data(ckpt) -> str:
     """The data spec a checkpoint was trained on (its config), refused when it is a path that
     does not exist here (a checkpoint trained on another machine)."""
+    from .readers import is_builtin_spec
+
     spec = ckpt.meta.get("config", {}).get("data") or ckpt.meta.get("dataset", {}).get("name")
     spec = spec or "builtin"
-    if not spec.startswith("builtin") and not Path(spec).exists():
+    if not is_builtin_spec(spec) and not Path(spec).exists():
         raise FerError(f"{ckpt.path} was trained on {spec}, which is not on this machine: "
                        f"pass --data")
     return spec

@@ -12,6 +12,7 @@ from dashboard.paths import checkpoints_root
 from dashboard.sidebar import SHIPPED_RUNS
 from dashboard.tables import RUN_COLUMNS, runs_frame
 from fer_core.classes import CLASSES
+from fer_core.readers import is_builtin_spec
 
 SYNTHETIC_NOTE = """
 **The built-in faces are synthetic stand-ins**, drawn procedurally so the app works out of the box
@@ -50,7 +51,7 @@ st.title("FER explainability dashboard")
 st.caption("Train facial-expression CNNs and look inside them: curves, layers, the faces they "
            "get wrong, what they look at, and what their filters respond to.")
 
-builtin = choice.data.startswith(state.BUILTIN)
+builtin = is_builtin_spec(choice.data)
 runs = [r for r in list_runs(checkpoints_root()) if r.has_checkpoint]
 shipped = next((r for r in runs if r.name == SHIPPED_RUNS[builtin]), None)
 cols = st.columns([3, 2, 2, 2, 3])  # "Built-in faces" needs the room

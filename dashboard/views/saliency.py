@@ -24,6 +24,7 @@ from dashboard.paths import checkpoints_root
 from fer_core.attribution import METHODS, cam_layers
 from fer_core.classes import CLASSES
 from fer_core.errors import FerError
+from fer_core.readers import is_builtin_spec
 
 SOURCES = {"dataset": "Dataset face", "upload": "Upload a photo", "camera": "Webcam"}
 COLUMNS = 5
@@ -75,7 +76,7 @@ def builtin_note(run: str) -> None:
     """Photos are far from the synthetic faces a builtin-trained model learned from: say so, and
     offer a FER2013-trained checkpoint when there is one."""
     photo_runs = [r.name for r in list_runs(checkpoints_root())
-                  if r.has_checkpoint and r.data and not sidebar.is_builtin(r.data)]
+                  if r.has_checkpoint and r.data and not is_builtin_spec(r.data)]
     note = (f"**{run}** learned from the built-in synthetic faces (drawn shapes, not photos): "
             f"on a real photo its prediction and its saliency say little about real faces.")
     if not photo_runs:
