@@ -217,3 +217,14 @@ def page_checkpoint(run: str | None) -> Checkpoint | None:
         st.error(f"{run}: {problem}", icon=":material/error:")
         return None
     return ckpt
+
+
+def scoring_page(title: str) -> tuple[Selection, FaceDataset, Checkpoint] | None:
+    """The opening of a page that scores faces: the sidebar's choice, its dataset (the page
+    stops with the reader's message when there is none), the title, and the checkpoint; None
+    after saying why there is no usable checkpoint."""
+    choice = selection()
+    dataset = page_faces(choice.data)
+    st.title(title)
+    ckpt = page_checkpoint(choice.run)
+    return None if ckpt is None else (choice, dataset, ckpt)

@@ -295,12 +295,10 @@ def show_compare(ckpt, dataset, preds, counts: np.ndarray, run: str) -> None:
 
 
 def page() -> None:
-    choice = state.selection()
-    dataset = state.page_faces(choice.data)
-    st.title("Confusions")
-    ckpt = state.page_checkpoint(choice.run)
-    if ckpt is None:
+    opened = state.scoring_page("Confusions")
+    if opened is None:
         return
+    choice, dataset, ckpt = opened
     splits = labelled_splits(dataset)
     if not splits:
         st.warning(f"A confusion matrix needs labels, and dataset `{choice.data}` has none (its "

@@ -150,12 +150,10 @@ def show_neighbours(dataset, preds, face: int) -> None:
 
 
 def page() -> None:
-    choice = state.selection()
-    dataset = state.page_faces(choice.data)
-    st.title("Embeddings")
-    ckpt = state.page_checkpoint(choice.run)
-    if ckpt is None:
+    opened = state.scoring_page("Embeddings")
+    if opened is None:
         return
+    choice, dataset, ckpt = opened
     splits, methods = dataset.present_splits(), available_methods()
     init_from_url(splits, methods)
     if st.session_state["em_split"] not in splits:

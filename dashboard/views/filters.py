@@ -276,12 +276,10 @@ def map_grid(maps: np.ndarray, columns: int = 32, gap: int = 2):
 
 
 def page() -> None:
-    choice = state.selection()
-    dataset = state.page_faces(choice.data)
-    st.title("Filters")
-    ckpt = state.page_checkpoint(choice.run)
-    if ckpt is None:
+    opened = state.scoring_page("Filters")
+    if opened is None:
         return
+    _, dataset, ckpt = opened
     layers = layer_registry(ckpt.arch, **ckpt.meta.get("arch_options", {}))
     maximization, maps = st.tabs(["Activation maximization", "Feature maps"])
     with maximization:

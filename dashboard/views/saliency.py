@@ -137,12 +137,10 @@ def show_all_methods(model, model_key, chosen, target: str, opacity: float) -> N
 
 
 def page() -> None:
-    choice = state.selection()
-    dataset = state.page_faces(choice.data)
-    st.title("Saliency")
-    ckpt = state.page_checkpoint(choice.run)
-    if ckpt is None:
+    opened = state.scoring_page("Saliency")
+    if opened is None:
         return
+    choice, dataset, ckpt = opened
     options = ckpt.meta.get("arch_options", {})
     saliency_controls.init_from_url([layer.name for layer in cam_layers(ckpt.arch, **options)])
     splits = dataset.present_splits()
