@@ -26,3 +26,16 @@ def bare_forward_seconds(model: torch.nn.Module, batches: list[torch.Tensor],
                          device: torch.device) -> float:
     """Seconds for `model(x)` over ready float batches: the floor of any inference path."""
     return seconds(lambda: [model(x) for x in batches], device)
+
+
+FLOOR_SCRIPT = "import streamlit as st\nst.write('floor')\n"
+
+
+def apptest_floor_ms(repeats: int) -> list[float]:
+    """Milliseconds of AppTest reruns of a script of one st.write (after one warm-up run): the
+    framework's own cost of any script run, the floor under every page render."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_string(FLOOR_SCRIPT)
+    at.run()
+    return [1e3 * seconds(at.run) for _ in range(repeats)]
