@@ -85,10 +85,13 @@ def photo_face(source: str, prefix: str = "sa") -> ChosenFace | None:
     if isinstance(found, str):
         st.error(found, icon=":material/error:")
         return None
-    found = cut(data, file.name, found, prefix)
+    photo, controls = st.columns([3, 2])  # the face picker and crop beside the photo
+    with controls:
+        found = cut(data, file.name, found, prefix)
     if found is None:
         return None
-    show_photo(found)
+    with photo:
+        show_photo(found)
     pick = st.session_state.get(f"{prefix}_pick", 0)
     how = f"face {pick + 1}" if found.face_box else "centre crop"
     return ChosenFace(face=found.face, label=None, title=f"{file.name}, {how}")
@@ -117,13 +120,12 @@ def cut(data: bytes, name: str, found: FaceInput, prefix: str) -> FaceInput | No
     if boxes:
         st.caption(f"{len(boxes)} face{'s' if len(boxes) > 1 else ''} found (boxed on the photo, "
                    f"the one used in red).")
-        cols = st.columns(2)
         if st.session_state.get(pick_key, 0) >= len(boxes):  # fewer faces in this photo
             st.session_state[pick_key] = 0
         if len(boxes) > 1:
-            cols[0].selectbox("Face", range(len(boxes)), key=pick_key, persist_state="session",
+            st.selectbox("Face", range(len(boxes)), key=pick_key, persist_state="session",
                               format_func=lambda i: f"Face {i + 1} ({boxes[i][2]} px wide)")
-        by_hand = cols[1].toggle("Crop by hand", key=f"{prefix}_by_hand",
+        by_hand = st.toggle("Crop by hand", key=f"{prefix}_by_hand",
                                  persist_state="session")
     else:
         st.warning("No face found in this photo: the centre crop below is used. Move and size "
@@ -149,13 +151,12 @@ def cut_face(data: bytes, name: str, pick: int, centre: tuple | None) -> FaceInp
 
 
 def centre_crop(prefix: str) -> CentreCrop:
-    cols = st.columns(3)
     keep = {"persist_state": "session"}
     return CentreCrop(
-        cx=cols[0].slider("Centre x", 0.0, 1.0, 0.5, 0.01, key=f"{prefix}_cx", **keep),
-        cy=cols[1].slider("Centre y", 0.0, 1.0, 0.5, 0.01, key=f"{prefix}_cy", **keep),
-        size=cols[2].slider("Size", 0.05, 1.0, 1.0, 0.01, key=f"{prefix}_size", **keep,
-                            help="A fraction of the photo's shorter side"))
+        cx=st.slider("Centre x", 0.0, 1.0, 0.5, 0.01, key=f"{prefix}_cx", **keep),
+        cy=st.slider("Centre y", 0.0, 1.0, 0.5, 0.01, key=f"{prefix}_cy", **keep),
+        size=st.slider("Size", 0.05, 1.0, 1.0, 0.01, key=f"{prefix}_size", **keep,
+                       help="A fraction of the photo's shorter side"))
 
 
 def show_photo(found: FaceInput) -> None:

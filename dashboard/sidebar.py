@@ -9,6 +9,8 @@ URL (?data=...&run=...): a copied link, a reload or a new tab starts from the sa
 a fresh session takes it from the query params.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 from fer_core.readers import is_builtin_spec
@@ -113,6 +115,7 @@ def _checkpoint_picker(data: str) -> str | None:
     name = st.selectbox("Checkpoint", list(runs), key="ckpt", label_visibility="collapsed",
                         format_func=lambda n: run_label(runs[n]), on_change=_remember,
                         args=("ckpt",))
+    st.caption(run_caption(runs[name]))
     if note := data_mismatch(runs[name], data):
         st.warning(note, icon=":material/warning:")
     return name
@@ -145,9 +148,17 @@ def data_mismatch(run: RunInfo, data: str) -> str | None:
 
 
 def run_label(run: RunInfo) -> str:
-    """'name · cnn3 · builtin · 61.2%'."""
+    """'name · 61.2%' (its best val accuracy): short enough for the sidebar's box."""
     acc = "\u2014" if run.best_val_acc is None else f"{run.best_val_acc:.1%}"
-    return " \u00b7 ".join([run.name, run.arch or "?", run.data or "?", acc])
+    return f"{run.name} \u00b7 {acc}"
+
+
+def run_caption(run: RunInfo) -> str:
+    """'cnn3 trained on fer2013.csv.gz': what the box's label leaves out."""
+    if not run.data:
+        return f"{run.arch or 'Unknown architecture'}, training data not recorded"
+    data = "the built-in faces" if is_builtin_spec(run.data) else f"`{Path(run.data).name}`"
+    return f"{run.arch or 'Unknown architecture'} trained on {data}"
 
 
 def _write_url(choice: Selection) -> None:

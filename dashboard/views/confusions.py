@@ -198,8 +198,8 @@ def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
         if st.session_state.get("cm_page", 1) > pages:  # fewer pages than before
             st.session_state["cm_page"] = 1
         if pages > 1:
-            page = st.number_input(f"Page (of {pages}, {FACES_PER_PAGE} faces each)", 1, pages,
-                                   key="cm_page")
+            page = st.columns(3)[0].number_input(
+                f"Page (of {pages}, {FACES_PER_PAGE} faces each)", 1, pages, key="cm_page")
         shown = positions[(page - 1) * FACES_PER_PAGE:page * FACES_PER_PAGE]
         show_gallery(dataset, preds, shown, key="cm_gallery", face_key="cm_face",
                      columns=BESIDE_COLUMNS if one_cell else COLUMNS)

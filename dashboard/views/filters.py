@@ -54,9 +54,10 @@ def choose_target(layers: list) -> tuple[object, str]:
     text = cols[1].text_input("Filters", key="fi_filters", **KEEP,
                               help="Numbers and ranges, e.g. 0-15 or 3, 7, 9")
     cols[2].button("First 16", key="fi_first16", on_click=st.session_state.update,
-                   kwargs={"fi_filters": "0-15"})
-    cols[3].button("Seed's view: last layer, filters 0-2", key="fi_seed", on_click=seed_view,
-                   args=(layers,), icon=":material/history:")
+                   kwargs={"fi_filters": "0-15"}, width="stretch")
+    cols[3].button("Seed's view", key="fi_seed", on_click=seed_view, args=(layers,),
+                   icon=":material/history:", width="stretch",
+                   help="Jump to the last conv block's ReLU, filters 0-2")
     return by_name[name], text
 
 
@@ -227,7 +228,7 @@ def show_table(job, snap, stats) -> None:
         "ratio": np.round(snap.activations / np.maximum(stats.max_activation[job.filters], 1e-6),
                           2),
         "dead": stats.dead[job.filters]})
-    st.dataframe(table, hide_index=True, height=min(400, 36 * (len(table) + 1)))
+    st.dataframe(table, hide_index=True, height=min(36 * 21, 36 * (len(table) + 1)))
     st.caption(f"Mean activation of each filter on its optimized image and on the {stats.split} "
                f"face that drives it hardest (best real), and their ratio. Dead: its ReLU "
                f"output is never above 1e-6 on any {stats.split} face.")

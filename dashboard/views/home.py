@@ -54,19 +54,18 @@ st.caption("Train facial-expression CNNs and look inside them: curves, layers, t
 builtin = is_builtin_spec(choice.data)
 runs = [r for r in list_runs(checkpoints_root()) if r.has_checkpoint]
 shipped = next((r for r in runs if r.name == SHIPPED_RUNS[builtin]), None)
-cols = st.columns([3, 2, 2, 2, 3])  # "Built-in faces" needs the room
+cols = st.columns([3, 2, 2, 3])  # "Built-in faces" needs the room
 cols[0].metric("Dataset", "Built-in faces" if builtin else "FER2013")
 cols[1].metric("Faces", f"{len(dataset):,}")
-cols[2].metric("Layout", dataset.layout)
-cols[3].metric("Device", state.device().type.upper(), help=state.device_text())
+cols[2].metric("Device", state.device().type.upper(), help=state.device_text())
 if shipped is not None and shipped.best_val_acc is not None:
-    cols[4].metric(f"{shipped.name} val accuracy", f"{shipped.best_val_acc:.1%}",
+    cols[3].metric(f"{shipped.name} val accuracy", f"{shipped.best_val_acc:.1%}",
                    help="The shipped model for this kind of data, on its validation split "
                         "(PublicTest for FER2013); see its MODEL_CARD.md")
 if builtin:
     st.info(SYNTHETIC_NOTE, icon=":material/info:")
 else:
-    st.caption(f"Loaded from `{choice.data}`")
+    st.caption(f"Loaded from `{choice.data}` ({dataset.layout} layout)")
 
 st.subheader("Faces per split and class")
 st.dataframe(counts_frame(dataset), width="stretch")

@@ -58,7 +58,7 @@ def new_run_form(data: str, runs: list[RunInfo]) -> None:
     """The form's fields are TrainConfig's; submitting launches `python -m fer_core train`."""
     d, keep = DEFAULTS, {"persist_state": "session"}
     with st.form("new_run"):
-        c = st.columns(3)
+        c = st.columns(4)
         if "train_name" not in st.session_state:
             st.session_state["train_name"] = free_name(runs)
         c[0].text_input("Run name", key="train_name", **keep,
@@ -68,27 +68,27 @@ def new_run_form(data: str, runs: list[RunInfo]) -> None:
         devices = device_options()
         c[2].selectbox("Device", devices, devices.index(state.device().type), key="train_device",
                        **keep)
-        c = st.columns(3)
+        c[3].number_input("Loss point every N steps", 1, 10_000, d.log_every,
+                          key="train_log_every", **keep)
+        c = st.columns(4)
         c[0].selectbox("Architecture", list(ARCHITECTURES), key="train_arch", **keep)
         c[1].number_input("Dropout (cnn3)", 0.0, 0.9, 0.3, 0.05, key="train_dropout", **keep)
-        c[2].toggle("ImageNet stem (resnet18)", key="train_stem", **keep,
-                    help="7x7 stride-2 stem and max-pool instead of a 3x3 stride-1 stem")
-        c = st.columns(3)
-        c[0].number_input("Epochs", 1, 1000, d.epochs, key="train_epochs", **keep)
-        c[1].number_input("Batch size", 2, 4096, d.batch_size, key="train_batch", **keep)
-        c[2].selectbox("Optimizer", OPTIMIZERS, key="train_optimizer", **keep)
-        c = st.columns(3)
-        c[0].number_input("Learning rate", 1e-6, 10.0, d.lr, 1e-4, "%.5f", key="train_lr", **keep)
-        c[1].selectbox("LR schedule", SCHEDULES, key="train_schedule", **keep)
-        c[2].number_input("Weight decay", 0.0, 1.0, d.weight_decay, 1e-4, "%.5f",
-                          key="train_decay", **keep)
+        c[2].number_input("Epochs", 1, 1000, d.epochs, key="train_epochs", **keep)
+        c[3].number_input("Batch size", 2, 4096, d.batch_size, key="train_batch", **keep)
         c = st.columns(4)
+        c[0].selectbox("Optimizer", OPTIMIZERS, key="train_optimizer", **keep)
+        c[1].number_input("Learning rate", 1e-6, 10.0, d.lr, 1e-4, "%.5f", key="train_lr", **keep)
+        c[2].selectbox("LR schedule", SCHEDULES, key="train_schedule", **keep)
+        c[3].number_input("Weight decay", 0.0, 1.0, d.weight_decay, 1e-4, "%.5f",
+                          key="train_decay", **keep)
+        c = st.columns(4, vertical_alignment="center")  # the toggles beside the boxes' middle
         c[0].number_input("Shift (px)", 0, 12, d.shift, key="train_shift", **keep)
         c[1].number_input("Rotation (degrees)", 0.0, 45.0, d.rotate, 1.0, key="train_rotate",
                           **keep)
-        c[2].number_input("Loss point every N steps", 1, 10_000, d.log_every,
-                          key="train_log_every", **keep)
-        c[3].toggle("Horizontal flip", d.flip, key="train_flip", **keep)
+        c[2].toggle("Horizontal flip", d.flip, key="train_flip", **keep)
+        c[3].toggle("ImageNet stem", key="train_stem", **keep,
+                    help="resnet18 only: a 7x7 stride-2 stem and max-pool instead of a 3x3 "
+                         "stride-1 stem")
         st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
                               on_click=_submit)
     if message := st.session_state.pop("form_error", None):

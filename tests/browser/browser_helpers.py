@@ -10,11 +10,53 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from fer_core.checkpoint import load_checkpoint
+from fer_core.classes import CLASSES
+from fer_core.faces import face_from_upload
+
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--no-first-run"]
+# Streamlit scrolls its main area itself, so a full-page screenshot shows only the window: make
+# the window tall enough for the whole page.
+TALL = {"width": 1400, "height": 2300}
+
+# The Confusions gallery's faces as [position, x, y] in page pixels (the centres of the overlay's
+# squares). page.evaluate(TILES_JS).
+TILES_JS = """() => {
+  const gd = document.querySelector('.st-key-cm_gallery .js-plotly-plot');
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+  const box = gd.getBoundingClientRect();
+  const t = gd._fullData[1];
+  const out = [];
+  for (let j = 0; j < t.x.length; j++) {
+    out.push([Number(t.customdata[j]), box.left + xa._offset + xa.l2p(t.x[j]),
+              box.top + ya._offset + ya.l2p(t.y[j])]);
+  }
+  return out;
+}"""
+
+# Every face of the Embeddings scatter's class traces as [position, x, y] in page pixels, read
+# from the plot's own axes (plotly decodes the binary arrays into typed arrays).
+POINTS_JS = """(selector) => {
+  const gd = document.querySelector(selector + ' .js-plotly-plot');
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+  const box = gd.getBoundingClientRect();
+  const out = [];
+  for (const t of gd._fullData) {
+    if (!t.legendgroup) continue;
+    for (let j = 0; j < t.x.length; j++) {
+      out.push([t.customdata[j][0], box.left + xa._offset + xa.l2p(t.x[j]),
+                box.top + ya._offset + ya.l2p(t.y[j])]);
+    }
+  }
+  return out;
+}"""
 
 
 # Every st.image picture under the elements `scope` selects (a CSS selector; '' for the whole
@@ -40,6 +82,57 @@ IMAGES_JS = """(scope) => Array.from(document.querySelectorAll(
   return {caption: caption ? caption.innerText.trim() : '', src: img.src, complete: img.complete,
           width: img.naturalWidth, height: img.naturalHeight, colours: colours};
 })"""
+
+
+# Points plotted in a curves chart: _fullData holds the decoded arrays (data keeps plotly's
+# base64 'bdata'). chart.evaluate(CURVE_POINTS_JS).
+CURVE_POINTS_JS = ("el => (el._fullData || []).reduce((n, t) => "
+                   "n + Array.from(t.y).filter(v => v !== null && !Number.isNaN(v)).length, 0)")
+
+
+def wait_for_points(chart, more_than: int, seconds: float) -> int:
+    """Wait until the curves chart `chart` (a locator) plots more than `more_than` points."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if chart.count() and (points := chart.evaluate(CURVE_POINTS_JS)) > more_than:
+            return points
+        time.sleep(0.5)
+    raise AssertionError(f"the curves never got more than {more_than} points")
+
+
+def click_at(page, selector: str, fx: float, fy: float) -> None:
+    """Click at the fraction (fx, fy) of the plot area of the chart under `selector`."""
+    area = page.locator(f"{selector} .nsewdrag").first
+    area.wait_for()
+    time.sleep(1)  # plotly draws after the script ends; let it settle
+    box = area.bounding_box()
+    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+
+
+def scatter_points(page) -> list[tuple[int, float, float]]:
+    """The Embeddings scatter's faces as (position, x, y) in page pixels, once it is drawn."""
+    page.locator(".st-key-em_scatter .nsewdrag").first.wait_for()
+    time.sleep(1)  # plotly draws after the script ends; let it settle
+    return [(int(p), x, y) for p, x, y in page.evaluate(POINTS_JS, ".st-key-em_scatter")]
+
+
+def loneliest(points) -> tuple[int, float, float]:
+    """The point farthest from any other: a click there cannot pick a neighbour."""
+    def gap(a):
+        return min((a[1] - b[1]) ** 2 + (a[2] - b[2]) ** 2 for b in points if b is not a)
+    return max(points, key=gap)
+
+
+def expected_prediction(run_dir: Path, photo: bytes) -> tuple[str, float, np.ndarray]:
+    """The class and probability (in percent) the checkpoint gives the face cut from `photo`,
+    and all 7 probabilities."""
+    found = face_from_upload(photo, "astronaut.jpg")
+    model = load_checkpoint(run_dir).model
+    with torch.no_grad():
+        x = torch.from_numpy(found.face).float().div(255).view(1, 1, 48, 48)
+        probs = torch.softmax(model(x), dim=1)[0].numpy()
+    k = int(probs.argmax())
+    return CLASSES[k], float(probs[k]) * 100, probs
 
 
 def free_port() -> int:

@@ -6,6 +6,15 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import ARTIFACTS, BROWSER_ARGS, CHROMIUM, REPO
+from PIL import Image
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test of this folder `browser`, so `-m "not browser"` skips the slow walks."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture
@@ -34,3 +43,12 @@ def shipped_root(tmp_path):
     shutil.copytree(REPO / "checkpoints" / "builtin-cnn3", root / "builtin-cnn3",
                     ignore=shutil.ignore_patterns("last.pt"))
     return root
+
+
+@pytest.fixture
+def astronaut(tmp_path):
+    """scikit-image's astronaut (one frontal face) as a JPEG file."""
+    data = pytest.importorskip("skimage.data", reason="scikit-image is missing")
+    path = tmp_path / "astronaut.jpg"
+    Image.fromarray(data.astronaut()).save(path, "JPEG", quality=90)
+    return path

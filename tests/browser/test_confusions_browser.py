@@ -2,9 +2,7 @@
 that pair's gallery, and open one of its faces (Streamlit gives no click on a heatmap cell, so
 this proves the overlay works where a user clicks)."""
 
-import time
-
-from browser_helpers import ARTIFACTS, REPO, streamlit_server
+from browser_helpers import ARTIFACTS, REPO, click_at, streamlit_server
 
 from dashboard.gallery import COLUMNS, SCALE
 from dashboard.images import TILE_TEXT
@@ -27,15 +25,6 @@ def ranked_cells():
     known = preds.labelled
     pairs = ranked_pairs(confusion_counts(preds.labels[known], preds.predicted[known]))
     return [(q["true"], q["pred"], cell_positions(preds, q["true"], q["pred"])) for q in pairs]
-
-
-def click_at(page, selector: str, fx: float, fy: float) -> None:
-    """Click at the fraction (fx, fy) of the plot area of the chart under `selector`."""
-    area = page.locator(f"{selector} .nsewdrag").first
-    area.wait_for()
-    time.sleep(1)  # plotly draws after the script ends; let it settle
-    box = area.bounding_box()
-    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
 
 
 def test_click_a_cell_see_its_gallery_and_open_a_face(shipped_root, tmp_path, browser_page):

@@ -2,46 +2,14 @@
 with its nearest neighbours, then lasso a region and see exactly the faces inside it (AppTest
 cannot click a chart, so this proves the selection works where a user clicks)."""
 
-import time
-
-from browser_helpers import ARTIFACTS, REPO, streamlit_server
+from browser_helpers import ARTIFACTS, REPO, loneliest, scatter_points, streamlit_server
 
 SHIPPED = REPO / "checkpoints" / "builtin-cnn3"
 DATA = "builtin:2000"
 MARGIN = 6  # pixels: no point this close to the lasso's edge, so inside and outside are clear
 
-# Every face of the scatter's class traces as [position, x, y] in page pixels, read from the
-# plot's own axes (plotly decodes the binary arrays into typed arrays).
-POINTS_JS = """(selector) => {
-  const gd = document.querySelector(selector + ' .js-plotly-plot');
-  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-  const box = gd.getBoundingClientRect();
-  const out = [];
-  for (const t of gd._fullData) {
-    if (!t.legendgroup) continue;
-    for (let j = 0; j < t.x.length; j++) {
-      out.push([t.customdata[j][0], box.left + xa._offset + xa.l2p(t.x[j]),
-                box.top + ya._offset + ya.l2p(t.y[j])]);
-    }
-  }
-  return out;
-}"""
-
 GALLERY_JS = """(selector) => Array.from(
   document.querySelector(selector + ' .js-plotly-plot').data[1].customdata).map(Number)"""
-
-
-def scatter_points(page) -> list[tuple[int, float, float]]:
-    page.locator(".st-key-em_scatter .nsewdrag").first.wait_for()
-    time.sleep(1)  # plotly draws after the script ends; let it settle
-    return [(int(p), x, y) for p, x, y in page.evaluate(POINTS_JS, ".st-key-em_scatter")]
-
-
-def loneliest(points) -> tuple[int, float, float]:
-    """The point farthest from any other: a click there cannot pick a neighbour."""
-    def gap(a):
-        return min((a[1] - b[1]) ** 2 + (a[2] - b[2]) ** 2 for b in points if b is not a)
-    return max(points, key=gap)
 
 
 def clear_box(points) -> tuple[tuple[float, float, float, float], list[int]]:

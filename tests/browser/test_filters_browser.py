@@ -4,7 +4,7 @@ optimized image beside its top real faces), the activation-by-step chart and the
 
 import re
 
-from browser_helpers import ARTIFACTS, IMAGES_JS, REPO, streamlit_server
+from browser_helpers import ARTIFACTS, IMAGES_JS, REPO, TALL, streamlit_server
 
 from fer_core.contact_sheet import GAP, TILE_TEXT
 
@@ -15,7 +15,6 @@ TOP_FACES = 4  # dashboard/views/filters.py: each filter's top real faces beside
 TILE = 48 * 2  # faces are 48 pixels, drawn at scale 2
 STEPS_DEFAULT, STEPS_STEP, STEPS_MIN = 128, 8, 8
 STEPS = STEPS_MIN + 2 * STEPS_STEP  # Home, then ArrowRight twice: 24
-TALL = {"width": 1400, "height": 2300}  # Streamlit scrolls its main area: a window for all of it
 
 # Before Run is clicked: a capture-phase click listener notes the click's time, and a
 # MutationObserver notes when each kind of run caption first appears (performance.now() ms).

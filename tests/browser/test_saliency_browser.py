@@ -9,23 +9,24 @@ import time
 
 import numpy as np
 import pytest
-import torch
-from browser_helpers import ARTIFACTS, IMAGES_JS, REPO, streamlit_server
-from PIL import Image
+from browser_helpers import (
+    ARTIFACTS,
+    IMAGES_JS,
+    REPO,
+    TALL,
+    TILES_JS,
+    expected_prediction,
+    streamlit_server,
+)
 
 from fer_core.checkpoint import load_checkpoint
-from fer_core.classes import CLASSES
 from fer_core.confusion import cell_positions
-from fer_core.faces import face_from_upload
 from fer_core.predict import predict_split
 from fer_core.readers import load_dataset
 
 CHECKPOINTS = REPO / "checkpoints"
 BUILTIN_RUN, PHOTO_RUN = "builtin-cnn3", "fer2013-cnn3"
 DATA = "builtin:2000"
-# Streamlit scrolls its main area itself, so a full-page screenshot shows only the window: make
-# the window tall enough for the whole page.
-TALL = {"width": 1400, "height": 2300}
 PREDICTED = re.compile(r"Predicted (\w+) \((\d+\.\d)%\)")
 MAP_CAPTION = re.compile(r"explaining .* Computed in \d+ ms")
 
@@ -38,21 +39,6 @@ IMAGES_LOADED_JS = """(n) => {
 PROBS_JS = """() => Array.from(
   document.querySelector('.st-key-sa_probs .js-plotly-plot').data[0].x).map(Number)"""
 
-# The gallery's faces as [position, x, y] in page pixels (the centres of the overlay's squares).
-TILES_JS = """() => {
-  const gd = document.querySelector('.st-key-cm_gallery .js-plotly-plot');
-  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-  const box = gd.getBoundingClientRect();
-  const t = gd._fullData[1];
-  const out = [];
-  for (let j = 0; j < t.x.length; j++) {
-    out.push([Number(t.customdata[j]), box.left + xa._offset + xa.l2p(t.x[j]),
-              box.top + ya._offset + ya.l2p(t.y[j])]);
-  }
-  return out;
-}"""
-
-
 @pytest.fixture
 def photo_root(tmp_path):
     """Both shipped checkpoints: the builtin-trained one (the default for built-in data) and the
@@ -63,27 +49,6 @@ def photo_root(tmp_path):
         shutil.copytree(CHECKPOINTS / run, root / run,
                         ignore=shutil.ignore_patterns("last.pt", "*.md"))
     return root
-
-
-@pytest.fixture
-def astronaut(tmp_path):
-    """scikit-image's astronaut (one frontal face) as a JPEG file."""
-    data = pytest.importorskip("skimage.data", reason="scikit-image is missing")
-    path = tmp_path / "astronaut.jpg"
-    Image.fromarray(data.astronaut()).save(path, "JPEG", quality=90)
-    return path
-
-
-def expected_prediction(run: str, photo: bytes) -> tuple[str, float, np.ndarray]:
-    """The class and probability (in percent) the checkpoint gives the face cut from `photo`,
-    and all 7 probabilities."""
-    found = face_from_upload(photo, "astronaut.jpg")
-    model = load_checkpoint(CHECKPOINTS / run).model
-    with torch.no_grad():
-        x = torch.from_numpy(found.face).float().div(255).view(1, 1, 48, 48)
-        probs = torch.softmax(model(x), dim=1)[0].numpy()
-    k = int(probs.argmax())
-    return CLASSES[k], float(probs[k]) * 100, probs
 
 
 def shown_prediction(page) -> tuple[str, float]:
@@ -140,8 +105,8 @@ def test_upload_a_photo_see_prediction_and_map_then_switch_model(photo_root, ast
     page = browser_page
     page.set_viewport_size(TALL)
     photo = astronaut.read_bytes()
-    name, percent, probs = expected_prediction(BUILTIN_RUN, photo)
-    name2, percent2, _ = expected_prediction(PHOTO_RUN, photo)
+    name, percent, probs = expected_prediction(CHECKPOINTS / BUILTIN_RUN, photo)
+    name2, percent2, _ = expected_prediction(CHECKPOINTS / PHOTO_RUN, photo)
     assert (name, round(percent, 1)) != (name2, round(percent2, 1)), "the switch shows nothing"
     (ARTIFACTS / "saliency-upload-failure.png").unlink(missing_ok=True)
     with streamlit_server(tmp_path / "streamlit.log", FER_CHECKPOINTS_DIR=str(photo_root),
@@ -186,7 +151,7 @@ def test_upload_a_photo_see_prediction_and_map_then_switch_model(photo_root, ast
 
 def test_switch_to_the_photo_model_sticks(photo_root, astronaut, tmp_path, browser_page):
     page = browser_page
-    name2, percent2, _ = expected_prediction(PHOTO_RUN, astronaut.read_bytes())
+    name2, percent2, _ = expected_prediction(CHECKPOINTS / PHOTO_RUN, astronaut.read_bytes())
     with streamlit_server(tmp_path / "streamlit.log", FER_CHECKPOINTS_DIR=str(photo_root),
                           FER_DATA=DATA) as url:
         page.goto(f"{url}/saliency")

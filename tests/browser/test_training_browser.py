@@ -4,14 +4,8 @@ from the Training page, watch the curves gain points without reloading the page,
 Skipped when Debian's chromium or the playwright package is missing (see conftest.py).
 """
 
-import time
-
 import pytest
-from browser_helpers import ARTIFACTS, streamlit_server
-
-# Plotted points: _fullData holds the decoded arrays (data keeps plotly's base64 'bdata').
-POINTS_JS = ("el => (el._fullData || []).reduce((n, t) => "
-             "n + Array.from(t.y).filter(v => v !== null && !Number.isNaN(v)).length, 0)")
+from browser_helpers import ARTIFACTS, streamlit_server, wait_for_points
 
 
 @pytest.fixture
@@ -20,15 +14,6 @@ def app_url(run_root, tmp_path):
     with streamlit_server(tmp_path / "streamlit.log", FER_CHECKPOINTS_DIR=str(run_root),
                           FER_DATA="builtin:300") as url:
         yield url
-
-
-def wait_for_points(chart, more_than: int, seconds: float) -> int:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if chart.count() and (points := chart.evaluate(POINTS_JS)) > more_than:
-            return points
-        time.sleep(0.5)
-    raise AssertionError(f"the curves never got more than {more_than} points")
 
 
 def test_training_curves_grow_live_and_the_run_stops(app_url, browser_page):

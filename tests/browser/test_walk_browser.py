@@ -1,0 +1,278 @@
+"""Real browser: the whole user story, page after page, the way a newcomer would walk it.
+
+On the built-in faces: Home, Model, Training (start a 1-epoch run, watch its curves gain points,
+see it finish), Confusions (click an off-diagonal cell, see its gallery, open a face and follow
+"Explain this face"), Saliency (the map, another method, an uploaded photo and its prediction),
+Filters (16 steps of the first 16 filters, the grid), Embeddings (click a point, see its face).
+Then the same on FER2013 with the shipped fer2013-cnn3 when FER2013_CSV is set, without training.
+
+Every page is saved as test-artifacts/walk_<data>_<page>.png. With FER_TOUR_DIR set, each is also
+saved there, small, as <page>.png: the README's tour (see the README for the command).
+"""
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from browser_helpers import (
+    ARTIFACTS,
+    CURVE_POINTS_JS,
+    IMAGES_JS,
+    REPO,
+    TILES_JS,
+    click_at,
+    expected_prediction,
+    loneliest,
+    scatter_points,
+    streamlit_server,
+)
+from PIL import Image
+
+from fer_core.checkpoint import load_checkpoint
+from fer_core.classes import CLASSES
+from fer_core.confusion import confusion_counts, ranked_pairs
+from fer_core.predict import predict_split
+from fer_core.readers import load_dataset
+
+VIEWPORT = {"width": 1400, "height": 1000}
+TOUR_WIDTH = 1000  # pixels: the README's screenshots, scaled down from the 1400-wide window
+MAP_CAPTION = re.compile(r"explaining .* Computed in \d+ ms")
+FILTERS, STEPS = 16, 16
+
+
+class Walk:
+    """One browser page walking the app at `url`, saving a screenshot of each page it visits."""
+
+    def __init__(self, page, url: str, data_name: str):
+        self.page, self.url, self.data_name = page, url, data_name
+
+    def open(self, link: str, slug: str) -> None:
+        """Go to another page through the sidebar's navigation, as a user does."""
+        self.page.get_by_role("link", name=link, exact=True).click()
+        self.page.wait_for_url(re.compile(rf"/{slug}(\?|$)"))
+
+    def shoot(self, name: str, tour: bool = True) -> None:
+        """Save the page down to the end of its content (the window may be taller), once the
+        script has finished; with FER_TOUR_DIR set and `tour`, a small copy for the README."""
+        self.page.mouse.move(0, 0)  # no hover label over the picture
+        time.sleep(1)  # the running indicator shows only after a moment
+        self.page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached",
+                                                                     timeout=120_000)
+        main = self.page.locator('[data-testid="stMainBlockContainer"]').first.bounding_box()
+        height = min(max(main["y"] + main["height"] + 24, VIEWPORT["height"]),
+                     self.page.viewport_size["height"])
+        path = ARTIFACTS / f"walk_{self.data_name}_{name}.png"
+        clip = {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height}
+        self.page.screenshot(path=str(path), clip=clip)
+        if tour and (folder := os.environ.get("FER_TOUR_DIR")):
+            save_small(path, Path(folder) / f"{name}.png")
+
+    def tall(self, height: int) -> None:
+        """A window tall enough for the whole page: Streamlit scrolls its main area itself."""
+        self.page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
+
+
+def save_small(source: Path, target: Path) -> None:
+    """A copy of `source` TOUR_WIDTH wide in 256 colours: a few hundred KB for the repository."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as image:
+        height = round(image.height * TOUR_WIDTH / image.width)
+        small = image.convert("RGB").resize((TOUR_WIDTH, height), Image.LANCZOS)
+    small.quantize(256, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
+
+
+def home(walk: Walk, dataset_text: str) -> None:
+    page = walk.page
+    page.goto(walk.url)
+    page.get_by_text("Sample faces").first.wait_for()
+    page.locator('[data-testid="stMetric"]').filter(has_text=dataset_text).first.wait_for()
+    page.wait_for_function(f"() => ({IMAGES_JS})('').some(i => i.colours > 1)")
+    walk.shoot("home")
+
+
+def model(walk: Walk, run: str) -> None:
+    walk.open("Model", "model")
+    walk.page.get_by_text("Layers").first.wait_for()
+    walk.page.locator('[data-testid="stDataFrame"]').first.wait_for()
+    assert f"run={run}" in walk.page.url
+    walk.shoot("model")
+
+
+def training(walk: Walk) -> None:
+    """Start a 1-epoch run on 1,000 built-in faces (50 steps), watch its curves gain points while
+    it runs, see it finish."""
+    page = walk.page
+    walk.tall(1700)
+    walk.open("Training", "training")
+    page.get_by_text("Start a new run").click()  # an expander, once there are runs
+    page.get_by_role("textbox", name="Run name", exact=True).fill("walk-run")
+    page.get_by_role("textbox", name="Dataset", exact=True).fill("builtin:1000")
+    for label, value in (("Epochs", "1"), ("Batch size", "16"),
+                         ("Loss point every N steps", "1")):
+        page.get_by_role("spinbutton", name=label, exact=True).fill(value)
+    page.get_by_role("button", name="Start training").click()
+    chart = page.locator(".st-key-curves-walk-run .js-plotly-plot").last
+    finished = page.locator('[data-testid="stMetric"]').filter(has_text="Status").filter(
+        has_text="finished")
+    seen, deadline = set(), time.monotonic() + 300
+    while not finished.count():
+        assert time.monotonic() < deadline, f"the run did not finish; points seen: {seen}"
+        if chart.count():
+            seen.add(chart.evaluate(CURVE_POINTS_JS))
+        time.sleep(0.5)
+    assert len(seen - {0}) >= 2, f"the curves did not grow while the run went: {seen}"
+    walk.shoot("training")
+
+
+def confusions(walk: Walk, cell: tuple[int, int], faces: int | None) -> int:
+    """Click the (true, predicted) cell, see its gallery, open its first face and follow
+    "Explain this face". Returns the face's position in the split."""
+    page = walk.page
+    walk.tall(1500)
+    walk.open("Confusions", "confusions")
+    t, p = cell
+    click_at(page, ".st-key-cm_matrix", (p + 0.5) / 7, (t + 0.5) / 7)
+    count = str(faces) if faces is not None else r"[\d,]+"
+    title = re.compile(rf"True {CLASSES[t]}, predicted {CLASSES[p]}: {count} faces")
+    page.get_by_text(title).first.wait_for()
+    page.wait_for_url(lambda u: f"true={t}" in u and f"pred={p}" in u, timeout=30_000)
+    page.locator(".st-key-cm_gallery .nsewdrag").first.wait_for()
+    page.get_by_text("Mean gradient of logit").first.wait_for(timeout=120_000)  # the cell map
+    walk.shoot("confusions")
+    position, x, y = page.evaluate(TILES_JS)[0]  # the most confident mistake
+    page.mouse.click(x, y)
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text(f"Face #{position} of val").wait_for()
+    walk.shoot("confusions_face", tour=False)
+    dialog.get_by_role("link", name="Explain this face").click()
+    page.wait_for_url(lambda u: "/saliency?" in u and f"idx={position}" in u, timeout=30_000)
+    return position
+
+
+def map_source(page) -> str:
+    shown = {i["caption"]: i for i in page.evaluate(IMAGES_JS, "")}
+    assert shown.get("The map", {}).get("colours", 0) > 1, f"no map drawn: {list(shown)}"
+    return shown["The map"]["src"]
+
+
+def saliency(walk: Walk, position: int, run_dir: Path, photo: Path) -> None:
+    """The face's map, then Grad-CAM's, then an uploaded photo's prediction and map."""
+    page = walk.page
+    walk.tall(2300)
+    page.get_by_text(f"Face #{position} of val").first.wait_for()
+    page.get_by_text(MAP_CAPTION).first.wait_for()
+    first = map_source(page)
+    page.locator(".st-key-sa_method").click()
+    page.get_by_role("option", name="Grad-CAM", exact=True).click()
+    page.wait_for_url(lambda u: "method=gradcam" in u, timeout=30_000)
+    page.get_by_text(MAP_CAPTION).first.wait_for()
+    deadline = time.monotonic() + 30
+    while map_source(page) == first:
+        assert time.monotonic() < deadline, "the map did not change with the method"
+        time.sleep(0.25)
+    name, percent, _ = expected_prediction(run_dir, photo.read_bytes())
+    page.locator(".st-key-sa_source").get_by_role("radio", name="Upload a photo").click()
+    page.locator(".st-key-sa_upload input[type=file]").set_input_files(photo)
+    page.get_by_text("1 face found").first.wait_for()
+    page.get_by_text(f"Predicted {name} ({percent:.1f}%)").first.wait_for()
+    page.get_by_text(MAP_CAPTION).first.wait_for()
+    map_source(page)
+    page.locator(".st-key-sa_deletion .main-svg").first.wait_for()  # the trust section, last
+    walk.shoot("saliency")
+
+
+def filters(walk: Walk) -> None:
+    """The first 16 filters of the default layer, 16 steps, Run, the finished grid."""
+    page = walk.page
+    walk.tall(1500)
+    walk.open("Filters", "filters")
+    page.get_by_text("Choose a layer and filters, then Run").first.wait_for()
+    page.locator(".st-key-fi_first16").get_by_role("button").click()
+    box = page.locator(".st-key-fi_filters").get_by_role("textbox", name="Filters")
+    page.wait_for_function("(el) => el.value === '0-15'", arg=box.element_handle())
+    thumb = page.locator(".st-key-fi_steps").get_by_role("slider", name="Steps")
+    thumb.focus()
+    thumb.press("Home")  # 8
+    thumb.press("ArrowRight")  # 16
+    page.locator('.st-key-fi_steps [data-testid="stSliderThumbValue"]').filter(
+        has_text=re.compile(rf"^{STEPS}$")).first.wait_for()
+    page.locator(".st-key-fi_run").get_by_role("button", name="Run").click()
+    done = f"{FILTERS} filters: step {STEPS} of {STEPS} (done)"
+    page.get_by_text(done).first.wait_for(timeout=240_000)
+    page.locator('[data-testid="stDataFrame"]').first.wait_for()
+    page.wait_for_function(f"() => ({IMAGES_JS})('[role=\"tabpanel\"]:not([hidden])')"
+                           f".some(i => i.height > 600 && i.colours > 50)")
+    walk.shoot("filters")
+
+
+def embeddings(walk: Walk) -> None:
+    """Click the loneliest point of the val split's scatter and see its face."""
+    page = walk.page
+    walk.tall(1500)
+    walk.open("Embeddings", "embeddings")
+    position, x, y = loneliest(scatter_points(page))
+    page.mouse.click(x, y)
+    page.get_by_text(f"Face #{position} of val").first.wait_for()
+    page.get_by_text("Cosine similarity, nearest first").first.wait_for()
+    assert f"idx={position}" in page.url
+    walk.shoot("embeddings")
+
+
+def walk_every_page(walk: Walk, dataset_text: str, run_dir: Path, cell, faces, photo,
+                    train: bool) -> None:
+    failure = ARTIFACTS / f"walk_{walk.data_name}-failure.png"
+    failure.unlink(missing_ok=True)
+    try:
+        walk.page.set_viewport_size(VIEWPORT)
+        home(walk, dataset_text)
+        model(walk, run_dir.name)
+        if train:
+            training(walk)
+        position = confusions(walk, cell, faces)
+        saliency(walk, position, run_dir, photo)
+        filters(walk)
+        embeddings(walk)
+    except Exception:
+        walk.page.screenshot(path=str(failure), full_page=True)
+        raise
+
+
+def most_confused(run_dir: Path, data: str) -> tuple[tuple[int, int], int]:
+    """The off-diagonal cell with the most val faces, and their number."""
+    preds = predict_split(load_checkpoint(run_dir).model, load_dataset(data), "val", "cpu")
+    known = preds.labelled
+    top = ranked_pairs(confusion_counts(preds.labels[known], preds.predicted[known]))[0]
+    return (top["true"], top["pred"]), top["count"]
+
+
+def test_walk_the_built_in_faces(shipped_root, astronaut, tmp_path, browser_page):
+    data = "builtin:2000"
+    cell, faces = most_confused(shipped_root / "builtin-cnn3", data)
+    with streamlit_server(tmp_path / "streamlit.log", FER_CHECKPOINTS_DIR=str(shipped_root),
+                          FER_DATA=data, FER_CACHE_DIR=str(tmp_path / "cache")) as url:
+        walk_every_page(Walk(browser_page, url, "builtin"), "Built-in faces",
+                        shipped_root / "builtin-cnn3", cell, faces, astronaut, train=True)
+
+
+@pytest.fixture
+def fer2013_root(tmp_path):
+    """A checkpoints root holding the shipped fer2013-cnn3 (its best.pt only)."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(REPO / "checkpoints" / "fer2013-cnn3", root / "fer2013-cnn3",
+                    ignore=shutil.ignore_patterns("last.pt", "*.md"))
+    return root
+
+
+def test_walk_fer2013(fer2013_root, astronaut, tmp_path, browser_page):
+    data = os.environ.get("FER2013_CSV")
+    if not data:
+        pytest.skip("FER2013_CSV is not set")
+    fear_as_sad = (CLASSES.index("Fear"), CLASSES.index("Sad"))  # FER2013's commonest mix-up
+    with streamlit_server(tmp_path / "streamlit.log", FER_CHECKPOINTS_DIR=str(fer2013_root),
+                          FER_DATA=data, FER_CACHE_DIR=str(tmp_path / "cache")) as url:
+        walk_every_page(Walk(browser_page, url, "fer2013"), "FER2013",
+                        fer2013_root / "fer2013-cnn3", fear_as_sad, None, astronaut,
+                        train=False)
