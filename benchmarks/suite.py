@@ -14,6 +14,7 @@ T = TypeVar("T")
 BUILTIN_RUN = "checkpoints/builtin-cnn3"
 FER2013_RUN = "checkpoints/fer2013-cnn3"
 FER2013_FACES = 35_887  # rows of the Kaggle CSV, so the built-in stand-in has its size
+QUICK_DATA = "builtin:2000"  # 200 val faces
 FLOOR = "AppTest floor (a script of one st.write)"
 USAGES = ("Training", "PublicTest", "PrivateTest")  # Kaggle names of SPLITS, in order
 
@@ -212,12 +213,12 @@ def load_args(ctx: Context) -> list[str]:
 
 
 def train_args(ctx: Context) -> list[str]:
-    return ["--head", "flat", *ctx.pick(["--faces", "640", "--repeats", "1"], [])]
+    return ["--head", "flat", *ctx.pick(["--faces", "512", "--repeats", "1"], [])]
 
 
 def predict_args(ctx: Context) -> list[str]:
     run, _ = ctx.run_and_data()
-    data = ctx.fer2013 or ctx.pick("builtin:4000", "builtin:35890")
+    data = ctx.fer2013 or ctx.pick(QUICK_DATA, "builtin:35890")
     return ["--data", data, "--checkpoint", run, *ctx.pick(["--repeats", "2"], [])]
 
 
@@ -231,13 +232,13 @@ def trust_args(ctx: Context) -> list[str]:
 
 
 def filters_args(ctx: Context) -> list[str]:
-    return ctx.pick(["--filters", "16", "--single", "2", "--naive", "1", "--success", "0"], [])
+    return ctx.pick(["--filters", "8", "--single", "1", "--naive", "1", "--success", "0"], [])
 
 
 def embeddings_args(ctx: Context) -> list[str]:
     run, _ = ctx.run_and_data()
     if ctx.quick:
-        return ["--data", "builtin:4000", "--checkpoint", run, "--repeats", "1"]
+        return ["--data", QUICK_DATA, "--checkpoint", run, "--repeats", "1"]
     return ["--data", ctx.fer2013 or "builtin:35890", "--checkpoint", run, "--page", "train"]
 
 
@@ -248,7 +249,8 @@ def dashboard_args(ctx: Context) -> list[str]:
 def confusions_args(ctx: Context) -> list[str]:
     run, data = ctx.run_and_data()
     browser = ["--browser"] if ctx.browser and not ctx.quick else []
-    return ["--data", data, "--run", run, *ctx.pick(["--repeats", "6"], browser)]
+    return ["--data", ctx.pick(QUICK_DATA, data), "--run", run,
+            *ctx.pick(["--repeats", "6"], browser)]
 
 
 def cli_start_args(ctx: Context) -> list[str]:
