@@ -115,6 +115,7 @@ def training(walk: Walk) -> None:
         page.get_by_role("spinbutton", name=label, exact=True).fill(value)
     page.get_by_role("button", name="Start training").click()
     chart = page.locator(".st-key-curves-walk-run .js-plotly-plot").last
+    chart.wait_for()  # the page follows the new run: the Status below is its own
     finished = page.locator('[data-testid="stMetric"]').filter(has_text="Status").filter(
         has_text="finished")
     seen, deadline = set(), time.monotonic() + 300
