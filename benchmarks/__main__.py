@@ -70,8 +70,10 @@ def main() -> None:
         report.check_markers(readme)
     benches, extra = select(args.only, args.quick), extra_args(args.args)
     mode = "quick" if args.quick else "full"
-    suite = {"machine": report.machine(), "command": shlex.join(["python", "-m", "benchmarks",
-                                                                 *sys.argv[1:]]),
+    fer2013 = not args.quick and os.environ.get("FER2013_CSV")
+    command = shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]])
+    suite = {"machine": report.machine(),
+             "command": f"FER2013_CSV={shlex.quote(fer2013)} {command}" if fer2013 else command,
              "mode": mode, "started": datetime.now().isoformat(timespec="seconds"),
              "load_start": report.load_average()}
     with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:

@@ -51,18 +51,23 @@ class Benchmark:
 
 def row(benchmark: str, measure: str, seconds: float, baseline: str,
         baseline_seconds: float) -> dict:
-    check_positive(measure, seconds, baseline_seconds)
-    return {"benchmark": benchmark, "measure": measure, "unit": "s", "value": seconds,
-            "baseline": baseline, "baseline_value": baseline_seconds,
-            "speedup": baseline_seconds / seconds}
+    """A time against the baseline's time: speed-up = baseline / ours."""
+    return _row(benchmark, measure, "s", seconds, baseline, baseline_seconds,
+                baseline_seconds / seconds if seconds > 0 else 0.0)
 
 
 def rate_row(benchmark: str, measure: str, per_s: float, baseline: str,
              baseline_per_s: float) -> dict:
-    check_positive(measure, per_s, baseline_per_s)
-    return {"benchmark": benchmark, "measure": measure, "unit": "img/s", "value": per_s,
-            "baseline": baseline, "baseline_value": baseline_per_s,
-            "speedup": per_s / baseline_per_s}
+    """A throughput against the baseline's: speed-up = ours / baseline."""
+    return _row(benchmark, measure, "img/s", per_s, baseline, baseline_per_s,
+                per_s / baseline_per_s if baseline_per_s > 0 else 0.0)
+
+
+def _row(benchmark: str, measure: str, unit: str, value: float, baseline: str,
+         baseline_value: float, speedup: float) -> dict:
+    check_positive(measure, value, baseline_value)
+    return {"benchmark": benchmark, "measure": measure, "unit": unit, "value": value,
+            "baseline": baseline, "baseline_value": baseline_value, "speedup": speedup}
 
 
 def check_positive(measure: str, *values: float) -> None:
@@ -105,8 +110,9 @@ def train_rows(r: dict) -> list[dict]:
 
 
 def predict_rows(r: dict) -> list[dict]:
-    return [row("predict", f"predict_split, {r['faces']:,} {r['data']} {r['split']} faces",
-                r["predict_seconds"], "bare model(x) loop", r["bare_seconds"])]
+    faces = f"{r['faces']:,} {Path(r['data']).name} {r['split']} faces"
+    return [row("predict", f"predict_split, {faces}", r["predict_seconds"], "bare model(x) loop",
+                r["bare_seconds"])]
 
 
 def attribution_rows(r: dict) -> list[dict]:

@@ -100,6 +100,16 @@ def wait_for_points(chart, more_than: int, seconds: float) -> int:
     raise AssertionError(f"the curves never got more than {more_than} points")
 
 
+def start_run(page, name: str, data: str, epochs: int) -> None:
+    """Fill the Training page's new-run form (batch 16, a loss point every step) and start it."""
+    page.get_by_role("textbox", name="Run name", exact=True).fill(name)
+    page.get_by_role("textbox", name="Dataset", exact=True).fill(data)
+    for label, value in (("Epochs", str(epochs)), ("Batch size", "16"),
+                         ("Loss point every N steps", "1")):
+        page.get_by_role("spinbutton", name=label, exact=True).fill(value)
+    page.get_by_role("button", name="Start training").click()
+
+
 def click_at(page, selector: str, fx: float, fy: float) -> None:
     """Click at the fraction (fx, fy) of the plot area of the chart under `selector`."""
     area = page.locator(f"{selector} .nsewdrag").first

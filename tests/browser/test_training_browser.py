@@ -5,7 +5,7 @@ Skipped when Debian's chromium or the playwright package is missing (see conftes
 """
 
 import pytest
-from browser_helpers import ARTIFACTS, streamlit_server, wait_for_points
+from browser_helpers import ARTIFACTS, start_run, streamlit_server, wait_for_points
 
 
 @pytest.fixture
@@ -44,9 +44,4 @@ def start_a_run(page, app_url: str) -> None:
     page.get_by_role("link", name="Training").click()
     page.wait_for_url("**/training?*")
     assert "data=builtin" in page.url  # the sidebar choice survives the page change
-    page.get_by_role("textbox", name="Run name", exact=True).fill("browser-run")
-    page.get_by_role("textbox", name="Dataset", exact=True).fill("builtin:100")
-    for label, value in (("Epochs", "100"), ("Batch size", "16"),
-                         ("Loss point every N steps", "1")):
-        page.get_by_role("spinbutton", name=label, exact=True).fill(value)
-    page.get_by_role("button", name="Start training").click()
+    start_run(page, "browser-run", "builtin:100", epochs=100)

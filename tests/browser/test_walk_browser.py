@@ -27,6 +27,7 @@ from browser_helpers import (
     expected_prediction,
     loneliest,
     scatter_points,
+    start_run,
     streamlit_server,
 )
 from PIL import Image
@@ -108,12 +109,7 @@ def training(walk: Walk) -> None:
     walk.tall(1700)
     walk.open("Training", "training")
     page.get_by_text("Start a new run").click()  # an expander, once there are runs
-    page.get_by_role("textbox", name="Run name", exact=True).fill("walk-run")
-    page.get_by_role("textbox", name="Dataset", exact=True).fill("builtin:1000")
-    for label, value in (("Epochs", "1"), ("Batch size", "16"),
-                         ("Loss point every N steps", "1")):
-        page.get_by_role("spinbutton", name=label, exact=True).fill(value)
-    page.get_by_role("button", name="Start training").click()
+    start_run(page, "walk-run", "builtin:1000", epochs=1)
     chart = page.locator(".st-key-curves-walk-run .js-plotly-plot").last
     chart.wait_for()  # the page follows the new run: the Status below is its own
     finished = page.locator('[data-testid="stMetric"]').filter(has_text="Status").filter(
