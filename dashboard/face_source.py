@@ -124,9 +124,8 @@ def cut(data: bytes, name: str, found: FaceInput, prefix: str) -> FaceInput | No
             st.session_state[pick_key] = 0
         if len(boxes) > 1:
             st.selectbox("Face", range(len(boxes)), key=pick_key, persist_state="session",
-                              format_func=lambda i: f"Face {i + 1} ({boxes[i][2]} px wide)")
-        by_hand = st.toggle("Crop by hand", key=f"{prefix}_by_hand",
-                                 persist_state="session")
+                         format_func=lambda i: f"Face {i + 1} ({boxes[i][2]} px wide)")
+        by_hand = st.toggle("Crop by hand", key=f"{prefix}_by_hand", persist_state="session")
     else:
         st.warning("No face found in this photo: the centre crop below is used. Move and size "
                    "it with the sliders so that it frames the face.", icon=":material/warning:")
