@@ -1,6 +1,7 @@
 """The dashboard's pages run headless (AppTest): every page renders, the sidebar choice persists
 across pages and lives in the URL, and bad input shows the reader's message, never a traceback."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,16 @@ def test_sidebar_choice_persists_across_pages_and_lives_in_the_url(dashboard_roo
         assert at.sidebar.text_input(key="data_path").value == "builtin:300"
         assert at.query_params["data"] == "builtin:300" and at.query_params["run"] == "tiny-b"
     assert metric(at, "Faces") == "300"
+
+
+def test_the_checkpoint_box_is_short_and_its_caption_says_the_rest(dashboard_root):
+    at = app(data="builtin:300")
+    options = at.sidebar.selectbox(key="ckpt").options
+    assert len(options) == 2
+    assert all(re.fullmatch(r"tiny-[ab] \u00b7 (\d+\.\d%|\u2014)", o) for o in options), options
+    captions = [c.value for c in at.sidebar.caption]
+    assert any(re.fullmatch(r"cnn3 trained on (the built-in faces|`.+`)", c) for c in captions), \
+        captions
 
 
 def test_a_copied_link_opens_the_same_view(dashboard_root):
