@@ -12,8 +12,14 @@ Success: for --success (8) random filters of each conv block's output, the optim
 mean activation divided by the highest mean activation any face of the val split reaches (>= 1
 means the image beats every real face); --success 0 skips it.
 
+The Filters page (--browser): in headless Chromium, the seconds from a click on Run to the
+"(done)" caption for 16 filters x 128 steps of the same layer, against the same ascent with the
+page's snapshots (`filters.maximize`, one every filter_jobs.SNAPSHOT_EVERY steps) and no page,
+timed in this process between the page's runs. The difference is what the page's polling costs
+the run on one machine (the browser shares the CPU, as when a user runs the dashboard locally).
+
     python benchmarks/bench_filters.py [--checkpoint checkpoints/builtin-cnn3] [--data builtin]
-        [--filters 64] [--naive 4] [--single 8] [--success 8] [--device auto]
+        [--filters 64] [--naive 4] [--single 8] [--success 8] [--device auto] [--browser]
 
 Results are printed and saved to benchmarks/results/filters_<device>.json.
 """
@@ -21,7 +27,10 @@ Results are printed and saved to benchmarks/results/filters_<device>.json.
 import argparse
 import copy
 import json
+import shutil
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +38,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
 from benchmarks.timing import seconds
 from fer_core.checkpoint import load_checkpoint
@@ -38,6 +48,7 @@ from fer_core.filters import Settings, ascent_dtype, visualize
 from fer_core.readers import load_dataset
 
 LAYER, STEPS = "block3.relu", 128
+PAGE_FILTERS, PAGE_RUNS = 16, 3  # the page's default choice (0-15) and timed runs
 
 
 def naive(model: torch.nn.Module, layer: str, channel: int, device: torch.device) -> None:
@@ -104,6 +115,56 @@ def success(ckpt, options: dict, dataset, count: int) -> dict:
     return ratios
 
 
+def page_speed(checkpoint: Path) -> dict:
+    """Run to "(done)" on the Filters page (PAGE_RUNS times, after one untimed run that also
+    computes the val faces' statistics), alternating with the same ascent in this process."""
+    from browser_helpers import BROWSER_ARGS, CHROMIUM, TALL, streamlit_server
+    from playwright.sync_api import sync_playwright
+
+    from dashboard.filter_jobs import SNAPSHOT_EVERY
+    from fer_core.filters import maximize
+
+    cpu = torch.device("cpu")  # where streamlit_server runs the page
+    ckpt = load_checkpoint(checkpoint, cpu)
+    options, filters = ckpt.meta.get("arch_options", {}), list(range(PAGE_FILTERS))
+    settings = Settings(steps=STEPS)
+
+    def bare() -> None:
+        for _ in maximize(ckpt.model, ckpt.arch, options, LAYER, filters, settings,
+                          every=SNAPSHOT_EVERY):
+            pass
+
+    done = f"{PAGE_FILTERS} filters: step {STEPS} of {STEPS} (done)"
+    pages, bares = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shutil.copytree(checkpoint, root / checkpoint.name, ignore=shutil.ignore_patterns("last.pt"))
+        with streamlit_server(root / "streamlit.log", FER_CHECKPOINTS_DIR=str(root),
+                              FER_CACHE_DIR=str(root / "cache")) as url, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            page = browser.new_page(viewport=TALL)
+            page.set_default_timeout(300_000)
+            page.goto(f"{url}/filters?data=builtin:300&run={checkpoint.name}")
+            page.get_by_text("Choose a layer and filters, then Run").first.wait_for()
+            for i in range(PAGE_RUNS + 1):
+                caption = page.get_by_text(done).first
+                start = time.perf_counter()
+                page.locator(".st-key-fi_run").get_by_role("button", name="Run").click()
+                if i:
+                    caption.wait_for(state="detached")
+                caption.wait_for()
+                if i:
+                    pages.append(time.perf_counter() - start)
+                    bares.append(seconds(bare, cpu))
+            browser.close()
+    page_s, bare_s = float(np.median(pages)), float(np.median(bares))
+    print(f"Filters page, {PAGE_FILTERS} filters x {STEPS} steps, Run to done (median of "
+          f"{len(pages)}): {page_s:.2f} s; the same ascent without the page: {bare_s:.2f} s")
+    return {"filters": PAGE_FILTERS, "steps": STEPS, "page_s": round(page_s, 3),
+            "bare_s": round(bare_s, 3), "page_runs_s": [round(t, 3) for t in pages],
+            "bare_runs_s": [round(t, 3) for t in bares]}
+
+
 def ckpt_layers(ckpt):
     from fer_core.models import layer_registry
 
@@ -119,6 +180,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=8)
     parser.add_argument("--success", type=int, default=8, help="filters per block (0: skip)")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--browser", action="store_true", help="also time a run on the page")
     args = parser.parse_args()
     device = choose_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device)
@@ -128,6 +190,8 @@ def main() -> None:
     if args.success:
         print(f"success on {args.data} val:")
         results["success"] = success(ckpt, options, load_dataset(args.data), args.success)
+    if args.browser:
+        results["page"] = page_speed(Path(args.checkpoint).resolve())
     out = ROOT / "benchmarks" / "results" / f"filters_{device.type}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"checkpoint": args.checkpoint, "device": device.type, **results},

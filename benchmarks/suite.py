@@ -134,9 +134,15 @@ def trust_rows(r: dict) -> list[dict]:
 def filters_rows(r: dict) -> list[dict]:
     s = r["speed"]
     measure = f"{s['filters']} filters in one batch (per filter)"
-    return [row("filters", measure, s["batch_per_filter_s"], "one-filter runs", s["single_s"]),
+    rows = [row("filters", measure, s["batch_per_filter_s"], "one-filter runs", s["single_s"]),
             row("filters", measure, s["batch_per_filter_s"], "naive full-model loop",
                 s["naive_s"])]
+    if "page" in r:
+        page = r["page"]
+        rows.append(row("filters", f"{page['filters']} filters x {page['steps']} steps on the "
+                        "Filters page, Chromium, Run to done (median)", page["page_s"],
+                        "the same ascent without the page", page["bare_s"]))
+    return rows
 
 
 def embeddings_rows(r: dict) -> list[dict]:
@@ -238,7 +244,8 @@ def trust_args(ctx: Context) -> list[str]:
 
 
 def filters_args(ctx: Context) -> list[str]:
-    return ctx.pick(["--filters", "8", "--single", "1", "--naive", "1", "--success", "0"], [])
+    return ctx.pick(["--filters", "8", "--single", "1", "--naive", "1", "--success", "0"],
+                    ["--browser"] if ctx.browser else [])
 
 
 def embeddings_args(ctx: Context) -> list[str]:
