@@ -129,7 +129,6 @@ def main() -> None:
                         help="also time the page on this split (e.g. train) with warm caches")
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
-    os.environ.setdefault("FER_DEVICE", "cpu")
     device = choose_device(args.device)
     dataset = load_dataset(args.data)
     model = load_checkpoint(args.checkpoint, device).model

@@ -100,11 +100,13 @@ def load_rows(r: dict) -> list[dict]:
 
 def train_rows(r: dict) -> list[dict]:
     rows, runs = [], r["precisions"]
+    epoch = f"{r['steps_per_epoch']} steps of {r['batch_size']} per epoch"
     for p, v in runs.items():
-        rows.append(rate_row("train", f"trainer, {p}", v["trainer_images_per_s"],
-                             f"bare loop, {p}", v["bare_images_per_s"]))
+        measure = f"trainer, {p}, {epoch}"
+        rows.append(rate_row("train", measure, v["trainer_images_per_s"], f"bare loop, {p}",
+                             v["bare_images_per_s"]))
         if p != "fp32" and "fp32" in runs:
-            rows.append(rate_row("train", f"trainer, {p}", v["trainer_images_per_s"],
+            rows.append(rate_row("train", measure, v["trainer_images_per_s"],
                                  "bare loop, fp32", runs["fp32"]["bare_images_per_s"]))
     return rows
 

@@ -74,10 +74,12 @@ def test_a_benchmark_past_its_timeout_is_killed():
 
 def test_throughput_rows_read_in_the_same_direction_as_time_rows():
     raw = {"precisions": {"fp32": {"bare_images_per_s": 100.0, "trainer_images_per_s": 80.0},
-                          "bf16": {"bare_images_per_s": 300.0, "trainer_images_per_s": 240.0}}}
+                          "bf16": {"bare_images_per_s": 300.0, "trainer_images_per_s": 240.0}},
+           "steps_per_epoch": 12, "batch_size": 128}
     rows = suite.train_rows(raw)
     assert [(r["baseline"], r["speedup"]) for r in rows] == [
         ("bare loop, fp32", 0.8), ("bare loop, bf16", 0.8), ("bare loop, fp32", 2.4)]
+    assert rows[0]["measure"] == "trainer, fp32, 12 steps of 128 per epoch"
     assert suite.row("x", "ours", 2.0, "base", 1.0)["speedup"] == 0.5
 
 
