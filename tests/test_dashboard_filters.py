@@ -133,3 +133,12 @@ def test_another_checkpoint_drops_the_last_run(dashboard_root, tmp_path, monkeyp
     assert not at.exception, [e.value for e in at.exception]
     assert "fi_job" not in at.session_state and not at.dataframe
     assert any("then Run" in i.value for i in at.info)
+
+
+def test_streamlit_runs_no_full_collection_after_each_rerun():
+    """The page polls every half second while the ascent runs in a thread of the server; the full
+    gc.collect(2) Streamlit runs after each rerun by default held the GIL and halved the
+    ascent's speed (.streamlit/config.toml says more)."""
+    from streamlit import config
+
+    assert config.get_option("runner.postScriptGC") is False
