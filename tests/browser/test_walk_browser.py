@@ -103,13 +103,13 @@ def model(walk: Walk, run: str) -> None:
 
 
 def training(walk: Walk) -> None:
-    """Start a 1-epoch run on 1,000 built-in faces (50 steps), watch its curves gain points while
-    it runs, see it finish."""
+    """Start a 1-epoch run on 8,000 built-in faces (400 steps: several seconds even on a fast CPU,
+    so the page polls it while it runs), watch its curves gain points, see it finish."""
     page = walk.page
     walk.tall(1700)
     walk.open("Training", "training")
     page.get_by_text("Start a new run").click()  # an expander, once there are runs
-    start_run(page, "walk-run", "builtin:1000", epochs=1)
+    start_run(page, "walk-run", "builtin:8000", epochs=1)
     chart = page.locator(".st-key-curves-walk-run .js-plotly-plot").last
     chart.wait_for()  # the page follows the new run: the Status below is its own
     finished = page.locator('[data-testid="stMetric"]').filter(has_text="Status").filter(
