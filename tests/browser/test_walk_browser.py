@@ -150,9 +150,10 @@ def confusions(walk: Walk, cell: tuple[int, int], faces: int | None) -> int:
 
 
 def map_source(page) -> str:
-    shown = {i["caption"]: i for i in page.evaluate(IMAGES_JS, "")}
-    assert shown.get("The map", {}).get("colours", 0) > 1, f"no map drawn: {list(shown)}"
-    return shown["The map"]["src"]
+    """The map's image URL, once the browser has loaded and drawn it (its caption comes first)."""
+    page.wait_for_function(f"() => ({IMAGES_JS})('').some(i => i.caption === 'The map' && "
+                           "i.colours > 1)", timeout=30_000)
+    return next(i["src"] for i in page.evaluate(IMAGES_JS, "") if i["caption"] == "The map")
 
 
 def saliency(walk: Walk, position: int, run_dir: Path, photo: Path) -> None:
