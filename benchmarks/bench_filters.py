@@ -118,7 +118,7 @@ def success(ckpt, options: dict, dataset, count: int) -> dict:
 def page_speed(checkpoint: Path) -> dict:
     """Run to "(done)" on the Filters page (PAGE_RUNS times, after one untimed run that also
     computes the val faces' statistics), alternating with the same ascent in this process."""
-    from browser_helpers import BROWSER_ARGS, CHROMIUM, TALL, streamlit_server
+    from browser_helpers import BROWSER_ARGS, CHROMIUM, TALL, filters_done, streamlit_server
     from playwright.sync_api import sync_playwright
 
     from dashboard.filter_jobs import SNAPSHOT_EVERY
@@ -134,11 +134,12 @@ def page_speed(checkpoint: Path) -> dict:
                           every=SNAPSHOT_EVERY):
             pass
 
-    done = f"{PAGE_FILTERS} filters: step {STEPS} of {STEPS} (done)"
+    done = filters_done(PAGE_FILTERS, STEPS)
     pages, bares = [], []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        shutil.copytree(checkpoint, root / checkpoint.name, ignore=shutil.ignore_patterns("last.pt"))
+        shutil.copytree(checkpoint, root / checkpoint.name,
+                        ignore=shutil.ignore_patterns("last.pt"))
         with streamlit_server(root / "streamlit.log", FER_CHECKPOINTS_DIR=str(root),
                               FER_CACHE_DIR=str(root / "cache")) as url, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)

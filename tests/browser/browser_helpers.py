@@ -100,6 +100,11 @@ def wait_for_points(chart, more_than: int, seconds: float) -> int:
     raise AssertionError(f"the curves never got more than {more_than} points")
 
 
+def filters_done(filters: int, steps: int) -> str:
+    """The Filters page's caption once a run of `filters` filters x `steps` steps has ended."""
+    return f"{filters} filters: step {steps} of {steps} (done)"
+
+
 def start_run(page, name: str, data: str, epochs: int) -> None:
     """Fill the Training page's new-run form (batch 16, a loss point every step) and start it."""
     page.get_by_role("textbox", name="Run name", exact=True).fill(name)

@@ -4,7 +4,7 @@ optimized image beside its top real faces), the activation-by-step chart and the
 
 import re
 
-from browser_helpers import ARTIFACTS, IMAGES_JS, REPO, TALL, streamlit_server
+from browser_helpers import ARTIFACTS, IMAGES_JS, REPO, TALL, filters_done, streamlit_server
 
 from fer_core.contact_sheet import GAP, TILE_TEXT
 
@@ -96,7 +96,7 @@ def test_choose_filters_move_steps_run_and_see_the_grid(shipped_root, tmp_path, 
             page.evaluate(WATCH_JS)
             page.locator(".st-key-fi_run").get_by_role("button", name="Run").click()
 
-            done = f"{FILTERS} filters: step {STEPS} of {STEPS} (done)"
+            done = filters_done(FILTERS, STEPS)
             page.get_by_text(done).first.wait_for(timeout=240_000)
             page.locator(".st-key-fi_curve .js-plotly-plot .main-svg").first.wait_for()
             page.locator('[data-testid="stDataFrame"]').first.wait_for()

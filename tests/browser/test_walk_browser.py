@@ -25,6 +25,7 @@ from browser_helpers import (
     TILES_JS,
     click_at,
     expected_prediction,
+    filters_done,
     loneliest,
     scatter_points,
     start_run,
@@ -151,9 +152,10 @@ def confusions(walk: Walk, cell: tuple[int, int], faces: int | None) -> int:
 
 def map_source(page) -> str:
     """The map's image URL, once the browser has loaded and drawn it (its caption comes first)."""
-    page.wait_for_function(f"() => ({IMAGES_JS})('').some(i => i.caption === 'The map' && "
-                           "i.colours > 1)", timeout=30_000)
-    return next(i["src"] for i in page.evaluate(IMAGES_JS, "") if i["caption"] == "The map")
+    drawn = page.wait_for_function(
+        f"() => (({IMAGES_JS})('').find(i => i.caption === 'The map' && i.colours > 1) || {{}})"
+        ".src", timeout=30_000)
+    return drawn.json_value()
 
 
 def saliency(walk: Walk, position: int, run_dir: Path, photo: Path) -> None:
@@ -198,7 +200,7 @@ def filters(walk: Walk) -> None:
     page.locator('.st-key-fi_steps [data-testid="stSliderThumbValue"]').filter(
         has_text=re.compile(rf"^{STEPS}$")).first.wait_for()
     page.locator(".st-key-fi_run").get_by_role("button", name="Run").click()
-    done = f"{FILTERS} filters: step {STEPS} of {STEPS} (done)"
+    done = filters_done(FILTERS, STEPS)
     page.get_by_text(done).first.wait_for(timeout=240_000)
     page.locator('[data-testid="stDataFrame"]').first.wait_for()
     page.wait_for_function(f"() => ({IMAGES_JS})('[role=\"tabpanel\"]:not([hidden])')"
