@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.timing import seconds
-from fer_core.attribution import Target, explain
-from fer_core.checkpoint import load_checkpoint
+from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
-from fer_core.readers import load_dataset
+from fer_core.explain.attribution import Target, explain
+from fer_core.models.checkpoint import load_checkpoint
 
 BATCH = 64
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fer_core.builtin import VERSION, draw_face_params, make_builtin_faces, render_faces
+from fer_core.data.builtin import VERSION, draw_face_params, make_builtin_faces, render_faces
 
 RESULTS = Path(__file__).resolve().parent / "results" / "builtin.json"
 

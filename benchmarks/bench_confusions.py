@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from fer_core.classes import CLASSES  # noqa: E402
-from fer_core.confusion import confusion_counts, ranked_pairs  # noqa: E402
+from fer_core.data.classes import CLASSES
+from fer_core.evaluation.confusion import confusion_counts, ranked_pairs
 
-PAGE = "views/confusions.py"
+PAGE = "views/confusions/page.py"
 
 
 def summary(times: list[float]) -> dict:
@@ -61,9 +61,9 @@ def busiest_cells(data: str, run_dir: Path) -> list[tuple[int, int]]:
     """The 12 most confused cells of the val split (predictions from the warm disk cache)."""
     import torch
 
-    from fer_core.checkpoint import load_checkpoint
-    from fer_core.predict import cached_predict_split
-    from fer_core.readers import load_dataset
+    from fer_core.data.readers import load_dataset
+    from fer_core.evaluation.predict import cached_predict_split
+    from fer_core.models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(run_dir)
     preds = cached_predict_split(ckpt.model, ckpt.path, load_dataset(data), "val",
@@ -79,11 +79,11 @@ def cell_map_times(data: str, run_dir: Path, cache_dir: Path) -> dict:
     import numpy as np
     import torch
 
-    from fer_core.cell_saliency import cached_cell_saliency, cell_mean_saliency
-    from fer_core.checkpoint import load_checkpoint
+    from fer_core.data.readers import load_dataset
     from fer_core.device import choose_device
-    from fer_core.predict import predict_split
-    from fer_core.readers import load_dataset
+    from fer_core.evaluation.predict import predict_split
+    from fer_core.explain.cell_saliency import cached_cell_saliency, cell_mean_saliency
+    from fer_core.models.checkpoint import load_checkpoint
 
     os.environ["FER_CACHE_DIR"] = str(cache_dir)
     device = choose_device()
@@ -225,7 +225,7 @@ def main() -> None:
         os.environ["FER_CACHE_DIR"] = str(root / ".cache")
         os.environ.pop("FER_DATA", None)
         _, first_ms = open_page(args.data, run_dir.name)        # predicts the split
-        from dashboard import state
+        from dashboard.common import state
         state._PREDICTIONS.clear()                             # as after a restart
         at, restart_ms = open_page(args.data, run_dir.name)    # from the disk cache
         cells = busiest_cells(args.data, root / run_dir.name)

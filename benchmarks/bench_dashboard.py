@@ -32,14 +32,14 @@ import plotly.tools
 from streamlit.testing.v1 import AppTest
 
 from benchmarks.timing import apptest_floor_ms
-from dashboard.charts import training_figure
-from dashboard.history import RunHistory
-from dashboard.launcher import run_info
-from fer_core.builtin import make_builtin_faces
-from fer_core.runs import RunFolder, write_json_atomic
-from fer_core.trainer import TrainConfig, train
+from dashboard.common.runs import run_info
+from dashboard.views.training.charts import training_figure
+from dashboard.views.training.history import RunHistory
+from fer_core.data.builtin import make_builtin_faces
+from fer_core.training.runs import RunFolder, write_json_atomic
+from fer_core.training.trainer import TrainConfig, train
 
-PAGES = ("views/home.py", "views/model.py", "views/training.py")
+PAGES = ("views/home.py", "views/model.py", "views/training/page.py")
 EPOCHS, STEPS_PER_EPOCH, LINES_PER_REFRESH = 30, 67, 3
 
 

@@ -39,12 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.timing import apptest_floor_ms, bare_forward_seconds
-from fer_core.checkpoint import load_checkpoint, resolve_checkpoint_path
+from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
-from fer_core.embeddings import project
-from fer_core.models import final_linear_name
-from fer_core.predict import BATCH_SIZE, predict_split
-from fer_core.readers import load_dataset
+from fer_core.evaluation.predict import BATCH_SIZE, predict_split
+from fer_core.explain.embeddings import project
+from fer_core.models.architectures import final_linear_name
+from fer_core.models.checkpoint import load_checkpoint, resolve_checkpoint_path
 
 BUILTIN = "builtin:35890"
 
@@ -103,7 +103,7 @@ def page_renders(data: str, checkpoint: Path, split: str, repeats: int) -> dict:
         at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=3600)
         at.query_params.update({"data": data, "run": run.name, "split": split, "method": "pca"})
         at.run()
-        first, _ = timed(at.switch_page("views/embeddings.py").run)
+        first, _ = timed(at.switch_page("views/embeddings/page.py").run)
         assert not at.exception, [e.value for e in at.exception]
         warm = [timed(at.run)[0] * 1000 for _ in range(repeats)]
         colours = []

@@ -14,7 +14,7 @@ means the image beats every real face); --success 0 skips it.
 
 The Filters page (--browser): in headless Chromium, the seconds from a click on Run to the
 "(done)" caption for 16 filters x 128 steps of the same layer, against the same ascent with the
-page's snapshots (`filters.maximize`, one every filter_jobs.SNAPSHOT_EVERY steps) and no page,
+page's snapshots (`filters.maximize`, one every views.filters.jobs.SNAPSHOT_EVERY steps) and no page,
 timed in this process between the page's runs. The difference is what the page's polling costs
 the run on one machine (the browser shares the CPU, as when a user runs the dashboard locally).
 
@@ -41,11 +41,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
 from benchmarks.timing import seconds
-from fer_core.checkpoint import load_checkpoint
+from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
-from fer_core.filter_stats import filter_stats
-from fer_core.filters import Settings, ascent_dtype, visualize
-from fer_core.readers import load_dataset
+from fer_core.explain.filter_stats import filter_stats
+from fer_core.explain.filters import Settings, ascent_dtype, visualize
+from fer_core.models.checkpoint import load_checkpoint
 
 LAYER, STEPS = "block3.relu", 128
 PAGE_FILTERS, PAGE_RUNS = 16, 3  # the page's default choice (0-15) and timed runs
@@ -121,8 +121,8 @@ def page_speed(checkpoint: Path) -> dict:
     from browser_helpers import BROWSER_ARGS, CHROMIUM, TALL, filters_done, streamlit_server
     from playwright.sync_api import sync_playwright
 
-    from dashboard.filter_jobs import SNAPSHOT_EVERY
-    from fer_core.filters import maximize
+    from dashboard.views.filters.jobs import SNAPSHOT_EVERY
+    from fer_core.explain.filters import maximize
 
     cpu = torch.device("cpu")  # where streamlit_server runs the page
     ckpt = load_checkpoint(checkpoint, cpu)
@@ -167,7 +167,7 @@ def page_speed(checkpoint: Path) -> dict:
 
 
 def ckpt_layers(ckpt):
-    from fer_core.models import layer_registry
+    from fer_core.models.architectures import layer_registry
 
     return layer_registry(ckpt.arch, **ckpt.meta.get("arch_options", {}))
 

@@ -25,7 +25,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fer_core.readers import load_dataset
+from fer_core.data.readers import load_dataset
 
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013.csv.gz"
 RESULTS = ROOT / "benchmarks" / "results" / "load.json"

@@ -25,12 +25,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fer_core.checkpoint import load_checkpoint  # noqa: E402
-from fer_core.device import choose_device, describe_device, resolve_precision  # noqa: E402
-from fer_core.predict import BATCH_SIZE, logits_on_device  # noqa: E402
-from fer_core.readers import load_dataset  # noqa: E402
-from fer_core.runs import RunFolder  # noqa: E402
-from fer_core.trainer import TrainConfig, train  # noqa: E402
+from fer_core.data.readers import load_dataset
+from fer_core.device import choose_device, describe_device, resolve_precision
+from fer_core.evaluation.predict import BATCH_SIZE, logits_on_device
+from fer_core.models.checkpoint import load_checkpoint
+from fer_core.training.runs import RunFolder
+from fer_core.training.trainer import TrainConfig, train
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """The prediction path vs a bare `model(x)` loop over ready tensors, in one run.
 
-`fer_core.predict.predict_split` moves a split's uint8 faces to the device once, converts each
+`fer_core.evaluation.predict.predict_split` moves a split's uint8 faces to the device once, converts each
 batch to floats there, runs the model in fp32, takes the softmax and copies the probabilities to
 the host once. The bare loop only runs `model(x)` on float batches prepared beforehand, at the
 same batch size. The issue asks for predict >= 0.9x the bare loop's images/s. Runs alternate so
@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.timing import bare_forward_seconds
-from fer_core.checkpoint import load_checkpoint
+from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
-from fer_core.models import build_model
-from fer_core.predict import BATCH_SIZE, predict_split
-from fer_core.readers import load_dataset
+from fer_core.evaluation.predict import BATCH_SIZE, predict_split
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import load_checkpoint
 
 PUBLIC_TEST = 3589
 

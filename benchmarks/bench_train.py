@@ -25,12 +25,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fer_core.builtin import make_builtin_faces  # noqa: E402
-from fer_core.device import (  # noqa: E402
-    AUTOCAST_DTYPES, choose_device, describe_device, resolve_precision)
-from fer_core.models import build_model  # noqa: E402
-from fer_core.runs import RunFolder  # noqa: E402
-from fer_core.trainer import TrainConfig, train  # noqa: E402
+from fer_core.data.builtin import make_builtin_faces
+from fer_core.device import AUTOCAST_DTYPES, choose_device, describe_device, resolve_precision
+from fer_core.models.architectures import build_model
+from fer_core.training.runs import RunFolder
+from fer_core.training.trainer import TrainConfig, train
 
 OPTIONS: dict[str, dict] = {}
 # A GPU runs a 12-step epoch (2048 faces) in milliseconds, mostly kernel-launch latency and the

@@ -19,11 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fer_core.attribution import METHODS, Target, explain  # noqa: E402
-from fer_core.checkpoint import load_checkpoint  # noqa: E402
-from fer_core.device import choose_device, describe_device  # noqa: E402
-from fer_core.readers import load_dataset  # noqa: E402
-from fer_core.trust import PROBE_PARAMS, probe_faces, trust_report  # noqa: E402
+from fer_core.data.readers import load_dataset
+from fer_core.device import choose_device, describe_device
+from fer_core.explain.attribution import METHODS, Target, explain
+from fer_core.explain.trust import PROBE_PARAMS, probe_faces, trust_report
+from fer_core.models.checkpoint import load_checkpoint
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ from torch.profiler import ProfilerActivity, profile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fer_core.builtin import make_builtin_faces  # noqa: E402
-from fer_core.device import choose_device, describe_device, resolve_precision  # noqa: E402
-from fer_core.trainer import TrainConfig, train  # noqa: E402
+from fer_core.data.builtin import make_builtin_faces
+from fer_core.device import choose_device, describe_device, resolve_precision
+from fer_core.training.trainer import TrainConfig, train
 
 LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC")
 

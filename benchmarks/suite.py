@@ -78,7 +78,7 @@ def check_positive(measure: str, *values: float) -> None:
 
 def write_builtin_csv(path: Path, n: int) -> None:
     """`n` built-in faces as a Kaggle-format FER2013 CSV (emotion,pixels,Usage)."""
-    from fer_core.builtin import make_builtin_faces
+    from fer_core.data.builtin import make_builtin_faces
 
     faces = make_builtin_faces(n, seed=0)
     numbers = [str(v) for v in range(256)]

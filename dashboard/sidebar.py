@@ -13,12 +13,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from fer_core.readers import is_builtin_spec
-
-from . import url
-from .launcher import RunInfo, list_runs
-from .paths import checkpoints_root
-from .state import (
+from dashboard.common import url
+from dashboard.common.paths import checkpoints_root
+from dashboard.common.runs import RunInfo, list_runs
+from dashboard.common.state import (
     BUILTIN,
     Selection,
     device_problem,
@@ -26,6 +24,7 @@ from .state import (
     load_faces,
     startup_data_spec,
 )
+from fer_core.data.readers import is_builtin_spec
 
 BUILTIN_LABEL, FILE_LABEL = "Built-in faces", "FER2013 file"
 SHIPPED_RUNS = {True: "builtin-cnn3", False: "fer2013-cnn3"}  # by "is the data built-in?"

@@ -12,7 +12,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_faces():
     """A small built-in set (about 8 faces per class per split) for fast training tests."""
-    from fer_core.builtin import make_builtin_faces
+    from fer_core.data.builtin import make_builtin_faces
 
     return make_builtin_faces(n=210, seed=3)
 
@@ -45,7 +45,7 @@ def dashboard_checkpoints(tmp_path_factory, tiny_faces):
     """A checkpoints root holding two finished tiny runs, 'tiny-a' and its copy 'tiny-b'."""
     import shutil
 
-    from fer_core.trainer import TrainConfig, train
+    from fer_core.training.trainer import TrainConfig, train
 
     root = tmp_path_factory.mktemp("dashboard_checkpoints")
     train(TrainConfig(epochs=1, batch_size=32, device="cpu"), root / "tiny-a", tiny_faces)

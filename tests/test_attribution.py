@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from fer_core.attribution import (
+from fer_core.errors import FerError
+from fer_core.explain.attribution import (
     METHODS,
     Target,
     cam_layers,
@@ -15,8 +16,7 @@ from fer_core.attribution import (
     explain,
     last_conv_stage,
 )
-from fer_core.errors import FerError
-from fer_core.models import build_model
+from fer_core.models.architectures import build_model
 
 ARCHS = [("cnn3", {}), ("cnn3", {"head": "flat"}), ("resnet18", {})]
 # Small settings so each method runs in well under a second on a busy 2-core CPU.
@@ -90,7 +90,7 @@ def test_integrated_gradients_are_complete(baseline):
     x = faces(3)
     target = Target("class", 3)
     result = explain(model, x, "ig", target, steps=64, baseline=baseline)
-    from fer_core.attribution import baseline_images
+    from fer_core.explain.attribution import baseline_images
 
     with torch.no_grad():
         difference = model(x)[:, 3] - model(baseline_images(x, baseline))[:, 3]

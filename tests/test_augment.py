@@ -1,6 +1,6 @@
 import torch
 
-from fer_core.augment import AugmentConfig, augment_batch
+from fer_core.training.augment import AugmentConfig, augment_batch
 
 
 def _faces(n=64, seed=0):

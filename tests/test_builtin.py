@@ -4,13 +4,18 @@ nuisance factors move the pixels they should."""
 import numpy as np
 import pytest
 
-from fer_core import builtin
-from fer_core.builtin import (
-    CLASS_QUOTA, EXPRESSION_PARAMS, EXPRESSION_TABLE, VERSION, draw_face_params,
-    make_builtin_faces, render_faces,
+from fer_core.data import builtin
+from fer_core.data.builtin import (
+    CLASS_QUOTA,
+    EXPRESSION_PARAMS,
+    EXPRESSION_TABLE,
+    VERSION,
+    draw_face_params,
+    make_builtin_faces,
+    render_faces,
 )
-from fer_core.classes import CLASSES, NUM_CLASSES
-from fer_core.dataset import PART_BITS, SPLITS
+from fer_core.data.classes import CLASSES, NUM_CLASSES
+from fer_core.data.dataset import PART_BITS, SPLITS
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from fer_core import cell_saliency
-from fer_core.builtin import make_builtin_faces
-from fer_core.cell_saliency import cached_cell_saliency, cell_mean_saliency, cell_rows
+from fer_core.data.builtin import make_builtin_faces
 from fer_core.errors import FerError
-from fer_core.predict import predict_split
+from fer_core.evaluation.predict import predict_split
+from fer_core.explain import cell_saliency
+from fer_core.explain.cell_saliency import cached_cell_saliency, cell_mean_saliency, cell_rows
 
 
 def faces(n: int, seed: int = 0) -> torch.Tensor:

@@ -3,9 +3,14 @@ import os
 import pytest
 import torch
 
-from fer_core.checkpoint import load_checkpoint, make_payload, read_payload, save_atomic
 from fer_core.errors import CheckpointError
-from fer_core.models import build_model
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import (
+    load_checkpoint,
+    make_payload,
+    read_payload,
+    save_atomic,
+)
 
 
 def _payload(arch="cnn3", model=None, **options):
@@ -88,7 +93,7 @@ def test_missing_path_is_reported(tmp_path):
 
 
 def test_the_input_normalization_travels_with_the_weights_not_as_buffers(tmp_path):
-    from fer_core.models import arch_options
+    from fer_core.models.architectures import arch_options
 
     options = arch_options("cnn3", mean=0.4, std=0.2)
     model = build_model("cnn3", **options)
@@ -111,12 +116,12 @@ def load_checkpoint_as_default(tmp_path, ckpt):
 
 def test_checkpoints_saved_before_the_normalization_was_recorded_keep_their_values(
         tmp_path, monkeypatch):
-    from fer_core import models
+    from fer_core.models import architectures
 
     payload = _payload()
     payload["arch_options"] = {"dropout": 0.3, "head": "pool"}  # as saved before
     save_atomic(payload, tmp_path / "old.pt")
-    monkeypatch.setitem(models.DEFAULT_OPTIONS, "cnn3",
-                        {**models.DEFAULT_OPTIONS["cnn3"], "mean": 0.6, "std": 0.3})
+    monkeypatch.setitem(architectures.DEFAULT_OPTIONS, "cnn3",
+                        {**architectures.DEFAULT_OPTIONS["cnn3"], "mean": 0.6, "std": 0.3})
     model = load_checkpoint(tmp_path / "old.pt").model
     assert (model.normalize.mean, model.normalize.std) == (0.508, 0.255)

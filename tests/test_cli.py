@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fer_core.checkpoint import save_atomic
-from fer_core.classes import CLASSES
-from fer_core.cli import main
-from fer_core.readers import load_dataset
-from fer_core.trainer import TrainConfig, train
+from fer_core.cli.main import main
+from fer_core.data.classes import CLASSES
+from fer_core.data.readers import load_dataset
+from fer_core.models.checkpoint import save_atomic
+from fer_core.training.trainer import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,12 +62,12 @@ def test_the_data_command_never_imports_torch(tmp_path):
         f"{k % 7},{' '.join(['9'] * 2304)},Training\n" for k in range(20)))
     for data in ("builtin:100", csv, csv):  # the second CSV load is served from the cache
         modules = imported_modules("data", "--data", data)
-        assert "fer_core.readers" in modules
+        assert "fer_core.data.readers" in modules
         assert not modules & {"torch", "torchvision"}, data
 
 
 def test_a_cnn3_is_built_without_torchvision():
-    code = ("import sys; from fer_core.models import build_model; build_model('cnn3'); "
+    code = ("import sys; from fer_core.models.architectures import build_model; build_model('cnn3'); "
             "assert 'torchvision' not in sys.modules; build_model('resnet18'); "
             "assert 'torchvision' in sys.modules")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -148,7 +148,7 @@ def test_bad_checkpoint_exits_2_in_a_real_process(tmp_path):
     result = run_cli("evaluate", "--checkpoint", bad, "--data", "builtin:70")
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {bad}: not a fer_core checkpoint (no " \
-                                    f"'fer_core.checkpoint' format tag)"
+                                    f"'fer_core.models.checkpoint' format tag)"
 
 
 

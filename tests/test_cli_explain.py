@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.attribution import METHODS
-from fer_core.classes import CLASSES
-from fer_core.cli import main
-from fer_core.cli_explain import METHOD_KEYS
+from fer_core.cli.explain import METHOD_KEYS
+from fer_core.cli.main import main
+from fer_core.data.classes import CLASSES
+from fer_core.explain.attribution import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "builtin-cnn3"
@@ -130,7 +130,7 @@ def test_the_data_command_imports_no_torch_captum_or_opencv():
     assert result.returncode == 0, result.stderr[-2000:]
     modules = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
                if line.startswith("import time:")}
-    assert "fer_core.cli_explain" in modules
+    assert "fer_core.cli.explain" in modules
     assert not modules & {"torch", "captum", "cv2", "matplotlib"}
 
 

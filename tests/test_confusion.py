@@ -1,4 +1,4 @@
-"""fer_core.confusion on hand-computed examples: orientation, normalizations, cell sorting,
+"""fer_core.evaluation.confusion on hand-computed examples: orientation, normalizations, cell sorting,
 ranked pairs, label errors, calibration, PR curves and the CSV exports."""
 
 import csv
@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
-from fer_core import confusion
-from fer_core.classes import CLASSES
+from fer_core.data.classes import CLASSES
 from fer_core.errors import FerError
-from fer_core.predict import Predictions
+from fer_core.evaluation import confusion
+from fer_core.evaluation.predict import Predictions
 
 # Eleven val faces: (label, probabilities of Angry, Disgust, Fear; the other classes get 0).
 # Face 8 has no label. Faces 1 and 10 are identical, to check that ties keep position order.

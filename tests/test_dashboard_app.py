@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from fer_core.data.readers import load_dataset
 from fer_core.errors import DataError
-from fer_core.readers import load_dataset
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
-PAGES = ("views/home.py", "views/model.py", "views/training.py")
+PAGES = ("views/home.py", "views/model.py", "views/training/page.py")
 TIMEOUT = 120  # the first run imports torch and draws the built-in faces on a slow CPU
 
 
@@ -27,8 +27,8 @@ def assert_clean(at: AppTest) -> None:
 
 def params(arch: str, **options) -> str:
     """The parameter count the Model page should show, as it formats it."""
-    from fer_core.models import build_model
-    from fer_core.summary import summarize
+    from fer_core.models.architectures import build_model
+    from fer_core.models.layer_table import summarize
 
     return f"{summarize(build_model(arch, **options)).total_params:,}"
 
@@ -65,7 +65,7 @@ def test_sidebar_choice_persists_across_pages_and_lives_in_the_url(dashboard_roo
     at.sidebar.selectbox(key="ckpt").select("tiny-b")
     at.run()
     assert at.query_params["data"] == "builtin:300" and at.query_params["run"] == "tiny-b"
-    for page in ("views/model.py", "views/training.py", "views/home.py"):
+    for page in ("views/model.py", "views/training/page.py", "views/home.py"):
         at.switch_page(page).run()
         assert_clean(at)
         assert at.sidebar.selectbox(key="ckpt").value == "tiny-b"
@@ -153,7 +153,7 @@ def test_model_page_without_checkpoints_shows_an_architecture(run_root):
 def test_a_missing_device_falls_back_with_a_warning(dashboard_root, monkeypatch):
     import torch
 
-    from dashboard import state
+    from dashboard.common import state
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

@@ -16,19 +16,19 @@ import torch
 from apptest_helpers import APP, TIMEOUT, figure
 from streamlit.testing.v1 import AppTest
 
-from dashboard import cell_map_store
-from dashboard.memo import Memo
-from dashboard.selection import cell_from_state, face_from_state, parse_cell, parse_index
-from fer_core import cell_saliency, heatmap
-from fer_core.cell_saliency import cached_cell_saliency, cell_mean_saliency, cell_rows
-from fer_core.checkpoint import load_checkpoint, read_payload, save_atomic
-from fer_core.classes import CLASSES
-from fer_core.confusion import cell_positions, confusion_counts, ranked_pairs
-from fer_core.evaluate import evaluate_split
-from fer_core.predict import predict_split
-from fer_core.readers import load_dataset
+from dashboard.common.clicks import cell_from_state, face_from_state, parse_cell, parse_index
+from dashboard.common.memo import Memo
+from dashboard.views.confusions import cell_maps
+from fer_core.data.classes import CLASSES
+from fer_core.data.readers import load_dataset
+from fer_core.evaluation.confusion import cell_positions, confusion_counts, ranked_pairs
+from fer_core.evaluation.predict import predict_split
+from fer_core.evaluation.report import evaluate_split
+from fer_core.explain import cell_saliency, heatmap
+from fer_core.explain.cell_saliency import cached_cell_saliency, cell_mean_saliency, cell_rows
+from fer_core.models.checkpoint import load_checkpoint, read_payload, save_atomic
 
-PAGE = "views/confusions.py"
+PAGE = "views/confusions/page.py"
 DATA = "builtin:300"
 
 
@@ -189,7 +189,7 @@ def test_the_label_error_list_spans_all_cells(tmp_path, monkeypatch):
     shipped = Path(__file__).resolve().parent.parent / "checkpoints" / "builtin-cnn3"
     shutil.copytree(shipped, tmp_path / "builtin-cnn3", ignore=shutil.ignore_patterns("last.pt"))
     monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(tmp_path))
-    from fer_core.confusion import likely_label_errors
+    from fer_core.evaluation.confusion import likely_label_errors
 
     dataset = load_dataset("builtin:2000")
     preds = predict_split(load_checkpoint(shipped).model, dataset, "val", torch.device("cpu"))
@@ -230,7 +230,7 @@ def map_count(at: AppTest) -> int:
 def shown_maps(monkeypatch):
     """The maps the page colours, as they reach `colorize`; no map is in memory beforehand, so
     the page reads (or writes) this test's disk cache."""
-    monkeypatch.setattr(cell_map_store, "MAPS", Memo(kept=256))
+    monkeypatch.setattr(cell_maps, "MAPS", Memo(kept=256))
     shown = []
     real = heatmap.colorize
     monkeypatch.setattr(heatmap, "colorize",
@@ -274,7 +274,7 @@ def test_the_cells_mean_saliency_is_shown_beside_its_gallery(dashboard_root, ref
     monkeypatch.setattr(cell_saliency, "cell_mean_saliency", no_compute)
     stored = cached_cell_saliency(ckpt.model, ckpt.path, dataset, preds, t, p)  # on disk
     np.testing.assert_array_equal(stored, values)
-    monkeypatch.setattr(cell_map_store, "cached_cell_saliency", no_compute)
+    monkeypatch.setattr(cell_maps, "cached_cell_saliency", no_compute)
     at.run()  # from memory now
     assert not at.exception and len(column_beside_gallery(at).get("image")) == 1
 

@@ -13,12 +13,12 @@ import torch
 from apptest_helpers import APP, figure
 from streamlit.testing.v1 import AppTest
 
-from dashboard.selection import faces_from_state
-from fer_core.checkpoint import load_checkpoint, resolve_checkpoint_path
-from fer_core.embeddings import available_methods, embed_split, nearest_neighbours
-from fer_core.readers import load_dataset
+from dashboard.common.clicks import faces_from_state
+from fer_core.data.readers import load_dataset
+from fer_core.explain.embeddings import available_methods, embed_split, nearest_neighbours
+from fer_core.models.checkpoint import load_checkpoint, resolve_checkpoint_path
 
-PAGE = "views/embeddings.py"
+PAGE = "views/embeddings/page.py"
 DATA = "builtin:300"
 TIMEOUT = 180
 COLOURINGS = ("true", "pred", "correct", "confidence")
@@ -140,7 +140,7 @@ def test_another_split_clears_the_chosen_face_and_the_selection(dashboard_root):
 
 
 def test_label_errors_are_ringed_when_asked(dashboard_root, tiny_a):
-    from fer_core.confusion import likely_label_errors
+    from fer_core.evaluation.confusion import likely_label_errors
 
     dataset, path, model = tiny_a
     preds = embed_split(model, path, dataset, "val", "pca", torch.device("cpu")).predictions

@@ -10,11 +10,11 @@ import torch
 from apptest_helpers import APP
 from streamlit.testing.v1 import AppTest
 
-from fer_core.checkpoint import load_checkpoint
-from fer_core.filter_stats import filter_stats, mean_activations
-from fer_core.readers import load_dataset
+from fer_core.data.readers import load_dataset
+from fer_core.explain.filter_stats import filter_stats, mean_activations
+from fer_core.models.checkpoint import load_checkpoint
 
-PAGE = "views/filters.py"
+PAGE = "views/filters/page.py"
 DATA = "builtin:300"
 
 
@@ -114,8 +114,8 @@ def test_feature_maps_after_the_saliency_page_in_the_same_session(dashboard_root
     widgets once left its split empty after a page change."""
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params.update({"data": DATA, "run": "tiny-a", "split": "val", "idx": "3"})
-    at.switch_page("views/saliency.py").run()
-    at.switch_page("views/filters.py").run()
+    at.switch_page("views/saliency/page.py").run()
+    at.switch_page("views/filters/page.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.segmented_control(key="fm_split").value == "val"
     at.number_input(key="fm_idx").set_value(7).run()

@@ -15,17 +15,17 @@ from apptest_helpers import APP, TIMEOUT, figure
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dashboard.gallery import face_link
-from dashboard.state import Selection
-from fer_core.attribution import METHODS
-from fer_core.checkpoint import load_checkpoint, read_payload, save_atomic
-from fer_core.classes import CLASSES
-from fer_core.predict import predict_split
-from fer_core.readers import load_dataset
+from dashboard.common.gallery import face_link
+from dashboard.common.state import Selection
+from fer_core.data.classes import CLASSES
+from fer_core.data.readers import load_dataset
+from fer_core.evaluation.predict import predict_split
+from fer_core.explain.attribution import METHODS
+from fer_core.models.checkpoint import load_checkpoint, read_payload, save_atomic
 
 skimage_data = pytest.importorskip("skimage.data")
 
-PAGE = "views/saliency.py"
+PAGE = "views/saliency/page.py"
 DATA = "builtin:300"
 
 
@@ -250,7 +250,7 @@ def test_a_face_opened_on_the_confusions_page_links_here(dashboard_root, referen
     _, preds = reference
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"data": DATA, "run": "tiny-a", "split": "val", "idx": "9"})
-    at.switch_page("views/confusions.py").run()
+    at.switch_page("views/confusions/page.py").run()
     link = next(p.proto for p in at.get("page_link") if p.proto.label == "Explain this face")
     assert link.page == "saliency"
     query = dict(part.split("=") for part in link.query_string.split("&"))
@@ -270,7 +270,7 @@ def stored_report(dashboard_root, flag: str | None = None):
     from dataclasses import replace
 
     from fer_core import cache
-    from fer_core.trust import report_key, trust_report
+    from fer_core.explain.trust import report_key, trust_report
 
     ckpt = load_checkpoint(dashboard_root / "tiny-a")
     dataset = load_dataset(DATA)
@@ -291,7 +291,7 @@ def stored_report(dashboard_root, flag: str | None = None):
 @pytest.fixture
 def trust_cache(tmp_path, monkeypatch):
     """An empty disk cache, and no report job in memory (before and after the test)."""
-    from dashboard import trust_jobs
+    from dashboard.views.saliency import trust_jobs
 
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
     trust_jobs._JOBS.clear()
@@ -301,7 +301,7 @@ def trust_cache(tmp_path, monkeypatch):
 
 def test_without_a_report_the_page_says_so_and_runs_the_checks_in_the_background(
         dashboard_root, trust_cache):
-    from dashboard import trust_jobs
+    from dashboard.views.saliency import trust_jobs
 
     at = open_page(run="tiny-a", split="val", idx="1")
     assert any("Sanity check not run" in c.value for c in at.caption)
@@ -350,9 +350,9 @@ def test_a_link_to_a_face_opens_it_after_a_photo_was_shown(dashboard_root):
     at = open_page(run="tiny-a", split="val", idx="5")
     at.segmented_control(key="sa_source").set_value("upload").run()
     assert "idx" not in at.query_params
-    at.switch_page("views/confusions.py").run()
+    at.switch_page("views/confusions/page.py").run()
     at.query_params.update({"split": "val", "idx": "5"})  # what Explain this face passes
-    at.switch_page("views/saliency.py").run()
+    at.switch_page("views/saliency/page.py").run()
     no_problems(at)
     assert at.segmented_control(key="sa_source").value == "dataset"
     assert any(m.value.startswith("**Face #5 of val") for m in at.markdown)

@@ -15,13 +15,14 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dashboard import launcher, state
+from dashboard.common import runs, state
+from dashboard.views.training import launcher
 from fer_core.errors import RunError
-from fer_core.runs import RunFolder, write_json_atomic
-from fer_core.trainer import TrainConfig
+from fer_core.training.runs import RunFolder, write_json_atomic
+from fer_core.training.trainer import TrainConfig
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
-PAGES = ("views/home.py", "views/model.py", "views/training.py", "views/confusions.py")
+PAGES = ("views/home.py", "views/model.py", "views/training/page.py", "views/confusions/page.py")
 TIMEOUT = 120
 
 
@@ -82,7 +83,7 @@ def test_an_unknown_arch_in_the_url_gets_a_message_and_the_default(dashboard_roo
 
 
 def test_bad_confusions_parameters_get_messages_and_the_defaults(dashboard_root):
-    at = on_page("views/confusions.py", data="builtin:300", run="tiny-a", split="secret",
+    at = on_page("views/confusions/page.py", data="builtin:300", run="tiny-a", split="secret",
                  true="9", pred="x", idx="99999999")
     warnings = texts(at.warning)
     for name in ("`split`", "`true`", "`idx`"):
@@ -92,7 +93,7 @@ def test_bad_confusions_parameters_get_messages_and_the_defaults(dashboard_root)
 
 
 def test_odd_face_numbers_in_the_url_are_refused_not_raised():
-    from dashboard.selection import parse_index
+    from dashboard.common.clicks import parse_index
 
     for text in ("\u00b2", "\u0663", "9" * 5000, "1e9", "-1", " ", "12"):
         assert parse_index(text, 10) is None, text
@@ -100,7 +101,7 @@ def test_odd_face_numbers_in_the_url_are_refused_not_raised():
 
 
 def test_an_unknown_followed_run_gets_a_message(dashboard_root):
-    at = on_page("views/training.py", data="builtin:300", follow="nope")
+    at = on_page("views/training/page.py", data="builtin:300", follow="nope")
     assert "`follow`" in texts(at.warning)
 
 
@@ -118,7 +119,7 @@ def test_a_deleted_dataset_keeps_its_last_good_state_on_every_page(dashboard_roo
     assert "no such file" in texts(at.sidebar.error)
     if page == "views/home.py":
         assert metric(at, "Faces") == "21"
-    if page in ("views/home.py", "views/confusions.py"):
+    if page in ("views/home.py", "views/confusions/page.py"):
         assert "Showing the faces loaded earlier" in texts(at.warning)
 
 
@@ -158,7 +159,7 @@ def stopped_run(root: Path, name: str = "paused") -> RunFolder:
 def test_training_can_be_switched_off(run_root, monkeypatch):
     stopped_run(run_root)
     monkeypatch.setenv("FER_ALLOW_TRAINING", "0")
-    at = on_page("views/training.py", data="builtin:100", follow="paused")
+    at = on_page("views/training/page.py", data="builtin:100", follow="paused")
     assert not at.button, [b.label for b in at.button]
     assert "FER_ALLOW_TRAINING" in texts(at.caption)
     for action in (lambda: launcher.start_run(run_root, "new", TrainConfig()),
@@ -187,7 +188,7 @@ def fake_trainer(monkeypatch):
 
     monkeypatch.setattr(launcher.subprocess, "Popen", FakeTrainer)
     yield launched
-    launcher._children.pop(os.getpid(), None)
+    runs.CHILDREN.pop(os.getpid(), None)
 
 
 def test_two_tabs_resuming_at_once_launch_one_trainer(run_root, fake_trainer):
@@ -221,7 +222,7 @@ def test_relative_paths_are_resolved_before_the_trainer_starts(tmp_path, monkeyp
     command = fake_trainer[0]
     assert command[command.index("--data") + 1] == str(tmp_path / "faces.csv")
     assert command[command.index("--out") + 1] == str(tmp_path / "runs" / "rel")
-    from dashboard.paths import checkpoints_root
+    from dashboard.common.paths import checkpoints_root
 
     assert checkpoints_root() == tmp_path / "runs"
 

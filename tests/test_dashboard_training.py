@@ -13,20 +13,14 @@ import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.charts import overlay_figure, point_count, training_figure
-from dashboard.history import RunHistory, format_duration
-from dashboard.launcher import (
-    LAUNCH_FILE,
-    LOG_FILE,
-    run_info,
-    start_run,
-    train_args,
-    validate_name,
-)
-from fer_core.cli import build_parser, train_config_from_args
+from dashboard.common.runs import LAUNCH_FILE, LOG_FILE, run_info
+from dashboard.views.training.charts import overlay_figure, point_count, training_figure
+from dashboard.views.training.history import RunHistory, format_duration
+from dashboard.views.training.launcher import start_run, train_args, validate_name
+from fer_core.cli.main import build_parser, train_config_from_args
 from fer_core.errors import FerError, RunError
-from fer_core.runs import RunFolder, write_json_atomic
-from fer_core.trainer import TrainConfig
+from fer_core.training.runs import RunFolder, write_json_atomic
+from fer_core.training.trainer import TrainConfig
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 
@@ -174,7 +168,7 @@ def test_start_follow_stop_and_resume_a_run_from_the_page(run_root):
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["data"] = "builtin:100"
     at.run()
-    at.switch_page("views/training.py").run()
+    at.switch_page("views/training/page.py").run()
     assert not at.exception
     at.text_input(key="train_name").input("t1")
     at.text_input(key="train_data").input("builtin:100")
@@ -216,7 +210,7 @@ def test_refusals_show_under_the_form(run_root):
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["data"] = "builtin:100"
     at.run()
-    at.switch_page("views/training.py").run()
+    at.switch_page("views/training/page.py").run()
     cases = {"taken": ("builtin:100", "already exists"),
              "../x": ("builtin:100", "not a safe folder name"),
              "new": ("/no/such/faces.csv", "/no/such/faces.csv")}
@@ -238,7 +232,7 @@ def test_a_failed_run_shows_its_error(run_root):
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params.update(data="builtin:100", follow="broken")
     at.run()
-    at.switch_page("views/training.py").run()
+    at.switch_page("views/training/page.py").run()
     assert not at.exception
     assert any("CUDA out of memory" in e.value for e in at.error)
     with pytest.raises(FerError):

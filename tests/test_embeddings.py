@@ -10,14 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from fer_core import embeddings, predict
-from fer_core.checkpoint import make_payload, save_atomic
-from fer_core.classes import CLASSES
-from fer_core.cli import main
-from fer_core.embeddings import embed_split, embedding_csv, nearest_neighbours, project
+from fer_core.cli.main import main
+from fer_core.data.classes import CLASSES
 from fer_core.errors import FerError
-from fer_core.models import build_model
-from fer_core.predict import predict_split
+from fer_core.evaluation import predict
+from fer_core.evaluation.predict import predict_split
+from fer_core.explain import embeddings
+from fer_core.explain.embeddings import embed_split, embedding_csv, nearest_neighbours, project
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import make_payload, save_atomic
 
 CPU = torch.device("cpu")
 HAS_UMAP = importlib.util.find_spec("umap") is not None
@@ -237,7 +238,7 @@ def test_embed_writes_one_row_per_face_of_the_split(checkpoint_file, tmp_path, c
     assert main(["embed", "--checkpoint", str(checkpoint_file), "--data", "builtin:300",
                  "--split", "test", "--method", "tsne", "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    from fer_core.readers import load_dataset
+    from fer_core.data.readers import load_dataset
 
     n = len(load_dataset("builtin:300").indices("test"))
     assert len(rows) == n and {r["split"] for r in rows} == {"test"}

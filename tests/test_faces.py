@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.errors import FerError
-from fer_core.faces import (
+from fer_core.data.photos import (
     MAX_PHOTO_BYTES,
     CentreCrop,
     decode_photo,
     face_from_upload,
     fer_frame,
 )
+from fer_core.errors import FerError
 
 skimage_data = pytest.importorskip("skimage.data")
 

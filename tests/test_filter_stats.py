@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fer_core import filter_stats as fs
-from fer_core.checkpoint import load_checkpoint
-from fer_core.dataset import SPLITS, FaceDataset
+from fer_core.data.dataset import SPLITS, FaceDataset
+from fer_core.data.readers import load_dataset
 from fer_core.errors import FerError
-from fer_core.filter_stats import (
+from fer_core.explain import filter_stats as fs
+from fer_core.explain.filter_stats import (
     feature_maps,
     filter_stats,
     layer_kinds,
@@ -21,8 +21,8 @@ from fer_core.filter_stats import (
     mean_activations,
     relu_of,
 )
-from fer_core.models import build_model, layer_registry
-from fer_core.readers import load_dataset
+from fer_core.models.architectures import build_model, layer_registry
+from fer_core.models.checkpoint import load_checkpoint
 
 CHECKPOINT = Path(__file__).parent.parent / "checkpoints" / "builtin-cnn3"
 

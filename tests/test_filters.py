@@ -1,4 +1,4 @@
-"""Activation maximization (fer_core.filters): seeded and deterministic, the model untouched,
+"""Activation maximization (fer_core.explain.filters): seeded and deterministic, the model untouched,
 a batch equal to one-filter runs, each regularizer doing what it says, class logits as targets,
 and on the shipped checkpoint every sampled filter of every conv block driven at least as high
 as the best real face of the val split drives it."""
@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fer_core.checkpoint import load_checkpoint
-from fer_core.cli import main
+from fer_core.cli.main import main
+from fer_core.data.readers import load_dataset
 from fer_core.errors import FerError
-from fer_core.filter_stats import filter_stats, outputs_of
-from fer_core.filters import (
+from fer_core.explain.filter_stats import filter_stats, outputs_of
+from fer_core.explain.filters import (
     Settings,
     climbs_pre_activation,
     module_input,
@@ -24,8 +24,8 @@ from fer_core.filters import (
     total_variation,
     visualize,
 )
-from fer_core.models import build_model
-from fer_core.readers import load_dataset
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import load_checkpoint
 
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "builtin-cnn3"
 QUICK = Settings(steps=24, jitter=1, scale=0.05)

@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fer_core.checkpoint import load_checkpoint, make_payload, save_atomic
-from fer_core.classes import FOLDER_NAMES
-from fer_core.dataset import FaceDataset
+from fer_core.data.classes import FOLDER_NAMES
+from fer_core.data.dataset import FaceDataset
+from fer_core.data.readers import load_dataset
 from fer_core.errors import FerError
-from fer_core.models import build_model
-from fer_core.readers import load_dataset
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import load_checkpoint, make_payload, save_atomic
 
 QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
 
@@ -197,7 +197,7 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**6), st.floats(
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
                       | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)
 FIELDS = {
-    "format": st.just("fer_core.checkpoint") | values,
+    "format": st.just("fer_core.models.checkpoint") | values,
     "version": st.just(1) | values,
     "arch": st.sampled_from(["cnn3", "resnet18"]) | values,
     "arch_options": st.dictionaries(st.sampled_from(["dropout", "head", "mean", "std",

@@ -1,10 +1,10 @@
-"""dashboard.memo.Memo: a result is computed once however many threads ask at the same time, a
+"""dashboard.common.memo.Memo: a result is computed once however many threads ask at the same time, a
 thread asking for another key is not kept waiting, and only the newest results are kept."""
 
 import threading
 import time
 
-from dashboard.memo import Memo
+from dashboard.common.memo import Memo
 
 
 def test_many_threads_asking_at_once_compute_once():

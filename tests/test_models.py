@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from fer_core.errors import FerError
-from fer_core.models import Normalize, build_model
-from fer_core.summary import summarize
+from fer_core.models.architectures import Normalize, build_model
+from fer_core.models.layer_table import summarize
 
 
 @pytest.mark.parametrize("arch,options", [("cnn3", {}), ("resnet18", {"small_input": True}),
@@ -99,7 +99,7 @@ def test_the_hook_safe_block_computes_what_torchvision_s_does():
 
 
 def test_layer_registry_lists_conv_bn_relu_then_the_final_linear_in_forward_order():
-    from fer_core.models import layer_registry
+    from fer_core.models.architectures import layer_registry
 
     layers = layer_registry("cnn3")
     assert [(x.name, x.channels, x.size) for x in layers[:3]] == [
@@ -115,7 +115,7 @@ def test_layer_registry_lists_conv_bn_relu_then_the_final_linear_in_forward_orde
 
 @pytest.mark.parametrize("arch,options", ARCHS)
 def test_every_registered_layer_is_a_module_of_the_model(arch, options):
-    from fer_core.models import layer_registry
+    from fer_core.models.architectures import layer_registry
 
     model = build_model(arch, **options)
     for layer in layer_registry(arch, **options):

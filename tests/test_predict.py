@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core import predict
-from fer_core.builtin import make_builtin_faces
-from fer_core.checkpoint import load_checkpoint, make_payload, save_atomic
-from fer_core.evaluate import evaluate_split
-from fer_core.models import build_model
-from fer_core.predict import predict_split  # the real one, whatever a test patches
-from fer_core.trainer import TrainConfig, train
+from fer_core.data.builtin import make_builtin_faces
+from fer_core.evaluation import predict
+from fer_core.evaluation.predict import predict_split
+from fer_core.evaluation.report import evaluate_split
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import load_checkpoint, make_payload, save_atomic
+from fer_core.training.trainer import TrainConfig, train
 
 CPU = torch.device("cpu")
 

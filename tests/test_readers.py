@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core import cache, readers
-from fer_core.classes import FOLDER_NAMES
-from fer_core.dataset import stratified_val_split
+from fer_core import cache
+from fer_core.data import readers
+from fer_core.data.classes import FOLDER_NAMES
+from fer_core.data.dataset import stratified_val_split
+from fer_core.data.readers import load_dataset
 from fer_core.errors import DataError
-from fer_core.readers import load_dataset
 
 TRAIN, VAL, TEST = 0, 1, 2
 USAGE_NAMES = ("Training", "PublicTest", "PrivateTest")
@@ -443,10 +444,10 @@ def test_unknown_emotion_folder(tmp_path):
 
 
 def test_builtin_specs_call_the_generator(monkeypatch):
-    import fer_core.builtin
+    import fer_core.data.builtin
 
     calls = []
-    monkeypatch.setattr(fer_core.builtin, "make_builtin_faces",
+    monkeypatch.setattr(fer_core.data.builtin, "make_builtin_faces",
                         lambda n, seed: calls.append((n, seed)) or "faces")
     assert load_dataset("builtin") == "faces"
     assert load_dataset("builtin:250") == "faces"

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core import files
+from fer_core.data import files
+from fer_core.data.readers import load_dataset, source_stamp
 from fer_core.errors import DataError
-from fer_core.readers import load_dataset, source_stamp
 
 SECRET = "s3cr3t-Pa55w0rd"
 PIXELS = " ".join(["7"] * 2304)
@@ -153,9 +153,9 @@ def test_paths_outside_the_data_roots_are_refused_alike_whether_or_not_they_exis
 # ---- builtin:N --------------------------------------------------------------------------------
 
 def test_builtin_counts_are_bounded(monkeypatch):
-    import fer_core.builtin
+    import fer_core.data.builtin
 
-    monkeypatch.setattr(fer_core.builtin, "make_builtin_faces", lambda n, seed: n)
+    monkeypatch.setattr(fer_core.data.builtin, "make_builtin_faces", lambda n, seed: n)
     assert load_dataset("builtin:100000") == 100_000
     for spec in ("builtin:100001", "builtin:50000000", "builtin:0"):
         assert "N from 1 to 100,000" in message(spec)

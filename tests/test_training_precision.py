@@ -12,15 +12,15 @@ import pytest
 import torch
 
 import fer_core.device
-from fer_core.checkpoint import load_checkpoint, read_payload, save_atomic
-from fer_core.cli import main
-from fer_core.dataset import SPLITS
+from fer_core.cli.main import main
+from fer_core.data.dataset import SPLITS
 from fer_core.device import native_bf16, resolve_precision
 from fer_core.errors import FerError
-from fer_core.evaluate import evaluate_split
-from fer_core.models import build_model
-from fer_core.runs import RunFolder
-from fer_core.trainer import TrainConfig, Trainer, train
+from fer_core.evaluation.report import evaluate_split
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import load_checkpoint, read_payload, save_atomic
+from fer_core.training.runs import RunFolder
+from fer_core.training.trainer import TrainConfig, Trainer, train
 
 CPU = torch.device("cpu")
 CPU_BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

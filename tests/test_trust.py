@@ -1,4 +1,4 @@
-"""Which saliency maps to trust (fer_core.trust): the cascading-randomization sanity check tells a
+"""Which saliency maps to trust (fer_core.explain.trust): the cascading-randomization sanity check tells a
 method that depends on the weights from one that ignores the model, deletion finds the region a
 model decides on, localization measures the share on the expression parts, the report is cached
 on disk, and the `trust` command writes it."""
@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from fer_core import trust
-from fer_core.attribution import METHODS, Method, Target, explain
-from fer_core.checkpoint import load_checkpoint
-from fer_core.cli import main
-from fer_core.dataset import PART_BITS
-from fer_core.models import build_model
-from fer_core.readers import load_dataset
+from fer_core.cli.main import main
+from fer_core.data.dataset import PART_BITS
+from fer_core.data.readers import load_dataset
+from fer_core.explain import trust
+from fer_core.explain.attribution import METHODS, Method, Target, explain
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import load_checkpoint
 
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "builtin-cnn3"
 

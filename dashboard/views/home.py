@@ -5,14 +5,14 @@ import io
 import pandas as pd
 import streamlit as st
 
-from dashboard import state
-from dashboard.images import class_grid
-from dashboard.launcher import list_runs
-from dashboard.paths import checkpoints_root
+from dashboard.common import state
+from dashboard.common.images import class_grid
+from dashboard.common.paths import checkpoints_root
+from dashboard.common.runs import list_runs
+from dashboard.common.tables import RUN_COLUMNS, runs_frame
 from dashboard.sidebar import SHIPPED_RUNS
-from dashboard.tables import RUN_COLUMNS, runs_frame
-from fer_core.classes import CLASSES
-from fer_core.readers import is_builtin_spec
+from fer_core.data.classes import CLASSES
+from fer_core.data.readers import is_builtin_spec
 
 SYNTHETIC_NOTE = """
 **The built-in faces are synthetic stand-ins**, drawn procedurally so the app works out of the box
@@ -44,39 +44,43 @@ def counts_frame(dataset) -> pd.DataFrame:
     return table
 
 
-choice = state.selection()
-dataset = state.page_faces(choice.data)
+def page() -> None:
+    choice = state.selection()
+    dataset = state.page_faces(choice.data)
 
-st.title("FER explainability dashboard")
-st.caption("Train facial-expression CNNs and look inside them: curves, layers, the faces they "
-           "get wrong, what they look at, and what their filters respond to.")
+    st.title("FER explainability dashboard")
+    st.caption("Train facial-expression CNNs and look inside them: curves, layers, the faces they "
+               "get wrong, what they look at, and what their filters respond to.")
 
-builtin = is_builtin_spec(choice.data)
-runs = [r for r in list_runs(checkpoints_root()) if r.has_checkpoint]
-shipped = next((r for r in runs if r.name == SHIPPED_RUNS[builtin]), None)
-cols = st.columns([3, 2, 2, 3])  # "Built-in faces" needs the room
-cols[0].metric("Dataset", "Built-in faces" if builtin else "FER2013")
-cols[1].metric("Faces", f"{len(dataset):,}")
-cols[2].metric("Device", state.device().type.upper(), help=state.device_text())
-if shipped is not None and shipped.best_val_acc is not None:
-    cols[3].metric(f"{shipped.name} val accuracy", f"{shipped.best_val_acc:.1%}",
-                   help="The shipped model for this kind of data, on its validation split "
-                        "(PublicTest for FER2013); see its MODEL_CARD.md")
-if builtin:
-    st.info(SYNTHETIC_NOTE, icon=":material/info:")
-else:
-    st.caption(f"Loaded from `{choice.data}` ({dataset.layout} layout)")
+    builtin = is_builtin_spec(choice.data)
+    runs = [r for r in list_runs(checkpoints_root()) if r.has_checkpoint]
+    shipped = next((r for r in runs if r.name == SHIPPED_RUNS[builtin]), None)
+    cols = st.columns([3, 2, 2, 3])  # "Built-in faces" needs the room
+    cols[0].metric("Dataset", "Built-in faces" if builtin else "FER2013")
+    cols[1].metric("Faces", f"{len(dataset):,}")
+    cols[2].metric("Device", state.device().type.upper(), help=state.device_text())
+    if shipped is not None and shipped.best_val_acc is not None:
+        cols[3].metric(f"{shipped.name} val accuracy", f"{shipped.best_val_acc:.1%}",
+                       help="The shipped model for this kind of data, on its validation split "
+                            "(PublicTest for FER2013); see its MODEL_CARD.md")
+    if builtin:
+        st.info(SYNTHETIC_NOTE, icon=":material/info:")
+    else:
+        st.caption(f"Loaded from `{choice.data}` ({dataset.layout} layout)")
 
-st.subheader("Faces per split and class")
-st.dataframe(counts_frame(dataset), width="stretch")
+    st.subheader("Faces per split and class")
+    st.dataframe(counts_frame(dataset), width="stretch")
 
-st.subheader("Sample faces")
-st.image(grid_png(dataset, dataset.fingerprint), caption="The first training faces of each class")
+    st.subheader("Sample faces")
+    st.image(grid_png(dataset, dataset.fingerprint), caption="The first training faces of each class")
 
-st.subheader("Checkpoints")
-if runs:
-    st.dataframe(runs_frame(runs), hide_index=True, width="stretch", column_config=RUN_COLUMNS)
-    st.caption(f"Run folders in `{checkpoints_root()}`; pick one in the sidebar.")
-else:
-    st.caption(f"No checkpoints in `{checkpoints_root()}` yet. Train one on the Training page, or "
-               "with `python -m fer_core train --data builtin --out checkpoints/NAME`.")
+    st.subheader("Checkpoints")
+    if runs:
+        st.dataframe(runs_frame(runs), hide_index=True, width="stretch", column_config=RUN_COLUMNS)
+        st.caption(f"Run folders in `{checkpoints_root()}`; pick one in the sidebar.")
+    else:
+        st.caption(f"No checkpoints in `{checkpoints_root()}` yet. Train one on the Training page, or "
+                   "with `python -m fer_core train --data builtin --out checkpoints/NAME`.")
+
+
+page()

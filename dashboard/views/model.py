@@ -6,11 +6,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import state, url
-from dashboard.paths import checkpoints_root
-from dashboard.tables import content_height, settings_frame
+from dashboard.common import state, url
+from dashboard.common.paths import checkpoints_root
+from dashboard.common.tables import content_height, settings_frame
 from fer_core.errors import FerError
-from fer_core.models import ARCHITECTURES, DEFAULT_OPTIONS
+from fer_core.models.architectures import ARCHITECTURES, DEFAULT_OPTIONS
 
 CHECKPOINT = "checkpoint"
 
@@ -83,24 +83,28 @@ def show_metadata(meta: dict, path: Path) -> None:
                          height=content_height(len(settings)))
 
 
-choice = state.selection()
-st.title("Model")
-source = source_picker(choice.run)
-if source == CHECKPOINT:
-    try:
-        ckpt = state.checkpoint(checkpoints_root() / choice.run)
-    except FerError as e:
-        st.error(str(e), icon=":material/error:")
-        st.stop()
-    st.caption(f"**{ckpt.arch}** ({options_text(ckpt.meta.get('arch_options', {}))}) from run "
-               f"`{choice.run}`")
-    show_table(ckpt.arch, ckpt.meta.get("arch_options", {}), ckpt.meta)
-    show_metadata(ckpt.meta, ckpt.path)
-else:
-    options = dict(DEFAULT_OPTIONS[source])
-    if "small_input" in options:
-        options["small_input"] = not st.toggle(
-            "ImageNet stem", help="7x7 stride-2 conv and max-pool, as on 224-pixel ImageNet images; "
-            "off: a 3x3 stride-1 stem that keeps 48-pixel faces at 6x6 in layer4")
-    st.caption(f"An untrained **{source}** ({options_text(options)}).")
-    show_table(source, options, None)
+def page() -> None:
+    choice = state.selection()
+    st.title("Model")
+    source = source_picker(choice.run)
+    if source == CHECKPOINT:
+        try:
+            ckpt = state.checkpoint(checkpoints_root() / choice.run)
+        except FerError as e:
+            st.error(str(e), icon=":material/error:")
+            return
+        st.caption(f"**{ckpt.arch}** ({options_text(ckpt.meta.get('arch_options', {}))}) from run "
+                   f"`{choice.run}`")
+        show_table(ckpt.arch, ckpt.meta.get("arch_options", {}), ckpt.meta)
+        show_metadata(ckpt.meta, ckpt.path)
+    else:
+        options = dict(DEFAULT_OPTIONS[source])
+        if "small_input" in options:
+            options["small_input"] = not st.toggle(
+                "ImageNet stem", help="7x7 stride-2 conv and max-pool, as on 224-pixel ImageNet images; "
+                "off: a 3x3 stride-1 stem that keeps 48-pixel faces at 6x6 in layer4")
+        st.caption(f"An untrained **{source}** ({options_text(options)}).")
+        show_table(source, options, None)
+
+
+page()

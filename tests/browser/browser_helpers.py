@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fer_core.checkpoint import load_checkpoint
-from fer_core.classes import CLASSES
-from fer_core.faces import face_from_upload
+from fer_core.data.classes import CLASSES
+from fer_core.data.photos import face_from_upload
+from fer_core.models.checkpoint import load_checkpoint
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]

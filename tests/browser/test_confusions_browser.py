@@ -4,13 +4,13 @@ this proves the overlay works where a user clicks)."""
 
 from browser_helpers import ARTIFACTS, REPO, click_at, streamlit_server
 
-from dashboard.gallery import COLUMNS, SCALE
-from dashboard.images import TILE_TEXT
-from fer_core.checkpoint import load_checkpoint
-from fer_core.classes import CLASSES
-from fer_core.confusion import cell_positions, confusion_counts, ranked_pairs
-from fer_core.predict import predict_split
-from fer_core.readers import load_dataset
+from dashboard.common.gallery import COLUMNS, SCALE
+from dashboard.common.images import TILE_TEXT
+from fer_core.data.classes import CLASSES
+from fer_core.data.readers import load_dataset
+from fer_core.evaluation.confusion import cell_positions, confusion_counts, ranked_pairs
+from fer_core.evaluation.predict import predict_split
+from fer_core.models.checkpoint import load_checkpoint
 
 SHIPPED = REPO / "checkpoints" / "builtin-cnn3"
 DATA = "builtin:2000"

@@ -6,12 +6,12 @@ import re
 
 from browser_helpers import ARTIFACTS, IMAGES_JS, REPO, TALL, filters_done, streamlit_server
 
-from fer_core.contact_sheet import GAP, TILE_TEXT
+from fer_core.explain.contact_sheet import GAP, TILE_TEXT
 
 SHIPPED = REPO / "checkpoints" / "builtin-cnn3"
 LAYER_FILTERS = "0-3"
 FILTERS = 4
-TOP_FACES = 4  # dashboard/views/filters.py: each filter's top real faces beside its image
+TOP_FACES = 4  # dashboard/views/filters/page.py: each filter's top real faces beside its image
 TILE = 48 * 2  # faces are 48 pixels, drawn at scale 2
 STEPS_DEFAULT, STEPS_STEP, STEPS_MIN = 128, 8, 8
 STEPS = STEPS_MIN + 2 * STEPS_STEP  # Home, then ArrowRight twice: 24

@@ -19,10 +19,10 @@ from browser_helpers import (
     streamlit_server,
 )
 
-from fer_core.checkpoint import load_checkpoint
-from fer_core.confusion import cell_positions
-from fer_core.predict import predict_split
-from fer_core.readers import load_dataset
+from fer_core.data.readers import load_dataset
+from fer_core.evaluation.confusion import cell_positions
+from fer_core.evaluation.predict import predict_split
+from fer_core.models.checkpoint import load_checkpoint
 
 CHECKPOINTS = REPO / "checkpoints"
 BUILTIN_RUN, PHOTO_RUN = "builtin-cnn3", "fer2013-cnn3"

@@ -33,11 +33,11 @@ from browser_helpers import (
 )
 from PIL import Image
 
-from fer_core.checkpoint import load_checkpoint
-from fer_core.classes import CLASSES
-from fer_core.confusion import confusion_counts, ranked_pairs
-from fer_core.predict import predict_split
-from fer_core.readers import load_dataset
+from fer_core.data.classes import CLASSES
+from fer_core.data.readers import load_dataset
+from fer_core.evaluation.confusion import confusion_counts, ranked_pairs
+from fer_core.evaluation.predict import predict_split
+from fer_core.models.checkpoint import load_checkpoint
 
 VIEWPORT = {"width": 1400, "height": 1000}
 TOUR_WIDTH = 1000  # pixels: the README's screenshots, scaled down from the 1400-wide window

@@ -1,0 +1,167 @@
+"""A clickable gallery of faces and the panel of one opened face, shared by pages.
+
+The gallery is one composed image (one PNG for up to 100 faces, not 100 widgets) inside a
+plotly figure whose invisible overlay makes each face clickable; a click stores the face's
+index within its split in session state under `face_key`.
+"""
+
+from functools import partial
+from urllib.parse import urlencode
+
+import numpy as np
+import streamlit as st
+
+from dashboard.common import state
+from dashboard.common.clicks import face_from_state
+from dashboard.common.images import GAP, TILE_TEXT, gallery_grid, png_data_uri
+from fer_core.data.classes import CLASSES
+from fer_core.evaluation.predict import Predictions
+
+SELECTED = "#ff4b4b"  # the chosen face, cell or prediction
+FACES_PER_PAGE = 100
+COLUMNS = 9  # 9 faces of 96 pixels fit the main column of a 1400-pixel-wide window
+BESIDE_COLUMNS = 6  # with a narrow column beside the gallery (3 : 1)
+SCALE = 2
+SHORT = [name[:3] for name in CLASSES]
+
+
+def _name(label: int) -> str:
+    return CLASSES[label] if label >= 0 else "unknown"
+
+
+def face_text(dataset, preds: Predictions, position: int) -> tuple[tuple[str, ...], str]:
+    """A face's three caption lines (source, true->predicted, both probabilities) and its
+    hover text."""
+    row, label = preds.rows[position], int(preds.labels[position])
+    pred = int(preds.predicted[position])
+    p_pred = float(preds.probs[position, pred])
+    p_true = float(preds.probs[position, label]) if label >= 0 else float("nan")
+    source = str(dataset.sources[row])
+    lines = (source if len(source) <= 16 else "…" + source[-15:],
+             f"{SHORT[label] if label >= 0 else '?'} > {SHORT[pred]}",
+             f"p {p_pred:.2f} · t {p_true:.2f}" if label >= 0 else f"p {p_pred:.2f}")
+    hover = (f"#{position} ({source})<br>true <b>{_name(label)}</b> "
+             f"p={p_true:.3f}<br>predicted <b>{CLASSES[pred]}</b> p={p_pred:.3f}")
+    return lines, hover
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _grid_uri(_dataset, fingerprint: str, rows: tuple, captions: tuple, columns: int) -> str:
+    faces = _dataset.images[np.asarray(rows, dtype=np.int64)]
+    return png_data_uri(gallery_grid(faces, list(captions), columns, SCALE))
+
+
+def on_face_click(key: str, face_key: str) -> None:
+    """A click on a face stores it under `face_key` and asks the page to open it once (the
+    flag `<face_key>_open`), in a dialog on the next run."""
+    face = face_from_state(st.session_state.get(key))
+    if face is not None:
+        st.session_state[face_key] = face
+        st.session_state[f"{face_key}_open"] = True
+
+
+def show_gallery(dataset, preds: Predictions, positions: np.ndarray, key: str,
+                 face_key: str, columns: int = COLUMNS) -> None:
+    """Up to FACES_PER_PAGE faces of `preds.split` as one clickable composed image, `columns`
+    faces a row (fewer where the gallery shares the page's width with something beside it)."""
+    positions = [int(p) for p in positions[:FACES_PER_PAGE]]
+    texts = [face_text(dataset, preds, p) for p in positions]
+    uri = _grid_uri(dataset, dataset.fingerprint, tuple(int(preds.rows[p]) for p in positions),
+                    tuple(lines for lines, _ in texts), columns)
+    size = dataset.images.shape[1] * SCALE
+    tile_w, tile_h = size + GAP, size + TILE_TEXT
+    i = np.arange(len(positions))
+    centres = np.stack([(i % columns) * tile_w + size / 2, (i // columns) * tile_h + size / 2], 1)
+    width = min(columns, len(positions)) * tile_w  # one row of 3 faces: 3 faces wide, not 9
+    height = (-(-len(positions) // columns)) * tile_h
+    figure = gallery_figure(uri, width, height, centres, positions, [h for _, h in texts],
+                            face=size, selected=st.session_state.get(face_key))
+    st.caption("Each face: its source, true → predicted class, p = probability of the "
+               "prediction, t = probability of the true class. Click a face to open it.")
+    st.plotly_chart(figure, key=key, on_select=partial(on_face_click, key, face_key),
+                    selection_mode="points", width="content",
+                    config={"displayModeBar": False})
+
+
+def face_query(choice, split: str, position: int) -> dict:
+    """The query that opens this face on the Saliency page with the same data and checkpoint."""
+    query = {"data": choice.data, "split": split, "idx": str(position)}
+    if choice.run:
+        query["run"] = choice.run
+    return query
+
+
+def face_link(choice, split: str, position: int) -> str:
+    """A relative link that opens this face on the Saliency page (from scratch, in a new tab)."""
+    return "saliency?" + urlencode(face_query(choice, split, position))
+
+
+def show_face(dataset, preds: Predictions, position: int, choice) -> None:
+    """One face large, its 7 probabilities, where it came from, and a link to it."""
+    row, label = preds.rows[position], int(preds.labels[position])
+    pred = int(preds.predicted[position])
+    st.subheader(f"Face #{position} of {preds.split}")
+    left, right = st.columns([1, 2])
+    left.image(dataset.images[row], width=192, clamp=True)
+    with right:
+        st.plotly_chart(probability_figure(preds.probs[position], label if label >= 0 else None,
+                                           pred), config={"displayModeBar": False})
+    mark = ":green[correct]" if pred == label else ":red[wrong]"
+    st.markdown(f"True **{_name(label)}** · predicted **{CLASSES[pred]}** "
+                f"({preds.probs[position, pred]:.1%}) {mark if label >= 0 else ''}  \n"
+                f"Source: `{dataset.sources[row]}`  \n"
+                f"[Link to this face]({face_link(choice, preds.split, position)}) (opens it "
+                f"on the Saliency page in a new tab)")
+    st.page_link("views/saliency/page.py", label="Explain this face", icon=":material/visibility:",
+                 query_params=face_query(choice, preds.split, position))
+    st.caption(f"Model input: the 48x48 face, shown at 4x. Device: {state.device().type}.")
+
+
+face_dialog = st.dialog("Face", width="large")(show_face)
+
+
+def gallery_figure(source: str, width: int, height: int, centres: np.ndarray, positions: list,
+                   hover: list[str], face: int, selected: int | None = None) -> dict:
+    """A composed gallery image with one clickable square per face (customdata = the face's
+    index within its split), the selected face outlined."""
+    image = {"type": "image", "source": source, "hoverinfo": "skip"}
+    overlay = {
+        "type": "scatter", "mode": "markers", "showlegend": False,
+        "x": centres[:, 0].tolist(), "y": centres[:, 1].tolist(), "customdata": positions,
+        "marker": {"symbol": "square", "size": face * 0.9, "color": "rgba(0,0,0,0)"},
+        "selected": {"marker": {"opacity": 1}}, "unselected": {"marker": {"opacity": 1}},
+        "hovertemplate": [f"{h}<extra>click to open</extra>" for h in hover],
+    }
+    shapes = []
+    if selected is not None and selected in positions:
+        x, y = centres[positions.index(selected)]
+        half = face / 2 + 2
+        shapes.append({"type": "rect", "x0": x - half, "x1": x + half, "y0": y - half,
+                       "y1": y + half, "line": {"color": SELECTED, "width": 3}})
+    layout = {
+        "height": height + 10, "width": width + 10, "margin": {"l": 5, "r": 5, "t": 5, "b": 5},
+        "xaxis": {"visible": False, "range": [0, width], "fixedrange": True},
+        "yaxis": {"visible": False, "range": [height, 0], "fixedrange": True,
+                  "scaleanchor": "x"},
+        "dragmode": False, "clickmode": "event+select", "shapes": shapes,
+        "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)",
+    }
+    return {"data": [image, overlay], "layout": layout}
+
+
+def probability_figure(probs: np.ndarray, true: int | None, predicted: int) -> dict:
+    """The 7 class probabilities as horizontal bars: the prediction red, the true class marked."""
+    colours = [SELECTED if k == predicted else "#0068c9" for k in range(7)]
+    labels = [f"{n} (true)" if k == true else n for k, n in enumerate(CLASSES)]
+    bars = {
+        "type": "bar", "orientation": "h", "x": probs.tolist(), "y": labels,
+        "marker": {"color": colours}, "text": [f"{p:.1%}" for p in probs],
+        "textposition": "outside", "cliponaxis": False,
+        "hovertemplate": "%{y}: %{x:.2%}<extra></extra>",
+    }
+    layout = {
+        "height": 260, "margin": {"l": 10, "r": 40, "t": 10, "b": 10},
+        "xaxis": {"range": [0, 1.15], "tickformat": ".0%", "fixedrange": True},
+        "yaxis": {"autorange": "reversed", "fixedrange": True},
+    }
+    return {"data": [bars], "layout": layout}

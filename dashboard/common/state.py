@@ -1,0 +1,234 @@
+"""Where things are, and the loaders every page shares.
+
+Datasets, checkpoints and architecture tables are loaded once per process and shared by every
+tab (bounded caches). Each cache key carries a stamp of what is on disk (a file's size and mtime;
+for an image folder, its images' names, sizes and mtimes), so data that changes on disk (a best.pt
+rewritten by a running trainer, a fixed CSV, a replaced image) is loaded again.
+
+What the caches share is read-only: dataset arrays cannot be written and model parameters take
+no gradient, so no page can change what another tab sees. A dataset that can no longer be read
+(deleted, or replaced by something unreadable) keeps showing its last good copy, with the
+reader's message.
+"""
+
+import argparse
+import os
+import sys
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+from dashboard.common.paths import checkpoints_root
+from fer_core.data.classes import CLASSES, IMAGE_SIZE
+from fer_core.data.dataset import FaceDataset
+from fer_core.data.readers import load_dataset, source_stamp
+from fer_core.device import choose_device, describe_device
+from fer_core.errors import FerError
+from fer_core.evaluation.predict import Predictions, ProgressCallback, cached_predict_split
+from fer_core.models.architectures import arch_options, build_model
+from fer_core.models.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    resolve_checkpoint_path,
+)
+from fer_core.models.layer_table import summarize
+
+BUILTIN = "builtin"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The shared sidebar choice every page reads: the dataset spec and the checkpoint run."""
+
+    data: str
+    run: str | None
+
+
+def startup_data_spec() -> str:
+    """The dataset the app starts on: `--data` after `streamlit run dashboard/app.py --`, then
+    FER_DATA, then the built-in faces."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--data")
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return args.data or os.environ.get("FER_DATA") or BUILTIN
+
+
+def selection() -> Selection:
+    """The current sidebar choice (set by the sidebar on every run, before the page runs)."""
+    return st.session_state["selection"]
+
+
+def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(mtime_ns, size) of a file or folder, or None when it does not exist."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading faces...")
+def _faces_or_error(spec: str, stamp: tuple | None):
+    """The dataset for `spec` (read-only), or the reader's message; failures are cached too so a
+    bad path is not re-read on every rerun (the stamp changes when the data does)."""
+    try:
+        return load_dataset(spec).read_only()
+    except FerError as e:
+        return str(e)
+
+
+_LAST_GOOD: "OrderedDict[str, FaceDataset]" = OrderedDict()
+_LAST_GOOD_LOCK = threading.Lock()
+LAST_GOOD_KEPT = 4
+
+
+def load_faces(spec: str) -> tuple[FaceDataset | None, str | None]:
+    """(dataset, problem): (dataset, None) when `spec` loads; when it cannot be read any more,
+    (its last good copy, the reader's message); (None, the message) when it never loaded."""
+    result = _faces_or_error(spec, source_stamp(spec))
+    with _LAST_GOOD_LOCK:
+        if isinstance(result, str):
+            return _LAST_GOOD.get(spec), result
+        _LAST_GOOD[spec] = result
+        _LAST_GOOD.move_to_end(spec)
+        while len(_LAST_GOOD) > LAST_GOOD_KEPT:
+            _LAST_GOOD.popitem(last=False)
+    return result, None
+
+
+def page_faces(spec: str) -> FaceDataset:
+    """The dataset a page shows: with a warning when it is the last good copy of data that can
+    no longer be read; the page stops with the message when there is none."""
+    dataset, problem = load_faces(spec)
+    if dataset is None:
+        st.error(problem, icon=":material/error:")
+        st.stop()
+    if problem:
+        st.warning(f"Showing the faces loaded earlier: {problem}", icon=":material/warning:")
+    return dataset
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _device_choice() -> tuple[torch.device, str | None]:
+    """The device (FER_DEVICE, else cuda, mps, cpu), and why it is not FER_DEVICE's when that
+    names a device this machine lacks."""
+    try:
+        return choose_device(), None
+    except FerError as e:
+        fallback = choose_device("auto")
+        return fallback, f"{e}; using {fallback.type} instead"
+
+
+def device() -> torch.device:
+    """The device the dashboard computes on."""
+    return _device_choice()[0]
+
+
+def device_problem() -> str | None:
+    return _device_choice()[1]
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def device_text() -> str:
+    return describe_device(device())
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading checkpoint...")
+def _checkpoint(path: str, stamp: tuple | None) -> Checkpoint:
+    """The checkpoint, its parameters frozen: pages take gradients with respect to the input."""
+    ckpt = load_checkpoint(path, device())
+    ckpt.model.requires_grad_(False)
+    return ckpt
+
+
+def checkpoint(run_path: str | os.PathLike) -> Checkpoint:
+    """The run's best.pt (or last.pt), loaded once per version on disk; raises CheckpointError."""
+    file = resolve_checkpoint_path(run_path)
+    return _checkpoint(str(file), file_stamp(file))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def architecture_table(arch: str, options: dict) -> tuple[list[dict], int, int]:
+    """Layer records, total and trainable parameters of `arch` for one 48x48 face.
+
+    A fresh CPU model is summarized rather than a cached checkpoint's, since summarize() attaches
+    hooks and a cached model is shared by every tab.
+    """
+    summary = summarize(build_model(arch, **arch_options(arch, **options)))
+    return summary.as_records(), summary.total_params, summary.trainable_params
+
+
+_PREDICTIONS: "OrderedDict[tuple, Predictions]" = OrderedDict()
+_PREDICTIONS_LOCK = threading.Lock()
+PREDICTIONS_KEPT = 8
+
+
+def predictions(ckpt: Checkpoint, dataset, split: str,
+                progress: ProgressCallback | None = None) -> Predictions:
+    """Every face of `split` predicted by `ckpt`: from memory, else from the disk cache (keyed by
+    the checkpoint file's content), else computed, reporting to `progress`.
+
+    Not an st.cache_* function: those replay the elements a call creates, which would redraw the
+    progress bar on every cache hit. The lock keeps two tabs from predicting the same split at
+    once on the shared model.
+    """
+    key = (str(ckpt.path), file_stamp(ckpt.path), dataset.fingerprint, split)
+    with _PREDICTIONS_LOCK:
+        if key in _PREDICTIONS:
+            _PREDICTIONS.move_to_end(key)
+            return _PREDICTIONS[key]
+        result = cached_predict_split(ckpt.model, ckpt.path, dataset, split, device(),
+                                      progress=progress)
+        _PREDICTIONS[key] = result
+        while len(_PREDICTIONS) > PREDICTIONS_KEPT:
+            _PREDICTIONS.popitem(last=False)
+        return result
+
+
+def predictions_ready(ckpt: Checkpoint, dataset, split: str) -> bool:
+    """Whether `predictions` would answer from memory (no progress bar needed)."""
+    return (str(ckpt.path), file_stamp(ckpt.path), dataset.fingerprint, split) in _PREDICTIONS
+
+
+def fit_problem(meta: dict) -> str | None:
+    """Why a checkpoint cannot score this project's faces (other classes or input size), or
+    None."""
+    classes = list(meta.get("classes") or [])
+    if classes != list(CLASSES):
+        return (f"this checkpoint predicts the classes {', '.join(map(str, classes)) or '(none)'}, "
+                f"not the 7 FER2013 classes ({', '.join(CLASSES)})")
+    if meta.get("input_size") != IMAGE_SIZE:
+        return (f"this checkpoint takes {meta.get('input_size')}-pixel faces, not "
+                f"{IMAGE_SIZE}x{IMAGE_SIZE}")
+    return None
+
+
+def page_checkpoint(run: str | None) -> Checkpoint | None:
+    """The chosen run's checkpoint for a page that scores faces, or None after showing why it
+    cannot be used (no run, an unreadable file, other classes or input size)."""
+    if run is None:
+        st.info("No checkpoint yet: train one on the Training page.", icon=":material/info:")
+        return None
+    try:
+        ckpt = checkpoint(checkpoints_root() / run)
+    except FerError as e:
+        st.error(str(e), icon=":material/error:")
+        return None
+    if problem := fit_problem(ckpt.meta):
+        st.error(f"{run}: {problem}", icon=":material/error:")
+        return None
+    return ckpt
+
+
+def scoring_page(title: str) -> tuple[Selection, FaceDataset, Checkpoint] | None:
+    """The opening of a page that scores faces: the sidebar's choice, its dataset (the page
+    stops with the reader's message when there is none), the title, and the checkpoint; None
+    after saying why there is no usable checkpoint."""
+    choice = selection()
+    dataset = page_faces(choice.data)
+    st.title(title)
+    ckpt = page_checkpoint(choice.run)
+    return None if ckpt is None else (choice, dataset, ckpt)

@@ -1,0 +1,28 @@
+"""The mean saliency maps of confusion cells, kept in memory per process over the disk cache
+(`memo.Memo`: each computed once, however many tabs ask)."""
+
+import numpy as np
+
+from dashboard.common import state
+from dashboard.common.memo import Memo
+from fer_core.evaluation.predict import Predictions, ProgressCallback
+from fer_core.explain.cell_saliency import cached_cell_saliency
+from fer_core.models.checkpoint import Checkpoint
+
+MAPS: Memo[np.ndarray] = Memo(kept=256)  # a map is 48 x 48 float32: 9 KB
+
+
+def cell_map(ckpt: Checkpoint, dataset, preds: Predictions, cell: tuple[int, int],
+             progress: ProgressCallback | None = None) -> np.ndarray:
+    """The cell's mean saliency (float32 48 x 48, read-only) on the split of `preds`: from
+    memory, else the disk cache, else computed on the checkpoint's shared model, reporting to
+    `progress`."""
+    key = (str(ckpt.path), state.file_stamp(ckpt.path), dataset.fingerprint, preds.split, cell)
+
+    def compute() -> np.ndarray:
+        result = cached_cell_saliency(ckpt.model, ckpt.path, dataset, preds, *cell,
+                                      progress=progress)
+        result.setflags(write=False)
+        return result
+
+    return MAPS.get(key, compute)

@@ -1,0 +1,360 @@
+"""Confusions: the clickable confusion matrix of the chosen checkpoint on one split, the faces of
+the chosen (true, predicted) cell beside their mean saliency, one face opened large, and the
+metrics around them.
+
+The URL carries the split, the cell (?true=T&pred=P) and the opened face (?idx=I, its 0-based
+position within the split), so a copied link opens the same view in a new tab.
+"""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from dashboard.common import state, url
+from dashboard.common.clicks import cell_from_state, parse_cell, parse_index
+from dashboard.common.gallery import (
+    BESIDE_COLUMNS,
+    COLUMNS,
+    FACES_PER_PAGE,
+    face_dialog,
+    show_gallery,
+)
+from dashboard.common.paths import checkpoints_root
+from dashboard.common.runs import list_runs
+from dashboard.common.tables import content_height
+from dashboard.views.confusions.cell_maps import cell_map
+from dashboard.views.confusions.charts import (
+    difference_figure,
+    matrix_figure,
+    pr_figure,
+    reliability_figure,
+)
+from fer_core.data.classes import CLASSES
+from fer_core.evaluation.confusion import (
+    NORMALIZATIONS,
+    SORT_KEYS,
+    cell_positions,
+    class_metrics,
+    confusion_counts,
+    disagreements,
+    label_errors_csv,
+    likely_label_errors,
+    matrix_csv,
+    normalize,
+    pr_curves,
+    ranked_pairs,
+    reliability,
+    summary,
+)
+from fer_core.explain.heatmap import colorize
+
+NORM_LABELS = {"counts": "Counts", "row": "Row % (recall)", "column": "Column % (precision)"}
+SORT_LABELS = {"default": "Default", "pred_prob": "Probability of predicted class",
+               "true_prob": "Probability of true class", "loss": "Loss (−log p(true))",
+               "margin": "Margin p(pred) − p(true)"}
+CONFIG = {"displayModeBar": False}
+MAP_SIZE = 192  # pixels: the 48 x 48 mean saliency at 4x
+
+
+def labelled_splits(dataset) -> list[str]:
+    return [s for s in dataset.present_splits()
+            if (dataset.labels[dataset.indices(s)] >= 0).any()]
+
+
+def init_from_url(splits: list[str]) -> None:
+    """A session's first visit takes split, cell and face from the URL (a pasted link)."""
+    if "cm_split" in st.session_state:
+        return
+    q = st.query_params
+    default = "val" if "val" in splits else splits[0]
+    st.session_state["cm_split"] = q.get("split") if q.get("split") in splits else default
+    st.session_state["cm_cell"] = parse_cell((q.get("true"), q.get("pred")))
+    st.session_state["cm_face"] = q.get("idx")
+    st.session_state["cm_face_open"] = q.get("idx") is not None
+    if q.get("split") not in (None, *splits):
+        url.ignored("split", expected=f"one of {', '.join(splits)}")
+    if (q.get("true"), q.get("pred")) != (None, None) and st.session_state["cm_cell"] is None:
+        url.ignored("true", "pred", expected="two class numbers 0-6")
+
+
+def write_url(split: str, cell: tuple[int, int], face: int | None) -> None:
+    wanted = {"split": split, "true": str(cell[0]), "pred": str(cell[1]),
+              "idx": None if face is None else str(face)}
+    url.write(wanted)
+
+
+def choose_cell(cell: tuple[int, int] | None) -> None:
+    """A new cell: its gallery starts at page 1 with no face opened."""
+    if cell is not None and cell != st.session_state.get("cm_cell"):
+        st.session_state["cm_cell"] = cell
+        st.session_state["cm_face"] = None
+        st.session_state["cm_page"] = 1
+
+
+def on_split_change() -> None:
+    """A face index belongs to its split: another split opens no face."""
+    st.session_state["cm_face"] = None
+
+
+def on_matrix_click() -> None:
+    choose_cell(cell_from_state(st.session_state.get("cm_matrix")))
+
+
+def on_pair_select() -> None:
+    rows = st.session_state["cm_pairs"].selection.rows
+    if rows:
+        choose_cell(st.session_state["cm_pair_cells"][rows[0]])
+
+
+def predict(ckpt, dataset, split: str):
+    """Predictions of the split, with a progress bar the first time they are computed."""
+    if state.predictions_ready(ckpt, dataset, split):
+        return state.predictions(ckpt, dataset, split)
+    n = len(dataset.indices(split))
+    bar = st.progress(0.0, text=f"Predicting {n:,} {split} faces on {state.device().type}...")
+    result = state.predictions(ckpt, dataset, split, progress=lambda done, total: bar.progress(
+        done / total, text=f"Predicting {split} faces: {done:,} of {total:,}"))
+    bar.empty()
+    return result
+
+
+def show_summary(preds, y, yhat) -> dict:
+    s = summary(y, yhat)
+    rel = reliability(preds.probs[preds.labelled], y)
+    cols = st.columns(4)
+    cols[0].metric("Accuracy", f"{s['accuracy']:.1%}")
+    cols[1].metric("Balanced accuracy", f"{s['balanced_accuracy']:.1%}",
+                   help="Mean recall over the classes: rare classes count as much as common ones")
+    cols[2].metric("Labelled faces", f"{s['n']:,}")
+    cols[3].metric("Calibration error (ECE)", f"{rel['ece']:.3f}",
+                   help="Expected calibration error over 10 confidence bins: the mean gap "
+                        "between confidence and accuracy, weighted by faces (0 = calibrated)")
+    return rel
+
+
+def show_matrix(counts: np.ndarray, cell: tuple[int, int]) -> None:
+    mode = st.segmented_control("Colour by", NORMALIZATIONS, key="cm_norm", required=True,
+                                default="counts", format_func=NORM_LABELS.get,
+                                persist_state="session")
+    figure = matrix_figure(counts, normalize(counts, mode), mode, cell)
+    st.plotly_chart(figure, key="cm_matrix", on_select=on_matrix_click, selection_mode="points",
+                    config=CONFIG)
+    st.caption("Rows: true class. Columns: predicted class. Click a cell to see its faces.")
+
+
+def show_pairs(counts: np.ndarray) -> None:
+    pairs = ranked_pairs(counts)[:12]
+    st.markdown("**Most confused pairs**")
+    if not pairs:
+        st.caption("No mistakes on this split.")
+        return
+    st.session_state["cm_pair_cells"] = [(p["true"], p["pred"]) for p in pairs]
+    table = pd.DataFrame({"true": [p["true_name"] for p in pairs],
+                          "predicted": [p["pred_name"] for p in pairs],
+                          "faces": [p["count"] for p in pairs],
+                          "share of true": [p["share"] for p in pairs]})
+    st.dataframe(table, key="cm_pairs", on_select=on_pair_select, selection_mode="single-row",
+                 hide_index=True, height=content_height(len(table)),
+                 column_config={"share of true": st.column_config.NumberColumn(format="percent")})
+    st.caption("Choose a row to open that cell.")
+
+
+def gallery_positions(preds, cell: tuple[int, int]) -> tuple[str, np.ndarray, bool]:
+    """The title and positions the gallery shows, and whether they are one cell's faces (in the
+    chosen order) rather than the likely label errors across all cells."""
+    t, p = cell
+    cols = st.columns([3, 3, 2])
+    sort = cols[0].selectbox("Order", ["default", *SORT_KEYS], key="cm_sort",
+                             format_func=SORT_LABELS.get, persist_state="session",
+                             help="Default: most confident mistakes first; on the diagonal, "
+                                  "least confident correct faces first")
+    errors_only = cols[1].toggle("Likely label errors, all cells", key="cm_errors",
+                                 help="Faces the model gets wrong with high confidence: often a "
+                                      "wrong label rather than a wrong model")
+    threshold = cols[2].slider("Confidence at least", 0.5, 0.99, 0.9, 0.01, key="cm_threshold",
+                               disabled=not errors_only)
+    if errors_only:
+        return f"Likely label errors (confidence ≥ {threshold:.2f})", \
+            likely_label_errors(preds, threshold), False
+    title = f"True {CLASSES[t]}, predicted {CLASSES[p]}"
+    return title, cell_positions(preds, t, p, sort=None if sort == "default" else sort), True
+
+
+def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
+    """The gallery, and beside it the cell's mean saliency. The gallery is drawn first, so the
+    browser shows it while the map is computed."""
+    title, positions, one_cell = gallery_positions(preds, cell)
+    st.subheader(f"{title}: {len(positions):,} faces")
+    if not len(positions):
+        t, p = cell
+        st.info(f"This cell is empty: no {CLASSES[t]} face of the {preds.split} split was "
+                f"predicted {CLASSES[p]}.", icon=":material/info:")
+        return
+    gallery, beside = st.columns([3, 1]) if one_cell else (st.container(), None)
+    with gallery:
+        pages = -(-len(positions) // FACES_PER_PAGE)
+        page = 1
+        if st.session_state.get("cm_page", 1) > pages:  # fewer pages than before
+            st.session_state["cm_page"] = 1
+        if pages > 1:
+            page = st.columns(3)[0].number_input(
+                f"Page (of {pages}, {FACES_PER_PAGE} faces each)", 1, pages, key="cm_page")
+        shown = positions[(page - 1) * FACES_PER_PAGE:page * FACES_PER_PAGE]
+        show_gallery(dataset, preds, shown, key="cm_gallery", face_key="cm_face",
+                     columns=BESIDE_COLUMNS if one_cell else COLUMNS)
+    if beside is not None:
+        with beside:
+            show_cell_map(ckpt, dataset, preds, cell, len(positions))
+
+
+def show_cell_map(ckpt, dataset, preds, cell: tuple[int, int], n: int) -> None:
+    """The cell's mean saliency, 4x with visible pixels, with a progress bar in its place the
+    first time it is computed."""
+    t, p = cell
+    st.markdown(f"**What turns {CLASSES[t]} into {CLASSES[p]}**" if t != p
+                else f"**Where it looks for {CLASSES[t]}**")
+    slot = st.empty()
+    values = cell_map(ckpt, dataset, preds, cell, progress=lambda done, total: slot.progress(
+        done / total, text=f"Mean saliency: {done:,} of {total:,} faces"))
+    image = Image.fromarray(colorize(values, signed=t != p))
+    slot.image(image.resize((MAP_SIZE, MAP_SIZE), Image.Resampling.NEAREST))
+    st.caption(cell_map_caption(t, p, n))
+
+
+def cell_map_caption(t: int, p: int, n: int) -> str:
+    """What the map of cell (t, p) with n faces shows, in words."""
+    true, pred, faces = CLASSES[t], CLASSES[p], f"{n:,} face{'s' if n != 1 else ''}"
+    if t == p:
+        return (f"Mean |gradient| of logit {true} over its {faces}: where the model looks when "
+                f"it gets {true} right.")
+    article = "an" if true[0] in "AEIOU" else "a"
+    return (f"Mean gradient of logit {pred} − logit {true} over the {faces} of this cell: red "
+            f"pixels push {article} {true} face towards {pred}, blue away.")
+
+
+def show_downloads(dataset, preds, counts: np.ndarray) -> None:
+    threshold = st.session_state.get("cm_threshold", 0.9)
+    errors = likely_label_errors(preds, threshold)
+    cols = st.columns(2)
+    cols[0].download_button(
+        "Label errors CSV", label_errors_csv(preds, errors, dataset.sources),
+        file_name="likely_label_errors.csv", mime="text/csv", icon=":material/download:",
+        on_click="ignore", width="stretch",
+        help=f"The {len(errors):,} faces predicted wrongly with confidence ≥ {threshold:.2f}: "
+             f"split, index, source, label, prediction, confidence")
+    cols[1].download_button("Matrix CSV", matrix_csv(counts),
+                            file_name=f"confusion_{preds.split}.csv", mime="text/csv",
+                            icon=":material/download:", on_click="ignore", width="stretch",
+                            help="The confusion matrix counts, rows = true class")
+
+
+def show_class_metrics(y, yhat) -> None:
+    table = pd.DataFrame(class_metrics(y, yhat))
+    percent = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
+    st.dataframe(table, hide_index=True, height=content_height(len(table)), column_config={
+        k: st.column_config.ProgressColumn(**percent) for k in ("precision", "recall", "f1")})
+
+
+def show_calibration(rel: dict) -> None:
+    st.plotly_chart(reliability_figure(rel), config=CONFIG)
+    st.caption(f"Bars: accuracy of the faces in each confidence bin; red marks: their mean "
+               f"confidence. Bars below the diagonal mean overconfidence. ECE {rel['ece']:.3f}.")
+
+
+def show_compare(ckpt, dataset, preds, counts: np.ndarray, run: str) -> None:
+    others = [r.name for r in list_runs(checkpoints_root()) if r.has_checkpoint and r.name != run]
+    if not others:
+        st.caption("Train or add a second checkpoint to compare two models here.")
+        return
+    other = st.selectbox("Compare with", [None, *others], key="cm_compare",
+                         format_func=lambda n: "choose a checkpoint" if n is None else n)
+    if other is None:
+        return
+    second = state.page_checkpoint(other)
+    if second is None:
+        return
+    theirs = predict(second, dataset, preds.split)
+    known = preds.labelled
+    other_counts = confusion_counts(theirs.labels[known], theirs.predicted[known])
+    cols = st.columns(3)
+    cols[0].metric(f"{run} accuracy", f"{preds.accuracy():.1%}")
+    cols[1].metric(f"{other} accuracy", f"{theirs.accuracy():.1%}",
+                   delta=f"{theirs.accuracy() - preds.accuracy():+.1%}")
+    differ = disagreements(preds, theirs)
+    cols[2].metric("Faces they disagree on", f"{len(differ):,}")
+    st.plotly_chart(difference_figure(other_counts - counts, run, other),
+                    key="cm_compare_difference", config=CONFIG)
+    st.caption(f"Each cell: faces {other} puts there minus faces {run} puts there. Blue on the "
+               f"diagonal and red off it mean {other} does better.")
+    if len(differ):
+        st.markdown(f"**Faces where they disagree** (first {FACES_PER_PAGE}; captions give "
+                    f"{run}'s prediction)")
+        show_gallery(dataset, preds, differ[:FACES_PER_PAGE], key="cm_disagree",
+                     face_key="cm_face")
+
+
+def page() -> None:
+    opened = state.scoring_page("Confusions")
+    if opened is None:
+        return
+    choice, dataset, ckpt = opened
+    splits = labelled_splits(dataset)
+    if not splits:
+        st.warning(f"A confusion matrix needs labels, and dataset `{choice.data}` has none (its "
+                   f"faces are unlabelled test faces). Choose a labelled dataset in the sidebar.",
+                   icon=":material/warning:")
+        return
+    init_from_url(splits)
+    if st.session_state["cm_split"] not in splits:
+        st.session_state["cm_split"] = splits[0]
+    split = st.segmented_control("Split", splits, key="cm_split", required=True,
+                                 persist_state="session", on_change=on_split_change)
+    st.caption(f"Checkpoint **{choice.run}** ({ckpt.arch}) on `{choice.data}`, {split} split.")
+    preds = predict(ckpt, dataset, split)
+    known = preds.labelled
+    y, yhat = preds.labels[known], preds.predicted[known]
+    counts = confusion_counts(y, yhat)
+    rel = show_summary(preds, y, yhat)
+    explore(ckpt, dataset, preds, counts, choice)
+    st.divider()
+    tabs = st.tabs(["Per-class metrics", "Calibration", "Precision-recall",
+                    "Compare checkpoints"])
+    with tabs[0]:
+        show_class_metrics(y, yhat)
+    with tabs[1]:
+        show_calibration(rel)
+    with tabs[2]:
+        st.plotly_chart(pr_figure(pr_curves(preds.probs[known], y)), config=CONFIG)
+        st.caption("One class against the rest, ranked by the probability of that class.")
+    with tabs[3]:
+        show_compare(ckpt, dataset, preds, counts, choice.run)
+
+
+@st.fragment
+def explore(ckpt, dataset, preds, counts: np.ndarray, choice) -> None:
+    """The matrix, its pairs, the chosen cell's gallery and mean saliency, and the opened face.
+    A fragment: a click here reruns only this part, not the metrics, curves and comparison
+    below."""
+    pairs = ranked_pairs(counts)
+    cell = st.session_state.get("cm_cell") or (
+        (pairs[0]["true"], pairs[0]["pred"]) if pairs else (0, 0))
+    st.session_state["cm_cell"] = cell
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        show_matrix(counts, cell)
+    with right:
+        show_pairs(counts)
+        show_downloads(dataset, preds, counts)
+    st.divider()
+    face = parse_index(st.session_state.get("cm_face"), len(preds.rows))
+    if face is None and st.session_state.get("cm_face") is not None:
+        url.ignored("idx", expected=f"a face number from 0 to {len(preds.rows) - 1}")
+    st.session_state["cm_face"] = face
+    show_cell(ckpt, dataset, preds, cell)
+    if st.session_state.pop("cm_face_open", False) and face is not None:
+        face_dialog(dataset, preds, face, choice)
+    write_url(preds.split, cell, face)
+
+
+page()

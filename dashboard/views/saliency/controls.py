@@ -1,0 +1,168 @@
+"""The Saliency page's choices: the method with its parameters and the target, kept in session
+state under `sa_*` keys and mirrored into the URL (?method=ig&steps=64&baseline=blurred&
+target=Happy-Sad), so a shared link reproduces the map.
+
+A parameter's widget key includes its method (`sa_smoothgrad_samples`), since two methods may
+share a parameter name with different defaults.
+"""
+
+import streamlit as st
+
+from dashboard.common import url
+from fer_core.data.classes import CLASSES
+from fer_core.errors import FerError
+from fer_core.explain.attribution import METHODS, Target, cam_layers, coerced
+
+# Slider bounds per numeric parameter: (min, max, step). Within attribution.PARAM_BOUNDS.
+SLIDERS = {"samples": (1, 100, 1), "noise": (0.01, 0.5, 0.01), "steps": (4, 256, 4),
+           "window": (2, 24, 1)}
+PARAM_HELP = {
+    "samples": "Noisy copies (SmoothGrad) or baselines (GradientSHAP) averaged",
+    "noise": "Standard deviation of the Gaussian noise, in pixel units (pixels lie in [0, 1])",
+    "steps": "Points on the path from the baseline to the face",
+    "baseline": "The reference face: black, or the face blurred (keeps its layout, not its "
+                "features)",
+    "layer": "The layer whose activations and gradients make the map (default: the last "
+             "convolutional stage; later layers are coarser and more class-specific)",
+    "window": "Side of the grey square slid over the face, in pixels (stride half of it)",
+}
+PARAM_NAMES = tuple(SLIDERS) + ("baseline", "layer")
+TARGET_KINDS = {"predicted": "Predicted class", "true": "True class", "class": "A class",
+                "contrast": "A rather than B"}
+
+
+def param_key(method: str, name: str) -> str:
+    return f"sa_{method}_{name}"
+
+
+def target_text(target: Target) -> str:
+    """The URL form of a target, as `Target.parse` reads it."""
+    if target.kind == "class":
+        return CLASSES[target.a]
+    if target.kind == "contrast":
+        return f"{CLASSES[target.a]}-{CLASSES[target.b]}"
+    return "pred" if target.kind == "predicted" else "true"
+
+
+def init_from_url(layers: list[str]) -> None:
+    """A session's first visit takes the method, its parameters and the target from the URL;
+    what is not valid is ignored with a warning."""
+    if "sa_method" in st.session_state:
+        return
+    q = st.query_params
+    method = q.get("method", "vanilla")
+    if method not in METHODS:
+        url.ignored("method", expected=f"one of {', '.join(METHODS)}")
+        method = "vanilla"
+    st.session_state["sa_method"] = method
+    for name in PARAM_NAMES:
+        if q.get(name) is not None:
+            take_param(method, name, q.get(name), layers)
+    set_target(q.get("target", "pred"))
+
+
+def take_param(method: str, name: str, text: str, layers: list[str]) -> None:
+    defaults = METHODS[method].defaults()
+    if name not in defaults:
+        url.ignored(name, expected=f"no such parameter for {METHODS[method].title}")
+        return
+    allowed = {"baseline": ["black", "blurred"], "layer": layers}.get(name)
+    try:
+        value = coerced(name, defaults[name], text)
+    except FerError:
+        value = None
+    if allowed is not None and value not in allowed:
+        url.ignored(name, expected=f"one of {', '.join(allowed)}")
+    elif allowed is None and not (value is not None and SLIDERS[name][0] <= value <=
+                                  SLIDERS[name][1]):
+        low, high, _ = SLIDERS[name]
+        url.ignored(name, expected=f"a number from {low} to {high}")
+    else:
+        st.session_state[param_key(method, name)] = value
+
+
+def set_target(text: str) -> None:
+    try:
+        target = Target.parse(text)
+    except FerError:
+        url.ignored("target", expected="pred, true, a class name, or A-B (two class names)")
+        target = Target()
+    st.session_state["sa_target_kind"] = target.kind
+    st.session_state["sa_class_a"] = target.a if target.a is not None else 3
+    st.session_state["sa_class_b"] = target.b if target.b is not None else 6
+
+
+def method_choice(label=lambda title, key: title) -> str:
+    """The method; `label(title, key)` names it in the list (the trust checks add flags)."""
+    return st.selectbox("Method", list(METHODS), key="sa_method", persist_state="session",
+                        format_func=lambda k: label(METHODS[k].title, k),
+                        help="Gradient methods are fast and fine-grained; Grad-CAM is coarse "
+                             "and class-specific; occlusion and the path methods (IG, DeepLift, "
+                             "GradientSHAP) cost more passes. ⚠: fails the sanity check (its "
+                             "maps hardly change when the model's weights are randomized).")
+
+
+def params_choice(method: str, arch: str, arch_options: dict) -> dict:
+    """The method's parameters, one widget each (none for methods without parameters)."""
+    defaults = METHODS[method].defaults()
+    params = {}
+    for name, default in defaults.items():
+        key = param_key(method, name)
+        st.session_state.setdefault(key, default)
+        if name == "layer":
+            params[name] = layer_choice(key, arch, arch_options)
+        elif name == "baseline":
+            params[name] = st.segmented_control("Baseline", ["black", "blurred"], key=key,
+                                                required=True, help=PARAM_HELP[name],
+                                                persist_state="session")
+        else:
+            low, high, step = SLIDERS[name]
+            params[name] = st.slider(name.capitalize(), low, high, step=step, key=key,
+                                     help=PARAM_HELP[name], persist_state="session")
+    return params
+
+
+def layer_choice(key: str, arch: str, arch_options: dict) -> str:
+    """A Grad-CAM layer, listed with its output size (channels x height x width)."""
+    sizes = {layer.name: f"{layer.channels} x {layer.size[0]} x {layer.size[1]}"
+             for layer in cam_layers(arch, **arch_options)}
+    if st.session_state.get(key) not in sizes:  # a layer of another architecture
+        st.session_state[key] = list(sizes)[-1]
+    return st.selectbox("Layer", list(sizes), key=key, help=PARAM_HELP["layer"],
+                        format_func=lambda n: f"{n} ({sizes[n]})", persist_state="session")
+
+
+def target_choice(label_known: bool) -> Target:
+    """What to explain: the predicted class, the true class (when known), any class, or a
+    contrast A - B."""
+    kinds = [k for k in TARGET_KINDS if label_known or k != "true"]
+    if st.session_state.get("sa_target_kind") not in kinds:
+        st.session_state["sa_target_kind"] = "predicted"
+    kind = st.segmented_control("Explain", kinds, key="sa_target_kind", required=True,
+                                format_func=TARGET_KINDS.get, persist_state="session",
+                                help="A contrast explains logit A minus logit B: why A rather "
+                                     "than B")
+    if kind in ("predicted", "true"):
+        return Target(kind)
+    cols = st.columns(2)
+    a = cols[0].selectbox("Class A" if kind == "contrast" else "Class", range(len(CLASSES)),
+                          key="sa_class_a", format_func=CLASSES.__getitem__,
+                          persist_state="session")
+    if kind == "class":
+        return Target("class", a)
+    b = cols[1].selectbox("Class B", range(len(CLASSES)), key="sa_class_b",
+                          format_func=CLASSES.__getitem__, persist_state="session")
+    if a == b:
+        st.warning("Choose two different classes for a contrast; explaining class A alone.",
+                   icon=":material/warning:")
+        return Target("class", a)
+    return Target("contrast", a, b)
+
+
+def write_url(method: str, params: dict, target: Target, face: tuple | None) -> None:
+    """The URL after this run: the face (split and idx, for a dataset face), method, the method's
+    parameters and the target; other methods' parameters removed."""
+    wanted = {"method": method, "target": target_text(target),
+              **{name: str(params[name]) if name in params else None for name in PARAM_NAMES},
+              "split": face[0] if face else None, "idx": str(face[1]) if face else None}
+    url.write(wanted)

@@ -1,0 +1,182 @@
+"""Saliency: what the chosen checkpoint looks at in one face, from the dataset (often arriving
+from a Confusions or Embeddings gallery link) or cut from an uploaded photo or a webcam picture.
+
+One method at a time with its parameters, for the predicted class, the true class, any class or
+a contrast (logit A minus logit B), drawn alone and over the face; and every method side by side.
+The URL carries the face (?split=val&idx=I), the method, its parameters and the target, so a
+shared link reproduces the map (an uploaded photo cannot travel in a link).
+"""
+
+import streamlit as st
+
+from dashboard import sidebar
+from dashboard.common import face_picker, state, url
+from dashboard.common.gallery import probability_figure
+from dashboard.common.paths import checkpoints_root
+from dashboard.common.runs import list_runs
+from dashboard.views.saliency import controls, maps, trust
+from fer_core.data.classes import CLASSES
+from fer_core.data.readers import is_builtin_spec
+from fer_core.errors import FerError
+from fer_core.explain.attribution import METHODS, cam_layers
+
+SOURCES = {"dataset": "Dataset face", "upload": "Upload a photo", "camera": "Webcam"}
+COLUMNS = 5
+CONFIG = {"displayModeBar": False}
+
+
+def face_from_url(splits: list[str]) -> None:
+    """A link's face (?split=&idx=) is taken when it differs from the one this page last wrote:
+    on a session's first visit, and when another page sends a face here."""
+    q = st.query_params
+    arrived = (q.get("split"), q.get("idx"))
+    st.session_state.setdefault("sa_source", "dataset")
+    st.session_state.setdefault("sa_split", "val" if "val" in splits else splits[0])
+    if arrived == (None, None) or arrived == st.session_state.get("sa_url_face"):
+        return
+    st.session_state["sa_url_face"] = arrived
+    st.session_state["sa_source"] = "dataset"
+    if arrived[0] in splits:
+        st.session_state["sa_split"] = arrived[0]
+    elif arrived[0] is not None:
+        url.ignored("split", expected=f"one of {', '.join(splits)}")
+    if arrived[1] is not None:
+        st.session_state["sa_idx"] = arrived[1]
+
+
+def forget_link_face() -> None:
+    """A photo is shown: the URL loses the dataset face, so that a later link to that same face
+    (Explain this face on another page) is taken as a new arrival."""
+    st.session_state["sa_url_face"] = None
+    url.write({"split": None, "idx": None})
+
+
+def choose_face(dataset, splits: list[str], ckpt, run: str):
+    source = st.segmented_control("Face from", list(SOURCES), key="sa_source", required=True,
+                                  format_func=SOURCES.get, persist_state="session")
+    if source == "dataset":
+        return face_picker.dataset_face(dataset, splits)
+    if ckpt.trained_on_builtin:
+        builtin_note(run)
+    chosen = face_picker.photo_face(source)
+    if chosen is None:
+        st.info("Upload a photo with a face, or take a picture, to explain it."
+                if source == "upload" else "Take a picture to explain it.",
+                icon=":material/add_a_photo:")
+    return chosen
+
+
+def builtin_note(run: str) -> None:
+    """Photos are far from the synthetic faces a builtin-trained model learned from: say so, and
+    offer a FER2013-trained checkpoint when there is one."""
+    photo_runs = [r.name for r in list_runs(checkpoints_root())
+                  if r.has_checkpoint and r.data and not is_builtin_spec(r.data)]
+    note = (f"**{run}** learned from the built-in synthetic faces (drawn shapes, not photos): "
+            f"on a real photo its prediction and its saliency say little about real faces.")
+    if not photo_runs:
+        st.warning(note + " Train a model on FER2013 (Training page) to explain photos.",
+                   icon=":material/warning:")
+        return
+    better = sidebar.SHIPPED_RUNS[False] if sidebar.SHIPPED_RUNS[False] in photo_runs \
+        else photo_runs[0]
+    st.warning(note + f" **{better}** was trained on FER2013 photos.", icon=":material/warning:")
+    st.button(f"Switch to {better}", key="sa_switch", icon=":material/swap_horiz:",
+              on_click=sidebar.choose_run, args=(better,))
+
+
+def show_face(chosen, result) -> None:
+    """The exact 48 x 48 input, the 7 probabilities, the true class when known."""
+    st.markdown(f"**{chosen.title}**")
+    st.image(maps.zoomed(chosen.face, 4), width=192,
+             caption="The model's input: 48 x 48 grey pixels, shown at 4x",
+             output_format="PNG")
+    predicted = int(result.probs.argmax())
+    st.plotly_chart(probability_figure(result.probs, chosen.label, predicted), config=CONFIG,
+                    key="sa_probs")
+    truth = "unknown" if chosen.label is None else f"**{CLASSES[chosen.label]}**"
+    st.markdown(f"Predicted **{CLASSES[predicted]}** ({result.probs[predicted]:.1%}); "
+                f"true class {truth}.")
+
+
+def show_map(chosen, result) -> None:
+    cols = st.columns(2)
+    cmaps = maps.cmap_choices(result.signed)
+    cmap = cols[0].selectbox("Colour map", cmaps, persist_state="session",
+                             key=f"sa_cmap_{'signed' if result.signed else 'unsigned'}")
+    opacity = cols[1].slider("Opacity over the face", 0.0, 1.0, 0.5, 0.05, key="sa_opacity",
+                             persist_state="session")
+    alone, over = maps.pictures(chosen.face, result, cmap, opacity)
+    st.image([alone, over], caption=["The map", "Over the face"], width=240,
+             output_format="PNG")
+    params = ", ".join(f"{k} {v}" for k, v in result.params.items())
+    st.caption(f"{result.title}{f' ({params})' if params else ''}, explaining "
+               f"**{result.target}**. {maps.legend(result)} Computed in "
+               f"{result.seconds * 1000:.0f} ms on {state.device().type}.")
+
+
+def show_all_methods(model, model_key, chosen, target: str, opacity: float) -> None:
+    """Every method with its default parameters for the same face and target."""
+    with st.spinner("Running every method..."):
+        results = maps.all_methods(model, model_key, chosen.face.tobytes(),
+                                            chosen.label, target)
+    for start in range(0, len(results), COLUMNS):
+        for col, result in zip(st.columns(COLUMNS), results[start:start + COLUMNS]):
+            cmap = maps.cmap_choices(result.signed)[0]
+            _, over = maps.pictures(chosen.face, result, cmap, opacity, zoom=3)
+            col.image(over, caption=f"{result.title} ({result.seconds * 1000:.0f} ms)",
+                      width="stretch", output_format="PNG")
+    st.caption("Default parameters for each method; signed maps (red for, blue against) on a "
+               "diverging scale, unsigned ones on a sequential scale. Each map is scaled to its "
+               "own 99.5th percentile, so compare where they point, not how bright they are.")
+
+
+def page() -> None:
+    opened = state.scoring_page("Saliency")
+    if opened is None:
+        return
+    choice, dataset, ckpt = opened
+    options = ckpt.meta.get("arch_options", {})
+    controls.init_from_url([layer.name for layer in cam_layers(ckpt.arch, **options)])
+    splits = dataset.present_splits()
+    face_from_url(splits)
+    chosen = choose_face(dataset, splits, ckpt, choice.run)
+    if st.session_state["sa_source"] != "dataset":
+        forget_link_face()
+    if chosen is None:
+        return
+    face = None if chosen.split is None else (chosen.split, chosen.position)
+    st.divider()
+    left, right = st.columns([2, 3], gap="large")
+    report = trust.current_report(ckpt, dataset)
+    with right:
+        method = controls.method_choice(trust.method_label(report))
+        trust.flag_note(report, method)
+        params = controls.params_choice(method, ckpt.arch, options)
+        target = controls.target_choice(chosen.label is not None)
+    model_key = (str(ckpt.path), state.file_stamp(ckpt.path))
+    target_text = controls.target_text(target)
+    try:
+        with st.spinner(f"{METHODS[method].title}..."):
+            result = maps.face_map(ckpt.model, model_key, chosen.face.tobytes(),
+                                            chosen.label, method, target_text,
+                                            tuple(sorted(params.items())))
+    except FerError as e:
+        st.error(str(e), icon=":material/error:")
+        return
+    with left:
+        show_face(chosen, result)
+    with right:
+        show_map(chosen, result)
+    st.divider()
+    if st.toggle("All methods side by side", key="sa_all", persist_state="session",
+                 help="Every method with its default parameters, for this face and target"):
+        show_all_methods(ckpt.model, model_key, chosen, target_text,
+                         st.session_state.get("sa_opacity", 0.5))
+    st.divider()
+    trust.show_section(ckpt, dataset, chosen, result, report)
+    controls.write_url(method, params, target, face)
+    if face is not None:
+        st.session_state["sa_url_face"] = (face[0], str(face[1]))
+
+
+page()

@@ -1,0 +1,167 @@
+"""The Saliency page's trust checks: a flag per method from the sanity check, and the "Can I
+trust this map?" section (this map's deletion curve against a random order, every method's
+randomization curve, localization on the built-in faces, and a table comparing the methods).
+
+The report covers the first N faces of a split (N adjustable) and is computed once per
+checkpoint in a background thread (`trust_jobs`), then read from the disk cache.
+"""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from dashboard.common import state
+from dashboard.common.tables import content_height
+from dashboard.views.saliency import trust_charts, trust_jobs
+from dashboard.views.saliency.maps import explained_class
+from fer_core.data.classes import CLASSES
+from fer_core.explain.trust import FLAG_AT, deletion_curves, random_maps
+
+CONFIG = {"displayModeBar": False}
+
+
+def probe(dataset) -> tuple[str, int]:
+    """The probe's split and size, as chosen in the section (val and 16 at first; a split this
+    dataset lacks falls back to its first)."""
+    splits = dataset.present_splits()
+    if st.session_state.get("sa_trust_split") not in splits:
+        st.session_state["sa_trust_split"] = "val" if "val" in splits else splits[0]
+    return st.session_state["sa_trust_split"], st.session_state.get("sa_trust_n", 16)
+
+
+def current_report(ckpt, dataset):
+    """The finished report for the chosen probe, or None."""
+    return trust_jobs.report(ckpt, dataset, *probe(dataset))
+
+
+def flag_note(report, method: str) -> None:
+    """One line under the method selector: what the sanity check says of this method."""
+    if report is None:
+        st.caption("Sanity check not run for this checkpoint yet: see *Can I trust this map?* "
+                   "below.")
+        return
+    m = report.by_method().get(method)
+    if m is None:
+        return
+    rho, layers = m.randomization_spearman[-1], len(report.layers)
+    if m.flagged:
+        st.warning(f"Fails the sanity check: with all {layers} layers randomized its maps still "
+                   f"correlate {rho:.2f} (Spearman) with the trained model's, so they show the "
+                   f"image more than what the model learned.", icon=":material/flag:")
+    else:
+        st.caption(f":material/check: Passes the sanity check: with all {layers} layers "
+                   f"randomized its maps correlate {rho:.2f} with the trained model's "
+                   f"(flag at {FLAG_AT}).")
+
+
+def method_label(report):
+    """The method selector's labels: the title, with a flag when the sanity check fails."""
+    flagged = set() if report is None else {m.method for m in report.methods if m.flagged}
+    return lambda title, key: f"{title} ⚠" if key in flagged else title
+
+
+def show_section(ckpt, dataset, chosen, result, report) -> None:
+    """`report`: `current_report`'s answer earlier in the same run (the probe's widgets below
+    change it only through a rerun)."""
+    st.subheader("Can I trust this map?")
+    left, right = st.columns(2, gap="large")
+    with left:
+        show_deletion(ckpt, chosen, result)
+    with right:
+        show_probe_choice(dataset)
+    if report is None:
+        show_job(ckpt, dataset, *probe(dataset))
+        return
+    show_report(report)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def deletion_pair(_model, model_key: tuple, face: bytes, values: bytes,
+                  explained: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the map's deletion curve, a random order's) for one face: 42 forward passes, so kept
+    per checkpoint version, face, map and class rather than redone on every rerun."""
+    device = state.device()
+    pixels = torch.frombuffer(bytearray(face), dtype=torch.uint8).view(1, 48, 48)
+    order = torch.frombuffer(bytearray(values), dtype=torch.float32).view(1, 48, 48).to(device)
+    label = torch.tensor([explained], device=device)
+    curves = [deletion_curves(_model, pixels, maps, label)[0].cpu().numpy()
+              for maps in (order, random_maps(order.shape, 0, device))]
+    return curves[0], curves[1]
+
+
+def show_deletion(ckpt, chosen, result) -> None:
+    """This face's deletion curve for the current map, following the class the map explains,
+    against a random order."""
+    explained = explained_class(result)
+    curve, floor = deletion_pair(ckpt.model, (str(ckpt.path), state.file_stamp(ckpt.path)),
+                                 chosen.face.tobytes(), result.values.tobytes(), explained)
+    st.plotly_chart(trust_charts.deletion_figure(curve, floor, result.title, CLASSES[explained]),
+                    config=CONFIG, key="sa_deletion")
+    st.caption(f"The map's most important pixels are replaced by a blurred copy of the face, 5% "
+               f"at a time, and the probability of {CLASSES[explained]} (the class the map "
+               f"explains) is followed. A faithful map finds the evidence, so the curve falls "
+               f"faster than the random order's.")
+
+
+def show_probe_choice(dataset) -> None:
+    splits = dataset.present_splits()
+    cols = st.columns(2)
+    cols[0].selectbox("Probe split", splits, key="sa_trust_split", persist_state="session")
+    cols[1].number_input("Probe faces (the split's first N)", 4, 64, 16, 4, key="sa_trust_n",
+                         persist_state="session")
+    st.caption("The checks below run every method on these faces: the sanity check (Adebayo et "
+               "al. 2018) re-initializes the layers one by one from the head down and compares "
+               "each method's maps with the trained model's; deletion and, on the built-in "
+               "faces, localization on the drawn brows, eyes and mouth.")
+
+
+def show_job(ckpt, dataset, split: str, n: int) -> None:
+    job = trust_jobs.running(ckpt, dataset, split, n)
+    if job is None or job.error:
+        if job is not None:
+            st.error(f"The trust checks failed: {job.error}", icon=":material/error:")
+        st.info(f"Not run yet for **{ckpt.path.parent.name}** on the first {n} {split} faces. "
+                f"With cnn3 they take about 2 minutes on a 2-core CPU (ResNet18 longer), in the "
+                f"background: the page stays usable, and the result is kept on disk.",
+                icon=":material/schedule:")
+        if st.button("Run the trust checks", key="sa_trust_run", icon=":material/play_arrow:"):
+            trust_jobs.start(ckpt, dataset, split, n)
+            st.rerun()
+        return
+    follow(job)
+
+
+@st.fragment(run_every=1.0)
+def follow(job) -> None:
+    """The running job's progress, polled every second; the whole page reruns when it ends, so
+    the method flags appear."""
+    st.progress(min(job.fraction, 1.0), text=f"Trust checks: {job.text}")
+    if job.done.is_set():
+        st.rerun()
+
+
+def show_report(report) -> None:
+    st.plotly_chart(trust_charts.randomization_figure(report), config=CONFIG,
+                    key="sa_randomization")
+    if report.methods[0].parts_share is not None:
+        st.plotly_chart(trust_charts.parts_figure(report), config=CONFIG, key="sa_parts")
+    st.dataframe(comparison(report), hide_index=True, height=content_height(len(report.methods)),
+                 column_config={"on the parts": st.column_config.NumberColumn(format="percent"),
+                                "parts' area": st.column_config.NumberColumn(format="percent")})
+    st.caption(f"Means over {report.faces} faces. Sanity: flagged when the maps still correlate "
+               f"{FLAG_AT} or more with every layer randomized. Deletion: area under the "
+               f"probability curve (lower is more faithful); random order for comparison.")
+
+
+def comparison(report) -> pd.DataFrame:
+    rows = []
+    for m in report.methods:
+        row = {"method": m.title, "sanity": "⚠ flagged" if m.flagged else "passes",
+               "ρ, all randomized": round(m.randomization_spearman[-1], 3),
+               "deletion area": round(m.deletion_auc, 3),
+               "random order": round(m.random_deletion_auc, 3)}
+        if m.parts_share is not None:
+            row |= {"on the parts": m.parts_share, "parts' area": m.parts_area_share}
+        rows.append(row)
+    return pd.DataFrame(rows)

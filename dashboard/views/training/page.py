@@ -1,0 +1,261 @@
+"""Training: start a run in its own process, follow its curves live, stop or resume it, and
+compare runs. Everything shown is read from the run folders, so runs started from the CLI or
+another tab are followed the same way. `?follow=NAME` opens a run's panel."""
+
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from dashboard.common import state, url
+from dashboard.common.paths import checkpoints_root
+from dashboard.common.runs import RunInfo, list_runs, log_tail, run_info
+from dashboard.common.tables import RUN_COLUMNS, runs_frame
+from dashboard.views.training.charts import overlay_figure, training_figure
+from dashboard.views.training.history import RunHistory, format_duration
+from dashboard.views.training.launcher import (
+    can_resume,
+    resume_run,
+    start_run,
+    stop_run,
+    training_allowed,
+)
+from fer_core.errors import FerError
+from fer_core.models.architectures import ARCHITECTURES
+from fer_core.training.runs import RunFolder
+from fer_core.training.trainer import OPTIMIZERS, SCHEDULES, TrainConfig
+
+POLL_SECONDS = 2.0
+DEFAULTS = TrainConfig()
+READ_ONLY = ("Training is switched off on this server (FER_ALLOW_TRAINING=0): runs can be "
+             "followed and compared here, not started, stopped or resumed.")
+
+
+def history(run_path: Path) -> RunHistory:
+    """This session's reader of the run's history.jsonl, brought up to date."""
+    readers = st.session_state.setdefault("history_readers", {})
+    reader = readers.setdefault(str(run_path), RunHistory(Path(run_path) / "history.jsonl"))
+    reader.refresh()
+    return reader
+
+
+def device_options() -> list[str]:
+    found = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return found + (["mps"] if torch.backends.mps.is_available() else [])
+
+
+def free_name(runs: list[RunInfo]) -> str:
+    taken = {r.name for r in runs}
+    return next(f"run-{i}" for i in range(1, len(taken) + 2) if f"run-{i}" not in taken)
+
+
+# ---- starting a run ---------------------------------------------------------------------------
+
+def new_run_form(data: str, runs: list[RunInfo]) -> None:
+    """The form's fields are TrainConfig's; submitting launches `python -m fer_core train`."""
+    d, keep = DEFAULTS, {"persist_state": "session"}
+    with st.form("new_run"):
+        c = st.columns(4)
+        if "train_name" not in st.session_state:
+            st.session_state["train_name"] = free_name(runs)
+        c[0].text_input("Run name", key="train_name", **keep,
+                        help="A folder under the checkpoints root: letters, digits, . _ -")
+        c[1].text_input("Dataset", data, key="train_data", **keep,
+                        help="'builtin', 'builtin:N' (N faces) or a FER2013 path")
+        devices = device_options()
+        c[2].selectbox("Device", devices, devices.index(state.device().type), key="train_device",
+                       **keep)
+        c[3].number_input("Loss point every N steps", 1, 10_000, d.log_every,
+                          key="train_log_every", **keep)
+        c = st.columns(4)
+        c[0].selectbox("Architecture", list(ARCHITECTURES), key="train_arch", **keep)
+        c[1].number_input("Dropout (cnn3)", 0.0, 0.9, 0.3, 0.05, key="train_dropout", **keep)
+        c[2].number_input("Epochs", 1, 1000, d.epochs, key="train_epochs", **keep)
+        c[3].number_input("Batch size", 2, 4096, d.batch_size, key="train_batch", **keep)
+        c = st.columns(4)
+        c[0].selectbox("Optimizer", OPTIMIZERS, key="train_optimizer", **keep)
+        c[1].number_input("Learning rate", 1e-6, 10.0, d.lr, 1e-4, "%.5f", key="train_lr", **keep)
+        c[2].selectbox("LR schedule", SCHEDULES, key="train_schedule", **keep)
+        c[3].number_input("Weight decay", 0.0, 1.0, d.weight_decay, 1e-4, "%.5f",
+                          key="train_decay", **keep)
+        c = st.columns(4, vertical_alignment="center")  # the toggles beside the boxes' middle
+        c[0].number_input("Shift (px)", 0, 12, d.shift, key="train_shift", **keep)
+        c[1].number_input("Rotation (degrees)", 0.0, 45.0, d.rotate, 1.0, key="train_rotate",
+                          **keep)
+        c[2].toggle("Horizontal flip", d.flip, key="train_flip", **keep)
+        c[3].toggle("ImageNet stem", key="train_stem", **keep,
+                    help="resnet18 only: a 7x7 stride-2 stem and max-pool instead of a 3x3 "
+                         "stride-1 stem")
+        st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
+                              on_click=_submit)
+    if message := st.session_state.pop("form_error", None):
+        st.error(message, icon=":material/error:")
+    if started := st.session_state.pop("form_started", None):
+        st.toast(f"Started run {started}", icon=":material/play_arrow:")
+
+
+def form_config() -> TrainConfig:
+    """The TrainConfig the form's fields describe."""
+    s = st.session_state
+    options = ({"dropout": s.train_dropout} if s.train_arch == "cnn3"
+               else {"small_input": not s.train_stem})
+    return TrainConfig(
+        data=s.train_data.strip(), arch=s.train_arch, arch_options=options,
+        epochs=int(s.train_epochs), batch_size=int(s.train_batch), optimizer=s.train_optimizer,
+        lr=s.train_lr, schedule=s.train_schedule, weight_decay=s.train_decay,
+        shift=int(s.train_shift), rotate=s.train_rotate, flip=s.train_flip,
+        device=s.train_device, log_every=int(s.train_log_every))
+
+
+def _submit() -> None:
+    """Form callback (it runs before the page, so the new run is listed and followed at once):
+    check the dataset loads, then launch; a refusal is shown under the form."""
+    s = st.session_state
+    config = form_config()
+    _, error = state.load_faces(config.data)
+    try:
+        if error:
+            raise FerError(error)
+        folder = start_run(checkpoints_root(), s.train_name, config)
+    except FerError as e:
+        s["form_error"] = str(e)
+        return
+    s["follow"] = s["form_started"] = folder.name
+    s["train_name"] = free_name(list_runs(checkpoints_root()))
+
+
+# ---- following a run --------------------------------------------------------------------------
+
+def follow_picker(runs: list[RunInfo]) -> RunInfo:
+    """The run whose panel is shown: ?follow=, else this session's choice, else a live run,
+    else the newest."""
+    by_name = {r.name: r for r in runs}
+    wanted = st.query_params.get("follow")
+    if "follow" not in st.session_state and wanted is not None:
+        if wanted in by_name:
+            st.session_state["follow"] = wanted
+        else:
+            url.ignored("follow", expected="the name of a run on this server")
+    if st.session_state.get("follow") not in by_name:
+        st.session_state["follow"] = next((r.name for r in runs if r.live), runs[0].name)
+    name = st.selectbox("Run", list(by_name), key="follow", persist_state="session",
+                        label_visibility="collapsed")
+    if st.query_params.get("follow") != name:
+        st.query_params["follow"] = name
+    return by_name[name]
+
+
+def run_panel(path: Path) -> RunInfo:
+    """Status, metrics, curves and the stop/resume control of one run.
+
+    Each part sits in a container of its own, so the parts keep their places in the element
+    tree whatever shows inside them; otherwise an element that appears or goes (the progress
+    bar, a notice) shifts the rest, and the browser briefly shows the old chart and buttons
+    next to the new ones.
+    """
+    folder = RunFolder(path)
+    info = run_info(folder)
+    reader = history(path)
+    metrics(st.container(), info, reader)
+    with st.container():
+        if info.state == "starting":
+            st.info("Starting the trainer (loading the data)...", icon=":material/hourglass_top:")
+        if info.error:
+            st.error(f"Run failed: {info.error}", icon=":material/error:")
+            with st.expander("End of train.log"):
+                st.code("\n".join(log_tail(folder)) or "(no log)", language=None)
+    with st.container():
+        if reader.steps or reader.epochs:
+            st.plotly_chart(training_figure(reader), key=f"curves-{info.name}",
+                            config={"displaylogo": False})
+    with st.container():
+        controls(info)
+    return info
+
+
+def metrics(box, info: RunInfo, reader: RunHistory) -> None:
+    cols = box.columns(5)
+    cols[0].metric("Status", info.state)
+    cols[1].metric("Epoch", f"{info.epoch} / {info.epochs or '?'}")
+    best = info.best_val_acc
+    cols[2].metric("Best val accuracy", "\u2014" if best is None else f"{best:.1%}")
+    speed = reader.images_per_s()
+    cols[3].metric("Images / s", "\u2014" if speed is None else f"{speed:,.0f}")
+    eta = reader.eta_seconds(info.epochs) if info.live else None
+    cols[4].metric("ETA", format_duration(eta) if info.live else "\u2014")
+    if info.live and info.epochs:
+        done = min(reader.progress / info.epochs, 1.0)
+        box.progress(done, text=f"{reader.progress:.2f} of {info.epochs} epochs")
+
+
+def controls(info: RunInfo) -> None:
+    if not training_allowed():
+        return
+    if info.state in ("running", "stopping"):
+        st.button("Stop", key="stop_run", icon=":material/stop:", type="primary", on_click=_act,
+                  args=(stop_run, info.path), disabled=info.state == "stopping",
+                  help="Finish the current step, save last.pt and stop; resume it later")
+    elif can_resume(info):
+        st.button("Resume", key="resume_run", icon=":material/play_arrow:", on_click=_act,
+                  args=(resume_run, info.path), help="Continue from last.pt")
+    if message := st.session_state.pop("action_error", None):
+        st.error(message, icon=":material/error:")
+
+
+def _act(action, path: Path) -> None:
+    """Button callback: run `action` on the folder; a refusal is shown after the rerun."""
+    try:
+        action(RunFolder(path))
+    except FerError as e:
+        st.session_state["action_error"] = str(e)
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def live_panel(path: Path, seen: tuple[str, int]) -> None:
+    """Redrawn every POLL_SECONDS while the run is live. When its state or epoch differs from
+    `seen` (what the page showed at its last full run), the whole page reruns: the runs table
+    and the sidebar catch up, and polling ends with the run."""
+    info = run_panel(path)
+    if (info.state, info.epoch) != seen:
+        st.rerun()
+
+
+# ---- comparing runs ---------------------------------------------------------------------------
+
+def runs_section(runs: list[RunInfo]) -> None:
+    st.subheader("All runs")
+    event = st.dataframe(runs_frame(runs), key="runs_table", on_select="rerun",
+                         selection_mode="multi-row", hide_index=True, width="stretch",
+                         column_config=RUN_COLUMNS)
+    chosen = [runs[i] for i in event.selection.rows if i < len(runs)]
+    if chosen:
+        figure = overlay_figure({r.name: history(r.path) for r in chosen})
+        st.plotly_chart(figure, key="overlay", config={"displaylogo": False})
+        st.caption("Per epoch: validation solid, training dotted.")
+    else:
+        st.caption("Select runs in the table to overlay their curves.")
+
+
+# ---- page -------------------------------------------------------------------------------------
+
+def page() -> None:
+    st.title("Training")
+    runs = list_runs(checkpoints_root())
+    if training_allowed():
+        with st.expander("Start a new run", icon=":material/add_circle:", expanded=not runs):
+            new_run_form(state.selection().data, runs)
+    else:
+        st.caption(READ_ONLY)
+    if not runs:
+        st.caption(f"No runs in `{checkpoints_root()}` yet.")
+        return
+    st.subheader("Run")
+    followed = follow_picker(runs)
+    if followed.live:
+        live_panel(followed.path, (followed.state, followed.epoch))
+    else:
+        run_panel(followed.path)
+    runs_section(runs)
+
+
+page()

@@ -1,0 +1,188 @@
+"""`python -m fer_core explain`: one face (a photo, or a dataset face by split and index) ->
+the prediction, a saliency map as a PNG (face, map, overlay) and, optionally, JSON.
+
+Everything is checked before anything is written: on bad input no output file appears.
+"""
+
+import argparse
+import io
+import os
+import sys
+from pathlib import Path
+
+from ..errors import FerError
+
+# The keys of attribution.METHODS, listed here so that building the parser imports no torch
+# (tests/test_cli_explain.py checks that they agree).
+METHOD_KEYS = ("vanilla", "smoothgrad", "ig", "gradcam", "guided", "occlusion", "inputxgrad",
+               "deeplift", "gradshap", "guidedgradcam")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="a photo (JPEG, PNG, WebP, BMP, GIF): its largest face, "
+                                        "or a centre crop when none is found")
+    source.add_argument("--data", help="FER2013 path or 'builtin': the face --index of --split")
+    p.add_argument("--split", choices=("train", "val", "test"), default="val")
+    p.add_argument("--index", type=int, help="the face's position within the split (with --data)")
+    p.add_argument("--method", choices=METHOD_KEYS, default="vanilla", help="default vanilla")
+    p.add_argument("--target", default="pred",
+                   help="pred (default), true, a class by name or index, or A-B: why A rather "
+                        "than B (logit A minus logit B)")
+    p.add_argument("--steps", type=int, help="ig: path steps (default 32)")
+    p.add_argument("--baseline", choices=("black", "blurred"), help="ig, deeplift: reference "
+                                                                    "face (default black)")
+    p.add_argument("--samples", type=int, help="smoothgrad (default 25), gradshap (default 16)")
+    p.add_argument("--noise", type=float, help="smoothgrad: noise std in pixel units (default "
+                                               "0.15)")
+    p.add_argument("--layer", help="gradcam, guidedgradcam: a conv, BN or ReLU layer name "
+                                   "(default the last conv stage)")
+    p.add_argument("--window", type=int, help="occlusion: square side in pixels (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="smoothgrad, gradshap: random seed")
+    p.add_argument("--out", required=True, help="PNG file: the face, the map and the overlay")
+    p.add_argument("--json", default=None, help="also write pred, probs, face_box and method here")
+    p.add_argument("--device", default=None)
+
+
+PARAMETERS = ("steps", "baseline", "samples", "noise", "layer", "window")
+
+
+def run(args) -> int:
+    """Check everything, explain, then write; notes (no face found, other data) go to stderr
+    only once the command has succeeded, so a failure is one line."""
+    from ..data.classes import CLASSES
+    from ..device import choose_device
+    from ..explain.attribution import METHODS, Target, explain, method_params
+    from ..models.checkpoint import load_checkpoint
+
+    outputs = output_paths(args)
+    target = Target.parse(args.target)
+    params = {k: getattr(args, k) for k in PARAMETERS if getattr(args, k) is not None}
+    method_params(METHODS[args.method], params)
+    device = choose_device(args.device)
+    ckpt = load_checkpoint(args.checkpoint, device)
+    face, label, face_box, source, notes = chosen_face(args, ckpt)
+    result = explain(ckpt.model, face_tensor(face), args.method, target, labels=label,
+                     seed=args.seed, **params)
+    probs = result.probs[0].tolist()
+    pred = CLASSES[max(range(len(probs)), key=probs.__getitem__)]
+    print_prediction(pred, probs, label)
+    caption = (f"{result.title}, target {result.target_names()[0]}; "
+               f"predicted {pred} {max(probs):.2f}")
+    from ..explain.heatmap import panels
+
+    picture = panels(face, result.maps[0].cpu().numpy(), result.signed, caption)
+    report = {"pred": pred, "probs": probs, "face_box": face_box, "method": result.method,
+              "params": result.params, "target": result.target_names()[0],
+              "true": None if label is None else CLASSES[int(label[0])], "source": source,
+              "checkpoint": str(ckpt.path)}
+    write_all(outputs, png_bytes(picture), report)
+    print(f"wrote {outputs[0]}" + (f" and {outputs[1]}" if outputs[1] else ""))
+    if args.image and ckpt.trained_on_builtin:
+        notes.append(f"note: {ckpt.path} was trained on the built-in synthetic faces, not on "
+                     f"photos; a FER2013-trained checkpoint explains a photo better")
+    for note in notes:
+        print(note, file=sys.stderr)
+    return 0
+
+
+def output_paths(args) -> tuple[Path, Path | None]:
+    """--out (a .png) and --json, refused before any work when they cannot be written."""
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise FerError(f"--out {out}: must name a .png file")
+    paths = (out, Path(args.json) if args.json else None)
+    for path in filter(None, paths):
+        if not path.parent.is_dir():
+            raise FerError(f"cannot write {path}: folder {path.parent} does not exist")
+    return paths
+
+
+def chosen_face(args, ckpt):
+    """(uint8 48 x 48 face, labels tensor or None, face box or None, source description,
+    notes for stderr)."""
+    if args.image:
+        if args.index is not None:
+            raise FerError("--index goes with --data, not --image")
+        return photo_face(args.image)
+    if args.index is None:
+        raise FerError("--data needs --index (the face's position within --split)")
+    return dataset_face(args.data, args.split, args.index, ckpt)
+
+
+def photo_face(path: str):
+    from ..data.files import TooLarge, read_file
+    from ..data.photos import MAX_PHOTO_BYTES, face_from_upload
+
+    try:
+        data = read_file(path, path, limit=MAX_PHOTO_BYTES)
+    except TooLarge:
+        raise FerError(f"{path}: above the {MAX_PHOTO_BYTES >> 20} MB limit for a photo") from None
+    found = face_from_upload(data, path)
+    notes = [] if found.face_box else [f"no face found in {path}: used the centre crop "
+                                       f"{list(found.crop)}"]
+    box = None if found.face_box is None else list(found.face_box)
+    return found.face, None, box, {"image": path, "crop": list(found.crop)}, notes
+
+
+def dataset_face(data: str, split: str, index: int, ckpt):
+    import torch
+
+    from ..data.readers import load_dataset
+
+    dataset = load_dataset(data)
+    rows = dataset.indices(split)
+    if not 0 <= index < len(rows):
+        raise FerError(f"{data}: split {split} has {len(rows)} faces, no index {index}")
+    row = rows[index]
+    label = int(dataset.labels[row])
+    labels = None if label < 0 else torch.tensor([label])
+    trained = ckpt.meta.get("dataset", {}).get("fingerprint")
+    notes = [] if trained in (None, dataset.fingerprint) else [
+        f"warning: {dataset.name} (fingerprint {dataset.fingerprint}) is not the data "
+        f"{ckpt.path} was trained on (fingerprint {trained})"]
+    return (dataset.images[row], labels, None,
+            {"data": data, "split": split, "index": index, "row": int(row)}, notes)
+
+
+def face_tensor(face):
+    import torch
+
+    return torch.from_numpy(face.copy())[None]
+
+
+def print_prediction(pred: str, probs: list[float], label) -> None:
+    from ..data.classes import CLASSES
+
+    true = "" if label is None else f" (true class {CLASSES[int(label[0])]})"
+    print(f"predicted: {pred}{true}")
+    for name, p in zip(CLASSES, probs):
+        print(f"  {name:<9} {p:.4f}")
+
+
+def png_bytes(picture) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def write_all(paths: tuple[Path, Path | None], png: bytes, report: dict) -> None:
+    """The PNG and the JSON, each written to a temporary file first and both renamed at the
+    end, so a failure leaves neither behind."""
+    import json
+
+    contents = [(paths[0], png)]
+    if paths[1]:
+        contents.append((paths[1], (json.dumps(report, indent=2) + "\n").encode()))
+    temporary = []
+    try:
+        for path, data in contents:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temporary.append(tmp)
+            tmp.write_bytes(data)
+        for (path, _), tmp in zip(contents, temporary):
+            os.replace(tmp, path)
+    finally:
+        for tmp in temporary:
+            tmp.unlink(missing_ok=True)

@@ -1,0 +1,97 @@
+"""`python -m fer_core trust`: which saliency methods to trust for a checkpoint (the sanity
+check, deletion faithfulness and, on the built-in faces, localization), as a table and a JSON
+file. The report is cached on disk with the dashboard's, so the page opens it at once."""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import FerError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
+    p.add_argument("--data", help="FER2013 path or 'builtin' (default: the data the checkpoint "
+                                  "was trained on)")
+    p.add_argument("--split", default="val", help="the probe's split (default val)")
+    p.add_argument("--faces", type=int, default=16, help="probe size: the split's first N faces "
+                                                         "(default 16)")
+    p.add_argument("--json", required=True, help="file for the report")
+    p.add_argument("--device", default=None)
+
+
+def run(args) -> int:
+    from ..data.readers import load_dataset
+    from ..device import choose_device
+    from ..explain.trust import cached_trust_report, probe_faces
+    from ..models.checkpoint import load_checkpoint
+    from .main import training_data, warn_if_other_data
+
+    out = Path(args.json)
+    if not out.parent.is_dir():
+        raise FerError(f"cannot write {out}: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise FerError(f"cannot write {out}: it is a folder")
+    device = choose_device(args.device)
+    ckpt = load_checkpoint(args.checkpoint, device)
+    data = args.data or training_data(ckpt)
+    dataset = load_dataset(data)
+    probe_faces(dataset, args.split, args.faces)  # refuse a bad split or size before any work
+    warn_if_other_data(ckpt, dataset)
+    with progress_bar() as progress:
+        report = cached_trust_report(ckpt.model, ckpt.path, ckpt.arch,
+                                     ckpt.meta.get("arch_options", {}), dataset, args.split,
+                                     args.faces, progress=progress)
+    print(table(report))
+    write_atomic(out, json.dumps(report.as_dict(), indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+class progress_bar:
+    """A tqdm bar on stderr driven by (fraction, text) calls."""
+
+    def __enter__(self):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}% {desc}",
+                        leave=False)
+        return self
+
+    def __call__(self, fraction: float, text: str) -> None:
+        self.bar.n = round(100 * fraction)
+        self.bar.set_description_str(text)
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
+def table(report) -> str:
+    """One line per method: the sanity check, deletion, and localization where known."""
+    from ..explain.trust import FLAG_AT
+
+    header = (f"{'method':<22} {'rho, all random':>15} {'sanity':>8} {'deletion':>9} "
+              f"{'random':>7} {'on parts':>9} {'parts area':>10}")
+    lines = [f"{report.faces} faces; layers randomized top-down: {', '.join(report.layers)}",
+             header]
+    for m in report.methods:
+        parts = ("" if m.parts_share is None
+                 else f"{m.parts_share:>9.1%} {m.parts_area_share:>10.1%}")
+        lines.append(f"{m.title:<22} {m.randomization_spearman[-1]:>15.2f} "
+                     f"{'FLAGGED' if m.flagged else 'ok':>8} {m.deletion_auc:>9.3f} "
+                     f"{m.random_deletion_auc:>7.3f} {parts}".rstrip())
+    lines.append(f"sanity: FLAGGED when the maps still correlate >= {FLAG_AT} (Spearman) with "
+                 f"every layer randomized; deletion: area under the probability curve, lower "
+                 f"is more faithful, random order for comparison")
+    return "\n".join(lines)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,218 @@
+"""An uploaded photo -> the 48 x 48 face the model sees: decode in memory, upright, grayscale,
+find the faces, crop with FER2013's framing, resize.
+
+Nothing is written to disk. A bad file raises one FerError saying what is wrong with it (never
+quoting its content): empty, too large, an SVG, not an image, truncated, a decompression bomb (a
+small file declaring a huge image), or too small to hold a face.
+
+Faces are found with OpenCV's frontal-face Haar cascade, which ships inside
+`opencv-python-headless` 4.x (no download); cv2 is imported on first use. It misses faces that
+already fill the frame (a FER2013-style crop): then, or whenever the caller asks, a centre crop
+whose centre and size can be changed is used instead.
+"""
+
+import functools
+import io
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import FerError
+from .classes import IMAGE_SIZE
+
+MAX_PHOTO_BYTES = 16 << 20      # the dashboard's upload limit (.streamlit/config.toml)
+MAX_PHOTO_PIXELS = 50_000_000   # a 50-megapixel photo decodes to 150 MB of RGB
+MIN_PHOTO_SIDE = 16
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+DETECT_SIDE = 640               # faces are searched in a copy scaled down to this size
+# FER2013's framing relative to the Haar box: on 433 of the first 600 FER2013 faces (edges
+# repeated 24 pixels outwards, scaled x4) the cascade's box was a median 0.98 of the 48-pixel
+# frame (quartiles 0.92-1.03), centred within 0.02 box sides. The faces were evidently framed
+# by the same kind of detector, so the frame is the box itself (made square), no margin.
+FRAME_SCALE = 1.0
+
+Box = tuple[int, int, int, int]  # x, y, width, height in photo pixels
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo: grayscale float32 (H, W) in [0, 1], upright (EXIF orientation applied);
+    its format and original mode, for messages."""
+
+    gray: np.ndarray
+    format: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class CentreCrop:
+    """A square crop chosen by hand: centre (fractions of the width and height) and side (a
+    fraction of the shorter side)."""
+
+    cx: float = 0.5
+    cy: float = 0.5
+    size: float = 1.0
+
+    def __post_init__(self):
+        if not (0 <= self.cx <= 1 and 0 <= self.cy <= 1 and 0.05 <= self.size <= 1):
+            raise FerError("centre crop: centre must lie in [0, 1] and size in [0.05, 1]")
+
+    def box(self, height: int, width: int) -> Box:
+        side = max(1, round(self.size * min(height, width)))
+        return (round(self.cx * width - side / 2), round(self.cy * height - side / 2), side, side)
+
+
+@dataclass(frozen=True)
+class FaceInput:
+    """The 48 x 48 uint8 face the model receives, and how it was cut from the photo.
+
+    boxes: every detected face, largest first; face_box: the one used (None when no face was
+    found or a centre crop was asked for); crop: the square actually cut (it may reach past the
+    photo's edges, which are then repeated).
+    """
+
+    face: np.ndarray
+    photo: Photo
+    boxes: list[Box]
+    face_box: Box | None
+    crop: Box
+
+
+def face_from_upload(data: bytes, name: str = "upload", *, pick: int = 0,
+                     centre: CentreCrop | None = None) -> FaceInput:
+    """Decode `data`, find faces and cut face number `pick` (largest first) with FER2013's
+    framing; with `centre`, or when no face is found, cut that centre crop (default: the
+    largest centred square)."""
+    photo = decode_photo(data, name)
+    boxes = find_faces(photo.gray)
+    if centre is None and boxes:
+        if not 0 <= pick < len(boxes):
+            raise FerError(f"{name}: face {pick} asked for, but {len(boxes)} found")
+        face_box = boxes[pick]
+        crop = fer_frame(face_box)
+    else:
+        face_box = None
+        crop = (centre or CentreCrop()).box(*photo.gray.shape)
+    return FaceInput(face=crop_face(photo.gray, crop), photo=photo, boxes=boxes,
+                     face_box=face_box, crop=crop)
+
+
+# ---- decoding ------------------------------------------------------------------------------
+
+def decode_photo(data: bytes, name: str = "upload") -> Photo:
+    """The photo in `data`, upright and grayscale, or a FerError saying what is wrong."""
+    if not data:
+        raise FerError(f"{name}: empty file")
+    if len(data) > MAX_PHOTO_BYTES:
+        raise FerError(f"{name}: {len(data) / 2**20:.1f} MB, above the "
+                       f"{MAX_PHOTO_BYTES >> 20} MB limit for a photo")
+    if looks_like_svg(data):
+        raise FerError(f"{name}: an SVG drawing, not a photo: export it as PNG or JPEG")
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+            check_size(image, name)
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            return Photo(gray=grayscale(upright), format=image.format, mode=image.mode)
+    except UnidentifiedImageError:
+        raise FerError(f"{name}: not an image in a supported format "
+                       f"({', '.join(FORMATS)})") from None
+    except Image.DecompressionBombError:
+        raise FerError(f"{name}: declares an image of more than {MAX_PHOTO_PIXELS:,} pixels "
+                       f"(a decompression bomb?)") from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise FerError(f"{name}: truncated or damaged image") from None
+
+
+def looks_like_svg(data: bytes) -> bool:
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head)
+
+
+def check_size(image: Image.Image, name: str) -> None:
+    """Refuse, from the header alone, images too large to decode safely or too small for a
+    face."""
+    width, height = image.size
+    if width * height > MAX_PHOTO_PIXELS:
+        raise FerError(f"{name}: declares {width} x {height} pixels, above the "
+                       f"{MAX_PHOTO_PIXELS:,}-pixel limit (a decompression bomb?)")
+    if min(width, height) < MIN_PHOTO_SIDE:
+        raise FerError(f"{name}: {width} x {height} pixels, too small to hold a face "
+                       f"(at least {MIN_PHOTO_SIDE} x {MIN_PHOTO_SIDE})")
+
+
+def grayscale(image: Image.Image) -> np.ndarray:
+    """float32 (H, W) in [0, 1] from any mode: 16- and 32-bit integer images are scaled to
+    their range (PIL's convert("L") clips them); transparent pixels are laid over white."""
+    if image.mode.startswith("I;16"):
+        return np.asarray(image, dtype=np.float32) / 65535
+    if image.mode == "I":
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535 if values.max() <= 65535 else values.max()
+        return (np.clip(values, 0, None) / top).astype(np.float32)
+    if image.mode == "F":
+        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)
+    if image.mode != "L":
+        image = flatten(image)
+    return np.asarray(image, dtype=np.float32) / 255
+
+
+def flatten(image: Image.Image) -> Image.Image:
+    """An 8-bit grayscale version of a colour, palette or transparent image."""
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("L")
+    return image.convert("RGB").convert("L")
+
+
+# ---- finding and cutting faces ---------------------------------------------------------------
+
+_DETECT_LOCK = threading.Lock()
+
+
+@functools.cache
+def haar_cascade():
+    import cv2
+
+    return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+
+
+def find_faces(gray: np.ndarray) -> list[Box]:
+    """Frontal faces in a grayscale photo (float [0, 1]), largest first, in photo pixels."""
+    import cv2
+
+    pixels = np.round(gray * 255).astype(np.uint8)
+    scale = min(1.0, DETECT_SIDE / max(pixels.shape))
+    if scale < 1:
+        pixels = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    pixels = cv2.equalizeHist(pixels)
+    with _DETECT_LOCK:  # one cascade object, not documented as safe to share between threads
+        found = haar_cascade().detectMultiScale(pixels, scaleFactor=1.1, minNeighbors=5,
+                                                minSize=(20, 20))
+    boxes = [tuple(round(v / scale) for v in box) for box in np.asarray(found).reshape(-1, 4)]
+    return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+
+
+def fer_frame(face_box: Box) -> Box:
+    """The square around a detected face that frames it as FER2013 does."""
+    x, y, w, h = face_box
+    side = max(1, round(max(w, h) * FRAME_SCALE))
+    cx, cy = x + w / 2, y + h / 2
+    return (round(cx - side / 2), round(cy - side / 2), side, side)
+
+
+def crop_face(gray: np.ndarray, crop: Box) -> np.ndarray:
+    """uint8 48 x 48: the `crop` square of the photo (edges repeated where it reaches past
+    them), resized with an antialiasing bicubic filter."""
+    x, y, w, h = crop
+    height, width = gray.shape
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+    if x1 <= x0 or y1 <= y0:
+        raise FerError(f"crop {crop} lies outside the {width} x {height} photo")
+    square = np.pad(gray[y0:y1, x0:x1], ((y0 - y, y + h - y1), (x0 - x, x + w - x1)),
+                    mode="edge")
+    resized = Image.fromarray(square).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+    return np.round(np.clip(np.asarray(resized), 0, 1) * 255).astype(np.uint8)

@@ -1,0 +1,176 @@
+"""The one prediction path: model x faces -> logits, and model x dataset split -> rows, labels,
+probabilities (and, on request, penultimate features), with a disk cache.
+
+Training validation, `python -m fer_core evaluate` and every dashboard page call these, so a
+checkpoint scores the same accuracy everywhere. Prediction always runs in fp32, whatever precision
+trained the model: it is cheap next to training and no precision setting can change an accuracy.
+"""
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import cache
+from ..data.classes import NUM_CLASSES
+from ..data.dataset import FaceDataset
+from ..errors import FerError
+from ..models.architectures import final_linear_name
+
+BATCH_SIZE = 512
+TTA_SHIFT = 2  # pixels, for test-time augmentation
+CACHE_VERSION = 1
+
+ProgressCallback = Callable[[int, int], None]  # (faces done, faces in all)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Every face of one split: its dataset row, label (-1 = unknown) and 7 probabilities, and
+    when asked for, its penultimate features (the input of the final linear layer).
+
+    Position i here is the face's 0-based index within the split (the `idx` of a deep link).
+    """
+
+    split: str
+    rows: np.ndarray     # int64 (N,)
+    labels: np.ndarray   # int64 (N,)
+    probs: np.ndarray    # float32 (N, 7)
+    features: np.ndarray | None = None  # float32 (N, D)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """Positions (within the split) of the faces that have a label."""
+        return np.flatnonzero(self.labels >= 0)
+
+    def accuracy(self) -> float | None:
+        known = self.labelled
+        if len(known) == 0:
+            return None
+        return float((self.predicted[known] == self.labels[known]).mean())
+
+
+def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """Test-time views of a float batch N x 1 x H x W: the face and its mirror, each as is and
+    shifted by TTA_SHIFT pixels left, right, up and down (border pixels repeated): 10 views."""
+    s = TTA_SHIFT
+    padded = F.pad(x, (s, s, s, s), mode="replicate")
+    h, w = x.shape[-2:]
+    crops = [padded[..., s + dy:s + dy + h, s + dx:s + dx + w]
+             for dy, dx in ((0, 0), (0, -s), (0, s), (-s, 0), (s, 0))]
+    return crops + [c.flip(-1) for c in crops]
+
+
+@torch.no_grad()
+def logits_on_device(model: nn.Module, faces: torch.Tensor, batch_size: int = BATCH_SIZE,
+                     tta: bool = False, progress: ProgressCallback | None = None) -> torch.Tensor:
+    """fp32 logits (N, 7) for uint8 faces (N, 48, 48) or (N, 1, 48, 48) already on the model's
+    device; with `tta`, the log of the probabilities averaged over `tta_views`.
+
+    The model is put in eval mode; the caller restores train mode if it needs it.
+    """
+    model.eval()
+    faces = faces if faces.dim() == 4 else faces.unsqueeze(1)
+    out = torch.empty(len(faces), NUM_CLASSES, device=faces.device)
+    with torch.autocast(faces.device.type, enabled=False):
+        for start in range(0, len(faces), batch_size):
+            x = faces[start:start + batch_size].float().div_(255)
+            if tta:
+                probs = torch.stack([model(v).float().softmax(1) for v in tta_views(x)])
+                out[start:start + len(x)] = probs.mean(0).log()
+            else:
+                out[start:start + len(x)] = model(x).float()
+            if progress is not None:
+                progress(start + len(x), len(faces))
+    return out
+
+
+def logits_and_features_on_device(model: nn.Module, faces: torch.Tensor,
+                                  batch_size: int = BATCH_SIZE,
+                                  progress: ProgressCallback | None = None,
+                                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`logits_on_device` (no TTA), and the input of the model's final linear layer for each face:
+    the penultimate features (N, D) the logits are made from, taken in the same forward pass.
+
+    A forward pre-hook on the final linear layer collects them and is removed before returning.
+    It keeps only this thread's inputs, so a forward of another tab on the same cached model
+    cannot slip its batches in.
+    """
+    caller = threading.get_ident()
+    captured = []
+
+    def keep_input(_module, inputs):
+        if threading.get_ident() == caller:
+            captured.append(inputs[0].detach().float())
+
+    final = model.get_submodule(final_linear_name(model))
+    handle = final.register_forward_pre_hook(keep_input)
+    try:
+        logits = logits_on_device(model, faces, batch_size, progress=progress)
+    finally:
+        handle.remove()
+    return logits, torch.cat(captured) if captured else faces.new_empty((0, final.in_features),
+                                                                        dtype=torch.float32)
+
+
+def predict_split(model: nn.Module, dataset: FaceDataset, split: str, device: torch.device,
+                  tta: bool = False, progress: ProgressCallback | None = None,
+                  features: bool = False) -> Predictions:
+    """Probabilities for every face of `split`, batched on `device`, one host copy at the end;
+    with `features`, the penultimate features too (of the faces as they are: not with TTA)."""
+    if features and tta:
+        raise FerError("penultimate features come from the faces as they are, not with TTA")
+    rows = dataset.indices(split)
+    faces = torch.from_numpy(dataset.images[rows]).to(device)
+    kept = None
+    if features:
+        logits, kept = logits_and_features_on_device(model, faces, progress=progress)
+        kept = kept.cpu().numpy()
+    else:
+        logits = logits_on_device(model, faces, tta=tta, progress=progress)
+    probs = logits.softmax(1).cpu().numpy().astype(np.float32)
+    return Predictions(split=split, rows=rows, labels=dataset.labels[rows].copy(), probs=probs,
+                       features=kept)
+
+
+def cached_predict_split(model: nn.Module, checkpoint_path: str | Path, dataset: FaceDataset,
+                         split: str, device: torch.device, tta: bool = False,
+                         progress: ProgressCallback | None = None,
+                         features: bool = False) -> Predictions:
+    """`predict_split`, served from the disk cache when the same checkpoint file (by content),
+    dataset (by fingerprint), split and TTA setting were predicted before.
+
+    Features are stored in the same entry as the probabilities, and read only when asked for: an
+    entry written without them is computed again (both) the first time they are wanted.
+    """
+    key = prediction_key(checkpoint_path, dataset, split, tta)
+    wanted = ("rows", "probs", "features") if features else ("rows", "probs")
+    stored = cache.load_arrays(key, wanted)
+    rows = dataset.indices(split)
+    if stored is not None and np.array_equal(stored.get("rows"), rows):
+        return Predictions(split=split, rows=rows, labels=dataset.labels[rows].copy(),
+                           probs=stored["probs"], features=stored.get("features"))
+    predictions = predict_split(model, dataset, split, device, tta=tta, progress=progress,
+                                features=features)
+    arrays = {"rows": predictions.rows, "probs": predictions.probs}
+    if features:
+        arrays["features"] = predictions.features
+    cache.save_arrays(key, arrays)
+    return predictions
+
+
+def prediction_key(checkpoint_path: str | Path, dataset: FaceDataset, split: str,
+                   tta: bool) -> str:
+    """The cache key: checkpoint content hash, dataset fingerprint, split and TTA."""
+    parts = [f"v{CACHE_VERSION}", cache.file_fingerprint(checkpoint_path), dataset.fingerprint,
+             split, "tta" if tta else "plain"]
+    return "predictions-" + cache.bytes_fingerprint("|".join(parts).encode())

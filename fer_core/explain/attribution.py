@@ -1,0 +1,510 @@
+"""Saliency maps: which pixels of a face make the model say what it says.
+
+`explain(model, faces, method, target)` explains a whole batch in one call on the faces' device
+and returns maps N x 48 x 48. Ten methods, most of them Captum's (the field's standard library),
+each a small function below that says what it computes and cites its paper. Targets
+(`Target`): the predicted class, the true class, any class, or a contrast "logit A minus logit
+B" (why A rather than B).
+
+Every method scores the model through `Scores`, a wrapper whose outputs are the 7 logits and all
+49 pairwise logit differences, so a target is one output index per face and Captum's own target
+handling expands it over steps, samples and perturbations.
+
+The model is shared (the dashboard caches one per checkpoint for every tab), so it is treated as
+read-only. Gradients are taken with respect to the input only (Captum uses
+`torch.autograd.grad`), so nothing accumulates in the weights' `.grad`, and methods work when the
+parameters have `requires_grad=False`. Methods that attach hooks (Grad-CAM, Guided Backprop,
+DeepLift) run on a per-call deep copy (cnn3 is 2.7 MB, resnet18 45 MB), so no hook is ever seen
+by another tab and two calls never interleave on one model; hook-free methods read the shared
+model directly. Random methods (SmoothGrad, GradientSHAP) draw from the global torch and numpy
+generators (Captum takes no generator), seeded per call under a process-wide lock.
+"""
+
+import copy
+import inspect
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.classes import CLASSES, IMAGE_SIZE, NUM_CLASSES
+from ..errors import FerError
+from ..models.architectures import LayerInfo, layer_registry
+
+BLUR_SIGMA = 4.0        # pixels: the blurred baseline keeps the face's layout, not its features
+OCCLUDER = 0.5          # grey value that fills an occluded window
+CPU_BATCH, GPU_BATCH = 128, 1024   # forward passes batched this many images at a time
+SPATIAL = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU)
+_RNG_LOCK = threading.Lock()
+# Captum announces every hook it sets and removes; here that is routine, not news.
+warnings.filterwarnings("ignore", message="Setting (forward, )?backward hooks", module="captum")
+
+# ---- targets ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to explain: kind "predicted", "true", "class" (class a) or "contrast" (a minus b)."""
+
+    kind: str = "predicted"
+    a: int | None = None
+    b: int | None = None
+
+    @staticmethod
+    def parse(text: str) -> "Target":
+        """'pred', 'true', a class by name or index ('Happy', '3'), or 'A-B' for a contrast."""
+        text = text.strip()
+        if text.lower() in ("pred", "predicted"):
+            return Target("predicted")
+        if text.lower() == "true":
+            return Target("true")
+        if "-" in text:
+            a, b = (class_index(part) for part in text.split("-", 1))
+            if a == b:
+                raise FerError(f"contrast target {text!r}: the two classes must differ")
+            return Target("contrast", a, b)
+        return Target("class", class_index(text))
+
+    def describe(self) -> str:
+        if self.kind == "class":
+            return CLASSES[self.a]
+        if self.kind == "contrast":
+            return f"{CLASSES[self.a]} - {CLASSES[self.b]}"
+        return f"{self.kind} class"
+
+    def output_indices(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """One `Scores` output index per face (int64, on the logits' device)."""
+        n, device = len(logits), logits.device
+        if self.kind == "predicted":
+            return logits.argmax(1)
+        if self.kind == "true":
+            if labels is None or len(labels) != n or bool((labels < 0).any()):
+                raise FerError("target 'true': the true class of some face is unknown")
+            return labels.to(device=device, dtype=torch.int64)
+        if self.kind == "class":
+            return torch.full((n,), self.a, dtype=torch.int64, device=device)
+        return torch.full((n,), NUM_CLASSES + self.a * NUM_CLASSES + self.b,
+                          dtype=torch.int64, device=device)
+
+
+def class_index(text: str) -> int:
+    """A class by name (any case) or by index 0-6."""
+    names = [c.lower() for c in CLASSES]
+    text = text.strip()
+    if text.lower() in names:
+        return names.index(text.lower())
+    if text.isdigit() and int(text) < NUM_CLASSES:
+        return int(text)
+    raise FerError(f"unknown class {text!r}: use a name ({', '.join(CLASSES)}) or 0-6")
+
+
+def describe_output(index: int) -> str:
+    """The name of a `Scores` output: a class, or 'A - B'."""
+    if index < NUM_CLASSES:
+        return CLASSES[index]
+    a, b = divmod(index - NUM_CLASSES, NUM_CLASSES)
+    return f"{CLASSES[a]} - {CLASSES[b]}"
+
+
+class Scores(nn.Module):
+    """The model's 7 logits followed by all 49 differences: output 7 + 7a + b is logit a minus
+    logit b."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        pairs = logits[:, :, None] - logits[:, None, :]
+        return torch.cat([logits, pairs.flatten(1)], 1)
+
+
+# ---- methods ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Method:
+    """One attribution method: its key, title, whether its maps are signed (positive: for the
+    target, negative: against) and whether it attaches hooks (then it runs on a copy)."""
+
+    key: str
+    title: str
+    signed: bool
+    hooks: bool
+    compute: Callable[..., torch.Tensor]
+
+    def defaults(self) -> dict:
+        """The method's parameters and their defaults (the keyword-only arguments)."""
+        return {name: p.default for name, p in inspect.signature(self.compute).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and name not in ("seed", "batch")}
+
+
+METHODS: dict[str, Method] = {}
+
+
+def method(key: str, title: str, *, signed: bool, hooks: bool = False):
+    """Register a compute function `f(scores, x, target, *, batch, seed, **params)` -> maps."""
+
+    def register(compute):
+        METHODS[key] = Method(key, title, signed, hooks, compute)
+        return compute
+
+    return register
+
+
+@method("vanilla", "Vanilla gradient", signed=False)
+def vanilla_gradient(scores, x, target, *, batch, seed):
+    """|d score / d pixel|: how much a small change of each pixel moves the target score.
+
+    Simonyan, Vedaldi and Zisserman, "Deep Inside Convolutional Networks: Visualising Image
+    Classification Models and Saliency Maps", 2013, https://arxiv.org/abs/1312.6034
+    """
+    from captum.attr import Saliency
+
+    return Saliency(scores).attribute(x, target=target, abs=True)
+
+
+@method("smoothgrad", "SmoothGrad", signed=False)
+def smoothgrad(scores, x, target, *, batch, seed, samples=25, noise=0.15):
+    """The vanilla gradient averaged over `samples` copies of the face with Gaussian noise of std
+    `noise` (in pixel units: 0.15 is 15% of the [0, 1] range, inside the paper's 10-20%).
+
+    Smilkov et al., "SmoothGrad: removing noise by adding noise", 2017,
+    https://arxiv.org/abs/1706.03825
+    """
+    from captum.attr import NoiseTunnel, Saliency
+
+    with seeded(seed, x.device):
+        return NoiseTunnel(Saliency(scores)).attribute(
+            x, target=target, nt_type="smoothgrad", nt_samples=samples, stdevs=noise,
+            nt_samples_batch_size=max(1, batch // len(x)), abs=True)
+
+
+@method("ig", "Integrated Gradients", signed=True)
+def integrated_gradients(scores, x, target, *, batch, seed, steps=32, baseline="black"):
+    """The gradient integrated along the straight path from a baseline (black, or the face
+    blurred) to the face, times (face - baseline): the attributions sum to score(face) -
+    score(baseline) (completeness).
+
+    Sundararajan, Taly and Yan, "Axiomatic Attribution for Deep Networks", 2017,
+    https://arxiv.org/abs/1703.01365; blurred baseline: Sturmfels, Lundberg and Lee,
+    "Visualizing the Impact of Feature Attribution Baselines", Distill 2020.
+    """
+    from captum.attr import IntegratedGradients
+
+    return IntegratedGradients(scores).attribute(
+        x, baselines=baseline_images(x, baseline), target=target, n_steps=steps,
+        internal_batch_size=max(len(x), batch))
+
+
+@method("gradcam", "Grad-CAM", signed=False, hooks=True)
+def gradcam(scores, x, target, *, batch, seed, layer=None):
+    """ReLU of the layer's channels weighted by their spatially averaged gradients, upsampled
+    (bilinear) from the layer's size to 48 x 48. Default layer: the last conv stage.
+
+    Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+    Localization", 2017, https://arxiv.org/abs/1610.02391
+    """
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    cam = LayerGradCam(scores, cam_module(scores, layer)).attribute(
+        x, target=target, relu_attributions=True)
+    return LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")
+
+
+@method("guided", "Guided Backprop", signed=True, hooks=True)
+def guided_backprop(scores, x, target, *, batch, seed):
+    """The input gradient with every ReLU passing back only positive gradients (and only where
+    its input was positive).
+
+    Springenberg et al., "Striving for Simplicity: The All Convolutional Net", 2015,
+    https://arxiv.org/abs/1412.6806
+    """
+    from captum.attr import GuidedBackprop
+
+    return GuidedBackprop(scores).attribute(x, target=target)
+
+
+@method("occlusion", "Occlusion", signed=True)
+def occlusion(scores, x, target, *, batch, seed, window=8):
+    """How much the target score drops when a `window` x `window` square (stride half the
+    window) is filled with grey, averaged over the windows covering each pixel.
+
+    Zeiler and Fergus, "Visualizing and Understanding Convolutional Networks", 2014,
+    https://arxiv.org/abs/1311.2901
+    """
+    from captum.attr import Occlusion
+
+    stride = max(1, window // 2)
+    return Occlusion(scores).attribute(
+        x, sliding_window_shapes=(1, window, window), strides=(1, stride, stride),
+        baselines=OCCLUDER, target=target, perturbations_per_eval=max(1, batch // len(x)))
+
+
+@method("inputxgrad", "Input x Gradient", signed=True)
+def input_x_gradient(scores, x, target, *, batch, seed):
+    """The face times its gradient: a first-order estimate of each pixel's contribution against
+    a black face.
+
+    Shrikumar et al., "Not Just a Black Box: Learning Important Features Through Propagating
+    Activation Differences", 2016, https://arxiv.org/abs/1605.01713
+    """
+    from captum.attr import InputXGradient
+
+    return InputXGradient(scores).attribute(x, target=target)
+
+
+@method("deeplift", "DeepLift", signed=True, hooks=True)
+def deeplift(scores, x, target, *, batch, seed, baseline="black"):
+    """Each pixel's contribution to score(face) - score(baseline), propagated back with the
+    Rescale rule (nonlinearities pass on difference ratios instead of gradients); the
+    attributions sum to that difference.
+
+    Shrikumar, Greenside and Kundaje, "Learning Important Features Through Propagating
+    Activation Differences", 2017, https://arxiv.org/abs/1704.02685
+
+    The sum is exact on resnet18, not on cnn3: Captum 0.9 takes a stale gradient when a ReLU
+    feeds a max-pool and the reference's activations are not zero (captum issue #1104, fixed
+    upstream by PR #1843 after 0.9.0); on builtin-cnn3 the sum missed the difference by a median
+    10% of it (16 faces).
+    """
+    from captum.attr import DeepLift
+
+    return DeepLift(scores).attribute(x, baselines=baseline_images(x, baseline), target=target)
+
+
+@method("gradshap", "GradientSHAP", signed=True)
+def gradient_shap(scores, x, target, *, batch, seed, samples=16):
+    """Expected gradients: (face - baseline) times the gradient at a random point between them,
+    averaged over `samples` draws of a baseline among flat grey images (black to white); an
+    approximation of SHAP values.
+
+    Lundberg and Lee, "A Unified Approach to Interpreting Model Predictions", 2017,
+    https://arxiv.org/abs/1705.07874; Erion et al., "Improving performance of deep learning
+    models with axiomatic attribution priors and expected gradients", 2021.
+    """
+    from captum.attr import GradientShap
+
+    greys = torch.linspace(0, 1, 5, device=x.device).view(-1, 1, 1, 1).expand(-1, *x.shape[1:])
+    chunk = max(1, batch // samples)
+    with seeded(seed, x.device):
+        return torch.cat([
+            GradientShap(scores).attribute(part, baselines=greys, n_samples=samples,
+                                           target=part_target)
+            for part, part_target in zip(x.split(chunk), target.split(chunk))])
+
+
+@method("guidedgradcam", "Guided Grad-CAM", signed=True, hooks=True)
+def guided_gradcam(scores, x, target, *, batch, seed, layer=None):
+    """Guided Backprop times the Grad-CAM map (upsampled bilinearly): fine detail where the
+    class evidence is.
+
+    Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+    Localization", 2017, https://arxiv.org/abs/1610.02391
+    """
+    from captum.attr import GuidedGradCam
+
+    return GuidedGradCam(scores, cam_module(scores, layer)).attribute(
+        x, target=target, interpolate_mode="bilinear")
+
+
+# ---- baselines, layers, randomness -----------------------------------------------------------
+
+BASELINES = ("black", "blurred")
+
+
+def baseline_images(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """The reference faces of IG and DeepLift: black, or each face blurred (Gaussian,
+    BLUR_SIGMA pixels, borders reflected)."""
+    if kind == "black":
+        return torch.zeros_like(x)
+    if kind == "blurred":
+        return gaussian_blur(x, BLUR_SIGMA)
+    raise FerError(f"unknown baseline {kind!r}: choose one of {', '.join(BASELINES)}")
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A separable Gaussian blur of N x 1 x H x W images (kernel radius 3 sigma)."""
+    radius = min(int(3 * sigma), x.shape[-1] - 1)
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    padded = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1))
+    return F.conv2d(rows, kernel.view(1, 1, -1, 1))
+
+
+def cam_layers(arch: str, **options) -> list[LayerInfo]:
+    """The layers Grad-CAM can use (conv, BN and ReLU outputs with a spatial map), in forward
+    order; the last is the default."""
+    return [layer for layer in layer_registry(arch, **options) if layer.size is not None]
+
+
+def cam_module(scores: Scores, layer: str | None) -> nn.Module:
+    """The module of `layer` (a name from `cam_layers`) in the scored model, or the last conv
+    stage when None."""
+    name = layer or last_conv_stage(scores.model)
+    try:
+        module = scores.model.get_submodule(name)
+    except AttributeError:
+        module = None
+    if not isinstance(module, SPATIAL):
+        raise FerError(f"layer {name!r}: not a conv, batch-norm or ReLU layer of this model")
+    return module
+
+
+def last_conv_stage(model: nn.Module) -> str:
+    """The name of the last conv, BN or ReLU module whose output is a spatial map, found by
+    running one face (outside residual shortcuts, as in `layer_registry`)."""
+    seen, hooks = [], []
+    for name, module in model.named_modules():
+        if isinstance(module, SPATIAL) and ".downsample" not in name:
+            hooks.append(module.register_forward_hook(
+                lambda _m, _i, out, name=name: seen.append(name) if out.dim() == 4 else None))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE, device=device_of(model)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen[-1]
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed the global torch and numpy generators for one call and restore them after, one call
+    at a time: Captum draws noise, baselines and path points from them and takes no generator
+    of its own."""
+    devices = [device] if device.type == "cuda" else []
+    with _RNG_LOCK, torch.random.fork_rng(devices=devices):
+        state = np.random.get_state()
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+# ---- the entry point -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Explanation:
+    """Maps for a batch of faces, and what a page needs to show them.
+
+    maps: float N x 48 x 48 on the faces' device; signed maps are positive where a pixel speaks
+    for the target and negative where it speaks against it (show them on a diverging colour
+    map centred at 0); unsigned maps are >= 0. `outputs` are the explained `Scores` indices
+    (one per face; `describe_output` names them). `params` are the method's parameters as
+    used, Grad-CAM's layer included.
+    """
+
+    maps: torch.Tensor
+    method: str
+    title: str
+    signed: bool
+    params: dict
+    target: Target
+    outputs: torch.Tensor
+    logits: torch.Tensor
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.logits.softmax(1)
+
+    def target_names(self) -> list[str]:
+        return [describe_output(i) for i in self.outputs.tolist()]
+
+
+PARAM_BOUNDS = {"samples": (1, 256), "noise": (0.0, 1.0), "steps": (1, 512), "window": (1, 48)}
+
+
+def explain(model: nn.Module, faces: torch.Tensor, method: str = "vanilla",
+            target: Target = Target(), labels: torch.Tensor | None = None, *, seed: int = 0,
+            batch: int | None = None, **params) -> Explanation:
+    """Explain a batch of faces (float N x 1 x 48 x 48 in [0, 1]; uint8 N x 48 x 48 is
+    converted) on the model's device with one method for one target.
+
+    params: the method's own (`METHODS[key].defaults()`), bounded by PARAM_BOUNDS. `batch` bounds
+    how many images one forward pass holds (default 128 on the CPU, 1024 on a GPU): more faces
+    than that are explained in chunks of `batch`. The model is never modified (see the module
+    docstring).
+    """
+    spec = METHODS.get(method)
+    if spec is None:
+        raise FerError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    params = method_params(spec, params)
+    x = as_input(faces).to(device_of(model))
+    batch = batch or (GPU_BATCH if x.device.type == "cuda" else CPU_BATCH)
+    working = working_model(model, spec.hooks)
+    scores = Scores(working)
+    with torch.no_grad():
+        logits = working(x)
+    outputs = target.output_indices(logits, labels)
+    if spec.compute in (gradcam, guided_gradcam):
+        params["layer"] = params["layer"] or last_conv_stage(working)
+    with torch.autocast(x.device.type, enabled=False):
+        maps = torch.cat([spec.compute(scores, part.clone().requires_grad_(True), part_outputs,
+                                       batch=batch, seed=seed, **params)
+                          for part, part_outputs in zip(x.split(batch), outputs.split(batch))])
+    return Explanation(maps=maps.detach().float().squeeze(1), method=spec.key, title=spec.title,
+                       signed=spec.signed, params=params, target=target, outputs=outputs,
+                       logits=logits)
+
+
+def method_params(spec: Method, given: dict) -> dict:
+    """The method's parameters: defaults overridden by `given`, each checked."""
+    defaults = spec.defaults()
+    unknown = set(given) - set(defaults)
+    if unknown:
+        allowed = ", ".join(defaults) or "none"
+        raise FerError(f"{spec.key} takes no parameter {', '.join(sorted(unknown))} "
+                       f"(parameters: {allowed})")
+    params = {**defaults, **{name: coerced(name, defaults[name], v) for name, v in given.items()}}
+    for name, value in params.items():
+        low_high = PARAM_BOUNDS.get(name)
+        if low_high and not low_high[0] <= value <= low_high[1]:
+            raise FerError(f"{spec.key}: {name} must lie in [{low_high[0]}, {low_high[1]}], "
+                           f"got {value}")
+    if "baseline" in params and params["baseline"] not in BASELINES:
+        raise FerError(f"unknown baseline {params['baseline']!r}: choose one of "
+                       f"{', '.join(BASELINES)}")
+    return params
+
+
+def coerced(name: str, default, value):
+    """`value` as the type of the parameter's default (values may arrive as text: a URL, a flag)."""
+    kind = str if default is None else type(default)
+    try:
+        return kind(value) if value is not None else None
+    except (TypeError, ValueError):
+        raise FerError(f"parameter {name}: {value!r} is not a valid {kind.__name__}") from None
+
+
+def as_input(faces: torch.Tensor) -> torch.Tensor:
+    """Float N x 1 x 48 x 48 pixels in [0, 1] from uint8 or float faces (N x [1 x] 48 x 48)."""
+    x = faces.float() / 255 if faces.dtype == torch.uint8 else faces.float()
+    x = x.unsqueeze(1) if x.dim() == 3 else x
+    if x.dim() != 4 or tuple(x.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE) or len(x) == 0:
+        raise FerError(f"faces must be N x 1 x {IMAGE_SIZE} x {IMAGE_SIZE} with N >= 1, "
+                       f"got {tuple(faces.shape)}")
+    return x.detach()
+
+
+def working_model(model: nn.Module, hooks: bool) -> nn.Module:
+    """The model itself for hook-free methods when it is in eval mode; else a frozen eval-mode
+    deep copy, so the shared model never carries hooks, `.grad` or a mode change."""
+    if not hooks and not model.training:
+        return model
+    return copy.deepcopy(model).eval().requires_grad_(False)

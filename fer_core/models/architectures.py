@@ -1,0 +1,224 @@
+"""The model registry: `cnn3` and `resnet18`, both taking N x 1 x 48 x 48 pixels in [0, 1].
+
+Normalization is the first module of every model, so a checkpoint is self-describing and every
+attribution is taken in pixel space.
+
+Every activation is its own module and nothing runs in place: an in-place ReLU rewrites the
+tensor a forward hook on the layer before it has already been handed (a hook on a BatchNorm would
+see post-ReLU values), and a module called twice (torchvision's BasicBlock reuses its ReLU) mixes
+its two uses in any hook and makes Captum's DeepLift refuse the model. ReLUs hold no weights, so
+`state_dict` keys are those of the original models and saved checkpoints load unchanged.
+
+The input normalization's mean and std are architecture options, so they are recorded in every
+checkpoint's `arch_options` (not as buffers: `state_dict` keys stay those of older checkpoints).
+torchvision is imported only when a ResNet is built (it adds about a second to start-up).
+
+`layer_registry(arch, **options)` lists each architecture's conv layers with their BN and ReLU
+outputs, and the final linear layer, in forward order, with channels and output sizes.
+"""
+
+import functools
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data.classes import NUM_CLASSES
+from ..errors import FerError
+
+# Mean and std of FER2013 Training pixels in [0, 1]; close enough for the built-in faces too.
+PIXEL_MEAN = 0.508
+PIXEL_STD = 0.255
+
+
+class Normalize(nn.Module):
+    """Maps [0, 1] pixels to roughly zero mean and unit variance."""
+
+    def __init__(self, mean: float = PIXEL_MEAN, std: float = PIXEL_STD):
+        super().__init__()
+        if not (_is_number(mean) and _is_number(std) and std > 0):
+            raise FerError(f"normalization needs numbers mean and std > 0, got mean={mean!r}, "
+                           f"std={std!r}")
+        self.mean, self.std = mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean}, std={self.std}"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        bn=nn.BatchNorm2d(c_out),
+        relu=nn.ReLU(),
+        pool=nn.MaxPool2d(2),
+    ))
+
+
+CNN3_HEADS = ("pool", "flat")
+CNN3_HIDDEN = 256
+
+
+def build_cnn3(dropout: float = 0.3, head: str = "pool", mean: float = PIXEL_MEAN,
+               std: float = PIXEL_STD) -> nn.Sequential:
+    """Three conv3x3-BN-ReLU-maxpool blocks (64, 128, 512 channels) and a linear head.
+
+    head "pool" averages the 6x6 map of block3 (the original head, 669,127 parameters in all);
+    "flat" keeps where each feature is (mouth below eyes) by flattening the 6x6x512 map into a
+    hidden layer of 256 units (linear, batch norm, ReLU, dropout). The final linear layer is
+    `head.fc` in both.
+    """
+    if head not in CNN3_HEADS:
+        raise FerError(f"unknown cnn3 head {head!r}: choose one of {', '.join(CNN3_HEADS)}")
+    blocks = OrderedDict(
+        normalize=Normalize(mean, std),
+        block1=_conv_block(1, 64),
+        block2=_conv_block(64, 128),
+        block3=_conv_block(128, 512),
+    )
+    if head == "pool":
+        blocks["head"] = nn.Sequential(OrderedDict(
+            pool=nn.AdaptiveAvgPool2d(1),
+            flatten=nn.Flatten(),
+            dropout=nn.Dropout(dropout),
+            fc=nn.Linear(512, NUM_CLASSES),
+        ))
+    else:
+        blocks["head"] = nn.Sequential(OrderedDict(
+            flatten=nn.Flatten(),
+            hidden=nn.Linear(512 * 6 * 6, CNN3_HIDDEN, bias=False),
+            bn=nn.BatchNorm1d(CNN3_HIDDEN),
+            relu=nn.ReLU(),
+            dropout=nn.Dropout(dropout),
+            fc=nn.Linear(CNN3_HIDDEN, NUM_CLASSES),
+        ))
+    return nn.Sequential(blocks)
+
+
+@functools.cache
+def hook_safe_basic_block() -> type[nn.Module]:
+    """The class HookSafeBasicBlock, made on first use so that torchvision is imported only
+    when a ResNet is built."""
+    from torchvision.models.resnet import BasicBlock
+
+    class HookSafeBasicBlock(BasicBlock):
+        """torchvision's BasicBlock with its two ReLUs as two modules (`relu` after bn1,
+        `relu_out` after the residual sum) and the sum made out of place, so a hook on bn2
+        keeps its values."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            identity = x if self.downsample is None else self.downsample(x)
+            return self.relu_out(out + identity)
+
+    return HookSafeBasicBlock
+
+
+def build_resnet18(small_input: bool = True, mean: float = PIXEL_MEAN,
+                   std: float = PIXEL_STD) -> nn.Sequential:
+    """torchvision's ResNet18 with a 1-channel input and 7 outputs.
+
+    small_input replaces the ImageNet stem (7x7 stride-2 conv + max-pool, which leaves 2x2 maps
+    at layer4 for a 48-pixel face) with a 3x3 stride-1 conv and no max-pool (6x6 at layer4).
+    """
+    from torchvision.models import resnet18
+
+    block_class = hook_safe_basic_block()
+    net = resnet18(weights=None, num_classes=NUM_CLASSES)
+    net.relu = nn.ReLU()
+    for block in net.modules():
+        if isinstance(block, block_class.__base__):
+            block.__class__ = block_class
+            block.relu, block.relu_out = nn.ReLU(), nn.ReLU()
+    if small_input:
+        net.conv1 = nn.Conv2d(1, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    else:
+        net.conv1 = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
+    return nn.Sequential(OrderedDict(normalize=Normalize(mean, std), resnet=net))
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "cnn3": build_cnn3,
+    "resnet18": build_resnet18,
+}
+NORMALIZATION = {"mean": PIXEL_MEAN, "std": PIXEL_STD}
+DEFAULT_OPTIONS = {"cnn3": {"dropout": 0.3, "head": "pool", **NORMALIZATION},
+                   "resnet18": {"small_input": True, **NORMALIZATION}}
+
+
+def build_model(arch: str, **options) -> nn.Module:
+    """Build an untrained model by registry name; unknown names or options give a FerError."""
+    if arch not in ARCHITECTURES:
+        raise FerError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+    unknown = set(options) - set(DEFAULT_OPTIONS[arch])
+    if unknown:
+        raise FerError(f"unknown option(s) for {arch}: {', '.join(sorted(unknown))}")
+    return ARCHITECTURES[arch](**{**DEFAULT_OPTIONS[arch], **options})
+
+
+def arch_options(arch: str, **options) -> dict:
+    """The full option dict for `arch` (defaults filled in), as stored in checkpoints."""
+    return {**DEFAULT_OPTIONS[arch], **options}
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer a hook can watch: its module name, kind (conv, bn, relu or linear), output
+    channels (features for linear) and output size (H, W) for one 48x48 face (None: linear)."""
+
+    name: str
+    kind: str
+    channels: int
+    size: tuple[int, int] | None
+
+
+LAYER_KINDS = {nn.Conv2d: "conv", nn.BatchNorm2d: "bn", nn.ReLU: "relu", nn.Linear: "linear"}
+
+
+@functools.lru_cache(maxsize=8)
+def _registry(arch: str, options: tuple) -> tuple[LayerInfo, ...]:
+    model = build_model(arch, **dict(options)).eval()
+    final = final_linear_name(model)
+    found, hooks = [], []
+    for name, module in model.named_modules():
+        kind = LAYER_KINDS.get(type(module))
+        if kind is None or (kind == "linear" and name != final) or ".downsample" in name:
+            continue
+        hooks.append(module.register_forward_hook(
+            lambda _m, _i, out, name=name, kind=kind: found.append(_layer_info(name, kind, out))))
+    found = [layer for layer in found if layer.kind == "linear" or layer.size is not None]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, 48, 48))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return tuple(found)
+
+
+def _layer_info(name: str, kind: str, out: torch.Tensor) -> LayerInfo:
+    size = tuple(out.shape[2:]) if out.dim() == 4 else None
+    return LayerInfo(name=name, kind=kind, channels=int(out.shape[1]), size=size)
+
+
+def layer_registry(arch: str, **options) -> list[LayerInfo]:
+    """The conv layers (with their BN and ReLU outputs) and the final linear layer of `arch`, in
+    forward order (a residual shortcut's conv and BN are left out: they are not a stage of the
+    forward path a user inspects)."""
+    return list(_registry(arch, tuple(sorted(arch_options(arch, **options).items()))))
+
+
+def final_linear_name(model: nn.Module) -> str:
+    """The module name of the last nn.Linear: the layer that makes the 7 logits."""
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1]

@@ -1,0 +1,493 @@
+"""The trainer: the dataset lives on the device as uint8, batches are indexed and augmented there,
+and every step, epoch and state change is written to the run folder as it happens.
+
+Stopping (SIGINT, SIGTERM or a STOP file) finishes the current step and saves last.pt with the
+position inside the epoch, so a resumed run continues exactly where it stopped: the history has
+no duplicated and no lost epochs.
+"""
+
+import dataclasses
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.classes import NUM_CLASSES
+from ..data.dataset import FaceDataset
+from ..device import AUTOCAST_DTYPES, PRECISIONS, choose_device, resolve_precision
+from ..errors import FerError, RunError
+from ..evaluation.predict import logits_on_device
+from ..models.architectures import arch_options, build_model
+from ..models.checkpoint import load_weights, make_payload, read_payload, save_atomic
+from .augment import AugmentConfig, augment_batch
+from .runs import HistoryWriter, RunFolder, read_json, truncate_history, write_json_atomic
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "plateau", "none")
+CLASS_WEIGHTS = ("none", "balanced")
+RESUME_SCHEDULES = ("stretch", "constant", "restart")
+METRIC_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
+
+
+@dataclass
+class TrainConfig:
+    data: str = "builtin"
+    arch: str = "cnn3"
+    arch_options: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    label_smoothing: float = 0.0
+    shift: int = 3
+    flip: bool = True
+    rotate: float = 10.0
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    precision_used: str | None = None  # what `precision` resolved to on the training device
+    class_weights: str = "none"
+    log_every: int = 10
+
+    def validate(self) -> None:
+        """Raise FerError naming the first setting that makes no sense."""
+        checks = [
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 2, f"batch size must be at least 2, got {self.batch_size}"),
+            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (self.optimizer in OPTIMIZERS,
+             f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
+            (self.schedule in SCHEDULES,
+             f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.label_smoothing < 1,
+             f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.shift >= 0 and self.rotate >= 0, "shift and rotation must be >= 0"),
+            (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+            (self.precision in PRECISIONS,
+             f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.class_weights in CLASS_WEIGHTS,
+             f"class weights must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise FerError(message)
+
+    @property
+    def augment(self) -> AugmentConfig:
+        return AugmentConfig(shift=self.shift, flip=self.flip, rotate=self.rotate)
+
+
+@dataclass
+class Progress:
+    """Where training stands inside the current epoch (saved in last.pt for an exact resume)."""
+
+    epoch: int
+    step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+class StopRequested:
+    """Turns SIGINT/SIGTERM and the run's STOP file into one flag the loop checks every step."""
+
+    def __init__(self, run: RunFolder):
+        self.folder = run
+        self.signalled = False
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: rely on the STOP file alone
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        self.signalled = True
+
+    def __bool__(self) -> bool:
+        return self.signalled or self.folder.stop_path.exists()
+
+
+class DeviceData:
+    """A split's faces (uint8, N x 1 x 48 x 48) and labels, resident on the training device."""
+
+    def __init__(self, dataset: FaceDataset, split: str, device: torch.device):
+        rows = dataset.indices(split)
+        rows = rows[dataset.labels[rows] >= 0]
+        self.images = torch.from_numpy(dataset.images[rows]).unsqueeze(1).to(device)
+        self.labels = torch.from_numpy(dataset.labels[rows]).to(device)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, idx: torch.Tensor, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images[idx].float().div_(255)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[idx]
+
+
+StepCallback = Callable[[dict], None]
+
+
+class Trainer:
+    """Trains one model into one run folder. Use `run()`; it returns the final state."""
+
+    def __init__(self, config: TrainConfig, run: RunFolder, dataset: FaceDataset,
+                 on_step: StepCallback | None = None, on_epoch: StepCallback | None = None):
+        config.validate()
+        self.config, self.folder, self.dataset = config, run, dataset
+        self.on_step, self.on_epoch = on_step, on_epoch
+        self.device = choose_device(config.device)
+        self.cuda = self.device.type == "cuda"
+        self.channels_last = self.device.type in ("cuda", "cpu")
+        config.precision_used = resolve_precision(config.precision, self.device)
+        self.autocast_dtype = AUTOCAST_DTYPES.get(config.precision_used)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=config.precision_used == "fp16")
+        self.train_data = DeviceData(dataset, "train", self.device)
+        self.val_data = DeviceData(dataset, "val", self.device)
+        if len(self.train_data) < 2:
+            raise FerError(f"dataset {dataset.name} has no labelled training faces to train on")
+        torch.manual_seed(config.seed)
+        config.arch_options = arch_options(config.arch, **config.arch_options)
+        self.model = build_model(config.arch, **config.arch_options).to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = self._make_optimizer()
+        self.scheduler = self._make_scheduler()
+        self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(),
+                                           label_smoothing=config.label_smoothing)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.epoch = 0
+        self.best_val_acc = -1.0
+        self.progress: Progress | None = None
+
+    def _class_weights(self) -> torch.Tensor | None:
+        """'balanced': each class weighs n / (7 * its count) in the loss, as scikit-learn's
+        compute_class_weight does, so rare Disgust counts as much as common Happy."""
+        if self.config.class_weights == "none":
+            return None
+        counts = torch.bincount(self.train_data.labels, minlength=NUM_CLASSES).float()
+        return len(self.train_data) / (NUM_CLASSES * counts.clamp(min=1))
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "adam":
+            return torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum,
+                               nesterov=c.nesterov, weight_decay=c.weight_decay)
+
+    def _make_scheduler(self):
+        c = self.config
+        if c.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=c.epochs)
+        if c.schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5,
+                                                              patience=2)
+        return None
+
+    # ---- resume -------------------------------------------------------------------------------
+
+    def resume(self, schedule: str = "stretch") -> None:
+        """Load last.pt's weights and training state; drop history written after it was saved.
+
+        When the run is resumed with another number of epochs, `schedule` says what a cosine
+        schedule does over the new length (see `_extend_cosine`).
+        """
+        if not self.folder.last_path.exists():
+            raise RunError(f"cannot resume {self.folder.path}: it has no last.pt")
+        payload = read_payload(self.folder.last_path)
+        state = payload.get("training_state")
+        if state is None:
+            raise RunError(f"cannot resume {self.folder.path}: last.pt holds no training state")
+        if payload["arch"] != self.config.arch:
+            raise RunError(f"cannot resume {self.folder.path}: it trains {payload['arch']}, "
+                           f"not {self.config.arch}")
+        if schedule not in RESUME_SCHEDULES:
+            raise FerError(f"resume schedule must be one of {RESUME_SCHEDULES}, got {schedule!r}")
+        load_weights(self.model, payload["model"], self.folder.last_path, payload["arch"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler"):
+            self.scheduler.load_state_dict(state["scheduler"])
+            if payload["config"].get("epochs", self.config.epochs) != self.config.epochs:
+                self._extend_cosine(payload["epoch"], schedule)
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        self._restore_rng(state, payload["epoch"])
+        self.epoch = payload["epoch"]
+        self.best_val_acc = state["best_val_acc"]
+        self.progress = Progress(**state["progress"]) if state.get("progress") else None
+        self._truncate_history_to_checkpoint()
+
+    def _extend_cosine(self, done: int, mode: str) -> None:
+        """A run resumed with another number of epochs, after `done` epochs of a cosine schedule:
+
+        - stretch: fit the cosine to the new length; the learning rate is the closed form's for
+          the epochs done, which raises it again when a finished run is extended;
+        - constant: hold the learning rate of the last epoch trained;
+        - restart: a fresh cosine from the base learning rate over the added epochs (a warm
+          restart, as in SGDR).
+
+        CosineAnnealingLR steps recursively from the current rate, so setting the rate, T_max,
+        eta_min and last_epoch here is enough for every later step to follow the chosen curve.
+        """
+        s = self.scheduler
+        if not isinstance(s, torch.optim.lr_scheduler.CosineAnnealingLR):
+            return
+        old_t = s.T_max
+        for group, base in zip(self.optimizer.param_groups, s.base_lrs):
+            if mode == "stretch":
+                group["lr"] = _cosine(base, s.eta_min, done, self.config.epochs)
+            elif mode == "constant":
+                group["lr"] = _cosine(base, s.eta_min, max(done - 1, 0), old_t)
+            else:
+                group["lr"] = base
+        if mode == "restart":
+            s.T_max, s.last_epoch = max(self.config.epochs - done, 1), 0
+        else:
+            s.T_max = self.config.epochs
+        if mode == "constant":
+            s.eta_min = self.optimizer.param_groups[0]["lr"]
+        s._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _restore_rng(self, state: dict, done: int) -> None:
+        """Restore the random streams. A run saved on another kind of device (CUDA generator
+        state on a CPU, or the reverse) cannot take its augmentation stream: that stream is
+        reseeded from the seed and the epoch, so the resumed run is reproducible, not identical."""
+        try:
+            self.aug_gen.set_state(state["aug_rng"])
+        except (RuntimeError, ValueError, TypeError):
+            self.aug_gen.manual_seed(self.config.seed * 1_000_003 + done)
+        torch.set_rng_state(state["torch_rng"])
+        if self.cuda and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+    def _truncate_history_to_checkpoint(self) -> None:
+        done, p = self.epoch, self.progress
+
+        def saved(record: dict) -> bool:
+            if record.get("kind") == "epoch":
+                return record["epoch"] <= done
+            if p is not None and record["epoch"] == p.epoch:
+                return record["step"] <= p.step
+            return record["epoch"] <= done
+
+        truncate_history(self.folder.history_path, saved)
+
+    # ---- main loop ----------------------------------------------------------------------------
+
+    def run(self) -> str:
+        """Train until the last epoch or a stop request; returns 'finished' or 'stopped'."""
+        self.folder.clear_stale_stop()
+        write_json_atomic(self.folder.config_path, dataclasses.asdict(self.config))
+        started = (read_json(self.folder.status_path) or {}).get("started") or time.time()
+        self.folder.write_status(state="running", pid=os.getpid(), epoch=self.epoch,
+                                 epochs=self.config.epochs, best_val_acc=self._best_or_none(),
+                                 error=None, started=started)
+        history = HistoryWriter(self.folder.history_path)
+        try:
+            with StopRequested(self.folder) as stop:
+                state = self._loop(history, stop)
+        finally:
+            history.close()
+        self.folder.stop_path.unlink(missing_ok=True)
+        self.folder.write_status(state=state, epoch=self.epoch, best_val_acc=self._best_or_none())
+        return state
+
+    def _loop(self, history: HistoryWriter, stop: StopRequested) -> str:
+        while self.epoch < self.config.epochs:
+            progress = self.progress or Progress(epoch=self.epoch + 1)
+            self.progress = progress
+            finished = self._train_epoch(progress, history, stop)
+            if not finished:
+                self._save_last()
+                return "stopped"
+            record = self._end_epoch(progress)
+            history.write(record)
+            if self.on_epoch:
+                self.on_epoch(record)
+            if stop:
+                return "stopped"
+        return "finished"
+
+    def _epoch_permutation(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        return torch.randperm(len(self.train_data), generator=g).to(self.device)
+
+    def steps_per_epoch(self) -> int:
+        n, b = len(self.train_data), self.config.batch_size
+        return n // b + (1 if n % b >= 2 else 0)
+
+    def _train_epoch(self, p: Progress, history: HistoryWriter, stop: StopRequested) -> bool:
+        """Train from step p.step to the end of the epoch; False when a stop cut it short."""
+        c, model = self.config, self.model
+        model.train()
+        perm = self._epoch_permutation(p.epoch)
+        steps = self.steps_per_epoch()
+        loss_acc = torch.zeros((), device=self.device)
+        correct_acc = torch.zeros((), dtype=torch.int64, device=self.device)
+        start = time.perf_counter()
+        while p.step < steps:
+            idx = perm[p.step * c.batch_size:(p.step + 1) * c.batch_size]
+            loss, correct = self._train_step(idx)
+            loss_acc += loss * len(idx)
+            correct_acc += correct
+            p.step += 1
+            p.seen += len(idx)
+            stopping = p.step < steps and bool(stop)
+            if p.step % c.log_every == 0 or p.step == steps or stopping:
+                p.loss_sum += loss_acc.item()
+                p.correct += int(correct_acc.item())
+                loss_acc.zero_(), correct_acc.zero_()
+                self._log_step(p, steps, history)
+            if stopping:
+                p.seconds += time.perf_counter() - start
+                return False
+        p.seconds += time.perf_counter() - start
+        return True
+
+    def _train_step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.train_data.batch(idx, channels_last=self.channels_last)
+        x = augment_batch(x, self.config.augment, self.aug_gen)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                            enabled=self.autocast_dtype is not None):
+            logits = self.model(x)
+            loss = self.loss_fn(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    def _log_step(self, p: Progress, steps: int, history: HistoryWriter) -> None:
+        record = {
+            "kind": "step", "epoch": p.epoch, "step": p.step, "steps": steps,
+            "progress": round(p.epoch - 1 + p.step / steps, 4),
+            "loss": p.loss_sum / max(p.seen, 1), "acc": p.correct / max(p.seen, 1),
+            "time": time.time(),
+        }
+        history.write(record)
+        if self.on_step:
+            self.on_step(record)
+
+    def _end_epoch(self, p: Progress) -> dict:
+        t0 = time.perf_counter()
+        val_loss, val_acc = self.validate()
+        lr = self.optimizer.param_groups[0]["lr"]
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(val_loss if val_loss is not None else p.loss_sum / p.seen)
+        elif self.scheduler is not None:
+            self.scheduler.step()
+        self.epoch = p.epoch
+        self.progress = None
+        record = {
+            "kind": "epoch", "epoch": p.epoch,
+            "train_loss": p.loss_sum / p.seen, "train_acc": p.correct / p.seen,
+            "val_loss": val_loss, "val_acc": val_acc, "lr": lr,
+            "seconds": round(p.seconds + time.perf_counter() - t0, 3),
+            "images_per_s": round(p.seen / p.seconds, 1),
+            "time": time.time(),
+        }
+        metrics = {k: record[k] for k in METRIC_KEYS}
+        if val_acc is None or val_acc > self.best_val_acc:  # no validation faces: keep the latest
+            self.best_val_acc = self.best_val_acc if val_acc is None else val_acc
+            save_atomic(self._payload(metrics), self.folder.best_path)
+        self._save_last(metrics)
+        self.folder.write_status(state="running", epoch=self.epoch,
+                                 best_val_acc=self._best_or_none())
+        return record
+
+    def validate(self) -> tuple[float | None, float | None]:
+        """Mean loss and accuracy on the val split (None, None when it is empty), through the
+        project's one prediction path (fp32), so `evaluate` reports the same accuracy."""
+        data = self.val_data
+        if len(data) == 0:
+            return None, None
+        logits = logits_on_device(self.model, data.images)
+        self.model.train()
+        loss = F.cross_entropy(logits, data.labels).item()
+        correct = (logits.argmax(1) == data.labels).sum().item()
+        return loss, correct / len(data)  # an exact ratio, as `evaluate` computes it
+
+    # ---- checkpoints --------------------------------------------------------------------------
+
+    def _payload(self, metrics: dict, training_state: dict | None = None) -> dict:
+        d = self.dataset
+        return make_payload(
+            self.model, arch=self.config.arch, arch_options=self.config.arch_options,
+            dataset={"name": d.name, "layout": d.layout, "fingerprint": d.fingerprint},
+            epoch=self.epoch, metrics={**metrics, "best_val_acc": self._best_or_none()},
+            config=dataclasses.asdict(self.config), training_state=training_state)
+
+    def _save_last(self, metrics: dict | None = None) -> None:
+        if metrics is None:  # stopped mid-epoch: the metrics of the last finished epoch
+            previous = self.folder.epochs()[-1:]
+            metrics = {k: previous[0].get(k) for k in METRIC_KEYS} if previous else {}
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "aug_rng": self.aug_gen.get_state().cpu(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.cuda else None,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "best_val_acc": self.best_val_acc,
+            "progress": dataclasses.asdict(self.progress) if self.progress else None,
+        }
+        save_atomic(self._payload(metrics, state), self.folder.last_path)
+
+    def _best_or_none(self) -> float | None:
+        return self.best_val_acc if self.best_val_acc >= 0 else None
+
+
+def _cosine(base: float, floor: float, epoch: int, total: int) -> float:
+    """The cosine schedule's closed form: the learning rate of 0-based `epoch` of `total`."""
+    return floor + (base - floor) * (1 + math.cos(math.pi * epoch / total)) / 2
+
+
+def train(config: TrainConfig, out: str, dataset: FaceDataset, *, resume: bool = False,
+          resume_schedule: str = "stretch", on_step: StepCallback | None = None,
+          on_epoch: StepCallback | None = None) -> str:
+    """Train `config` into run folder `out`, holding its lock; failures are recorded in status.json.
+
+    Returns the final state ('finished' or 'stopped'). A folder that already holds a run is
+    refused unless `resume` is set, so nothing is silently overwritten.
+    """
+    run = RunFolder(out)
+    run.acquire()
+    try:
+        if run.exists() and not resume:
+            raise RunError(f"run folder {run.path} already holds a run: resume it or choose "
+                           f"another name")
+        if resume and not run.exists():
+            raise RunError(f"cannot resume {run.path}: it holds no run")
+        try:
+            trainer = Trainer(config, run, dataset, on_step=on_step, on_epoch=on_epoch)
+            if resume:
+                trainer.resume(resume_schedule)
+            return trainer.run()
+        except BaseException as e:
+            message = str(e) if isinstance(e, FerError) else f"{type(e).__name__}: {e}"
+            run.write_status(state="failed", pid=os.getpid(), error=message)
+            raise
+    finally:
+        run.release()
