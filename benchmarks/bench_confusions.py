@@ -226,7 +226,7 @@ def main() -> None:
         os.environ.pop("FER_DATA", None)
         _, first_ms = open_page(args.data, run_dir.name)        # predicts the split
         from dashboard.common import state
-        state._PREDICTIONS.clear()                             # as after a restart
+        state.PREDICTIONS.clear()                              # as after a restart
         at, restart_ms = open_page(args.data, run_dir.name)    # from the disk cache
         cells = busiest_cells(args.data, root / run_dir.name)
         apptest_clicks(at, cells, len(cells))                  # warm the gallery and map caches

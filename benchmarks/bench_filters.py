@@ -126,7 +126,7 @@ def page_speed(checkpoint: Path) -> dict:
 
     cpu = torch.device("cpu")  # where streamlit_server runs the page
     ckpt = load_checkpoint(checkpoint, cpu)
-    options, filters = ckpt.meta.get("arch_options", {}), list(range(PAGE_FILTERS))
+    options, filters = ckpt.arch_options, list(range(PAGE_FILTERS))
     settings = Settings(steps=STEPS)
 
     def bare() -> None:
@@ -169,7 +169,7 @@ def page_speed(checkpoint: Path) -> dict:
 def ckpt_layers(ckpt):
     from fer_core.models.architectures import layer_registry
 
-    return layer_registry(ckpt.arch, **ckpt.meta.get("arch_options", {}))
+    return layer_registry(ckpt.arch, **ckpt.arch_options)
 
 
 def main() -> None:
@@ -185,7 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     device = choose_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device)
-    options = ckpt.meta.get("arch_options", {})
+    options = ckpt.arch_options
     print(f"{ckpt.arch} ({Path(args.checkpoint).name}), {describe_device(device)}")
     results = {"speed": speed(ckpt, options, device, args)}
     if args.success:

@@ -37,7 +37,7 @@ def main() -> None:
     ckpt = load_checkpoint(args.checkpoint, device)
     dataset = load_dataset(args.data)
     faces, parts = probe_faces(dataset, "val", args.faces)
-    options = ckpt.meta.get("arch_options", {})
+    options = ckpt.arch_options
     print(f"{ckpt.arch} ({Path(args.checkpoint).name}), {args.faces} {args.data} val faces, "
           f"{describe_device(device)}")
     explain(ckpt.model, faces[:1], "vanilla")  # warm-up: imports, first-call allocations

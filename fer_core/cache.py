@@ -1,19 +1,23 @@
 """An on-disk cache of parsed numpy arrays, keyed by content fingerprints.
 
-Entries are uncompressed .npz files (no pickles) under `cache_dir()`. They are written to a
-temporary file and renamed into place, so a reader never sees half an entry; an entry that cannot
-be read is treated as missing. Deleting the cache only costs time.
+Entries are uncompressed .npz files (no pickles) under `cache_dir()`, written atomically (see
+`atomic`), so a reader never sees half an entry; an entry that cannot be read is treated as
+missing. Deleting the cache only costs time.
+
+The results of a checkpoint on a dataset (predictions, filter statistics, cell saliency, trust
+reports, projections) are keyed by `entry_key` and read or made by `load_or_compute`.
 """
 
 import functools
 import hashlib
 import os
-import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_file
 
 _DIGITS = 32  # hex digits kept from each hash: 128 bits
 
@@ -71,18 +75,46 @@ def load_arrays(key: str, names: Iterable[str] | None = None) -> dict[str, np.nd
 def save_arrays(key: str, arrays: dict[str, np.ndarray]) -> None:
     """Store `arrays` under `key` atomically; failing to write only warns: the cache is optional."""
     target = _entry_path(key)
-    temporary = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{key}.", suffix=".tmp",
-                                         delete=False) as f:
-            temporary = f.name
+        with atomic_file(target, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(temporary, target)
     except OSError as exc:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
         warnings.warn(f"could not write cache entry {target}: {exc}", stacklevel=2)
+
+
+def entry_key(kind: str, version: int, checkpoint_path: str | os.PathLike,
+              dataset_fingerprint: str, *parts) -> str:
+    """The key of a result of a checkpoint on a dataset: `<kind>-` and a hash of the entry's
+    format `version`, the checkpoint file's content, the dataset's fingerprint and `parts` (the
+    split and whatever else shapes the result), so a new checkpoint or dataset never meets an
+    old entry."""
+    fields = [f"v{version}", file_fingerprint(checkpoint_path), dataset_fingerprint,
+              *map(str, parts)]
+    return f"{kind}-" + bytes_fingerprint("|".join(fields).encode())
+
+
+def matching_arrays(key: str, names: Iterable[str],
+                    rows: np.ndarray | None = None) -> dict[str, np.ndarray] | None:
+    """The arrays `names` stored under `key`, or None when the entry is missing, unreadable or
+    lacks one of them; given `rows` (the dataset rows the result was computed on), also None
+    unless the entry's "rows" array equals them."""
+    names = tuple(names) if rows is None else ("rows", *names)
+    stored = load_arrays(key, names)
+    if stored is None or (rows is not None and not np.array_equal(stored["rows"], rows)):
+        return None
+    return stored
+
+
+def load_or_compute(key: str, names: Iterable[str], compute: Callable[[], dict[str, np.ndarray]],
+                    rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """`matching_arrays(key, names, rows)` when the entry holds them; else the arrays of
+    `compute()` (with "rows": `rows` added when given), stored under `key` first."""
+    if (stored := matching_arrays(key, names, rows)) is not None:
+        return stored
+    arrays = compute() if rows is None else {"rows": rows, **compute()}
+    save_arrays(key, arrays)
+    return arrays
 
 
 def _entry_path(key: str) -> Path:

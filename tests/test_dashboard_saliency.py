@@ -275,7 +275,7 @@ def stored_report(dashboard_root, flag: str | None = None):
     ckpt = load_checkpoint(dashboard_root / "tiny-a")
     dataset = load_dataset(DATA)
     rows = dataset.indices("val")[:4]
-    report = trust_report(ckpt.model, ckpt.arch, ckpt.meta["arch_options"],
+    report = trust_report(ckpt.model, ckpt.arch, ckpt.arch_options,
                           torch.from_numpy(dataset.images[rows]),
                           torch.from_numpy(dataset.parts[rows]), methods=["vanilla", "guided"])
     if flag:

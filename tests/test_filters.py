@@ -37,7 +37,7 @@ def shipped():
 
 
 def run(ckpt, layer="block3.relu", filters=(0, 1, 2), settings=QUICK):
-    return visualize(ckpt.model, ckpt.arch, ckpt.meta["arch_options"], layer, list(filters),
+    return visualize(ckpt.model, ckpt.arch, ckpt.arch_options, layer, list(filters),
                      settings)
 
 

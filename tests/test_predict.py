@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from dataset_helpers import subset_of
 
 from fer_core.data.builtin import make_builtin_faces
 from fer_core.evaluation import predict
@@ -76,7 +77,7 @@ def test_other_data_is_a_miss(tmp_path, tiny_faces, calls):
     mirrored = dataclasses.replace(tiny_faces, images=tiny_faces.images[:, :, ::-1].copy(),
                                    fingerprint=f"{tiny_faces.fingerprint}-mirrored")
     other = make_builtin_faces(n=210, seed=4)
-    half = tiny_faces.subset(np.arange(0, len(tiny_faces), 2))
+    half = subset_of(tiny_faces, np.arange(0, len(tiny_faces), 2))
     for dataset in (tiny_faces, mirrored, other, half):
         got = predict.cached_predict_split(model, path, dataset, "val", CPU)
         assert np.array_equal(got.rows, dataset.indices("val"))

@@ -3,6 +3,7 @@ import os
 
 import pytest
 import torch
+from dataset_helpers import subset_of
 
 from fer_core.errors import FerError, RunError
 from fer_core.models.checkpoint import load_checkpoint, read_payload
@@ -104,7 +105,7 @@ def test_an_existing_run_is_not_overwritten(tmp_path, tiny_faces):
 
 
 def test_a_failed_run_records_its_error(tmp_path, tiny_faces):
-    no_train = tiny_faces.subset(tiny_faces.indices("val"))
+    no_train = subset_of(tiny_faces, tiny_faces.indices("val"))
     run = RunFolder(tmp_path / "run")
     with pytest.raises(FerError, match="no labelled training faces"):
         train(_config(), run.path, no_train)
@@ -147,7 +148,7 @@ def test_a_stop_requested_while_starting_is_honoured_and_a_stale_one_is_not(tmp_
 
 
 def test_a_run_without_validation_faces_still_saves_a_best_checkpoint(tmp_path, tiny_faces):
-    train_only = tiny_faces.subset(tiny_faces.indices("train"))
+    train_only = subset_of(tiny_faces, tiny_faces.indices("train"))
     run = RunFolder(tmp_path / "run")
     assert train(_config(epochs=1), run.path, train_only) == "finished"
     assert run.epochs()[0]["val_acc"] is None

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dataset_helpers import subset_of
 
 import fer_core.device
 from fer_core.cli.main import main
@@ -45,7 +46,7 @@ def _lrs(run: RunFolder) -> dict[int, float]:
 def few_faces(tiny_faces):
     """64 training faces (two steps of 32 per epoch) and the 21 val faces of `tiny_faces`."""
     rows = np.concatenate([tiny_faces.indices("train")[:64], tiny_faces.indices("val")])
-    return tiny_faces.subset(rows)
+    return subset_of(tiny_faces, rows)
 
 
 def _same_weights(a: Path, b: Path) -> bool:
@@ -158,7 +159,7 @@ def _faces_with_counts(tiny_faces):
     labels = tiny_faces.labels[train_rows]
     rows = [train_rows[labels == c][:n] for c, n in enumerate(COUNTS)]
     unlabelled = train_rows[labels == 3][8:9]
-    subset = tiny_faces.subset(np.concatenate(rows + [unlabelled, tiny_faces.indices("val")]))
+    subset = subset_of(tiny_faces, np.concatenate(rows + [unlabelled, tiny_faces.indices("val")]))
     subset_labels = subset.labels.copy()
     subset_labels[sum(COUNTS)] = -1
     assert (subset.split_codes[:sum(COUNTS) + 1] == SPLITS.index("train")).all()

@@ -37,7 +37,7 @@ def dataset_face(dataset, splits: list[str], prefix: str = "sa") -> ChosenFace:
     widgets' keys start with `prefix`: each page keeps its own choice."""
     split_key, idx_key = f"{prefix}_split", f"{prefix}_idx"
     if st.session_state.get(split_key) not in splits:
-        st.session_state[split_key] = "val" if "val" in splits else splits[0]
+        st.session_state[split_key] = dataset.default_split(splits)
     cols = st.columns([3, 2, 1], vertical_alignment="bottom")
     split = cols[0].segmented_control("Split", splits, key=split_key, required=True,
                                       persist_state="session", on_change=st.session_state.update,

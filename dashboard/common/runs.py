@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from dashboard.common.paths import run_roots
 from fer_core.training.runs import RunFolder, read_json
 
 LAUNCH_FILE, LOG_FILE = "launch.json", "train.log"
@@ -101,6 +102,16 @@ def list_runs(root: Path) -> list[RunInfo]:
     folders = [RunFolder(p) for p in root.iterdir() if p.is_dir()]
     infos = [run_info(f) for f in folders if f.exists() or (f.path / LAUNCH_FILE).exists()]
     return sorted(infos, key=lambda r: (r.started or 0, r.name), reverse=True)
+
+
+def all_runs() -> list[RunInfo]:
+    """The runs of every run folder root (`paths.run_roots`), newest first; a name found in two
+    roots is the first root's."""
+    found: dict[str, RunInfo] = {}
+    for root in run_roots():
+        for info in list_runs(root):
+            found.setdefault(info.name, info)
+    return sorted(found.values(), key=lambda r: (r.started or 0, r.name), reverse=True)
 
 
 def reap() -> None:

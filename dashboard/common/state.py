@@ -14,13 +14,12 @@ reader's message.
 import argparse
 import os
 import sys
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import streamlit as st
 import torch
 
+from dashboard.common.memo import Memo
 from dashboard.common.paths import checkpoints_root
 from fer_core.data.classes import CLASSES, IMAGE_SIZE
 from fer_core.data.dataset import FaceDataset
@@ -80,22 +79,16 @@ def _faces_or_error(spec: str, stamp: tuple | None):
         return str(e)
 
 
-_LAST_GOOD: "OrderedDict[str, FaceDataset]" = OrderedDict()
-_LAST_GOOD_LOCK = threading.Lock()
-LAST_GOOD_KEPT = 4
+LAST_GOOD: Memo[FaceDataset] = Memo(kept=4)  # by spec: the newest copy that loaded
 
 
 def load_faces(spec: str) -> tuple[FaceDataset | None, str | None]:
     """(dataset, problem): (dataset, None) when `spec` loads; when it cannot be read any more,
     (its last good copy, the reader's message); (None, the message) when it never loaded."""
     result = _faces_or_error(spec, source_stamp(spec))
-    with _LAST_GOOD_LOCK:
-        if isinstance(result, str):
-            return _LAST_GOOD.get(spec), result
-        _LAST_GOOD[spec] = result
-        _LAST_GOOD.move_to_end(spec)
-        while len(_LAST_GOOD) > LAST_GOOD_KEPT:
-            _LAST_GOOD.popitem(last=False)
+    if isinstance(result, str):
+        return LAST_GOOD.peek(spec), result
+    LAST_GOOD.put(spec, result)
     return result, None
 
 
@@ -161,9 +154,11 @@ def architecture_table(arch: str, options: dict) -> tuple[list[dict], int, int]:
     return summary.as_records(), summary.total_params, summary.trainable_params
 
 
-_PREDICTIONS: "OrderedDict[tuple, Predictions]" = OrderedDict()
-_PREDICTIONS_LOCK = threading.Lock()
-PREDICTIONS_KEPT = 8
+PREDICTIONS: Memo[Predictions] = Memo(kept=8)
+
+
+def _predictions_key(ckpt: Checkpoint, dataset, split: str) -> tuple:
+    return (str(ckpt.path), file_stamp(ckpt.path), dataset.fingerprint, split)
 
 
 def predictions(ckpt: Checkpoint, dataset, split: str,
@@ -171,26 +166,16 @@ def predictions(ckpt: Checkpoint, dataset, split: str,
     """Every face of `split` predicted by `ckpt`: from memory, else from the disk cache (keyed by
     the checkpoint file's content), else computed, reporting to `progress`.
 
-    Not an st.cache_* function: those replay the elements a call creates, which would redraw the
-    progress bar on every cache hit. The lock keeps two tabs from predicting the same split at
-    once on the shared model.
+    Not an st.cache_* function (see `memo`): two tabs asking for the same split predict it once,
+    and a tab asking for another split is not kept waiting.
     """
-    key = (str(ckpt.path), file_stamp(ckpt.path), dataset.fingerprint, split)
-    with _PREDICTIONS_LOCK:
-        if key in _PREDICTIONS:
-            _PREDICTIONS.move_to_end(key)
-            return _PREDICTIONS[key]
-        result = cached_predict_split(ckpt.model, ckpt.path, dataset, split, device(),
-                                      progress=progress)
-        _PREDICTIONS[key] = result
-        while len(_PREDICTIONS) > PREDICTIONS_KEPT:
-            _PREDICTIONS.popitem(last=False)
-        return result
+    return PREDICTIONS.get(_predictions_key(ckpt, dataset, split), lambda: cached_predict_split(
+        ckpt.model, ckpt.path, dataset, split, device(), progress=progress))
 
 
 def predictions_ready(ckpt: Checkpoint, dataset, split: str) -> bool:
     """Whether `predictions` would answer from memory (no progress bar needed)."""
-    return (str(ckpt.path), file_stamp(ckpt.path), dataset.fingerprint, split) in _PREDICTIONS
+    return PREDICTIONS.has(_predictions_key(ckpt, dataset, split))
 
 
 def fit_problem(meta: dict) -> str | None:

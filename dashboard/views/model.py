@@ -1,8 +1,6 @@
 """Model: the architecture table of the chosen checkpoint (or of an untrained architecture) and
 the checkpoint's metadata. `?arch=cnn3` or `?arch=resnet18` opens an untrained architecture."""
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
@@ -11,6 +9,7 @@ from dashboard.common.paths import checkpoints_root
 from dashboard.common.tables import content_height, settings_frame
 from fer_core.errors import FerError
 from fer_core.models.architectures import ARCHITECTURES, DEFAULT_OPTIONS
+from fer_core.models.checkpoint import Checkpoint
 
 CHECKPOINT = "checkpoint"
 
@@ -64,12 +63,13 @@ def show_table(arch: str, options: dict, meta: dict | None) -> None:
                  column_config={"params": st.column_config.NumberColumn(format="localized")})
 
 
-def show_metadata(meta: dict, path: Path) -> None:
+def show_metadata(ckpt: Checkpoint) -> None:
+    meta, path = ckpt.meta, ckpt.path
     data = meta.get("dataset", {})
     root = checkpoints_root().parent
     checkpoint = {
         "file": str(path.relative_to(root) if path.is_relative_to(root) else path),
-        "architecture": meta["arch"], "options": meta.get("arch_options", {}),
+        "architecture": ckpt.arch, "options": ckpt.arch_options,
         "dataset": data.get("name"), "layout": data.get("layout"),
         "fingerprint": data.get("fingerprint"), "epoch": meta.get("epoch"),
         **{k.replace("_", " "): v for k, v in meta.get("metrics", {}).items()},
@@ -93,16 +93,16 @@ def page() -> None:
         except FerError as e:
             st.error(str(e), icon=":material/error:")
             return
-        st.caption(f"**{ckpt.arch}** ({options_text(ckpt.meta.get('arch_options', {}))}) from run "
+        st.caption(f"**{ckpt.arch}** ({options_text(ckpt.arch_options)}) from run "
                    f"`{choice.run}`")
-        show_table(ckpt.arch, ckpt.meta.get("arch_options", {}), ckpt.meta)
-        show_metadata(ckpt.meta, ckpt.path)
+        show_table(ckpt.arch, ckpt.arch_options, ckpt.meta)
+        show_metadata(ckpt)
     else:
         options = dict(DEFAULT_OPTIONS[source])
         if "small_input" in options:
             options["small_input"] = not st.toggle(
-                "ImageNet stem", help="7x7 stride-2 conv and max-pool, as on 224-pixel ImageNet images; "
-                "off: a 3x3 stride-1 stem that keeps 48-pixel faces at 6x6 in layer4")
+                "ImageNet stem", help="7x7 stride-2 conv and max-pool, as on 224-pixel ImageNet "
+                "images; off: a 3x3 stride-1 stem that keeps 48-pixel faces at 6x6 in layer4")
         st.caption(f"An untrained **{source}** ({options_text(options)}).")
         show_table(source, options, None)
 

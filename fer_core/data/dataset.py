@@ -5,7 +5,6 @@ face (index into SPLITS), and a source per face (CSV line number or image file n
 shown in the dashboard can be traced back to where it came from.
 """
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,20 +58,15 @@ class FaceDataset:
         codes = set(np.unique(self.split_codes).tolist())
         return [s for i, s in enumerate(SPLITS) if i in codes]
 
-    def subset(self, rows: np.ndarray) -> "FaceDataset":
-        """A dataset of the given rows; the fingerprint records the selection."""
-        rows = np.asarray(rows, dtype=np.int64)
-        digest = _short_hash(rows.tobytes())
-        return FaceDataset(
-            images=self.images[rows],
-            labels=self.labels[rows],
-            split_codes=self.split_codes[rows],
-            sources=self.sources[rows],
-            name=self.name,
-            layout=self.layout,
-            fingerprint=f"{self.fingerprint}:{digest}",
-            parts=None if self.parts is None else self.parts[rows],
-        )
+    def default_split(self, splits: list[str] | None = None) -> str:
+        """The split a page opens on: val when it is among `splits` (default: the present
+        splits), else the first of them."""
+        splits = self.present_splits() if splits is None else splits
+        return "val" if "val" in splits else splits[0]
+
+    def labelled_splits(self) -> list[str]:
+        """The present splits with at least one labelled face."""
+        return [s for s in self.present_splits() if (self.labels[self.indices(s)] >= 0).any()]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Per split, per class face counts; unlabelled faces are counted under 'unlabelled'."""
@@ -101,6 +95,3 @@ def stratified_val_split(labels: np.ndarray, fraction: float = 0.1, seed: int = 
         chosen[rng.choice(rows, size=take, replace=False)] = True
     return chosen
 
-
-def _short_hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=8).hexdigest()

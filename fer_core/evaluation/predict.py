@@ -152,25 +152,22 @@ def cached_predict_split(model: nn.Module, checkpoint_path: str | Path, dataset:
     Features are stored in the same entry as the probabilities, and read only when asked for: an
     entry written without them is computed again (both) the first time they are wanted.
     """
-    key = prediction_key(checkpoint_path, dataset, split, tta)
-    wanted = ("rows", "probs", "features") if features else ("rows", "probs")
-    stored = cache.load_arrays(key, wanted)
     rows = dataset.indices(split)
-    if stored is not None and np.array_equal(stored.get("rows"), rows):
-        return Predictions(split=split, rows=rows, labels=dataset.labels[rows].copy(),
-                           probs=stored["probs"], features=stored.get("features"))
-    predictions = predict_split(model, dataset, split, device, tta=tta, progress=progress,
-                                features=features)
-    arrays = {"rows": predictions.rows, "probs": predictions.probs}
-    if features:
-        arrays["features"] = predictions.features
-    cache.save_arrays(key, arrays)
-    return predictions
+    wanted = ("probs", "features") if features else ("probs",)
+
+    def compute() -> dict[str, np.ndarray]:
+        made = predict_split(model, dataset, split, device, tta=tta, progress=progress,
+                             features=features)
+        return {name: getattr(made, name) for name in wanted}
+
+    arrays = cache.load_or_compute(prediction_key(checkpoint_path, dataset, split, tta), wanted,
+                                   compute, rows)
+    return Predictions(split=split, rows=rows, labels=dataset.labels[rows].copy(),
+                       probs=arrays["probs"], features=arrays.get("features"))
 
 
 def prediction_key(checkpoint_path: str | Path, dataset: FaceDataset, split: str,
                    tta: bool) -> str:
     """The cache key: checkpoint content hash, dataset fingerprint, split and TTA."""
-    parts = [f"v{CACHE_VERSION}", cache.file_fingerprint(checkpoint_path), dataset.fingerprint,
-             split, "tta" if tta else "plain"]
-    return "predictions-" + cache.bytes_fingerprint("|".join(parts).encode())
+    return cache.entry_key("predictions", CACHE_VERSION, checkpoint_path, dataset.fingerprint,
+                           split, "tta" if tta else "plain")

@@ -20,7 +20,6 @@ model directly. Random methods (SmoothGrad, GradientSHAP) draw from the global t
 generators (Captum takes no generator), seeded per call under a process-wide lock.
 """
 
-import copy
 import inspect
 import threading
 import warnings
@@ -30,16 +29,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.classes import CLASSES, IMAGE_SIZE, NUM_CLASSES
 from ..errors import FerError
 from ..models.architectures import LayerInfo, layer_registry
+from .tensors import as_input, default_batch, device_of, gaussian_blur, working_model
 
 BLUR_SIGMA = 4.0        # pixels: the blurred baseline keeps the face's layout, not its features
 OCCLUDER = 0.5          # grey value that fills an occluded window
-CPU_BATCH, GPU_BATCH = 128, 1024   # forward passes batched this many images at a time
 SPATIAL = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU)
 _RNG_LOCK = threading.Lock()
 # Captum announces every hook it sets and removes; here that is routine, not news.
@@ -104,12 +102,19 @@ def class_index(text: str) -> int:
     raise FerError(f"unknown class {text!r}: use a name ({', '.join(CLASSES)}) or 0-6")
 
 
+def output_classes(index: int) -> tuple[int, int | None]:
+    """The classes of a `Scores` output: (a, None) for logit a, (a, b) for logit a minus logit
+    b. Class a is the one whose score the output explains."""
+    if index < NUM_CLASSES:
+        return index, None
+    a, b = divmod(index - NUM_CLASSES, NUM_CLASSES)
+    return a, b
+
+
 def describe_output(index: int) -> str:
     """The name of a `Scores` output: a class, or 'A - B'."""
-    if index < NUM_CLASSES:
-        return CLASSES[index]
-    a, b = divmod(index - NUM_CLASSES, NUM_CLASSES)
-    return f"{CLASSES[a]} - {CLASSES[b]}"
+    a, b = output_classes(index)
+    return CLASSES[a] if b is None else f"{CLASSES[a]} - {CLASSES[b]}"
 
 
 class Scores(nn.Module):
@@ -330,17 +335,6 @@ def baseline_images(x: torch.Tensor, kind: str) -> torch.Tensor:
     raise FerError(f"unknown baseline {kind!r}: choose one of {', '.join(BASELINES)}")
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """A separable Gaussian blur of N x 1 x H x W images (kernel radius 3 sigma)."""
-    radius = min(int(3 * sigma), x.shape[-1] - 1)
-    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    padded = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1))
-    return F.conv2d(rows, kernel.view(1, 1, -1, 1))
-
-
 def cam_layers(arch: str, **options) -> list[LayerInfo]:
     """The layers Grad-CAM can use (conv, BN and ReLU outputs with a spatial map), in forward
     order; the last is the default."""
@@ -393,10 +387,6 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
             np.random.set_state(state)
 
 
-def device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 # ---- the entry point -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -446,7 +436,7 @@ def explain(model: nn.Module, faces: torch.Tensor, method: str = "vanilla",
         raise FerError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     params = method_params(spec, params)
     x = as_input(faces).to(device_of(model))
-    batch = batch or (GPU_BATCH if x.device.type == "cuda" else CPU_BATCH)
+    batch = batch or default_batch(x.device)
     working = working_model(model, spec.hooks)
     scores = Scores(working)
     with torch.no_grad():
@@ -490,21 +480,3 @@ def coerced(name: str, default, value):
         return kind(value) if value is not None else None
     except (TypeError, ValueError):
         raise FerError(f"parameter {name}: {value!r} is not a valid {kind.__name__}") from None
-
-
-def as_input(faces: torch.Tensor) -> torch.Tensor:
-    """Float N x 1 x 48 x 48 pixels in [0, 1] from uint8 or float faces (N x [1 x] 48 x 48)."""
-    x = faces.float() / 255 if faces.dtype == torch.uint8 else faces.float()
-    x = x.unsqueeze(1) if x.dim() == 3 else x
-    if x.dim() != 4 or tuple(x.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE) or len(x) == 0:
-        raise FerError(f"faces must be N x 1 x {IMAGE_SIZE} x {IMAGE_SIZE} with N >= 1, "
-                       f"got {tuple(faces.shape)}")
-    return x.detach()
-
-
-def working_model(model: nn.Module, hooks: bool) -> nn.Module:
-    """The model itself for hook-free methods when it is in eval mode; else a frozen eval-mode
-    deep copy, so the shared model never carries hooks, `.grad` or a mode change."""
-    if not hooks and not model.training:
-        return model
-    return copy.deepcopy(model).eval().requires_grad_(False)

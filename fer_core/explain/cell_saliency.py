@@ -25,7 +25,7 @@ from ..data.dataset import FaceDataset
 from ..errors import FerError
 from ..evaluation.confusion import cell_positions
 from ..evaluation.predict import Predictions, ProgressCallback
-from .attribution import CPU_BATCH, GPU_BATCH, as_input, device_of, working_model
+from .tensors import as_input, default_batch, device_of, working_model
 
 CACHE_VERSION = 1
 
@@ -51,7 +51,7 @@ def cell_mean_saliency(model: nn.Module, faces: torch.Tensor, true_class: int, p
     device = device_of(model)
     working = working_model(model, hooks=False)
     faces = faces.to(device)
-    batch = batch or (GPU_BATCH if device.type == "cuda" else CPU_BATCH)
+    batch = batch or default_batch(device)
     total = torch.zeros(faces.shape[-2:], device=device)
     if progress is not None:
         progress(0, n)
@@ -81,20 +81,18 @@ def cached_cell_saliency(model: nn.Module, checkpoint_path: str | Path, dataset:
     checkpoint file (by content), dataset, split and cell were computed before, with the same
     faces (the entry keeps their rows); else computed and stored."""
     rows = cell_rows(preds, true_class, pred_class)
+
+    def compute() -> dict[str, np.ndarray]:
+        values = cell_mean_saliency(model, torch.from_numpy(dataset.images[rows]), true_class,
+                                    pred_class, batch=batch, progress=progress)
+        return {"map": values.cpu().numpy().astype(np.float32)}
+
     key = cell_saliency_key(checkpoint_path, dataset, preds.split, true_class, pred_class)
-    stored = cache.load_arrays(key, ("rows", "map"))
-    if stored is not None and np.array_equal(stored["rows"], rows):
-        return stored["map"]
-    faces = torch.from_numpy(dataset.images[rows])
-    values = cell_mean_saliency(model, faces, true_class, pred_class, batch=batch,
-                                progress=progress).cpu().numpy().astype(np.float32)
-    cache.save_arrays(key, {"rows": rows, "map": values})
-    return values
+    return cache.load_or_compute(key, ("map",), compute, rows)["map"]
 
 
 def cell_saliency_key(checkpoint_path: str | Path, dataset: FaceDataset, split: str,
                       true_class: int, pred_class: int) -> str:
     """The cache key: checkpoint content hash, dataset fingerprint, split and cell."""
-    parts = [f"v{CACHE_VERSION}", cache.file_fingerprint(checkpoint_path), dataset.fingerprint,
-             split, f"{true_class}-{pred_class}"]
-    return "cell-saliency-" + cache.bytes_fingerprint("|".join(parts).encode())
+    return cache.entry_key("cell-saliency", CACHE_VERSION, checkpoint_path, dataset.fingerprint,
+                           split, f"{true_class}-{pred_class}")

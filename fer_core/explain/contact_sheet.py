@@ -1,5 +1,6 @@
-"""Faces composed into one image with captions under each: one picture of many faces renders far
-faster in a page than many pictures, and is what a command writes as a PNG."""
+"""Many small images composed into one: faces with captions under each, or a layer's feature
+maps. One picture of many faces renders far faster in a page than many pictures, and is what a
+command writes as a PNG."""
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -26,3 +27,20 @@ def gallery_grid(faces: np.ndarray, captions: list[tuple[str, ...]], columns: in
             draw.text((left + size // 2, top + size + 2 + 13 * j), line, fill=LABEL_COLOR,
                       font=font, anchor="mt")
     return grid
+
+
+def map_grid(maps: np.ndarray, columns: int = 32, gap: int = 2) -> Image.Image:
+    """Channels (C, H, W) as one grey image, each zoomed to at least 24 pixels, on one scale
+    whose white is the 99.5th percentile (a few extreme values would leave the rest black)."""
+    top = max(float(np.percentile(maps, 99.5)), 1e-6)
+    grey = (np.clip(maps / top, 0, 1) * 255).astype(np.uint8)
+    zoom = max(1, 24 // maps.shape[1])
+    c, h, w = grey.shape
+    rows = -(-c // columns)
+    sheet = np.full((rows * (h * zoom + gap), min(c, columns) * (w * zoom + gap)), 255, np.uint8)
+    for i, channel in enumerate(grey):
+        r, col = divmod(i, columns)
+        tile = np.kron(channel, np.ones((zoom, zoom), np.uint8))
+        sheet[r * (h * zoom + gap):r * (h * zoom + gap) + h * zoom,
+              col * (w * zoom + gap):col * (w * zoom + gap) + w * zoom] = tile
+    return Image.fromarray(sheet)

@@ -27,7 +27,8 @@ from .. import cache
 from ..data.classes import CLASSES
 from ..data.dataset import FaceDataset
 from ..errors import FerError
-from ..evaluation.predict import Predictions, ProgressCallback, cached_predict_split, prediction_key
+from ..evaluation.predict import CACHE_VERSION as PREDICTION_VERSION
+from ..evaluation.predict import Predictions, ProgressCallback, cached_predict_split
 
 METHODS = ("pca", "tsne", "umap")
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -139,30 +140,27 @@ def embed_split(model: nn.Module, checkpoint_path: str | Path, dataset: FaceData
     preds = cached_predict_split(model, checkpoint_path, dataset, split, device,
                                  progress=progress, features=True)
     key = projection_key(checkpoint_path, dataset, split, method)
-    stored = cache.load_arrays(key, ("rows", "xy"))
-    if stored is not None and np.array_equal(stored["rows"], preds.rows):
-        return Embedding(preds, stored["xy"], method)
-    xy = project(preds.features, method)
-    cache.save_arrays(key, {"rows": preds.rows, "xy": xy})
-    return Embedding(preds, xy, method)
+    arrays = cache.load_or_compute(key, ("xy",), lambda: {"xy": project(preds.features, method)},
+                                   preds.rows)
+    return Embedding(preds, arrays["xy"], method)
 
 
 def projection_cached(checkpoint_path: str | Path, dataset: FaceDataset, split: str,
                       method: str) -> bool:
     """Whether `embed_split` would read this projection from the disk cache."""
-    stored = cache.load_arrays(projection_key(checkpoint_path, dataset, split, method), ("rows",))
-    return stored is not None and np.array_equal(stored["rows"], dataset.indices(split))
+    key = projection_key(checkpoint_path, dataset, split, method)
+    return cache.matching_arrays(key, (), dataset.indices(split)) is not None
 
 
 def projection_key(checkpoint_path: str | Path, dataset: FaceDataset, split: str,
                    method: str) -> str:
-    """The cache key: the predictions' key (checkpoint content, dataset fingerprint, split), the
-    method and everything that shapes its picture."""
+    """The cache key: checkpoint content hash, dataset fingerprint, split, the method and
+    everything that shapes its picture, and the version of the predictions' entries (whose
+    features it projects)."""
     settings = {"pca": "", "tsne": f"{PCA_DIMS}-{PERPLEXITY}",
                 "umap": f"{PCA_DIMS}-{UMAP_NEIGHBOURS}-{UMAP_MIN_DIST}"}[method]
-    parts = [f"v{CACHE_VERSION}", prediction_key(checkpoint_path, dataset, split, tta=False),
-             method, settings, str(SEED)]
-    return "embedding-" + cache.bytes_fingerprint("|".join(parts).encode())
+    return cache.entry_key("embedding", CACHE_VERSION, checkpoint_path, dataset.fingerprint,
+                           split, method, settings, SEED, f"predictions-v{PREDICTION_VERSION}")
 
 
 def embedding_csv(embedding: Embedding) -> str:

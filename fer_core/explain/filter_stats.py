@@ -28,7 +28,7 @@ from ..data.dataset import FaceDataset
 from ..errors import FerError
 from ..evaluation.predict import ProgressCallback
 from ..models.architectures import LAYER_KINDS, final_linear_name, layer_registry
-from .attribution import CPU_BATCH, GPU_BATCH, as_input, device_of, working_model
+from .tensors import as_input, default_batch, device_of, working_model
 
 CACHE_VERSION = 1
 DEAD_AT_MOST = 1e-6
@@ -128,7 +128,7 @@ def _activations(model: nn.Module, layer: str, relu: str | None, faces: torch.Te
     device = device_of(model)
     working = working_model(model, hooks=False)
     faces = faces.to(device)
-    batch = batch or (GPU_BATCH if device.type == "cuda" else CPU_BATCH)
+    batch = batch or default_batch(device)
     names = tuple(dict.fromkeys(name for name in (layer, relu) if name is not None))
     means, peaks = [], []
     with torch.autocast(device.type, enabled=False):
@@ -183,13 +183,14 @@ def filter_stats(model: nn.Module, checkpoint_path: str | Path, dataset: FaceDat
     if k < 1:
         raise FerError(f"k must be at least 1, got {k}")
     rows = dataset.indices(split)
-    key = filter_stats_key(checkpoint_path, dataset, split, layer, k)
-    stored = cache.load_arrays(key, ("rows", *ARRAYS))
-    if stored is not None and np.array_equal(stored["rows"], rows):
-        return FilterStats(layer, split, *(stored[name] for name in ARRAYS))
-    stats = _compute(model, torch.from_numpy(dataset.images[rows]), split, layer, k, progress)
-    cache.save_arrays(key, {"rows": rows, **{name: getattr(stats, name) for name in ARRAYS}})
-    return stats
+
+    def compute() -> dict[str, np.ndarray]:
+        stats = _compute(model, torch.from_numpy(dataset.images[rows]), split, layer, k, progress)
+        return {name: getattr(stats, name) for name in ARRAYS}
+
+    arrays = cache.load_or_compute(filter_stats_key(checkpoint_path, dataset, split, layer, k),
+                                   ARRAYS, compute, rows)
+    return FilterStats(layer, split, *(arrays[name] for name in ARRAYS))
 
 
 def _compute(model: nn.Module, faces: torch.Tensor, split: str, layer: str, k: int,
@@ -211,9 +212,8 @@ def _compute(model: nn.Module, faces: torch.Tensor, split: str, layer: str, k: i
 def filter_stats_key(checkpoint_path: str | Path, dataset: FaceDataset, split: str, layer: str,
                      k: int) -> str:
     """The cache key: checkpoint content hash, dataset fingerprint, split, layer and k."""
-    parts = [f"v{CACHE_VERSION}", cache.file_fingerprint(checkpoint_path), dataset.fingerprint,
-             split, layer, str(k)]
-    return "filter-stats-" + cache.bytes_fingerprint("|".join(parts).encode())
+    return cache.entry_key("filter-stats", CACHE_VERSION, checkpoint_path, dataset.fingerprint,
+                           split, layer, k)
 
 
 @torch.no_grad()

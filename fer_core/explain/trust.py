@@ -34,7 +34,8 @@ from .. import cache
 from ..data.dataset import FaceDataset
 from ..errors import FerError
 from ..models.architectures import arch_options, build_model, layer_registry
-from .attribution import METHODS, Target, as_input, explain, gaussian_blur
+from .attribution import METHODS, Target, explain
+from .tensors import as_input, device_of, gaussian_blur
 
 FLAG_AT = 0.5
 PROBE_FACES = 16
@@ -170,6 +171,18 @@ def random_maps(shape: tuple, seed: int, device: torch.device) -> torch.Tensor:
     return torch.rand(shape, generator=generator).to(device)
 
 
+def face_deletion(model: nn.Module, face: np.ndarray, values: np.ndarray,
+                  target_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """One face's deletion curve (uint8 48 x 48) for its map (48 x 48), following the
+    probability of `target_class`, and the curve of a random order (seed 0) to compare with."""
+    device = device_of(model)
+    order = torch.tensor(values, dtype=torch.float32, device=device)[None]
+    label = torch.tensor([target_class], device=device)
+    curve, floor = (deletion_curves(model, torch.tensor(face)[None], maps, label)[0].cpu().numpy()
+                    for maps in (order, random_maps(order.shape, 0, device)))
+    return curve, floor
+
+
 # ---- localization ---------------------------------------------------------------------------
 
 
@@ -195,7 +208,7 @@ def trust_report(model: nn.Module, arch: str, options: dict, faces: torch.Tensor
     if unknown:
         raise FerError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
     say = progress or (lambda *_: None)
-    device = next(model.parameters()).device
+    device = device_of(model)
     x = as_input(faces).to(device)
     working = copy.deepcopy(model).eval().requires_grad_(False)
     with torch.no_grad():
@@ -252,16 +265,12 @@ def probe_faces(dataset: FaceDataset, split: str, n: int) -> tuple[torch.Tensor,
 
 def report_key(checkpoint_path: str | Path, dataset: FaceDataset, split: str, n: int) -> str:
     """The cache key: checkpoint content hash, dataset fingerprint, split, probe size."""
-    parts = [f"v{CACHE_VERSION}", cache.file_fingerprint(checkpoint_path), dataset.fingerprint,
-             split, str(n)]
-    return "trust-" + cache.bytes_fingerprint("|".join(parts).encode())
+    return cache.entry_key("trust", CACHE_VERSION, checkpoint_path, dataset.fingerprint, split, n)
 
 
 def stored_report(key: str) -> TrustReport | None:
     stored = cache.load_arrays(key, ("report",))
-    if stored is None:
-        return None
-    return TrustReport.from_dict(json.loads(stored["report"].tobytes()))
+    return None if stored is None else _decoded(stored)
 
 
 def cached_trust_report(model: nn.Module, checkpoint_path: str | Path, arch: str, options: dict,
@@ -269,11 +278,16 @@ def cached_trust_report(model: nn.Module, checkpoint_path: str | Path, arch: str
                         progress: Progress | None = None) -> TrustReport:
     """`trust_report` on the first `n` faces of `split`: from the disk cache when this
     checkpoint file (by content), dataset, split and probe size were checked before."""
+    def compute() -> dict[str, np.ndarray]:
+        faces, parts = probe_faces(dataset, split, n)
+        report = trust_report(model, arch, options, faces, parts, progress=progress)
+        text = json.dumps(report.as_dict()).encode()
+        return {"report": np.frombuffer(text, dtype=np.uint8)}
+
     key = report_key(checkpoint_path, dataset, split, n)
-    if (report := stored_report(key)) is not None:
-        return report
-    faces, parts = probe_faces(dataset, split, n)
-    report = trust_report(model, arch, options, faces, parts, progress=progress)
-    text = json.dumps(report.as_dict()).encode()
-    cache.save_arrays(key, {"report": np.frombuffer(text, dtype=np.uint8)})
-    return report
+    return _decoded(cache.load_or_compute(key, ("report",), compute))
+
+
+def _decoded(arrays: dict[str, np.ndarray]) -> TrustReport:
+    """The report an entry holds: its JSON text as uint8 bytes."""
+    return TrustReport.from_dict(json.loads(arrays["report"].tobytes()))

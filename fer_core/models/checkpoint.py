@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..atomic import atomic_file
 from ..data.classes import CLASSES, IMAGE_SIZE
 from ..data.readers import is_builtin_spec
 from ..errors import CheckpointError, FerError
@@ -42,6 +43,11 @@ class Checkpoint:
         return self.meta["arch"]
 
     @property
+    def arch_options(self) -> dict:
+        """The options the architecture was built with (dropout, head, normalization...)."""
+        return self.meta.get("arch_options", {})
+
+    @property
     def trained_on_builtin(self) -> bool:
         """Whether the model learned from the built-in synthetic faces (its training data spec
         says builtin), so that a real photo is far from anything it has seen."""
@@ -71,17 +77,9 @@ def make_payload(model: nn.Module, *, arch: str, arch_options: dict, dataset: di
 
 
 def save_atomic(payload: dict, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """torch.save, atomically (see `fer_core.atomic`)."""
+    with atomic_file(path, "wb") as f:
+        torch.save(payload, f)
 
 
 def resolve_checkpoint_path(path: str | os.PathLike) -> Path:

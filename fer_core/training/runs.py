@@ -18,20 +18,12 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from ..atomic import atomic_file
+from ..atomic import write_json as write_json_atomic
 from ..errors import RunError
 
 STATES = ("running", "finished", "failed", "stopped")
 PROCESS_STARTED = time.time()  # as early as fer_core is imported (see clear_stale_stop)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to a temporary file in the same folder, then rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> dict | None:
@@ -183,12 +175,8 @@ def truncate_history(path: Path, keep) -> None:
     if not path.exists():
         return
     kept = [r for r in read_history(path).records if keep(r)]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
+    with atomic_file(path, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in kept)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def list_runs(root: str | os.PathLike) -> list[RunFolder]:

@@ -57,17 +57,12 @@ CONFIG = {"displayModeBar": False}
 MAP_SIZE = 192  # pixels: the 48 x 48 mean saliency at 4x
 
 
-def labelled_splits(dataset) -> list[str]:
-    return [s for s in dataset.present_splits()
-            if (dataset.labels[dataset.indices(s)] >= 0).any()]
-
-
-def init_from_url(splits: list[str]) -> None:
+def init_from_url(dataset, splits: list[str]) -> None:
     """A session's first visit takes split, cell and face from the URL (a pasted link)."""
     if "cm_split" in st.session_state:
         return
     q = st.query_params
-    default = "val" if "val" in splits else splits[0]
+    default = dataset.default_split(splits)
     st.session_state["cm_split"] = q.get("split") if q.get("split") in splits else default
     st.session_state["cm_cell"] = parse_cell((q.get("true"), q.get("pred")))
     st.session_state["cm_face"] = q.get("idx")
@@ -299,13 +294,13 @@ def page() -> None:
     if opened is None:
         return
     choice, dataset, ckpt = opened
-    splits = labelled_splits(dataset)
+    splits = dataset.labelled_splits()
     if not splits:
         st.warning(f"A confusion matrix needs labels, and dataset `{choice.data}` has none (its "
                    f"faces are unlabelled test faces). Choose a labelled dataset in the sidebar.",
                    icon=":material/warning:")
         return
-    init_from_url(splits)
+    init_from_url(dataset, splits)
     if st.session_state["cm_split"] not in splits:
         st.session_state["cm_split"] = splits[0]
     split = st.segmented_control("Split", splits, key="cm_split", required=True,

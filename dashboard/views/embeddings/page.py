@@ -23,12 +23,12 @@ LARGE = 10_000  # faces above which a t-SNE or UMAP is started by a button, not 
 CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]}
 
 
-def init_from_url(splits: list[str], methods: list[str]) -> None:
+def init_from_url(dataset, splits: list[str], methods: list[str]) -> None:
     """A session's first visit takes split, method, colouring and face from the URL."""
     if "em_split" in st.session_state:
         return
     q = st.query_params
-    wanted = {"split": (splits, "val" if "val" in splits else splits[0]),
+    wanted = {"split": (splits, dataset.default_split(splits)),
               "method": (methods, "pca"), "colour": (list(COLOURINGS), "true")}
     for name, (allowed, default) in wanted.items():
         value = q.get(name)
@@ -156,7 +156,7 @@ def page() -> None:
         return
     choice, dataset, ckpt = opened
     splits, methods = dataset.present_splits(), available_methods()
-    init_from_url(splits, methods)
+    init_from_url(dataset, splits, methods)
     if st.session_state["em_split"] not in splits:
         st.session_state["em_split"] = splits[0]
     split, method, colour, threshold = show_controls(splits, methods)

@@ -15,6 +15,7 @@ from dashboard.common import face_picker, state
 from dashboard.common.images import gallery_grid
 from dashboard.views.filters import jobs
 from fer_core.errors import FerError
+from fer_core.explain.contact_sheet import map_grid
 from fer_core.explain.filter_stats import feature_maps, filter_stats
 from fer_core.explain.filters import INITS, OPTIMIZERS, PARAMS, Settings, parse_filters
 from fer_core.models.architectures import layer_registry
@@ -97,7 +98,7 @@ def start_face(dataset, init: str) -> torch.Tensor | None:
     """The val face every image starts from, when the run starts from a face."""
     if init != "face":
         return None
-    split = "val" if "val" in dataset.present_splits() else dataset.present_splits()[0]
+    split = dataset.default_split()
     rows = dataset.indices(split)
     position = st.number_input(f"Start face (position in {split}, 0-{len(rows) - 1})", 0,
                                len(rows) - 1, 0, key="fi_face", **KEEP)
@@ -166,7 +167,7 @@ def render(ckpt, dataset, job) -> None:
 
 def real_faces(ckpt, dataset, layer: str):
     """The layer's per-filter statistics over the val split (cached), or None without one."""
-    split = "val" if "val" in dataset.present_splits() else dataset.present_splits()[0]
+    split = dataset.default_split()
     with st.spinner(f"Real faces of {split} that drive each filter (once per checkpoint)..."):
         return filter_stats(ckpt.model, ckpt.path, dataset, split, layer, k=TOP_FACES)
 
@@ -258,31 +259,12 @@ def feature_maps_tab(ckpt, dataset, layers: list) -> None:
                         f"layer's 99.5th percentile and above), so a silent channel is black.")
 
 
-def map_grid(maps: np.ndarray, columns: int = 32, gap: int = 2):
-    """Channels (C, H, W) as one grey image, each zoomed to at least 24 pixels, on one scale
-    whose white is the 99.5th percentile (a few extreme values would leave the rest black)."""
-    from PIL import Image
-
-    top = max(float(np.percentile(maps, 99.5)), 1e-6)
-    grey = (np.clip(maps / top, 0, 1) * 255).astype(np.uint8)
-    zoom = max(1, 24 // maps.shape[1])
-    c, h, w = grey.shape
-    rows = -(-c // columns)
-    sheet = np.full((rows * (h * zoom + gap), min(c, columns) * (w * zoom + gap)), 255, np.uint8)
-    for i, channel in enumerate(grey):
-        r, col = divmod(i, columns)
-        tile = np.kron(channel, np.ones((zoom, zoom), np.uint8))
-        sheet[r * (h * zoom + gap):r * (h * zoom + gap) + h * zoom,
-              col * (w * zoom + gap):col * (w * zoom + gap) + w * zoom] = tile
-    return Image.fromarray(sheet)
-
-
 def page() -> None:
     opened = state.scoring_page("Filters")
     if opened is None:
         return
     _, dataset, ckpt = opened
-    layers = layer_registry(ckpt.arch, **ckpt.meta.get("arch_options", {}))
+    layers = layer_registry(ckpt.arch, **ckpt.arch_options)
     maximization, maps = st.tabs(["Activation maximization", "Feature maps"])
     with maximization:
         layer, text = choose_target(layers)

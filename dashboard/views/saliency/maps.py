@@ -1,6 +1,6 @@
-"""Saliency maps for the page: computed by `fer_core.explain.attribution.explain` on the shared frozen
-model, cached in memory per (checkpoint version, face pixels, label, method, target, parameters),
-and drawn as pictures (the map alone and over the face, zoomed with visible pixels).
+"""Saliency maps for the page: computed by `fer_core.explain.attribution.explain` on the shared
+frozen model, cached in memory per (checkpoint version, face pixels, label, method, target,
+parameters), and drawn as pictures (the map alone and over the face, zoomed with visible pixels).
 """
 
 import time
@@ -11,7 +11,6 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from fer_core.data.classes import NUM_CLASSES
 from fer_core.explain.attribution import METHODS, Target, explain
 from fer_core.explain.heatmap import SIGNED_CMAP, UNSIGNED_CMAP, colorize, overlay
 
@@ -35,25 +34,19 @@ class Map:
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def face_map(_model: torch.nn.Module, model_key: tuple, face: bytes, label: int | None,
+def face_map(_model: torch.nn.Module, model_key: tuple, face: np.ndarray, label: int | None,
              method: str, target: str, params: tuple) -> Map:
-    """The map of one face (uint8 48 x 48 as bytes) for a target in `Target.parse`'s text form.
+    """The map of one face (uint8 48 x 48) for a target in `Target.parse`'s text form.
     `model_key` names the checkpoint version (file and stamp): the model cannot be hashed."""
-    pixels = torch.frombuffer(bytearray(face), dtype=torch.uint8).view(1, 48, 48)
     labels = None if label is None else torch.tensor([label])
     start = time.perf_counter()
-    result = explain(_model, pixels, method, Target.parse(target), labels=labels, **dict(params))
+    result = explain(_model, torch.tensor(face)[None], method, Target.parse(target),
+                     labels=labels, **dict(params))
     maps = result.maps[0].cpu().numpy()
     seconds = time.perf_counter() - start
     return Map(values=maps, probs=result.probs[0].cpu().numpy(), signed=result.signed,
                title=result.title, target=result.target_names()[0],
                output=int(result.outputs[0]), params=result.params, seconds=seconds)
-
-
-def explained_class(result: Map) -> int:
-    """The class whose score the map explains (class A of a contrast A - B)."""
-    return result.output if result.output < NUM_CLASSES else \
-        (result.output - NUM_CLASSES) // NUM_CLASSES
 
 
 def zoomed(rgb: np.ndarray, zoom: int = ZOOM) -> Image.Image:
@@ -81,7 +74,7 @@ def cmap_choices(signed: bool) -> list[str]:
     return SIGNED_CMAPS if signed else UNSIGNED_CMAPS
 
 
-def all_methods(model, model_key, face: bytes, label, target: str) -> list[Map]:
+def all_methods(model, model_key, face: np.ndarray, label, target: str) -> list[Map]:
     """Every method with its default parameters, for one face and one target."""
     return [face_map(model, model_key, face, label, key, target, ())
             for key in METHODS]

@@ -25,13 +25,13 @@ COLUMNS = 5
 CONFIG = {"displayModeBar": False}
 
 
-def face_from_url(splits: list[str]) -> None:
+def face_from_url(dataset, splits: list[str]) -> None:
     """A link's face (?split=&idx=) is taken when it differs from the one this page last wrote:
     on a session's first visit, and when another page sends a face here."""
     q = st.query_params
     arrived = (q.get("split"), q.get("idx"))
     st.session_state.setdefault("sa_source", "dataset")
-    st.session_state.setdefault("sa_split", "val" if "val" in splits else splits[0])
+    st.session_state.setdefault("sa_split", dataset.default_split(splits))
     if arrived == (None, None) or arrived == st.session_state.get("sa_url_face"):
         return
     st.session_state["sa_url_face"] = arrived
@@ -117,8 +117,7 @@ def show_map(chosen, result) -> None:
 def show_all_methods(model, model_key, chosen, target: str, opacity: float) -> None:
     """Every method with its default parameters for the same face and target."""
     with st.spinner("Running every method..."):
-        results = maps.all_methods(model, model_key, chosen.face.tobytes(),
-                                            chosen.label, target)
+        results = maps.all_methods(model, model_key, chosen.face, chosen.label, target)
     for start in range(0, len(results), COLUMNS):
         for col, result in zip(st.columns(COLUMNS), results[start:start + COLUMNS]):
             cmap = maps.cmap_choices(result.signed)[0]
@@ -135,10 +134,10 @@ def page() -> None:
     if opened is None:
         return
     choice, dataset, ckpt = opened
-    options = ckpt.meta.get("arch_options", {})
+    options = ckpt.arch_options
     controls.init_from_url([layer.name for layer in cam_layers(ckpt.arch, **options)])
     splits = dataset.present_splits()
-    face_from_url(splits)
+    face_from_url(dataset, splits)
     chosen = choose_face(dataset, splits, ckpt, choice.run)
     if st.session_state["sa_source"] != "dataset":
         forget_link_face()
@@ -157,9 +156,8 @@ def page() -> None:
     target_text = controls.target_text(target)
     try:
         with st.spinner(f"{METHODS[method].title}..."):
-            result = maps.face_map(ckpt.model, model_key, chosen.face.tobytes(),
-                                            chosen.label, method, target_text,
-                                            tuple(sorted(params.items())))
+            result = maps.face_map(ckpt.model, model_key, chosen.face, chosen.label, method,
+                                   target_text, tuple(sorted(params.items())))
     except FerError as e:
         st.error(str(e), icon=":material/error:")
         return

@@ -9,14 +9,13 @@ checkpoint in a background thread (`trust_jobs`), then read from the disk cache.
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
 from dashboard.common import state
 from dashboard.common.tables import content_height
 from dashboard.views.saliency import trust_charts, trust_jobs
-from dashboard.views.saliency.maps import explained_class
 from fer_core.data.classes import CLASSES
-from fer_core.explain.trust import FLAG_AT, deletion_curves, random_maps
+from fer_core.explain.attribution import output_classes
+from fer_core.explain.trust import FLAG_AT, face_deletion
 
 CONFIG = {"displayModeBar": False}
 
@@ -26,7 +25,7 @@ def probe(dataset) -> tuple[str, int]:
     dataset lacks falls back to its first)."""
     splits = dataset.present_splits()
     if st.session_state.get("sa_trust_split") not in splits:
-        st.session_state["sa_trust_split"] = "val" if "val" in splits else splits[0]
+        st.session_state["sa_trust_split"] = dataset.default_split(splits)
     return st.session_state["sa_trust_split"], st.session_state.get("sa_trust_n", 16)
 
 
@@ -77,25 +76,19 @@ def show_section(ckpt, dataset, chosen, result, report) -> None:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def deletion_pair(_model, model_key: tuple, face: bytes, values: bytes,
+def deletion_pair(_model, model_key: tuple, face: np.ndarray, values: np.ndarray,
                   explained: int) -> tuple[np.ndarray, np.ndarray]:
     """(the map's deletion curve, a random order's) for one face: 42 forward passes, so kept
     per checkpoint version, face, map and class rather than redone on every rerun."""
-    device = state.device()
-    pixels = torch.frombuffer(bytearray(face), dtype=torch.uint8).view(1, 48, 48)
-    order = torch.frombuffer(bytearray(values), dtype=torch.float32).view(1, 48, 48).to(device)
-    label = torch.tensor([explained], device=device)
-    curves = [deletion_curves(_model, pixels, maps, label)[0].cpu().numpy()
-              for maps in (order, random_maps(order.shape, 0, device))]
-    return curves[0], curves[1]
+    return face_deletion(_model, face, values, explained)
 
 
 def show_deletion(ckpt, chosen, result) -> None:
     """This face's deletion curve for the current map, following the class the map explains,
     against a random order."""
-    explained = explained_class(result)
+    explained, _ = output_classes(result.output)
     curve, floor = deletion_pair(ckpt.model, (str(ckpt.path), state.file_stamp(ckpt.path)),
-                                 chosen.face.tobytes(), result.values.tobytes(), explained)
+                                 chosen.face, result.values, explained)
     st.plotly_chart(trust_charts.deletion_figure(curve, floor, result.title, CLASSES[explained]),
                     config=CONFIG, key="sa_deletion")
     st.caption(f"The map's most important pixels are replaced by a blurred copy of the face, 5% "

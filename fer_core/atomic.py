@@ -1,0 +1,43 @@
+"""Atomic file writes: a reader of the target sees its old content or the new, never part of it.
+
+Every file fer_core writes whole (run JSON, history rewrites, checkpoints, cache entries, the
+commands' outputs) goes through `atomic_file`: the content is written to a new file in the same
+folder, flushed and fsynced, then renamed over the target; when the writing fails the new file is
+removed and the target is left as it was.
+"""
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """A file opened in `mode` ("w" or "wb") that takes `path`'s place when the block ends
+    without an error, and is removed when it raises. Its name is unique to the call, so two
+    threads writing the same target do not write into one file."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_file(path, "w") as f:
+        f.write(text)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """`obj` as JSON indented by 2 (no newline at the end)."""
+    with atomic_file(path, "w") as f:
+        json.dump(obj, f, indent=2)
