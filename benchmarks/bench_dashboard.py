@@ -36,8 +36,9 @@ from dashboard.common.runs import run_info
 from dashboard.views.training.charts import training_figure
 from dashboard.views.training.history import RunHistory
 from fer_core.data.builtin import make_builtin_faces
+from fer_core.training.config import TrainConfig
 from fer_core.training.runs import RunFolder, write_json_atomic
-from fer_core.training.trainer import TrainConfig, train
+from fer_core.training.trainer import train
 
 PAGES = ("views/home.py", "views/model.py", "views/training/page.py")
 EPOCHS, STEPS_PER_EPOCH, LINES_PER_REFRESH = 30, 67, 3

@@ -14,8 +14,8 @@ means the image beats every real face); --success 0 skips it.
 
 The Filters page (--browser): in headless Chromium, the seconds from a click on Run to the
 "(done)" caption for 16 filters x 128 steps of the same layer, against the same ascent with the
-page's snapshots (`filters.maximize`, one every views.filters.jobs.SNAPSHOT_EVERY steps) and no page,
-timed in this process between the page's runs. The difference is what the page's polling costs
+page's snapshots (`filters.maximize`, one every views.filters.jobs.SNAPSHOT_EVERY steps) and no
+page, timed in this process between the page's runs. The difference is what the page's polling costs
 the run on one machine (the browser shares the CPU, as when a user runs the dashboard locally).
 
     python benchmarks/bench_filters.py [--checkpoint checkpoints/builtin-cnn3] [--data builtin]

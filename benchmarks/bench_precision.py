@@ -29,8 +29,9 @@ from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device, resolve_precision
 from fer_core.evaluation.predict import BATCH_SIZE, logits_on_device
 from fer_core.models.checkpoint import load_checkpoint
+from fer_core.training.config import TrainConfig
 from fer_core.training.runs import RunFolder
-from fer_core.training.trainer import TrainConfig, train
+from fer_core.training.trainer import train
 
 
 @torch.no_grad()

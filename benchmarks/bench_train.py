@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 from fer_core.data.builtin import make_builtin_faces
 from fer_core.device import AUTOCAST_DTYPES, choose_device, describe_device, resolve_precision
 from fer_core.models.architectures import build_model
+from fer_core.training.config import TrainConfig
 from fer_core.training.runs import RunFolder
-from fer_core.training.trainer import TrainConfig, train
+from fer_core.training.trainer import train
 
 OPTIONS: dict[str, dict] = {}
 # A GPU runs a 12-step epoch (2048 faces) in milliseconds, mostly kernel-launch latency and the

@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from fer_core.data.builtin import make_builtin_faces
 from fer_core.device import choose_device, describe_device, resolve_precision
-from fer_core.training.trainer import TrainConfig, train
+from fer_core.training.config import TrainConfig
+from fer_core.training.trainer import train
 
 LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC")
 

@@ -9,11 +9,11 @@ to the entry script switches Streamlit to its older multi-page mode on a deep li
 import sys
 from pathlib import Path
 
-# Started as a script, so the repo root (home of `dashboard` and `fer_core`) must be made
+# Started as a script, so the folder holding `dashboard` and `fer_core` must be made
 # importable; the script reruns on every interaction, hence the check.
-REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
+CODE_ROOT = str(Path(__file__).resolve().parent.parent)
+if CODE_ROOT not in sys.path:
+    sys.path.insert(0, CODE_ROOT)
 
 import streamlit as st
 

@@ -15,7 +15,7 @@ import streamlit as st
 
 from dashboard.common import url
 from dashboard.common.paths import checkpoints_root
-from dashboard.common.runs import RunInfo, list_runs
+from dashboard.common.runs import RunInfo, all_runs
 from dashboard.common.state import (
     BUILTIN,
     Selection,
@@ -100,7 +100,7 @@ def _checkpoint_picker(data: str) -> str | None:
     Until the user picks one, the default follows the dataset (see `default_run`)."""
     saved = _saved()
     st.subheader("Checkpoint")
-    runs = {r.name: r for r in list_runs(checkpoints_root()) if r.has_checkpoint}
+    runs = {r.name: r for r in all_runs() if r.has_checkpoint}
     if not runs:
         st.caption(f"No checkpoints in `{checkpoints_root()}` yet: train one on the Training page.")
         return None

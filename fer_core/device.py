@@ -30,6 +30,16 @@ def choose_device(preference: str | None = None) -> torch.device:
     return device
 
 
+def available_devices() -> list[str]:
+    """The device types present here, cpu first: what a person may choose instead of auto."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
 def describe_device(device: torch.device) -> str:
     """A one-line description: GPU name and memory, or the CPU thread count."""
     if device.type == "cuda":

@@ -10,14 +10,14 @@ APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 TIMEOUT = 120
 
 
-def open_page(page: str, *, via_home: bool = False, timeout: float = TIMEOUT,
-              **query) -> AppTest:
-    """The app opened with `query` in the URL on `page` ('views/NAME.py'), after a first run on
-    Home when `via_home` (as a user who follows the navigation); no exception."""
+def open_page(page: str, *, timeout: float = TIMEOUT, **query) -> AppTest:
+    """The app opened with `query` in the URL on `page` ('views/NAME/page.py'); no exception.
+
+    The app runs once (on Home) before switching: until st.navigation has registered the pages,
+    AppTest knows a page by its file name only, and every page script is called page.py."""
     at = AppTest.from_file(APP, default_timeout=timeout)
     at.query_params.update(query)
-    if via_home:
-        at.run()
+    at.run()
     at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     return at

@@ -45,7 +45,8 @@ def dashboard_checkpoints(tmp_path_factory, tiny_faces):
     """A checkpoints root holding two finished tiny runs, 'tiny-a' and its copy 'tiny-b'."""
     import shutil
 
-    from fer_core.training.trainer import TrainConfig, train
+    from fer_core.training.config import TrainConfig
+    from fer_core.training.trainer import train
 
     root = tmp_path_factory.mktemp("dashboard_checkpoints")
     train(TrainConfig(epochs=1, batch_size=32, device="cpu"), root / "tiny-a", tiny_faces)

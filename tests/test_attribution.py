@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from fer_core.data.classes import NUM_CLASSES
 from fer_core.errors import FerError
 from fer_core.explain.attribution import (
     METHODS,
@@ -15,6 +16,7 @@ from fer_core.explain.attribution import (
     describe_output,
     explain,
     last_conv_stage,
+    output_classes,
 )
 from fer_core.models.architectures import build_model
 
@@ -173,6 +175,17 @@ def test_targets_parse_and_resolve():
     contrast = Target.parse("Fear-Surprise")
     assert contrast.describe() == "Fear - Surprise"
     assert describe_output(contrast.output_indices(logits, None)[0].item()) == "Fear - Surprise"
+
+
+@pytest.mark.parametrize("target", [Target("predicted"), Target("true"), Target("class", 3),
+                                    Target("contrast", 2, 5)], ids=lambda t: t.kind)
+def test_a_target_survives_its_text_form(target):
+    assert Target.parse(target.text()) == target
+
+
+def test_an_output_names_the_classes_it_explains():
+    assert output_classes(4) == (4, None)
+    assert output_classes(NUM_CLASSES + 2 * NUM_CLASSES + 5) == (2, 5)
 
 
 @pytest.mark.parametrize("text", ["Joy", "7", "Happy-Happy", "-Sad", ""])

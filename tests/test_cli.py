@@ -14,8 +14,9 @@ import torch
 from fer_core.cli.main import main
 from fer_core.data.classes import CLASSES
 from fer_core.data.readers import load_dataset
-from fer_core.models.checkpoint import save_atomic
-from fer_core.training.trainer import TrainConfig, train
+from fer_core.models.checkpoint import FORMAT, save_atomic
+from fer_core.training.config import TrainConfig
+from fer_core.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,9 +68,9 @@ def test_the_data_command_never_imports_torch(tmp_path):
 
 
 def test_a_cnn3_is_built_without_torchvision():
-    code = ("import sys; from fer_core.models.architectures import build_model; build_model('cnn3'); "
-            "assert 'torchvision' not in sys.modules; build_model('resnet18'); "
-            "assert 'torchvision' in sys.modules")
+    code = ("import sys; from fer_core.models.architectures import build_model; "
+            "build_model('cnn3'); assert 'torchvision' not in sys.modules; "
+            "build_model('resnet18'); assert 'torchvision' in sys.modules")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120, check=False)
@@ -148,7 +149,7 @@ def test_bad_checkpoint_exits_2_in_a_real_process(tmp_path):
     result = run_cli("evaluate", "--checkpoint", bad, "--data", "builtin:70")
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {bad}: not a fer_core checkpoint (no " \
-                                    f"'fer_core.models.checkpoint' format tag)"
+                                    f"'{FORMAT}' format tag)"
 
 
 

@@ -1,5 +1,5 @@
-"""fer_core.evaluation.confusion on hand-computed examples: orientation, normalizations, cell sorting,
-ranked pairs, label errors, calibration, PR curves and the CSV exports."""
+"""fer_core.evaluation.confusion on hand-computed examples: orientation, normalizations, cell
+sorting, ranked pairs, label errors, calibration, PR curves and the CSV exports."""
 
 import csv
 import io

@@ -33,7 +33,7 @@ DATA = "builtin:300"
 
 
 def open_page(**query) -> AppTest:
-    return apptest_helpers.open_page(PAGE, via_home=True, data=DATA, **query)
+    return apptest_helpers.open_page(PAGE, data=DATA, **query)
 
 
 def gallery_faces(at: AppTest) -> list[int]:

@@ -25,7 +25,7 @@ COLOURINGS = ("true", "pred", "correct", "confidence")
 
 
 def open_page(**query) -> AppTest:
-    return apptest_helpers.open_page(PAGE, via_home=True, timeout=TIMEOUT,
+    return apptest_helpers.open_page(PAGE, timeout=TIMEOUT,
                                      **{"data": DATA, "run": "tiny-a", **query})
 
 

@@ -114,7 +114,7 @@ def test_feature_maps_after_the_saliency_page_in_the_same_session(dashboard_root
     widgets once left its split empty after a page change."""
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params.update({"data": DATA, "run": "tiny-a", "split": "val", "idx": "3"})
-    at.switch_page("views/saliency/page.py").run()
+    at.run().switch_page("views/saliency/page.py").run()
     at.switch_page("views/filters/page.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.segmented_control(key="fm_split").value == "val"

@@ -250,7 +250,7 @@ def test_a_face_opened_on_the_confusions_page_links_here(dashboard_root, referen
     _, preds = reference
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"data": DATA, "run": "tiny-a", "split": "val", "idx": "9"})
-    at.switch_page("views/confusions/page.py").run()
+    at.run().switch_page("views/confusions/page.py").run()
     link = next(p.proto for p in at.get("page_link") if p.proto.label == "Explain this face")
     assert link.page == "saliency"
     query = dict(part.split("=") for part in link.query_string.split("&"))

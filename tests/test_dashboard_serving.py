@@ -18,8 +18,8 @@ from streamlit.testing.v1 import AppTest
 from dashboard.common import runs, state
 from dashboard.views.training import launcher
 from fer_core.errors import RunError
+from fer_core.training.config import TrainConfig
 from fer_core.training.runs import RunFolder, write_json_atomic
-from fer_core.training.trainer import TrainConfig
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 PAGES = ("views/home.py", "views/model.py", "views/training/page.py", "views/confusions/page.py")

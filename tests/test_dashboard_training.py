@@ -14,13 +14,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.common.runs import LAUNCH_FILE, LOG_FILE, run_info
-from dashboard.views.training.charts import overlay_figure, point_count, training_figure
+from dashboard.views.training.charts import overlay_figure, training_figure
 from dashboard.views.training.history import RunHistory, format_duration
-from dashboard.views.training.launcher import start_run, train_args, validate_name
-from fer_core.cli.main import build_parser, train_config_from_args
+from dashboard.views.training.launcher import start_run, validate_name
 from fer_core.errors import FerError, RunError
+from fer_core.training.config import TrainConfig
 from fer_core.training.runs import RunFolder, write_json_atomic
-from fer_core.training.trainer import TrainConfig
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 
@@ -47,15 +46,6 @@ def append(path: Path, *records, partial: str = "") -> None:
 def test_unsafe_run_names_are_refused(name):
     with pytest.raises(RunError, match="not a safe folder name"):
         validate_name(name)
-
-
-def test_the_form_config_survives_the_trip_through_the_cli_flags():
-    config = TrainConfig(data="builtin:300", arch="resnet18", arch_options={"small_input": False},
-                         epochs=3, batch_size=16, optimizer="sgd", lr=0.05, nesterov=True,
-                         weight_decay=0.0, schedule="plateau", shift=0, flip=False, rotate=5.0,
-                         device="cpu", log_every=1)
-    args = build_parser().parse_args(["train", *train_args(config), "--out", "x"])
-    assert train_config_from_args(args) == config
 
 
 def test_an_existing_or_busy_run_folder_is_refused(tmp_path):
@@ -124,6 +114,11 @@ def test_eta_and_speed_follow_the_recent_pace(tmp_path):
                                                                     "1h 02m"]
 
 
+def points(ys) -> int:
+    """Points drawn by traces with these y arrays: the values that are not gaps (NaN)."""
+    return sum(int(np.count_nonzero(~np.isnan(np.asarray(y, dtype=float)))) for y in ys)
+
+
 def test_training_figure_has_step_lines_with_gaps_and_epoch_points(tmp_path):
     reader = RunHistory(tmp_path / "h.jsonl")
     reader.steps = [step(1, 2), step(1, 4), step(2, 2)]
@@ -132,10 +127,10 @@ def test_training_figure_has_step_lines_with_gaps_and_epoch_points(tmp_path):
     go.Figure(figure)  # a valid plotly figure
     running_loss = figure["data"][0]
     assert np.array_equal(running_loss["x"], [0.5, 1.0, np.nan, 1.5], equal_nan=True)
-    assert point_count(figure) == 2 * (3 + 1 + 1)
+    assert points(t["y"] for t in figure["data"]) == 2 * (3 + 1 + 1)
     overlay = overlay_figure({"a": reader, "b": reader})
     go.Figure(overlay)
-    assert len(overlay["data"]) == 8 and point_count(overlay) == 8
+    assert len(overlay["data"]) == 8 and points(t["y"] for t in overlay["data"]) == 8
 
 
 # ---- the page, with a real trainer process ----------------------------------------------------
@@ -161,7 +156,7 @@ def curve_points(at: AppTest) -> int:
     ys = [t["y"] for t in json.loads(charts[0].proto.spec)["data"]]
     ys = [np.frombuffer(base64.b64decode(y["bdata"]), y["dtype"]) if isinstance(y, dict)
           else np.array(y, dtype=float) for y in ys]
-    return point_count({"data": [{"y": y} for y in ys]})
+    return points(ys)
 
 
 def test_start_follow_stop_and_resume_a_run_from_the_page(run_root):
@@ -173,7 +168,7 @@ def test_start_follow_stop_and_resume_a_run_from_the_page(run_root):
     at.text_input(key="train_name").input("t1")
     at.text_input(key="train_data").input("builtin:100")
     at.number_input(key="train_epochs").set_value(200)
-    at.number_input(key="train_batch").set_value(16)
+    at.number_input(key="train_batch_size").set_value(16)
     at.number_input(key="train_log_every").set_value(1)
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]

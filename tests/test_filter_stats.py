@@ -1,6 +1,8 @@
-"""Per-filter statistics: layer outputs that stop early, batched mean activations, the ReLU of a
-layer, top-k faces with ties, dead filters, the disk cache, and the shared-model rules."""
+"""Per-filter statistics: layer outputs that stop early, batched mean activations, the ReLU a
+layer's dead filters are read after, top-k faces with ties, dead filters, the disk cache, and the
+shared-model rules."""
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -19,7 +21,6 @@ from fer_core.explain.filter_stats import (
     layer_kinds,
     layer_output,
     mean_activations,
-    relu_of,
 )
 from fer_core.models.architectures import build_model, layer_registry
 from fer_core.models.checkpoint import load_checkpoint
@@ -90,8 +91,21 @@ def test_layer_kinds_read_from_a_model_are_its_registry(arch, options):
     ("resnet18", "resnet.layer3.0.bn2", "resnet.layer3.0.relu_out"),
     ("resnet18", "resnet.fc", None),
 ])
-def test_relu_of_is_the_relu_of_the_layers_block(arch, layer, relu):
-    assert relu_of(arch, {}, layer) == relu
+def test_a_filter_is_dead_by_the_relu_of_its_layers_block(arch, layer, relu):
+    """Silencing one channel of the expected ReLU makes that filter, and only it, dead; the
+    final linear layer has no ReLU, so none of its filters is ever dead."""
+    net, images = model(arch), uint8_faces(4).numpy()
+    plain = filter_stats(net, CHECKPOINT / "best.pt", dataset_of(images), "val", layer, k=2)
+    if relu is None:
+        assert not plain.dead.any()
+        return
+    channel = int(np.flatnonzero(~plain.dead)[0])
+    silenced = torch.tensor([channel])
+    net.get_submodule(relu).register_forward_hook(
+        lambda _m, _i, output: output.index_fill(1, silenced, 0.0))
+    other = dataclasses.replace(dataset_of(images), fingerprint="silenced")  # not the cached one
+    hooked = filter_stats(net, CHECKPOINT / "best.pt", other, "val", layer, k=2)
+    assert np.flatnonzero(hooked.dead != plain.dead).tolist() == [channel]
 
 
 @pytest.mark.parametrize("arch, layer, later", [
@@ -114,7 +128,8 @@ def test_an_unknown_layer_is_refused_with_the_layers_there_are():
     with pytest.raises(FerError, match=r"'block9.conv'.*block1\.conv, block1\.bn.*head\.fc"):
         layer_output(model(), "block9.conv", pixels(1))
     with pytest.raises(FerError, match="resnet.layer1.0.relu_out"):
-        relu_of("resnet18", {}, "resnet.layer1.0.relu2")
+        filter_stats(model("resnet18"), CHECKPOINT / "best.pt", dataset_of(uint8_faces(1).numpy()),
+                     "val", "resnet.layer1.0.relu2")
 
 
 def test_a_failing_forward_leaves_no_hook(monkeypatch):

@@ -1,7 +1,7 @@
-"""Activation maximization (fer_core.explain.filters): seeded and deterministic, the model untouched,
-a batch equal to one-filter runs, each regularizer doing what it says, class logits as targets,
-and on the shipped checkpoint every sampled filter of every conv block driven at least as high
-as the best real face of the val split drives it."""
+"""Activation maximization (fer_core.explain.filters): seeded and deterministic, the model
+untouched, a batch equal to one-filter runs, each regularizer doing what it says, class logits as
+targets, and on the shipped checkpoint every sampled filter of every conv block driven at least
+as high as the best real face of the val split drives it."""
 
 import json
 import os

@@ -1,6 +1,6 @@
-"""dashboard.common.memo.Memo: a result is computed once however many threads ask at the same time, a
-thread asking for another key is not kept waiting, and only the newest results are kept; the
-dashboard's predictions follow the same rules."""
+"""dashboard.common.memo.Memo: a result is computed once however many threads ask at the same
+time, a thread asking for another key is not kept waiting, and only the newest results are kept;
+the dashboard's predictions follow the same rules."""
 
 import threading
 import time

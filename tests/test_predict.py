@@ -14,7 +14,8 @@ from fer_core.evaluation.predict import predict_split
 from fer_core.evaluation.report import evaluate_split
 from fer_core.models.architectures import build_model
 from fer_core.models.checkpoint import load_checkpoint, make_payload, save_atomic
-from fer_core.training.trainer import TrainConfig, train
+from fer_core.training.config import TrainConfig
+from fer_core.training.trainer import train
 
 CPU = torch.device("cpu")
 

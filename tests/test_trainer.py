@@ -7,8 +7,9 @@ from dataset_helpers import subset_of
 
 from fer_core.errors import FerError, RunError
 from fer_core.models.checkpoint import load_checkpoint, read_payload
+from fer_core.training.config import TrainConfig
 from fer_core.training.runs import RunFolder
-from fer_core.training.trainer import TrainConfig, train
+from fer_core.training.trainer import train
 
 EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
               "images_per_s"}

@@ -20,8 +20,9 @@ from fer_core.errors import FerError
 from fer_core.evaluation.report import evaluate_split
 from fer_core.models.architectures import build_model
 from fer_core.models.checkpoint import load_checkpoint, read_payload, save_atomic
+from fer_core.training.config import TrainConfig
 from fer_core.training.runs import RunFolder
-from fer_core.training.trainer import TrainConfig, Trainer, train
+from fer_core.training.trainer import Trainer, train
 
 CPU = torch.device("cpu")
 CPU_BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

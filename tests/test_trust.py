@@ -1,7 +1,7 @@
-"""Which saliency maps to trust (fer_core.explain.trust): the cascading-randomization sanity check tells a
-method that depends on the weights from one that ignores the model, deletion finds the region a
-model decides on, localization measures the share on the expression parts, the report is cached
-on disk, and the `trust` command writes it."""
+"""Which saliency maps to trust (fer_core.explain.trust): the cascading-randomization sanity check
+tells a method that depends on the weights from one that ignores the model, deletion finds the
+region a model decides on, localization measures the share on the expression parts, the report
+is cached on disk, and the `trust` command writes it."""
 
 import json
 from pathlib import Path

@@ -20,7 +20,7 @@ import streamlit as st
 import torch
 
 from dashboard.common.memo import Memo
-from dashboard.common.paths import checkpoints_root
+from dashboard.common.paths import run_path
 from fer_core.data.classes import CLASSES, IMAGE_SIZE
 from fer_core.data.dataset import FaceDataset
 from fer_core.data.readers import load_dataset, source_stamp
@@ -198,7 +198,7 @@ def page_checkpoint(run: str | None) -> Checkpoint | None:
         st.info("No checkpoint yet: train one on the Training page.", icon=":material/info:")
         return None
     try:
-        ckpt = checkpoint(checkpoints_root() / run)
+        ckpt = checkpoint(run_path(run))
     except FerError as e:
         st.error(str(e), icon=":material/error:")
         return None

@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard.common import state
 from dashboard.common.images import class_grid
 from dashboard.common.paths import checkpoints_root
-from dashboard.common.runs import list_runs
+from dashboard.common.runs import all_runs
 from dashboard.common.tables import RUN_COLUMNS, runs_frame
 from dashboard.sidebar import SHIPPED_RUNS
 from fer_core.data.classes import CLASSES
@@ -53,7 +53,7 @@ def page() -> None:
                "get wrong, what they look at, and what their filters respond to.")
 
     builtin = is_builtin_spec(choice.data)
-    runs = [r for r in list_runs(checkpoints_root()) if r.has_checkpoint]
+    runs = [r for r in all_runs() if r.has_checkpoint]
     shipped = next((r for r in runs if r.name == SHIPPED_RUNS[builtin]), None)
     cols = st.columns([3, 2, 2, 3])  # "Built-in faces" needs the room
     cols[0].metric("Dataset", "Built-in faces" if builtin else "FER2013")
@@ -72,15 +72,17 @@ def page() -> None:
     st.dataframe(counts_frame(dataset), width="stretch")
 
     st.subheader("Sample faces")
-    st.image(grid_png(dataset, dataset.fingerprint), caption="The first training faces of each class")
+    st.image(grid_png(dataset, dataset.fingerprint),
+             caption="The first training faces of each class")
 
     st.subheader("Checkpoints")
     if runs:
         st.dataframe(runs_frame(runs), hide_index=True, width="stretch", column_config=RUN_COLUMNS)
         st.caption(f"Run folders in `{checkpoints_root()}`; pick one in the sidebar.")
     else:
-        st.caption(f"No checkpoints in `{checkpoints_root()}` yet. Train one on the Training page, or "
-                   "with `python -m fer_core train --data builtin --out checkpoints/NAME`.")
+        st.caption(f"No checkpoints in `{checkpoints_root()}` yet. Train one on the Training "
+                   "page, or with `python -m fer_core train --data builtin --out "
+                   "checkpoints/NAME`.")
 
 
 page()

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.common import state, url
-from dashboard.common.paths import checkpoints_root
+from dashboard.common.paths import checkpoints_root, run_path
 from dashboard.common.tables import content_height, settings_frame
 from fer_core.errors import FerError
 from fer_core.models.architectures import ARCHITECTURES, DEFAULT_OPTIONS
@@ -89,7 +89,7 @@ def page() -> None:
     source = source_picker(choice.run)
     if source == CHECKPOINT:
         try:
-            ckpt = state.checkpoint(checkpoints_root() / choice.run)
+            ckpt = state.checkpoint(run_path(choice.run))
         except FerError as e:
             st.error(str(e), icon=":material/error:")
             return

@@ -1,0 +1,1 @@
+"""`python -m fer_core` (or `fer`): one module per command; `main` parses and dispatches."""

@@ -5,12 +5,10 @@ Everything is checked before anything is written: on bad input no output file ap
 """
 
 import argparse
-import io
-import os
 import sys
-from pathlib import Path
 
 from ..errors import FerError
+from .common import other_data_warning, output_paths, png_bytes, write_all
 
 # The keys of attribution.METHODS, listed here so that building the parser imports no torch
 # (tests/test_cli_explain.py checks that they agree).
@@ -87,18 +85,6 @@ def run(args) -> int:
     return 0
 
 
-def output_paths(args) -> tuple[Path, Path | None]:
-    """--out (a .png) and --json, refused before any work when they cannot be written."""
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise FerError(f"--out {out}: must name a .png file")
-    paths = (out, Path(args.json) if args.json else None)
-    for path in filter(None, paths):
-        if not path.parent.is_dir():
-            raise FerError(f"cannot write {path}: folder {path.parent} does not exist")
-    return paths
-
-
 def chosen_face(args, ckpt):
     """(uint8 48 x 48 face, labels tensor or None, face box or None, source description,
     notes for stderr)."""
@@ -138,12 +124,10 @@ def dataset_face(data: str, split: str, index: int, ckpt):
     row = rows[index]
     label = int(dataset.labels[row])
     labels = None if label < 0 else torch.tensor([label])
-    trained = ckpt.meta.get("dataset", {}).get("fingerprint")
-    notes = [] if trained in (None, dataset.fingerprint) else [
-        f"warning: {dataset.name} (fingerprint {dataset.fingerprint}) is not the data "
-        f"{ckpt.path} was trained on (fingerprint {trained})"]
+    warning = other_data_warning(ckpt, dataset)
     return (dataset.images[row], labels, None,
-            {"data": data, "split": split, "index": index, "row": int(row)}, notes)
+            {"data": data, "split": split, "index": index, "row": int(row)},
+            [warning] if warning else [])
 
 
 def face_tensor(face):
@@ -159,30 +143,3 @@ def print_prediction(pred: str, probs: list[float], label) -> None:
     print(f"predicted: {pred}{true}")
     for name, p in zip(CLASSES, probs):
         print(f"  {name:<9} {p:.4f}")
-
-
-def png_bytes(picture) -> bytes:
-    buffer = io.BytesIO()
-    picture.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def write_all(paths: tuple[Path, Path | None], png: bytes, report: dict) -> None:
-    """The PNG and the JSON, each written to a temporary file first and both renamed at the
-    end, so a failure leaves neither behind."""
-    import json
-
-    contents = [(paths[0], png)]
-    if paths[1]:
-        contents.append((paths[1], (json.dumps(report, indent=2) + "\n").encode()))
-    temporary = []
-    try:
-        for path, data in contents:
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            temporary.append(tmp)
-            tmp.write_bytes(data)
-        for (path, _), tmp in zip(contents, temporary):
-            os.replace(tmp, path)
-    finally:
-        for tmp in temporary:
-            tmp.unlink(missing_ok=True)

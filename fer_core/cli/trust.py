@@ -4,11 +4,12 @@ file. The report is cached on disk with the dashboard's, so the page opens it at
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
+from ..atomic import write_text
 from ..errors import FerError
+from .common import training_data, warn_if_other_data
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +28,6 @@ def run(args) -> int:
     from ..device import choose_device
     from ..explain.trust import cached_trust_report, probe_faces
     from ..models.checkpoint import load_checkpoint
-    from .main import training_data, warn_if_other_data
 
     out = Path(args.json)
     if not out.parent.is_dir():
@@ -45,7 +45,7 @@ def run(args) -> int:
                                      ckpt.meta.get("arch_options", {}), dataset, args.split,
                                      args.faces, progress=progress)
     print(table(report))
-    write_atomic(out, json.dumps(report.as_dict(), indent=2) + "\n")
+    write_text(out, json.dumps(report.as_dict(), indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 
@@ -86,12 +86,3 @@ def table(report) -> str:
                  f"every layer randomized; deletion: area under the probability curve, lower "
                  f"is more faithful, random order for comparison")
     return "\n".join(lines)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ and no output file appears."""
 import argparse
 
 from ..errors import FerError
+from .common import output_paths, png_bytes, write_all
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +33,6 @@ def run(args) -> int:
     from ..explain.filter_stats import filter_stats
     from ..explain.filters import Settings, channel_count, parse_filters, visualize
     from ..models.checkpoint import load_checkpoint
-    from .explain import output_paths, png_bytes, write_all
 
     outputs = output_paths(args)
     settings = Settings(steps=args.steps, lr=args.lr, param=args.param, seed=args.seed)

@@ -69,6 +69,14 @@ class Target:
             return Target("contrast", a, b)
         return Target("class", class_index(text))
 
+    def text(self) -> str:
+        """The text form `parse` reads back (a URL's ?target=, a command's --target)."""
+        if self.kind == "class":
+            return CLASSES[self.a]
+        if self.kind == "contrast":
+            return f"{CLASSES[self.a]}-{CLASSES[self.b]}"
+        return "pred" if self.kind == "predicted" else "true"
+
     def describe(self) -> str:
         if self.kind == "class":
             return CLASSES[self.a]

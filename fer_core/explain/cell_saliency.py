@@ -59,7 +59,9 @@ def cell_mean_saliency(model: nn.Module, faces: torch.Tensor, true_class: int, p
         for start in range(0, n, batch):
             x = as_input(faces[start:start + batch]).requires_grad_(True)
             logits = working(x).float()
-            score = logits[:, pred_class] - logits[:, true_class] if signed else logits[:, true_class]
+            score = logits[:, true_class]
+            if signed:
+                score = logits[:, pred_class] - score
             (grad,) = torch.autograd.grad(score.sum(), x)  # faces are independent in eval mode
             total += (grad if signed else grad.abs()).sum(0)[0]
             if progress is not None:

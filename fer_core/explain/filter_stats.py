@@ -27,7 +27,7 @@ from ..data.classes import IMAGE_SIZE
 from ..data.dataset import FaceDataset
 from ..errors import FerError
 from ..evaluation.predict import ProgressCallback
-from ..models.architectures import LAYER_KINDS, final_linear_name, layer_registry
+from ..models.architectures import LAYER_KINDS, final_linear_name
 from .tensors import as_input, default_batch, device_of, working_model
 
 CACHE_VERSION = 1
@@ -52,13 +52,9 @@ def layer_kinds(model: nn.Module) -> dict[str, str]:
     return kinds
 
 
-def relu_of(arch: str, options: dict, layer: str) -> str | None:
+def _relu_after(kinds: dict[str, str], layer: str) -> str | None:
     """The ReLU layer after `layer` in its block (the layer itself when it is a ReLU; None for
     the final linear layer): the one whose output says whether a filter is dead."""
-    return _relu_after({info.name: info.kind for info in layer_registry(arch, **options)}, layer)
-
-
-def _relu_after(kinds: dict[str, str], layer: str) -> str | None:
     _check_layer(kinds, layer)
     if kinds[layer] in ("relu", "linear"):
         return layer if kinds[layer] == "relu" else None

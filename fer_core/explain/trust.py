@@ -173,7 +173,7 @@ def random_maps(shape: tuple, seed: int, device: torch.device) -> torch.Tensor:
 
 def face_deletion(model: nn.Module, face: np.ndarray, values: np.ndarray,
                   target_class: int) -> tuple[np.ndarray, np.ndarray]:
-    """One face's deletion curve (uint8 48 x 48) for its map (48 x 48), following the
+    """The deletion curve of one face (uint8 48 x 48) for its map (48 x 48), following the
     probability of `target_class`, and the curve of a random order (seed 0) to compare with."""
     device = device_of(model)
     order = torch.tensor(values, dtype=torch.float32, device=device)[None]

@@ -17,7 +17,7 @@ from ..data.readers import is_builtin_spec
 from ..errors import CheckpointError, FerError
 from .architectures import build_model
 
-FORMAT = "fer_core.models.checkpoint"
+FORMAT = "fer_core.checkpoint"  # the tag every saved checkpoint carries: never renamed
 VERSION = 1
 REQUIRED_KEYS = ("format", "version", "arch", "arch_options", "classes", "input_size", "model")
 # The input normalization of every checkpoint saved before arch_options recorded it: such a

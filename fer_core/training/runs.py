@@ -22,7 +22,6 @@ from ..atomic import atomic_file
 from ..atomic import write_json as write_json_atomic
 from ..errors import RunError
 
-STATES = ("running", "finished", "failed", "stopped")
 PROCESS_STARTED = time.time()  # as early as fer_core is imported (see clear_stale_stop)
 
 

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,72 +20,16 @@ from torch import nn
 
 from ..data.classes import NUM_CLASSES
 from ..data.dataset import FaceDataset
-from ..device import AUTOCAST_DTYPES, PRECISIONS, choose_device, resolve_precision
+from ..device import AUTOCAST_DTYPES, choose_device, resolve_precision
 from ..errors import FerError, RunError
 from ..evaluation.predict import logits_on_device
 from ..models.architectures import arch_options, build_model
 from ..models.checkpoint import load_weights, make_payload, read_payload, save_atomic
 from .augment import AugmentConfig, augment_batch
+from .config import RESUME_SCHEDULES, TrainConfig
 from .runs import HistoryWriter, RunFolder, read_json, truncate_history, write_json_atomic
 
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("cosine", "plateau", "none")
-CLASS_WEIGHTS = ("none", "balanced")
-RESUME_SCHEDULES = ("stretch", "constant", "restart")
 METRIC_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
-
-
-@dataclass
-class TrainConfig:
-    data: str = "builtin"
-    arch: str = "cnn3"
-    arch_options: dict = field(default_factory=dict)
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    label_smoothing: float = 0.0
-    shift: int = 3
-    flip: bool = True
-    rotate: float = 10.0
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    precision_used: str | None = None  # what `precision` resolved to on the training device
-    class_weights: str = "none"
-    log_every: int = 10
-
-    def validate(self) -> None:
-        """Raise FerError naming the first setting that makes no sense."""
-        checks = [
-            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 2, f"batch size must be at least 2, got {self.batch_size}"),
-            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
-            (self.optimizer in OPTIMIZERS,
-             f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
-            (self.schedule in SCHEDULES,
-             f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.label_smoothing < 1,
-             f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.shift >= 0 and self.rotate >= 0, "shift and rotation must be >= 0"),
-            (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
-            (self.precision in PRECISIONS,
-             f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
-            (self.class_weights in CLASS_WEIGHTS,
-             f"class weights must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise FerError(message)
-
-    @property
-    def augment(self) -> AugmentConfig:
-        return AugmentConfig(shift=self.shift, flip=self.flip, rotate=self.rotate)
 
 
 @dataclass
@@ -177,6 +121,7 @@ class Trainer:
         self.scheduler = self._make_scheduler()
         self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(),
                                            label_smoothing=config.label_smoothing)
+        self.augment = AugmentConfig(shift=config.shift, flip=config.flip, rotate=config.rotate)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed)
         self.epoch = 0
         self.best_val_acc = -1.0
@@ -368,7 +313,7 @@ class Trainer:
 
     def _train_step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.train_data.batch(idx, channels_last=self.channels_last)
-        x = augment_batch(x, self.config.augment, self.aug_gen)
+        x = augment_batch(x, self.augment, self.aug_gen)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype,
                             enabled=self.autocast_dtype is not None):
             logits = self.model(x)

@@ -20,8 +20,7 @@ from dashboard.common.gallery import (
     face_dialog,
     show_gallery,
 )
-from dashboard.common.paths import checkpoints_root
-from dashboard.common.runs import list_runs
+from dashboard.common.runs import all_runs
 from dashboard.common.tables import content_height
 from dashboard.views.confusions.cell_maps import cell_map
 from dashboard.views.confusions.charts import (
@@ -258,7 +257,7 @@ def show_calibration(rel: dict) -> None:
 
 
 def show_compare(ckpt, dataset, preds, counts: np.ndarray, run: str) -> None:
-    others = [r.name for r in list_runs(checkpoints_root()) if r.has_checkpoint and r.name != run]
+    others = [r.name for r in all_runs() if r.has_checkpoint and r.name != run]
     if not others:
         st.caption("Train or add a second checkpoint to compare two models here.")
         return

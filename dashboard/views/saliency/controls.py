@@ -35,15 +35,6 @@ def param_key(method: str, name: str) -> str:
     return f"sa_{method}_{name}"
 
 
-def target_text(target: Target) -> str:
-    """The URL form of a target, as `Target.parse` reads it."""
-    if target.kind == "class":
-        return CLASSES[target.a]
-    if target.kind == "contrast":
-        return f"{CLASSES[target.a]}-{CLASSES[target.b]}"
-    return "pred" if target.kind == "predicted" else "true"
-
-
 def init_from_url(layers: list[str]) -> None:
     """A session's first visit takes the method, its parameters and the target from the URL;
     what is not valid is ignored with a warning."""
@@ -162,7 +153,7 @@ def target_choice(label_known: bool) -> Target:
 def write_url(method: str, params: dict, target: Target, face: tuple | None) -> None:
     """The URL after this run: the face (split and idx, for a dataset face), method, the method's
     parameters and the target; other methods' parameters removed."""
-    wanted = {"method": method, "target": target_text(target),
+    wanted = {"method": method, "target": target.text(),
               **{name: str(params[name]) if name in params else None for name in PARAM_NAMES},
               "split": face[0] if face else None, "idx": str(face[1]) if face else None}
     url.write(wanted)

@@ -12,8 +12,7 @@ import streamlit as st
 from dashboard import sidebar
 from dashboard.common import face_picker, state, url
 from dashboard.common.gallery import probability_figure
-from dashboard.common.paths import checkpoints_root
-from dashboard.common.runs import list_runs
+from dashboard.common.runs import all_runs
 from dashboard.views.saliency import controls, maps, trust
 from fer_core.data.classes import CLASSES
 from fer_core.data.readers import is_builtin_spec
@@ -69,7 +68,7 @@ def choose_face(dataset, splits: list[str], ckpt, run: str):
 def builtin_note(run: str) -> None:
     """Photos are far from the synthetic faces a builtin-trained model learned from: say so, and
     offer a FER2013-trained checkpoint when there is one."""
-    photo_runs = [r.name for r in list_runs(checkpoints_root())
+    photo_runs = [r.name for r in all_runs()
                   if r.has_checkpoint and r.data and not is_builtin_spec(r.data)]
     note = (f"**{run}** learned from the built-in synthetic faces (drawn shapes, not photos): "
             f"on a real photo its prediction and its saliency say little about real faces.")
@@ -153,7 +152,7 @@ def page() -> None:
         params = controls.params_choice(method, ckpt.arch, options)
         target = controls.target_choice(chosen.label is not None)
     model_key = (str(ckpt.path), state.file_stamp(ckpt.path))
-    target_text = controls.target_text(target)
+    target_text = target.text()
     try:
         with st.spinner(f"{METHODS[method].title}..."):
             result = maps.face_map(ckpt.model, model_key, chosen.face, chosen.label, method,

@@ -50,11 +50,6 @@ def overlay_figure(histories: dict[str, RunHistory]) -> dict:
     return {"data": data, "layout": _layout(revision="overlay")}
 
 
-def point_count(figure: dict) -> int:
-    """Plotted points in a figure (gaps not counted)."""
-    return sum(int(np.count_nonzero(~np.isnan(trace["y"]))) for trace in figure["data"])
-
-
 def _running(steps: list[dict], metric: str) -> tuple[list, list]:
     """x, y of the running-mean step lines, with a gap (None) where a new epoch starts.
 

@@ -7,9 +7,9 @@ launch.lock, held while a resume checks the folder and launches, so that two tab
 at once start one trainer; and train.log (the trainer's output), whose last line is the error
 when the process dies before it writes status.json.
 
-Paths are made absolute before launching: the trainer runs from the repository root, which need
-not be the dashboard's working directory. FER_ALLOW_TRAINING=0 turns launching and stopping off
-(a shared deployment where visitors only look).
+Paths are made absolute before launching: the trainer runs from CODE_ROOT (the folder holding
+fer_core), which need not be the dashboard's working directory. FER_ALLOW_TRAINING=0 turns
+launching and stopping off (a shared deployment where visitors only look).
 """
 
 import fcntl
@@ -22,13 +22,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from dashboard.common.paths import REPO_ROOT
+from dashboard.common.paths import CODE_ROOT
 from dashboard.common.runs import CHILDREN, LAUNCH_FILE, LOG_FILE, RunInfo, run_info
 from fer_core.data.readers import is_builtin_spec
 from fer_core.errors import RunError
-from fer_core.models.architectures import arch_options
+from fer_core.training.config import TrainConfig, train_args
 from fer_core.training.runs import RunFolder, write_json_atomic
-from fer_core.training.trainer import TrainConfig
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 LAUNCH_LOCK = "launch.lock"
@@ -49,30 +48,9 @@ def validate_name(name: str) -> str:
     """The name, stripped, if it is a safe folder name; otherwise a RunError saying why."""
     name = name.strip()
     if not NAME_PATTERN.fullmatch(name):
-        raise RunError(f"run name {name!r} is not a safe folder name: use up to 64 letters, digits, "
-                       "'.', '_' or '-', starting with a letter or digit")
+        raise RunError(f"run name {name!r} is not a safe folder name: use up to 64 letters, "
+                       "digits, '.', '_' or '-', starting with a letter or digit")
     return name
-
-
-def train_args(config: TrainConfig) -> list[str]:
-    """The `python -m fer_core train` flags that reproduce `config` (without --out)."""
-    c = config
-    args = ["--data", c.data, "--arch", c.arch, "--epochs", str(c.epochs),
-            "--batch-size", str(c.batch_size), "--optimizer", c.optimizer, "--lr", repr(c.lr),
-            "--momentum", repr(c.momentum), "--weight-decay", repr(c.weight_decay),
-            "--schedule", c.schedule, "--label-smoothing", repr(c.label_smoothing),
-            "--shift", str(c.shift), "--rotate", repr(c.rotate), "--seed", str(c.seed),
-            "--device", c.device, "--log-every", str(c.log_every)]
-    if c.nesterov:
-        args.append("--nesterov")
-    if not c.flip:
-        args.append("--no-flip")
-    options = arch_options(c.arch, **c.arch_options)
-    if "dropout" in options:
-        args += ["--dropout", repr(options["dropout"])]
-    if options.get("small_input") is False:
-        args.append("--imagenet-stem")
-    return args
 
 
 def start_run(root: Path, name: str, config: TrainConfig) -> RunFolder:
@@ -150,7 +128,7 @@ def _launch(folder: RunFolder, args: list[str], summary: dict) -> None:
     with open(folder.path / LOG_FILE, "ab") as log:
         log.write(f"$ {shlex.join(command)}\n".encode())
         log.flush()
-        child = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
+        child = subprocess.Popen(command, cwd=CODE_ROOT, stdin=subprocess.DEVNULL, stdout=log,
                                  stderr=subprocess.STDOUT, start_new_session=True,
                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
     CHILDREN[child.pid] = child

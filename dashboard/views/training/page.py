@@ -5,28 +5,19 @@ another tab are followed the same way. `?follow=NAME` opens a run's panel."""
 from pathlib import Path
 
 import streamlit as st
-import torch
 
 from dashboard.common import state, url
 from dashboard.common.paths import checkpoints_root
-from dashboard.common.runs import RunInfo, list_runs, log_tail, run_info
+from dashboard.common.runs import RunInfo, all_runs, log_tail, run_info
 from dashboard.common.tables import RUN_COLUMNS, runs_frame
 from dashboard.views.training.charts import overlay_figure, training_figure
+from dashboard.views.training.form import new_run_form
 from dashboard.views.training.history import RunHistory, format_duration
-from dashboard.views.training.launcher import (
-    can_resume,
-    resume_run,
-    start_run,
-    stop_run,
-    training_allowed,
-)
+from dashboard.views.training.launcher import can_resume, resume_run, stop_run, training_allowed
 from fer_core.errors import FerError
-from fer_core.models.architectures import ARCHITECTURES
 from fer_core.training.runs import RunFolder
-from fer_core.training.trainer import OPTIMIZERS, SCHEDULES, TrainConfig
 
 POLL_SECONDS = 2.0
-DEFAULTS = TrainConfig()
 READ_ONLY = ("Training is switched off on this server (FER_ALLOW_TRAINING=0): runs can be "
              "followed and compared here, not started, stopped or resumed.")
 
@@ -37,91 +28,6 @@ def history(run_path: Path) -> RunHistory:
     reader = readers.setdefault(str(run_path), RunHistory(Path(run_path) / "history.jsonl"))
     reader.refresh()
     return reader
-
-
-def device_options() -> list[str]:
-    found = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    return found + (["mps"] if torch.backends.mps.is_available() else [])
-
-
-def free_name(runs: list[RunInfo]) -> str:
-    taken = {r.name for r in runs}
-    return next(f"run-{i}" for i in range(1, len(taken) + 2) if f"run-{i}" not in taken)
-
-
-# ---- starting a run ---------------------------------------------------------------------------
-
-def new_run_form(data: str, runs: list[RunInfo]) -> None:
-    """The form's fields are TrainConfig's; submitting launches `python -m fer_core train`."""
-    d, keep = DEFAULTS, {"persist_state": "session"}
-    with st.form("new_run"):
-        c = st.columns(4)
-        if "train_name" not in st.session_state:
-            st.session_state["train_name"] = free_name(runs)
-        c[0].text_input("Run name", key="train_name", **keep,
-                        help="A folder under the checkpoints root: letters, digits, . _ -")
-        c[1].text_input("Dataset", data, key="train_data", **keep,
-                        help="'builtin', 'builtin:N' (N faces) or a FER2013 path")
-        devices = device_options()
-        c[2].selectbox("Device", devices, devices.index(state.device().type), key="train_device",
-                       **keep)
-        c[3].number_input("Loss point every N steps", 1, 10_000, d.log_every,
-                          key="train_log_every", **keep)
-        c = st.columns(4)
-        c[0].selectbox("Architecture", list(ARCHITECTURES), key="train_arch", **keep)
-        c[1].number_input("Dropout (cnn3)", 0.0, 0.9, 0.3, 0.05, key="train_dropout", **keep)
-        c[2].number_input("Epochs", 1, 1000, d.epochs, key="train_epochs", **keep)
-        c[3].number_input("Batch size", 2, 4096, d.batch_size, key="train_batch", **keep)
-        c = st.columns(4)
-        c[0].selectbox("Optimizer", OPTIMIZERS, key="train_optimizer", **keep)
-        c[1].number_input("Learning rate", 1e-6, 10.0, d.lr, 1e-4, "%.5f", key="train_lr", **keep)
-        c[2].selectbox("LR schedule", SCHEDULES, key="train_schedule", **keep)
-        c[3].number_input("Weight decay", 0.0, 1.0, d.weight_decay, 1e-4, "%.5f",
-                          key="train_decay", **keep)
-        c = st.columns(4, vertical_alignment="center")  # the toggles beside the boxes' middle
-        c[0].number_input("Shift (px)", 0, 12, d.shift, key="train_shift", **keep)
-        c[1].number_input("Rotation (degrees)", 0.0, 45.0, d.rotate, 1.0, key="train_rotate",
-                          **keep)
-        c[2].toggle("Horizontal flip", d.flip, key="train_flip", **keep)
-        c[3].toggle("ImageNet stem", key="train_stem", **keep,
-                    help="resnet18 only: a 7x7 stride-2 stem and max-pool instead of a 3x3 "
-                         "stride-1 stem")
-        st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
-                              on_click=_submit)
-    if message := st.session_state.pop("form_error", None):
-        st.error(message, icon=":material/error:")
-    if started := st.session_state.pop("form_started", None):
-        st.toast(f"Started run {started}", icon=":material/play_arrow:")
-
-
-def form_config() -> TrainConfig:
-    """The TrainConfig the form's fields describe."""
-    s = st.session_state
-    options = ({"dropout": s.train_dropout} if s.train_arch == "cnn3"
-               else {"small_input": not s.train_stem})
-    return TrainConfig(
-        data=s.train_data.strip(), arch=s.train_arch, arch_options=options,
-        epochs=int(s.train_epochs), batch_size=int(s.train_batch), optimizer=s.train_optimizer,
-        lr=s.train_lr, schedule=s.train_schedule, weight_decay=s.train_decay,
-        shift=int(s.train_shift), rotate=s.train_rotate, flip=s.train_flip,
-        device=s.train_device, log_every=int(s.train_log_every))
-
-
-def _submit() -> None:
-    """Form callback (it runs before the page, so the new run is listed and followed at once):
-    check the dataset loads, then launch; a refusal is shown under the form."""
-    s = st.session_state
-    config = form_config()
-    _, error = state.load_faces(config.data)
-    try:
-        if error:
-            raise FerError(error)
-        folder = start_run(checkpoints_root(), s.train_name, config)
-    except FerError as e:
-        s["form_error"] = str(e)
-        return
-    s["follow"] = s["form_started"] = folder.name
-    s["train_name"] = free_name(list_runs(checkpoints_root()))
 
 
 # ---- following a run --------------------------------------------------------------------------
@@ -240,7 +146,7 @@ def runs_section(runs: list[RunInfo]) -> None:
 
 def page() -> None:
     st.title("Training")
-    runs = list_runs(checkpoints_root())
+    runs = all_runs()
     if training_allowed():
         with st.expander("Start a new run", icon=":material/add_circle:", expanded=not runs):
             new_run_form(state.selection().data, runs)

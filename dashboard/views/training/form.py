@@ -1,0 +1,148 @@
+"""The new-run form: one widget per training setting (fer_core.training.config.settings(), the
+same settings the CLI's train flags come from), in WIDGETS' order, four to a row, the rarely
+changed ones folded into "More settings". Submitting launches `python -m fer_core train`."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import streamlit as st
+
+from dashboard.common import state
+from dashboard.common.paths import checkpoints_root
+from dashboard.common.runs import RunInfo, all_runs
+from dashboard.views.training.launcher import start_run
+from fer_core.device import available_devices
+from fer_core.errors import FerError
+from fer_core.training.config import Setting, TrainConfig, settings
+
+KEEP = {"persist_state": "session"}  # the form keeps its values when the user visits another page
+
+
+@dataclass(frozen=True)
+class Widget:
+    """How the form shows one setting: a select box when it has choices, a toggle for a bool, a
+    text box for other text, else a number box (low, high, step, format)."""
+
+    label: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    format: str | None = None
+    more: bool = False  # under "More settings"
+    help: str | None = None  # instead of the setting's own (its flag's) help
+    inverted: bool = False  # the toggle shows the opposite of the setting
+    choices: Callable[[], list[str]] | None = None  # instead of the setting's
+
+
+WIDGETS = {
+    "data": Widget("Dataset"),
+    "device": Widget("Device", choices=available_devices, help="where the trainer runs"),
+    "log_every": Widget("Loss point every N steps", 1, 10_000),
+    "arch": Widget("Architecture"),
+    "dropout": Widget("Dropout (cnn3)", 0.0, 0.9, 0.05),
+    "epochs": Widget("Epochs", 1, 1000),
+    "batch_size": Widget("Batch size", 2, 4096),
+    "optimizer": Widget("Optimizer"),
+    "lr": Widget("Learning rate", 1e-6, 10.0, 1e-4, "%.5f"),
+    "schedule": Widget("LR schedule"),
+    "weight_decay": Widget("Weight decay", 0.0, 1.0, 1e-4, "%.5f"),
+    "shift": Widget("Shift (px)", 0, 12),
+    "rotate": Widget("Rotation (degrees)", 0.0, 45.0, 1.0),
+    "flip": Widget("Horizontal flip", help="flip each face horizontally with probability 1/2"),
+    "small_input": Widget("ImageNet stem", inverted=True),
+    "momentum": Widget("Momentum (SGD)", 0.0, 0.999, 0.01, "%.3f", more=True),
+    "nesterov": Widget("Nesterov momentum", more=True),
+    "label_smoothing": Widget("Label smoothing", 0.0, 0.9, 0.05, more=True),
+    "head": Widget("Head (cnn3)", more=True),
+    "class_weights": Widget("Class weights", more=True),
+    "precision": Widget("Precision", more=True),
+    "seed": Widget("Seed", 0, 2**31 - 1, more=True),
+}
+
+
+def key(name: str) -> str:
+    return f"train_{name}"
+
+
+def new_run_form(data: str, runs: list[RunInfo]) -> None:
+    """The run name and every setting's widget, starting at the defaults (the sidebar's dataset
+    and device)."""
+    by_name = {s.name: s for s in settings()}
+    initial = {"data": data, "device": state.device().type}
+    main = [name for name, widget in WIDGETS.items() if not widget.more]
+    more = [name for name, widget in WIDGETS.items() if widget.more]
+    with st.form("new_run"):
+        cells = dict(zip(["name", *main], _cells(len(main) + 1)))
+        with st.expander("More settings"):
+            cells.update(zip(more, _cells(len(more))))
+        if "train_name" not in st.session_state:
+            st.session_state["train_name"] = free_name(runs)
+        cells["name"].text_input("Run name", key="train_name", **KEEP,
+                                 help="A folder under the checkpoints root: letters, digits, . _ -")
+        for name, widget in WIDGETS.items():
+            _widget(cells[name], by_name[name], widget, initial.get(name, by_name[name].default))
+        st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
+                              on_click=_submit)
+    if message := st.session_state.pop("form_error", None):
+        st.error(message, icon=":material/error:")
+    if started := st.session_state.pop("form_started", None):
+        st.toast(f"Started run {started}", icon=":material/play_arrow:")
+
+
+def _cells(count: int) -> list:
+    """`count` cells in rows of four (toggles level with the boxes' middle)."""
+    return [cell for _ in range(0, count, 4)
+            for cell in st.columns(4, vertical_alignment="center")][:count]
+
+
+def _widget(box, setting: Setting, widget: Widget, initial) -> None:
+    """The setting's widget in `box`, keyed train_NAME."""
+    common = {"key": key(setting.name), "help": widget.help or setting.help, **KEEP}
+    choices = widget.choices() if widget.choices else setting.choices
+    if choices:
+        box.selectbox(widget.label, choices, list(choices).index(initial), **common)
+    elif isinstance(setting.default, bool):
+        box.toggle(widget.label, initial != widget.inverted, **common)
+    elif isinstance(setting.default, str):
+        box.text_input(widget.label, initial, **common)
+    else:
+        box.number_input(widget.label, widget.low, widget.high, initial, widget.step,
+                         widget.format, **common)
+
+
+def form_config() -> TrainConfig:
+    """The TrainConfig the form's widgets describe. An arch option is set only for the chosen
+    architecture, and only away from its default (as the CLI leaves an unused flag unset)."""
+    s = st.session_state
+    values = {}
+    for setting in settings():
+        value = s[key(setting.name)]
+        if WIDGETS[setting.name].inverted:
+            value = not value
+        if setting.arch and (setting.arch != s[key("arch")] or value == setting.default):
+            value = None
+        values[setting.name] = value
+    values["data"] = values["data"].strip()
+    return TrainConfig.from_settings(values)
+
+
+def free_name(runs: list[RunInfo]) -> str:
+    taken = {r.name for r in runs}
+    return next(f"run-{i}" for i in range(1, len(taken) + 2) if f"run-{i}" not in taken)
+
+
+def _submit() -> None:
+    """Form callback (it runs before the page, so the new run is listed and followed at once):
+    check the dataset loads, then launch; a refusal is shown under the form."""
+    s = st.session_state
+    config = form_config()
+    _, error = state.load_faces(config.data)
+    try:
+        if error:
+            raise FerError(error)
+        folder = start_run(checkpoints_root(), s.train_name, config)
+    except FerError as e:
+        s["form_error"] = str(e)
+        return
+    s["follow"] = s["form_started"] = folder.name
+    s["train_name"] = free_name(all_runs())

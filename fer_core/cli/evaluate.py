@@ -1,0 +1,47 @@
+"""`python -m fer_core evaluate`: accuracy, per-class metrics, the confusion matrix and the most
+confused pairs of a checkpoint on one split (optionally with test-time augmentation), as text and
+JSON."""
+
+import argparse
+from pathlib import Path
+
+from .common import training_data, warn_if_other_data
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
+    p.add_argument("--data", default=None, help="FER2013 path or 'builtin' (default: the "
+                                                "checkpoint's training data)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="val")
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    p.add_argument("--tta", action="store_true",
+                   help="also report test-time augmentation (flip and 2-pixel shifts, "
+                        "probabilities averaged)")
+    p.add_argument("--device", default=None)
+
+
+def run(args) -> int:
+    from ..data.readers import load_dataset
+    from ..device import choose_device
+    from ..evaluation.report import evaluate_split, format_report
+    from ..models.checkpoint import load_checkpoint
+    from ..training.runs import write_json_atomic
+
+    device = choose_device(args.device)
+    ckpt = load_checkpoint(args.checkpoint, device)
+    data = args.data or training_data(ckpt)
+    dataset = load_dataset(data)
+    warn_if_other_data(ckpt, dataset)
+    metrics = evaluate_split(ckpt.model, dataset, args.split, device)
+    print(f"checkpoint {ckpt.path} ({ckpt.arch}, epoch {ckpt.meta.get('epoch')}) "
+          f"on {data}, split {args.split}")
+    print(format_report(metrics))
+    report = {"checkpoint": str(ckpt.path), "data": data, "split": args.split, **metrics}
+    if args.tta:
+        tta = evaluate_split(ckpt.model, dataset, args.split, device, tta=True)
+        print(f"\nwith test-time augmentation (flip and shifts): accuracy = "
+              f"{tta['accuracy']:.4f} (without: {metrics['accuracy']:.4f})")
+        report["tta"] = tta
+    if args.json:
+        write_json_atomic(Path(args.json), report)
+    return 0

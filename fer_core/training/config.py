@@ -1,0 +1,148 @@
+"""`TrainConfig`, the one source of a run's settings: each field a person sets carries its
+`python -m fer_core train` flag and help, so the CLI's flags, the dashboard launcher's arguments
+and the Training page's form are all built from `settings()`.
+
+This module imports no torch: the CLI's parser is built from it for every command, `data` too.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import FerError
+
+# The keys of models.architectures.ARCHITECTURES, its cnn3 heads and device.PRECISIONS, spelled
+# out so that this module imports no torch (tests/test_train_config.py checks that they agree).
+ARCHS = ("cnn3", "resnet18")
+CNN3_HEADS = ("pool", "flat")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "plateau", "none")
+CLASS_WEIGHTS = ("none", "balanced")
+RESUME_SCHEDULES = ("stretch", "constant", "restart")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting a person chooses: its name (a TrainConfig field, or an arch option when
+    `arch` is set), default, help, choices and flag (default: --NAME with dashes).
+
+    A bool's flag turns it away from its default (--nesterov, --no-flip, --imagenet-stem); any
+    other flag takes a value.
+    """
+
+    name: str
+    default: object
+    help: str
+    choices: tuple | None = None
+    flag: str | None = None
+    arch: str | None = None
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+def setting(default, help: str, *, choices: tuple | None = None, flag: str | None = None):
+    """A TrainConfig field that a person sets (see Setting)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+
+
+# The options of TrainConfig.arch_options a person sets; the architectures' defaults (checked
+# against models.architectures.DEFAULT_OPTIONS by the tests). Mean and std are recorded there
+# too, but they are the data's, not a choice.
+ARCH_OPTIONS = (
+    Setting("dropout", 0.3, "cnn3 head dropout", arch="cnn3"),
+    Setting("head", "pool", "cnn3 head: average-pool block3 (default) or flatten its 6x6 map "
+                            "into a 256-unit hidden layer", choices=CNN3_HEADS, arch="cnn3"),
+    Setting("small_input", True, "resnet18: keep the 7x7 stride-2 stem and max-pool",
+            flag="--imagenet-stem", arch="resnet18"),
+)
+NOT_SET_BY_HAND = ("arch_options", "precision_used")  # set through ARCH_OPTIONS; by the trainer
+
+
+@dataclass
+class TrainConfig:
+    """A run's settings, saved as its config.json. A field a person sets is declared with
+    `setting(...)`; arch_options holds the ARCH_OPTIONS given (the trainer adds the rest)."""
+
+    data: str = setting("builtin", "FER2013 path, 'builtin' or 'builtin:N'")
+    arch: str = setting("cnn3", "architecture", choices=ARCHS)
+    arch_options: dict = field(default_factory=dict)
+    epochs: int = setting(10, "epochs to train")
+    batch_size: int = setting(128, "faces per step")
+    optimizer: str = setting("adam", "optimizer", choices=OPTIMIZERS)
+    lr: float = setting(1e-3, "learning rate")
+    momentum: float = setting(0.9, "SGD momentum")
+    nesterov: bool = setting(False, "Nesterov momentum (SGD)")
+    weight_decay: float = setting(1e-4, "weight decay")
+    schedule: str = setting("cosine", "learning-rate schedule", choices=SCHEDULES)
+    label_smoothing: float = setting(0.0, "label smoothing")
+    shift: int = setting(3, "random shift in pixels (0: off)")
+    flip: bool = setting(True, "no horizontal flips", flag="--no-flip")
+    rotate: float = setting(10.0, "max rotation in degrees (0: off)")
+    seed: int = setting(0, "random seed")
+    device: str = setting("auto", "auto (default), cpu, cuda, mps")
+    precision: str = setting("auto", "auto: bf16 where the CPU or GPU has it natively, fp16 on "
+                                     "older GPUs, else fp32", choices=PRECISIONS)
+    precision_used: str | None = None  # what `precision` resolved to on the training device
+    class_weights: str = setting("none", "weigh each class's loss by n / (7 x its count) "
+                                         "(balanced)", choices=CLASS_WEIGHTS)
+    log_every: int = setting(10, "steps between loss lines")
+
+    @classmethod
+    def from_settings(cls, values: dict) -> "TrainConfig":
+        """The config of `values` by setting name (None: left unset, the default)."""
+        given = {name: value for name, value in values.items() if value is not None}
+        options = {s.name: given.pop(s.name) for s in ARCH_OPTIONS if s.name in given}
+        return cls(**given, arch_options=options)
+
+    def validate(self) -> None:
+        """Raise FerError naming the first setting that makes no sense."""
+        checks = [
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 2, f"batch size must be at least 2, got {self.batch_size}"),
+            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (self.optimizer in OPTIMIZERS,
+             f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
+            (self.schedule in SCHEDULES,
+             f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.label_smoothing < 1,
+             f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.shift >= 0 and self.rotate >= 0, "shift and rotation must be >= 0"),
+            (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+            (self.precision in PRECISIONS,
+             f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.class_weights in CLASS_WEIGHTS,
+             f"class weights must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise FerError(message)
+
+
+def settings() -> tuple[Setting, ...]:
+    """Every setting a person chooses: TrainConfig's fields, then ARCH_OPTIONS."""
+    fields = [f for f in dataclasses.fields(TrainConfig) if f.name not in NOT_SET_BY_HAND]
+    for f in fields:
+        if "help" not in f.metadata:
+            raise TypeError(f"TrainConfig.{f.name}: declare it with setting(...)")
+    return (*(Setting(f.name, f.default, **f.metadata) for f in fields), *ARCH_OPTIONS)
+
+
+def train_args(config: TrainConfig) -> list[str]:
+    """The `python -m fer_core train` flags that reproduce `config` (all but --out): a value for
+    every field, a bool's flag when it is away from its default, and the arch options set."""
+    unknown = set(config.arch_options) - {s.name for s in ARCH_OPTIONS}
+    if unknown:
+        raise FerError(f"arch option(s) {', '.join(sorted(unknown))} have no train flag")
+    args = []
+    for s in settings():
+        if s.arch and s.name not in config.arch_options:
+            continue
+        value = config.arch_options[s.name] if s.arch else getattr(config, s.name)
+        if not isinstance(s.default, bool):
+            args += [s.option, str(value)]
+        elif value != s.default:
+            args.append(s.option)
+    return args
