@@ -42,7 +42,7 @@ def run(args) -> int:
     warn_if_other_data(ckpt, dataset)
     with progress_bar() as progress:
         report = cached_trust_report(ckpt.model, ckpt.path, ckpt.arch,
-                                     ckpt.meta.get("arch_options", {}), dataset, args.split,
+                                     ckpt.arch_options, dataset, args.split,
                                      args.faces, progress=progress)
     print(table(report))
     write_text(out, json.dumps(report.as_dict(), indent=2) + "\n")

@@ -38,7 +38,7 @@ def run(args) -> int:
     settings = Settings(steps=args.steps, lr=args.lr, param=args.param, seed=args.seed)
     settings.check()
     ckpt = load_checkpoint(args.checkpoint, choose_device(args.device))
-    options = ckpt.meta.get("arch_options", {})
+    options = ckpt.arch_options
     filters = parse_filters(args.filters, channel_count(ckpt.arch, options, args.layer))
     dataset = load_dataset(args.data)
     if "val" not in dataset.present_splits():

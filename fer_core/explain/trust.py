@@ -20,7 +20,6 @@ never modified. Every target is the trained model's predicted class of each face
 "label" so the randomized models explain the same outputs.
 """
 
-import copy
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -35,7 +34,7 @@ from ..data.dataset import FaceDataset
 from ..errors import FerError
 from ..models.architectures import arch_options, build_model, layer_registry
 from .attribution import METHODS, Target, explain
-from .tensors import as_input, device_of, gaussian_blur
+from .tensors import as_input, device_of, gaussian_blur, working_model
 
 FLAG_AT = 0.5
 PROBE_FACES = 16
@@ -210,7 +209,7 @@ def trust_report(model: nn.Module, arch: str, options: dict, faces: torch.Tensor
     say = progress or (lambda *_: None)
     device = device_of(model)
     x = as_input(faces).to(device)
-    working = copy.deepcopy(model).eval().requires_grad_(False)
+    working = working_model(model, hooks=True)  # its layers get randomized: never the shared one
     with torch.no_grad():
         classes = working(x).argmax(1)
     groups = cascade_groups(working, arch, options)

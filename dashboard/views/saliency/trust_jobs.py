@@ -67,7 +67,7 @@ def start(ckpt, dataset, split: str, n: int) -> Job:
     def work() -> None:
         try:
             job.report = cached_trust_report(ckpt.model, ckpt.path, ckpt.arch,
-                                             ckpt.meta.get("arch_options", {}), dataset, split,
+                                             ckpt.arch_options, dataset, split,
                                              n, progress=job.progress)
         except Exception as e:  # noqa: BLE001 - shown on the page, never a traceback
             job.error = f"{type(e).__name__}: {e}"
