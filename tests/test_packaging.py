@@ -94,10 +94,14 @@ def wait_for_health(port: int, server: subprocess.Popen, seconds: float = 60) ->
     raise AssertionError(f"no health answer on port {port} (exit code {server.poll()})")
 
 
-def test_fer_runs_from_another_folder(tmp_path):
-    result = subprocess.run([str(Path(sys.executable).parent / "fer"), "data"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+def test_fer_runs_from_another_folder_and_names_itself(tmp_path):
+    fer = str(Path(sys.executable).parent / "fer")
+    result = subprocess.run([fer, "data"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0 and "layout: builtin" in result.stdout
+    result = subprocess.run([fer, "evaluate"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("fer evaluate: error: ")
 
 
 @pytest.fixture

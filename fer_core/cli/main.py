@@ -1,6 +1,7 @@
 """Command line: `python -m fer_core train | evaluate | embed | explain | trust | visualize | data`.
 
-Exit 0 on success; on bad input or a failed run, exit 2 with one line on stderr.
+Installed, `fer` is the same command. Exit 0 on success; on bad input or a failed run, exit 2
+with one line on stderr.
 
 Each command is a module with `add_arguments(parser)` and `run(args)`, and imports what it needs
 when it runs: `data` never imports torch (about 2.5 s).
@@ -8,6 +9,7 @@ when it runs: `data` never imports torch (about 2.5 s).
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import FerError
 from . import data, embed, evaluate, explain, train, trust, visualize
@@ -33,11 +35,17 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m fer_core", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=program_name(), description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name, (command, help) in COMMANDS.items():
         command.add_arguments(sub.add_parser(name, help=help))
     return parser
+
+
+def program_name() -> str:
+    """How the user called us, for usage lines and errors: `fer` (the installed command) or
+    `python -m fer_core`."""
+    return "fer" if Path(sys.argv[0]).name == "fer" else "python -m fer_core"
 
 
 def main(argv: list[str] | None = None) -> int:
