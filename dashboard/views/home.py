@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard.common import state
 from dashboard.common.images import class_grid
-from dashboard.common.paths import checkpoints_root
+from dashboard.common.paths import checkpoints_root, run_roots
 from dashboard.common.runs import all_runs
 from dashboard.common.tables import RUN_COLUMNS, runs_frame
 from dashboard.sidebar import SHIPPED_RUNS
@@ -78,7 +78,8 @@ def page() -> None:
     st.subheader("Checkpoints")
     if runs:
         st.dataframe(runs_frame(runs), hide_index=True, width="stretch", column_config=RUN_COLUMNS)
-        st.caption(f"Run folders in `{checkpoints_root()}`; pick one in the sidebar.")
+        folders = " and ".join(f"`{root}`" for root in run_roots())
+        st.caption(f"Run folders in {folders}; pick one in the sidebar.")
     else:
         st.caption(f"No checkpoints in `{checkpoints_root()}` yet. Train one on the Training "
                    "page, or with `python -m fer_core train --data builtin --out "
