@@ -1,10 +1,10 @@
 """The prediction path vs a bare `model(x)` loop over ready tensors, in one run.
 
-`fer_core.evaluation.predict.predict_split` moves a split's uint8 faces to the device once, converts each
-batch to floats there, runs the model in fp32, takes the softmax and copies the probabilities to
-the host once. The bare loop only runs `model(x)` on float batches prepared beforehand, at the
-same batch size. The issue asks for predict >= 0.9x the bare loop's images/s. Runs alternate so
-machine noise hits both alike; medians are compared.
+`fer_core.evaluation.predict.predict_split` moves a split's uint8 faces to the device once,
+converts each batch to floats there, runs the model in fp32, takes the softmax and copies the
+probabilities to the host once. The bare loop only runs `model(x)` on float batches prepared
+beforehand, at the same batch size. The issue asks for predict >= 0.9x the bare loop's images/s.
+Runs alternate so machine noise hits both alike; medians are compared.
 
     python benchmarks/bench_predict.py [--data PATH|builtin] [--split val] [--arch cnn3]
         [--checkpoint PATH] [--repeats 5]

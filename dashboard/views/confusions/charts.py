@@ -1,4 +1,4 @@
-"""Plotly figures of the Confusions page, as plain figure dicts (see charts.py for why dicts).
+"""Plotly figures of the Confusions page, as plain figure dicts (why: views/training/charts.py).
 
 Streamlit delivers no click on a heatmap cell (its issue 8760), so the matrix and the face
 gallery carry an invisible scatter overlay, one square marker per cell or face, whose
