@@ -33,8 +33,8 @@ from streamlit.testing.v1 import AppTest
 
 from benchmarks.timing import apptest_floor_ms
 from dashboard.common.runs import run_info
-from dashboard.views.training.charts import training_figure
-from dashboard.views.training.history import RunHistory
+from dashboard.common.curves import training_figure
+from dashboard.common.history import RunHistory
 from fer_core.data.builtin import make_builtin_faces
 from fer_core.training.config import TrainConfig
 from fer_core.training.runs import RunFolder, write_json_atomic

@@ -1,9 +1,10 @@
 """Trainer throughput vs a bare training loop, in one run.
 
 The bare loop only runs forward, backward and optimizer step on ready tensors of the trainer's
-batch shape; the trainer adds device-side indexing, augmentation, metrics and history writing.
-Each precision (fp32, and bf16 where native) is run by both, so the table shows the trainer's
-overhead at each precision and its speed-up over the plain fp32 loop. Runs alternate so machine
+batch shape, memory layout (channels-last where the trainer uses it) and precision; the trainer
+adds device-side indexing, augmentation, metrics and history writing. Each precision (fp32, and
+bf16 where native) is run by both, so the table shows the trainer's overhead at each precision
+and its speed-up over the fp32 loop. Runs alternate so machine
 noise hits every variant alike; the medians are compared.
 
     python benchmarks/bench_train.py [--arch cnn3] [--head pool|flat] [--batch-size 128]
@@ -30,7 +31,7 @@ from fer_core.device import AUTOCAST_DTYPES, choose_device, describe_device, res
 from fer_core.models.architectures import build_model
 from fer_core.training.config import TrainConfig
 from fer_core.training.runs import RunFolder
-from fer_core.training.trainer import train
+from fer_core.training.trainer import train, uses_channels_last
 
 OPTIONS: dict[str, dict] = {}
 # A GPU runs a 12-step epoch (2048 faces) in milliseconds, mostly kernel-launch latency and the
@@ -40,10 +41,8 @@ CPU_FACES, GPU_FACES = 2048, 32768
 
 def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device,
               precision: str) -> float:
-    """Images/s of forward + backward + Adam step on one ready batch, nothing else.
-
-    fp32 is the plain loop (contiguous tensors); bf16/fp16 add channels_last and autocast, as the
-    trainer does, so the trainer's overhead can be read at each precision."""
+    """Images/s of forward + backward + Adam step on one ready batch, nothing else, in the
+    trainer's memory layout and precision, so that the trainer's overhead is all that differs."""
     torch.manual_seed(0)
     model = build_model(arch, **OPTIONS.get(arch, {})).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -51,7 +50,7 @@ def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device,
     x = torch.rand(batch_size, 1, 48, 48, device=device)
     y = torch.randint(0, 7, (batch_size,), device=device)
     dtype = AUTOCAST_DTYPES.get(precision)
-    if dtype is not None:
+    if uses_channels_last(device):
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
 
@@ -122,8 +121,7 @@ def main() -> None:
     result = {"device": describe_device(device), "arch": args.arch, "head": args.head,
               "batch_size": args.batch_size, "steps_per_epoch": steps, "precisions": rows}
     print(f"{result['device']}, {args.arch}, batch {args.batch_size} "
-          f"(medians of {args.repeats}; bare fp32 is the plain loop, bare bf16/fp16 add "
-          f"channels_last and autocast)")
+          f"(medians of {args.repeats}; the bare loop in the trainer's layout and precision)")
     print(f"{'precision':<10}{'bare img/s':>12}{'trainer img/s':>15}{'trainer/bare':>14}"
           f"{'vs bare fp32':>14}")
     for p, r in rows.items():

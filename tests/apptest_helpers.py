@@ -1,9 +1,11 @@
 """Helpers of the page tests (AppTest): open the app on a page with a URL, and read a plotly
-figure back from the page."""
+figure and its arrays back from the page."""
 
+import base64
 import json
 from pathlib import Path
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -27,3 +29,11 @@ def figure(at: AppTest, key: str) -> dict:
     """The JSON of the plotly chart with widget key `key`."""
     chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
     return json.loads(chart.proto.spec)
+
+
+def array(value) -> np.ndarray:
+    """A plotly array from a figure's JSON: a list, or a typed array sent as base64."""
+    if isinstance(value, dict):
+        shape = [int(s) for s in str(value.get("shape", "-1")).split(",")]
+        return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]).reshape(shape)
+    return np.asarray(value)

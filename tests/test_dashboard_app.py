@@ -5,10 +5,16 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
+from apptest_helpers import array, figure
 from streamlit.testing.v1 import AppTest
 
 from fer_core.data.readers import load_dataset
 from fer_core.errors import DataError
+from fer_core.evaluation.confusion import confusion_counts
+from fer_core.evaluation.predict import predict_split
+from fer_core.models.checkpoint import load_checkpoint
+from fer_core.training.runs import RunFolder
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 PAGES = ("views/home.py", "views/model.py", "views/training/page.py")
@@ -136,6 +142,24 @@ def test_model_page_shows_the_checkpoint_table_and_metadata(dashboard_root):
     assert checkpoint["architecture"] == "cnn3" and checkpoint["epoch"] == "1"
     config = dict(zip(*at.dataframe[2].value.T.values))
     assert config["batch_size"] == "32"
+
+
+def test_model_page_shows_the_runs_curves_and_its_confusion_matrix(dashboard_root):
+    at = app(data="builtin:300", run="tiny-a")
+    at.switch_page("views/model.py").run()
+    assert_clean(at)
+    epochs = RunFolder(dashboard_root / "tiny-a").epochs()
+    validation = [array(t["y"]).tolist() for t in figure(at, "model_curves")["data"]
+                  if t["name"] == "validation"]
+    assert validation == [[e["val_loss"] for e in epochs], [e["val_acc"] for e in epochs]]
+    ckpt = load_checkpoint(dashboard_root / "tiny-a", torch.device("cpu"))
+    preds = predict_split(ckpt.model, load_dataset("builtin:300"), "val", torch.device("cpu"))
+    expected = confusion_counts(preds.labels, preds.predicted)
+    matrix = figure(at, "model_matrix")["data"]
+    assert len(matrix) == 1  # shown, not clickable: no overlay
+    shown = [[int(text.split("<br>")[0]) for text in row] for row in matrix[0]["text"]]
+    assert shown == expected.tolist()
+    assert any(f"accuracy {preds.accuracy():.1%}" in c.value for c in at.caption)
 
 
 def test_model_page_without_checkpoints_shows_an_architecture(run_root):

@@ -4,13 +4,12 @@ a deep link opens a face with its nearest neighbours after a fresh start, and ba
 message. Clicks on the scatter are a pure function here (AppTest cannot click a chart) and real
 clicks in tests/browser."""
 
-import base64
 
 import apptest_helpers
 import numpy as np
 import pytest
 import torch
-from apptest_helpers import APP, figure
+from apptest_helpers import APP, array, figure
 from streamlit.testing.v1 import AppTest
 
 from dashboard.common.clicks import faces_from_state
@@ -27,14 +26,6 @@ COLOURINGS = ("true", "pred", "correct", "confidence")
 def open_page(**query) -> AppTest:
     return apptest_helpers.open_page(PAGE, timeout=TIMEOUT,
                                      **{"data": DATA, "run": "tiny-a", **query})
-
-
-def array(value) -> np.ndarray:
-    """A plotly array from a figure's JSON: a list, or a typed array sent as base64."""
-    if isinstance(value, dict):
-        shape = [int(s) for s in str(value.get("shape", "-1")).split(",")]
-        return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]).reshape(shape)
-    return np.asarray(value)
 
 
 def scatter_points(at: AppTest) -> dict[int, tuple[float, float]]:

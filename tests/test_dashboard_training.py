@@ -2,7 +2,6 @@
 states), the incremental history reader, the curve figures, and a real run started, followed and
 stopped from the page (AppTest)."""
 
-import base64
 import json
 import os
 import time
@@ -11,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+from apptest_helpers import array
 from streamlit.testing.v1 import AppTest
 
+from dashboard.common.curves import overlay_figure, training_figure
+from dashboard.common.history import RunHistory, format_duration
 from dashboard.common.runs import LAUNCH_FILE, LOG_FILE, run_info
-from dashboard.views.training.charts import overlay_figure, training_figure
-from dashboard.views.training.history import RunHistory, format_duration
 from dashboard.views.training.launcher import start_run, validate_name
 from fer_core.errors import FerError, RunError
 from fer_core.training.config import TrainConfig
@@ -154,8 +154,7 @@ def curve_points(at: AppTest) -> int:
     if not charts:
         return 0
     ys = [t["y"] for t in json.loads(charts[0].proto.spec)["data"]]
-    ys = [np.frombuffer(base64.b64decode(y["bdata"]), y["dtype"]) if isinstance(y, dict)
-          else np.array(y, dtype=float) for y in ys]
+    ys = [array(y).astype(float) for y in ys]
     return points(ys)
 
 

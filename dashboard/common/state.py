@@ -178,6 +178,18 @@ def predictions_ready(ckpt: Checkpoint, dataset, split: str) -> bool:
     return PREDICTIONS.has(_predictions_key(ckpt, dataset, split))
 
 
+def shown_predictions(ckpt: Checkpoint, dataset, split: str) -> Predictions:
+    """Predictions of the split, with a progress bar the first time they are computed."""
+    if predictions_ready(ckpt, dataset, split):
+        return predictions(ckpt, dataset, split)
+    n = len(dataset.indices(split))
+    bar = st.progress(0.0, text=f"Predicting {n:,} {split} faces on {device().type}...")
+    result = predictions(ckpt, dataset, split, progress=lambda done, total: bar.progress(
+        done / total, text=f"Predicting {split} faces: {done:,} of {total:,}"))
+    bar.empty()
+    return result
+
+
 def fit_problem(meta: dict) -> str | None:
     """Why a checkpoint cannot score this project's faces (other classes or input size), or
     None."""

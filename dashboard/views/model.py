@@ -1,17 +1,25 @@
-"""Model: the architecture table of the chosen checkpoint (or of an untrained architecture) and
-the checkpoint's metadata. `?arch=cnn3` or `?arch=resnet18` opens an untrained architecture."""
+"""Model: the chosen checkpoint as a report would show it: its architecture table, its training
+curves, its confusion matrix on the sidebar's data, and its metadata; or the architecture table
+of an untrained architecture (`?arch=cnn3` or `?arch=resnet18`)."""
+
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from dashboard.common import state, url
+from dashboard.common.curves import training_figure
+from dashboard.common.history import RunHistory
+from dashboard.common.matrix import matrix_figure
 from dashboard.common.paths import checkpoints_root, run_path
 from dashboard.common.tables import content_height, settings_frame
 from fer_core.errors import FerError
+from fer_core.evaluation.confusion import confusion_counts, normalize
 from fer_core.models.architectures import ARCHITECTURES, DEFAULT_OPTIONS
 from fer_core.models.checkpoint import Checkpoint
 
 CHECKPOINT = "checkpoint"
+CONFIG = {"displaylogo": False}
 
 
 def layer_frame(records: list[dict], total: int) -> pd.DataFrame:
@@ -83,6 +91,42 @@ def show_metadata(ckpt: Checkpoint) -> None:
                          height=content_height(len(settings)))
 
 
+def show_curves(run_dir: Path) -> None:
+    """Loss and accuracy, train and validation, from the run folder's history.jsonl."""
+    st.subheader("Training curves")
+    history = RunHistory(run_dir / "history.jsonl")
+    history.refresh()
+    if not history.epochs:
+        st.caption(f"No training history in `{run_dir.name}`: the checkpoint came without one.")
+        return
+    st.plotly_chart(training_figure(history), key="model_curves", config=CONFIG)
+    st.caption(f"{len(history.epochs)} epochs. Dots: each epoch's training and validation "
+               "figures; thin line: the running training mean within an epoch.")
+
+
+def show_confusions(ckpt: Checkpoint, data: str) -> None:
+    """The confusion matrix on the default labelled split of the sidebar's data."""
+    st.subheader("Confusion matrix")
+    dataset, problem = state.load_faces(data)
+    problem = problem or state.fit_problem(ckpt.meta)
+    splits = dataset.labelled_splits() if dataset is not None else []
+    if problem or not splits:
+        st.info(problem or f"{dataset.name} has no labelled faces to score.",
+                icon=":material/info:")
+        return
+    split = dataset.default_split(splits)
+    preds = state.shown_predictions(ckpt, dataset, split)
+    known = preds.labelled
+    counts = confusion_counts(preds.labels[known], preds.predicted[known])
+    figure = matrix_figure(counts, normalize(counts, "row"), "row", clickable=False)
+    st.plotly_chart(figure, key="model_matrix", config=CONFIG)
+    st.caption(f"{dataset.name}, {split} split: {len(known):,} faces, accuracy "
+               f"{preds.accuracy():.1%}. Rows: true class, coloured by the share of each row "
+               "(recall).")
+    st.page_link("views/confusions/page.py", label="Browse each cell's faces on Confusions",
+                 icon=":material/grid_on:")
+
+
 def page() -> None:
     choice = state.selection()
     st.title("Model")
@@ -96,6 +140,8 @@ def page() -> None:
         st.caption(f"**{ckpt.arch}** ({options_text(ckpt.arch_options)}) from run "
                    f"`{choice.run}`")
         show_table(ckpt.arch, ckpt.arch_options, ckpt.meta)
+        show_curves(run_path(choice.run))
+        show_confusions(ckpt, choice.data)
         show_metadata(ckpt)
     else:
         options = dict(DEFAULT_OPTIONS[source])

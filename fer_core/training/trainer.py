@@ -71,6 +71,12 @@ class StopRequested:
         return self.signalled or self.folder.stop_path.exists()
 
 
+def uses_channels_last(device: torch.device) -> bool:
+    """Whether the trainer keeps the model and its batches channels-last on `device` (faster for
+    convolutions on CPUs and CUDA GPUs; MPS gains nothing)."""
+    return device.type in ("cuda", "cpu")
+
+
 class DeviceData:
     """A split's faces (uint8, N x 1 x 48 x 48) and labels, resident on the training device."""
 
@@ -103,7 +109,7 @@ class Trainer:
         self.on_step, self.on_epoch = on_step, on_epoch
         self.device = choose_device(config.device)
         self.cuda = self.device.type == "cuda"
-        self.channels_last = self.device.type in ("cuda", "cpu")
+        self.channels_last = uses_channels_last(self.device)
         config.precision_used = resolve_precision(config.precision, self.device)
         self.autocast_dtype = AUTOCAST_DTYPES.get(config.precision_used)
         self.scaler = torch.amp.GradScaler(self.device.type,

@@ -20,12 +20,12 @@ from dashboard.common.gallery import (
     face_dialog,
     show_gallery,
 )
+from dashboard.common.matrix import matrix_figure
 from dashboard.common.runs import all_runs
 from dashboard.common.tables import content_height
 from dashboard.views.confusions.cell_maps import cell_map
 from dashboard.views.confusions.charts import (
     difference_figure,
-    matrix_figure,
     pr_figure,
     reliability_figure,
 )
@@ -99,18 +99,6 @@ def on_pair_select() -> None:
     rows = st.session_state["cm_pairs"].selection.rows
     if rows:
         choose_cell(st.session_state["cm_pair_cells"][rows[0]])
-
-
-def predict(ckpt, dataset, split: str):
-    """Predictions of the split, with a progress bar the first time they are computed."""
-    if state.predictions_ready(ckpt, dataset, split):
-        return state.predictions(ckpt, dataset, split)
-    n = len(dataset.indices(split))
-    bar = st.progress(0.0, text=f"Predicting {n:,} {split} faces on {state.device().type}...")
-    result = state.predictions(ckpt, dataset, split, progress=lambda done, total: bar.progress(
-        done / total, text=f"Predicting {split} faces: {done:,} of {total:,}"))
-    bar.empty()
-    return result
 
 
 def show_summary(preds, y, yhat) -> dict:
@@ -268,7 +256,7 @@ def show_compare(ckpt, dataset, preds, counts: np.ndarray, run: str) -> None:
     second = state.page_checkpoint(other)
     if second is None:
         return
-    theirs = predict(second, dataset, preds.split)
+    theirs = state.shown_predictions(second, dataset, preds.split)
     known = preds.labelled
     other_counts = confusion_counts(theirs.labels[known], theirs.predicted[known])
     cols = st.columns(3)
@@ -305,7 +293,7 @@ def page() -> None:
     split = st.segmented_control("Split", splits, key="cm_split", required=True,
                                  persist_state="session", on_change=on_split_change)
     st.caption(f"Checkpoint **{choice.run}** ({ckpt.arch}) on `{choice.data}`, {split} split.")
-    preds = predict(ckpt, dataset, split)
+    preds = state.shown_predictions(ckpt, dataset, split)
     known = preds.labelled
     y, yhat = preds.labels[known], preds.predicted[known]
     counts = confusion_counts(y, yhat)

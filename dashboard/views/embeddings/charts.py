@@ -1,4 +1,4 @@
-"""The Embeddings page's scatter, as a plain figure dict (why: views/training/charts.py).
+"""The Embeddings page's scatter, as a plain figure dict (why: common/curves.py).
 
 One WebGL trace per (true, predicted) pair, so every trace's hover text is fixed and each point
 carries only numbers: customdata = [position within the split, confidence], x and y as float32

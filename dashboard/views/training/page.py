@@ -7,12 +7,12 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.common import state, url
+from dashboard.common.curves import overlay_figure, training_figure
+from dashboard.common.history import RunHistory, format_duration
 from dashboard.common.paths import checkpoints_root
 from dashboard.common.runs import RunInfo, all_runs, log_tail, run_info
 from dashboard.common.tables import RUN_COLUMNS, runs_frame
-from dashboard.views.training.charts import overlay_figure, training_figure
 from dashboard.views.training.form import new_run_form
-from dashboard.views.training.history import RunHistory, format_duration
 from dashboard.views.training.launcher import can_resume, resume_run, stop_run, training_allowed
 from fer_core.errors import FerError
 from fer_core.training.runs import RunFolder

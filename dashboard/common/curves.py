@@ -9,7 +9,7 @@ and sends it to the browser as compact binary.
 
 import numpy as np
 
-from dashboard.views.training.history import RunHistory
+from dashboard.common.history import RunHistory
 
 TRAIN, RUNNING, VAL = "#0068c9", "#83c9ff", "#ff8700"
 RUN_COLORS = ("#0068c9", "#ff8700", "#29b09d", "#7d353b", "#ff2b2b", "#6d3fc0", "#d5dae5",
