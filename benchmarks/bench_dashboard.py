@@ -32,12 +32,13 @@ import plotly.tools
 from streamlit.testing.v1 import AppTest
 
 from benchmarks.timing import apptest_floor_ms
-from dashboard.common.runs import run_info
 from dashboard.common.curves import training_figure
 from dashboard.common.history import RunHistory
+from dashboard.common.runs import run_info
+from fer_core.atomic import write_json
 from fer_core.data.builtin import make_builtin_faces
 from fer_core.training.config import TrainConfig
-from fer_core.training.runs import RunFolder, write_json_atomic
+from fer_core.training.runs import RunFolder
 from fer_core.training.trainer import train
 
 PAGES = ("views/home.py", "views/model.py", "views/training/page.py")
@@ -52,8 +53,8 @@ def make_root(root: Path) -> RunFolder:
     shutil.copytree(root / "tiny-a", root / "tiny-b")
     live = RunFolder(root / "long-run")
     live.acquire()
-    write_json_atomic(live.config_path, {"arch": "cnn3", "data": "builtin", "epochs": EPOCHS + 5})
-    write_json_atomic(live.status_path, {"state": "running", "pid": os.getpid(), "epoch": EPOCHS,
+    write_json(live.config_path, {"arch": "cnn3", "data": "builtin", "epochs": EPOCHS + 5})
+    write_json(live.status_path, {"state": "running", "pid": os.getpid(), "epoch": EPOCHS,
                                          "epochs": EPOCHS + 5, "best_val_acc": 0.61,
                                          "started": time.time() - 3600, "updated": time.time()})
     lines = [json.dumps(r) for e in range(1, EPOCHS + 1) for r in epoch_records(e)]

@@ -17,9 +17,10 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.common import runs, state
 from dashboard.views.training import launcher
+from fer_core.atomic import write_json
 from fer_core.errors import RunError
 from fer_core.training.config import TrainConfig
-from fer_core.training.runs import RunFolder, write_json_atomic
+from fer_core.training.runs import RunFolder
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 PAGES = ("views/home.py", "views/model.py", "views/training/page.py", "views/confusions/page.py")
@@ -150,8 +151,8 @@ def test_cached_datasets_and_models_cannot_be_changed(dashboard_root):
 def stopped_run(root: Path, name: str = "paused") -> RunFolder:
     folder = RunFolder(root / name)
     folder.path.mkdir(parents=True)
-    write_json_atomic(folder.config_path, {"arch": "cnn3", "data": "builtin:100", "epochs": 2})
-    write_json_atomic(folder.status_path, {"state": "stopped", "epoch": 1, "epochs": 2,
+    write_json(folder.config_path, {"arch": "cnn3", "data": "builtin:100", "epochs": 2})
+    write_json(folder.status_path, {"state": "stopped", "epoch": 1, "epochs": 2,
                                            "updated": time.time()})
     return folder
 

@@ -17,9 +17,10 @@ from dashboard.common.curves import overlay_figure, training_figure
 from dashboard.common.history import RunHistory, format_duration
 from dashboard.common.runs import LAUNCH_FILE, LOG_FILE, run_info
 from dashboard.views.training.launcher import start_run, validate_name
+from fer_core.atomic import write_json
 from fer_core.errors import FerError, RunError
 from fer_core.training.config import TrainConfig
-from fer_core.training.runs import RunFolder, write_json_atomic
+from fer_core.training.runs import RunFolder
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 
@@ -50,7 +51,7 @@ def test_unsafe_run_names_are_refused(name):
 
 def test_an_existing_or_busy_run_folder_is_refused(tmp_path):
     (tmp_path / "done").mkdir()
-    write_json_atomic(tmp_path / "done" / "status.json", {"state": "finished"})
+    write_json(tmp_path / "done" / "status.json", {"state": "finished"})
     with pytest.raises(RunError, match="already exists"):
         start_run(tmp_path, "done", TrainConfig())
     busy = RunFolder(tmp_path / "busy")
@@ -67,7 +68,7 @@ def test_an_existing_or_busy_run_folder_is_refused(tmp_path):
 def test_a_trainer_that_died_before_writing_status_shows_the_logs_error(tmp_path):
     folder = tmp_path / "dead"
     folder.mkdir()
-    write_json_atomic(folder / LAUNCH_FILE, {"pid": 2 ** 22 + 7, "started": time.time(),
+    write_json(folder / LAUNCH_FILE, {"pid": 2 ** 22 + 7, "started": time.time(),
                                              "arch": "cnn3", "data": "x.csv"})
     (folder / LOG_FILE).write_text("$ python -m fer_core train\nerror: x.csv: no such file\n")
     info = run_info(RunFolder(folder))
@@ -220,8 +221,8 @@ def test_refusals_show_under_the_form(run_root):
 def test_a_failed_run_shows_its_error(run_root):
     folder = run_root / "broken"
     folder.mkdir()
-    write_json_atomic(folder / "config.json", {"arch": "cnn3", "data": "builtin"})
-    write_json_atomic(folder / "status.json", {"state": "failed", "error": "CUDA out of memory",
+    write_json(folder / "config.json", {"arch": "cnn3", "data": "builtin"})
+    write_json(folder / "status.json", {"state": "failed", "error": "CUDA out of memory",
                                                "epoch": 0, "epochs": 5, "updated": time.time()})
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params.update(data="builtin:100", follow="broken")

@@ -17,7 +17,7 @@ import pytest
 
 from dashboard import serve
 from dashboard.common import paths, runs
-from fer_core.training.runs import write_json_atomic
+from fer_core.atomic import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -116,7 +116,7 @@ def installed(tmp_path, monkeypatch):
 
 def make_run(folder: Path, epoch: int) -> None:
     folder.mkdir(parents=True)
-    write_json_atomic(folder / "status.json", {"state": "finished", "epoch": epoch})
+    write_json(folder / "status.json", {"state": "finished", "epoch": epoch})
 
 
 def test_an_installed_copy_lists_the_shipped_runs_and_trains_into_the_working_folder(installed):

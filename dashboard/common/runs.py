@@ -94,24 +94,22 @@ def log_error(folder: RunFolder) -> str | None:
     return errors[-1].removeprefix("error:").strip() if errors else None
 
 
-def list_runs(root: Path) -> list[RunInfo]:
-    """Every run under root (including those still starting), newest first."""
-    root = Path(root)
+def all_runs() -> list[RunInfo]:
+    """Every run of every run folder root (`paths.run_roots`), including those still starting,
+    newest first; a name found in two roots is the first root's."""
+    found: dict[str, RunInfo] = {}
+    for root in run_roots():
+        for folder in _run_folders(root):
+            found.setdefault(folder.name, run_info(folder))
+    return sorted(found.values(), key=lambda r: (r.started or 0, r.name), reverse=True)
+
+
+def _run_folders(root: Path) -> list[RunFolder]:
+    """The folders under `root` that hold a run's files or a launch record."""
     if not root.is_dir():
         return []
     folders = [RunFolder(p) for p in root.iterdir() if p.is_dir()]
-    infos = [run_info(f) for f in folders if f.exists() or (f.path / LAUNCH_FILE).exists()]
-    return sorted(infos, key=lambda r: (r.started or 0, r.name), reverse=True)
-
-
-def all_runs() -> list[RunInfo]:
-    """The runs of every run folder root (`paths.run_roots`), newest first; a name found in two
-    roots is the first root's."""
-    found: dict[str, RunInfo] = {}
-    for root in run_roots():
-        for info in list_runs(root):
-            found.setdefault(info.name, info)
-    return sorted(found.values(), key=lambda r: (r.started or 0, r.name), reverse=True)
+    return [f for f in folders if f.exists() or (f.path / LAUNCH_FILE).exists()]
 
 
 def reap() -> None:

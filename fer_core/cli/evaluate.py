@@ -21,11 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from ..atomic import write_json
     from ..data.readers import load_dataset
     from ..device import choose_device
     from ..evaluation.report import evaluate_split, format_report
     from ..models.checkpoint import load_checkpoint
-    from ..training.runs import write_json_atomic
 
     device = choose_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device)
@@ -43,5 +43,5 @@ def run(args) -> int:
               f"{tta['accuracy']:.4f} (without: {metrics['accuracy']:.4f})")
         report["tta"] = tta
     if args.json:
-        write_json_atomic(Path(args.json), report)
+        write_json(Path(args.json), report)
     return 0

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from ..atomic import atomic_file
-from ..atomic import write_json as write_json_atomic
+from ..atomic import atomic_file, write_json
 from ..errors import RunError
 
 PROCESS_STARTED = time.time()  # as early as fer_core is imported (see clear_stale_stop)
@@ -98,7 +97,7 @@ class RunFolder:
     def write_status(self, **fields) -> None:
         status = read_json(self.status_path) or {}
         status.update(fields, updated=time.time())
-        write_json_atomic(self.status_path, status)
+        write_json(self.status_path, status)
 
     def clear_stale_stop(self) -> None:
         """Remove a STOP file left from before this process started; a newer one is a request
@@ -176,14 +175,6 @@ def truncate_history(path: Path, keep) -> None:
     kept = [r for r in read_history(path).records if keep(r)]
     with atomic_file(path, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in kept)
-
-
-def list_runs(root: str | os.PathLike) -> list[RunFolder]:
-    """Run folders under `root` (those holding any run file), sorted by name."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return [RunFolder(p) for p in sorted(root.iterdir()) if p.is_dir() and RunFolder(p).exists()]
 
 
 def _try_lock(f, attempts: int) -> bool:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..atomic import write_json
 from ..data.classes import NUM_CLASSES
 from ..data.dataset import FaceDataset
 from ..device import AUTOCAST_DTYPES, choose_device, resolve_precision
@@ -27,7 +28,7 @@ from ..models.architectures import arch_options, build_model
 from ..models.checkpoint import load_weights, make_payload, read_payload, save_atomic
 from .augment import AugmentConfig, augment_batch
 from .config import RESUME_SCHEDULES, TrainConfig
-from .runs import HistoryWriter, RunFolder, read_json, truncate_history, write_json_atomic
+from .runs import HistoryWriter, RunFolder, read_json, truncate_history
 
 METRIC_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
@@ -250,7 +251,7 @@ class Trainer:
     def run(self) -> str:
         """Train until the last epoch or a stop request; returns 'finished' or 'stopped'."""
         self.folder.clear_stale_stop()
-        write_json_atomic(self.folder.config_path, dataclasses.asdict(self.config))
+        write_json(self.folder.config_path, dataclasses.asdict(self.config))
         started = (read_json(self.folder.status_path) or {}).get("started") or time.time()
         self.folder.write_status(state="running", pid=os.getpid(), epoch=self.epoch,
                                  epochs=self.config.epochs, best_val_acc=self._best_or_none(),

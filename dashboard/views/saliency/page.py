@@ -13,7 +13,7 @@ from dashboard import sidebar
 from dashboard.common import face_picker, state, url
 from dashboard.common.gallery import probability_figure
 from dashboard.common.runs import all_runs
-from dashboard.views.saliency import controls, maps, trust
+from dashboard.views.saliency import controls, maps, trust_panel
 from fer_core.data.classes import CLASSES
 from fer_core.data.readers import is_builtin_spec
 from fer_core.errors import FerError
@@ -145,10 +145,10 @@ def page() -> None:
     face = None if chosen.split is None else (chosen.split, chosen.position)
     st.divider()
     left, right = st.columns([2, 3], gap="large")
-    report = trust.current_report(ckpt, dataset)
+    report = trust_panel.current_report(ckpt, dataset)
     with right:
-        method = controls.method_choice(trust.method_label(report))
-        trust.flag_note(report, method)
+        method = controls.method_choice(trust_panel.method_label(report))
+        trust_panel.flag_note(report, method)
         params = controls.params_choice(method, ckpt.arch, options)
         target = controls.target_choice(chosen.label is not None)
     model_key = (str(ckpt.path), state.file_stamp(ckpt.path))
@@ -170,7 +170,7 @@ def page() -> None:
         show_all_methods(ckpt.model, model_key, chosen, target_text,
                          st.session_state.get("sa_opacity", 0.5))
     st.divider()
-    trust.show_section(ckpt, dataset, chosen, result, report)
+    trust_panel.show_section(ckpt, dataset, chosen, result, report)
     controls.write_url(method, params, target, face)
     if face is not None:
         st.session_state["sa_url_face"] = (face[0], str(face[1]))

@@ -24,10 +24,11 @@ from pathlib import Path
 
 from dashboard.common.paths import CODE_ROOT
 from dashboard.common.runs import CHILDREN, LAUNCH_FILE, LOG_FILE, RunInfo, run_info
+from fer_core.atomic import write_json
 from fer_core.data.readers import is_builtin_spec
 from fer_core.errors import RunError
 from fer_core.training.config import TrainConfig, train_args
-from fer_core.training.runs import RunFolder, write_json_atomic
+from fer_core.training.runs import RunFolder
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 LAUNCH_LOCK = "launch.lock"
@@ -132,5 +133,5 @@ def _launch(folder: RunFolder, args: list[str], summary: dict) -> None:
                                  stderr=subprocess.STDOUT, start_new_session=True,
                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
     CHILDREN[child.pid] = child
-    write_json_atomic(folder.path / LAUNCH_FILE,
+    write_json(folder.path / LAUNCH_FILE,
                       {"pid": child.pid, "command": command, "started": time.time(), **summary})
