@@ -1,7 +1,7 @@
 """Entry script: `streamlit run dashboard/app.py [-- --data PATH]`.
 
 It draws the shared sidebar on every run (so the choice survives page changes), then runs the
-page chosen in the navigation. The page scripts live in views/, not pages/: a pages/ folder next
+page chosen in the navigation, and notes any damaged cache file that was computed again. The page scripts live in views/, not pages/: a pages/ folder next
 to the entry script switches Streamlit to its older multi-page mode on a deep link such as
 /training, bypassing st.navigation and this script.
 """
@@ -18,6 +18,7 @@ if CODE_ROOT not in sys.path:
 import streamlit as st
 
 from dashboard import sidebar
+from dashboard.common import cache_notes
 
 st.set_page_config(page_title="FER explainability", page_icon=":material/mood:", layout="wide")
 
@@ -37,5 +38,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+cache_notes.show_new()  # damage found by a run this session stopped early, or by another tab
 sidebar.render()
 page.run()
+cache_notes.show_new()

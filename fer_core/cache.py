@@ -1,8 +1,10 @@
 """An on-disk cache of parsed numpy arrays, keyed by content fingerprints.
 
 Entries are uncompressed .npz files (no pickles) under `cache_dir()`, written atomically (see
-`atomic`), so a reader never sees half an entry; an entry that cannot be read is treated as
-missing. Deleting the cache only costs time.
+`atomic`), so a reader never sees half an entry. An entry that exists but cannot be read (cut
+short by a full disk, damaged, edited) is computed again and written anew, with a note: a
+`DamagedEntry` warning, and a line in `damage_notes` for the dashboard to show. Deleting the cache
+only costs time.
 
 The results of a checkpoint on a dataset (predictions, filter statistics, cell saliency, trust
 reports, projections) are keyed by `entry_key` and read or made by `load_or_compute`.
@@ -10,8 +12,11 @@ reports, projections) are keyed by `entry_key` and read or made by `load_or_comp
 
 import functools
 import hashlib
+import itertools
 import os
+import threading
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -20,6 +25,15 @@ import numpy as np
 from .atomic import atomic_file
 
 _DIGITS = 32  # hex digits kept from each hash: 128 bits
+
+
+class DamagedEntry(UserWarning):
+    """A cache entry that exists but cannot be read: it is computed again."""
+
+
+_NOTES: deque[tuple[int, str]] = deque(maxlen=32)  # (serial, note), the newest last
+_SERIALS = itertools.count(1)
+_NOTES_LOCK = threading.Lock()
 
 
 def cache_dir() -> Path:
@@ -62,14 +76,33 @@ def tree_fingerprint(files: Iterable[tuple[str, bytes]]) -> str:
 
 def load_arrays(key: str, names: Iterable[str] | None = None) -> dict[str, np.ndarray] | None:
     """The arrays stored under `key` (only those in `names`, when given: the others are not
-    read), or None when there is no readable entry or it lacks one of `names`."""
+    read), or None when there is no entry, it lacks one of `names`, or it cannot be read (then
+    with a note: see `DamagedEntry`)."""
+    path = _entry_path(key)
     try:
-        with np.load(_entry_path(key), allow_pickle=False) as stored:
+        with np.load(path, allow_pickle=False) as stored:
             return {name: stored[name] for name in (stored.files if names is None else names)}
-    # np.load reports damage in many ways (BadZipFile, ValueError, EOFError, TokenError,
-    # NotImplementedError, MemoryError for a garbled shape...); any of them only means a miss.
-    except Exception:  # noqa: BLE001
+    except (FileNotFoundError, KeyError):  # no entry, or one of another format
         return None
+    # np.load reports damage in many ways (BadZipFile, ValueError, EOFError, TokenError,
+    # NotImplementedError, MemoryError for a garbled shape...): each is a miss, with a note.
+    except Exception as exc:  # noqa: BLE001
+        _note_damage(path, exc)
+        return None
+
+
+def damage_notes(after: int = 0) -> list[tuple[int, str]]:
+    """The notes about damaged entries with a serial above `after`, oldest first."""
+    with _NOTES_LOCK:
+        return [(serial, note) for serial, note in _NOTES if serial > after]
+
+
+def _note_damage(path: Path, exc: Exception) -> None:
+    note = (f"the cache file {path.name} could not be read ({type(exc).__name__}: it is cut "
+            f"short or damaged); computing it again")
+    with _NOTES_LOCK:
+        _NOTES.append((next(_SERIALS), note))
+    warnings.warn(note, DamagedEntry, stacklevel=3)
 
 
 def save_arrays(key: str, arrays: dict[str, np.ndarray]) -> None:

@@ -71,3 +71,26 @@ def run_root(tmp_path, monkeypatch):
     monkeypatch.delenv("FER_DATA", raising=False)
     yield root
     _kill_trainers(root)
+
+
+# ---- face finding ------------------------------------------------------------------------------
+
+@pytest.fixture
+def fresh_face_finder():
+    """`haar_cascade` forgets the cascade it loaded earlier in the session (it is cached), so that
+    a test hiding parts of cv2 is seen; it is forgotten again afterwards."""
+    from fer_core.data.photos import haar_cascade
+
+    haar_cascade.cache_clear()
+    yield
+    haar_cascade.cache_clear()
+
+
+@pytest.fixture
+def opencv_without_cascades(monkeypatch, fresh_face_finder):
+    """cv2 as the OpenCV 5 wheels ship it: no CascadeClassifier and no Haar cascade files."""
+    import cv2
+
+    monkeypatch.setattr(cv2, "__version__", "5.0.0")
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    monkeypatch.delattr(cv2.data, "haarcascades")

@@ -264,3 +264,56 @@ def test_two_threads_explaining_at_once_match_one_thread():
             torch.testing.assert_close(m, expected[i], rtol=1e-5, atol=1e-7, msg=plans[i][0])
     assert hooks_left(model) == 0
     assert all(p.grad is None for p in model.parameters())
+
+
+class Gate(nn.Module):
+    """A model whose first gradient-taking forward pass in the thread named `holder` waits until
+    `opened` is set (at most `wait_s`): a method's call caught halfway while another runs."""
+
+    def __init__(self, model: nn.Module, holder: str, opened: threading.Event, wait_s: float):
+        super().__init__()
+        self.model, self.holder, self.opened, self.wait_s = model, holder, opened, wait_s
+        self.waited = self.timed_out = False
+
+    def forward(self, x):
+        if (threading.current_thread().name == self.holder and torch.is_grad_enabled()
+                and not self.waited):
+            self.waited = True
+            self.timed_out = not self.opened.wait(self.wait_s)
+        return self.model(x)
+
+
+@pytest.mark.parametrize("key", ["smoothgrad", "gradshap"])
+def test_a_random_method_never_waits_for_another_call(key):
+    """A random map computed while another random map's call is in progress (a trust report
+    beside a page) finishes first: no process-wide lock is held across a call."""
+    opened, errors = threading.Event(), []
+    slow = Gate(frozen("cnn3"), "slow", opened, wait_s=5.0).eval()
+    quick = frozen("cnn3")
+
+    def explain_slowly():
+        try:
+            explain(slow, faces(1), key, samples=2)
+        except Exception as e:  # surfaced by the assertion below
+            errors.append(e)
+
+    slow_call = threading.Thread(name="slow", target=explain_slowly)
+    slow_call.start()
+    while not slow.waited and slow_call.is_alive():
+        opened.wait(0.01)
+    explain(quick, faces(1), key, samples=2)
+    opened.set()
+    slow_call.join()
+    assert not errors and slow.waited and not slow.timed_out
+
+
+@pytest.mark.parametrize("key", ["smoothgrad", "gradshap"])
+def test_random_maps_ignore_the_global_generators(key):
+    model = frozen("cnn3")
+    torch.manual_seed(1)
+    first = explain(model, faces(2), key, samples=3).maps
+    torch.manual_seed(2)
+    torch.rand(5)
+    torch.testing.assert_close(explain(model, faces(2), key, samples=3).maps, first,
+                               rtol=0, atol=0)
+    assert not torch.equal(explain(model, faces(2), key, samples=3, seed=1).maps, first)

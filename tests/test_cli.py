@@ -125,6 +125,37 @@ def test_train_then_resume_from_the_command_line(tmp_path):
     assert epochs == [1, 2]
 
 
+def step_record(step: int, steps: int = 19, epoch: int = 1) -> dict:
+    """A step record as the trainer writes it to history.jsonl and hands to on_step."""
+    return {"kind": "step", "epoch": epoch, "step": step, "steps": steps,
+            "progress": round(epoch - 1 + step / steps, 4), "loss": 1.8, "acc": 0.25,
+            "time": 1e9}
+
+
+def test_the_training_bar_s_rate_counts_only_steps_it_timed(monkeypatch):
+    """The first record of an epoch arrives log_every steps in: the bar, made then, must not
+    read those steps as done in no time."""
+    import tqdm.std
+
+    from fer_core.cli.train import ProgressBar
+
+    now = [1000.0]
+
+    def clock() -> float:  # a millisecond passes at each reading, as on a real machine
+        now[0] += 0.001
+        return now[0]
+
+    monkeypatch.setattr(tqdm.std, "time", clock)
+    bar = ProgressBar(epochs=2)
+    bar.step(step_record(10))
+    first = str(bar.bar)
+    assert "10/19" in first and "?step/s" in first, first
+    now[0] += 2.0  # nine more steps in two seconds
+    bar.step(step_record(19))
+    assert bar.bar.format_dict["rate"] == pytest.approx(4.5, rel=0.01), str(bar.bar)
+    bar.close()
+
+
 @pytest.mark.parametrize("args,message", [
     (["data", "--data", "/no/such/fer2013.csv"], "/no/such/fer2013.csv"),
     (["evaluate", "--checkpoint", "/no/such/run"], "no such checkpoint"),
@@ -151,6 +182,14 @@ def test_bad_checkpoint_exits_2_in_a_real_process(tmp_path):
     assert result.stderr.strip() == f"error: {bad}: not a fer_core checkpoint (no " \
                                     f"'{FORMAT}' format tag)"
 
+
+def test_evaluate_on_a_truncated_checkpoint_exits_2_with_one_line(tmp_path, capsys):
+    shipped = (ROOT / "checkpoints" / "builtin-cnn3" / "best.pt").read_bytes()
+    cut = tmp_path / "best.pt"
+    cut.write_bytes(shipped[:len(shipped) // 2])
+    assert main(["evaluate", "--checkpoint", str(tmp_path), "--data", "builtin:70"]) == 2
+    assert capsys.readouterr().err == (f"error: {cut}: not a PyTorch checkpoint (truncated, or "
+                                       f"another kind of file)\n")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -77,6 +77,17 @@ def test_a_photo_without_a_face_uses_the_centre_crop(tmp_path, capsys):
     assert json.loads(report.read_text())["face_box"] is None
 
 
+def test_without_face_finding_a_photo_uses_the_centre_crop_with_one_warning(
+        tmp_path, photo, capsys, opencv_without_cascades):
+    out, report = tmp_path / "map.png", tmp_path / "map.json"
+    assert explain("--image", photo, "--out", out, "--json", report) == 0
+    err = capsys.readouterr().err
+    why = [line for line in err.splitlines() if "face finding is unavailable" in line]
+    assert len(why) == 1 and "OpenCV 5.0.0 has no Haar cascades" in why[0], err
+    assert "centre crop" in why[0] and "Traceback" not in err
+    assert json.loads(report.read_text())["face_box"] is None
+
+
 def not_an_image(tmp_path) -> Path:
     path = tmp_path / "face.jpg"
     path.write_text("hello")

@@ -190,3 +190,35 @@ def test_a_missing_device_falls_back_with_a_warning(dashboard_root, monkeypatch)
         assert metric(at, "Device") == "CPU"
     finally:
         state._device_choice.clear()
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "builtin-cnn3"
+CHECKPOINT_PAGES = ("views/model.py", "views/confusions/page.py", "views/saliency/page.py",
+                    "views/filters/page.py", "views/embeddings/page.py")
+
+
+@pytest.fixture
+def truncated_run(tmp_path, monkeypatch):
+    """A checkpoints root with the shipped builtin-cnn3 and 'cut', a copy whose best.pt lost its
+    second half (a copy interrupted half way)."""
+    import shutil
+
+    root = tmp_path / "checkpoints"
+    shutil.copytree(SHIPPED, root / "builtin-cnn3")
+    shutil.copytree(SHIPPED, root / "cut")
+    best = root / "cut" / "best.pt"
+    best.write_bytes(best.read_bytes()[:best.stat().st_size // 2])
+    monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(root))
+    monkeypatch.delenv("FER_DATA", raising=False)
+    return root
+
+
+@pytest.mark.parametrize("page", CHECKPOINT_PAGES)
+def test_a_truncated_checkpoint_gives_one_message_on_every_page_that_loads_it(truncated_run,
+                                                                              page):
+    at = app(data="builtin:300")
+    at.switch_page(page).run()
+    at.sidebar.selectbox(key="ckpt").set_value("cut").run()
+    assert_clean(at)
+    why = "not a PyTorch checkpoint (truncated, or another kind of file)"
+    assert [e.value for e in at.error] == [f"{truncated_run / 'cut' / 'best.pt'}: {why}"]

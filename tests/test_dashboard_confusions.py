@@ -230,7 +230,7 @@ def map_count(at: AppTest) -> int:
 def shown_maps(monkeypatch):
     """The maps the page colours, as they reach `colorize`; no map is in memory beforehand, so
     the page reads (or writes) this test's disk cache."""
-    monkeypatch.setattr(cell_maps, "MAPS", Memo(kept=256))
+    monkeypatch.setattr(cell_maps, "MAPS", Memo("t", budget=1 << 20))
     shown = []
     real = heatmap.colorize
     monkeypatch.setattr(heatmap, "colorize",
@@ -278,3 +278,23 @@ def test_the_cells_mean_saliency_is_shown_beside_its_gallery(dashboard_root, ref
     at.run()  # from memory now
     assert not at.exception and len(column_beside_gallery(at).get("image")) == 1
 
+
+
+def test_a_damaged_predictions_file_is_computed_again_with_a_note(dashboard_root, reference,
+                                                                  monkeypatch):
+    """As after a kill -9 of the server and a restart, or a disk that filled up: the page shows
+    the same matrix, and a note that the file was computed again."""
+    from dashboard.common import state
+    from fer_core import cache
+
+    monkeypatch.setattr(state, "PREDICTIONS", Memo("t", budget=1 << 20))
+    open_page(run="tiny-a")
+    entries = list(cache.cache_dir().glob("predictions-*.npz"))
+    assert entries
+    for entry in entries:
+        entry.write_bytes(entry.read_bytes()[:100])
+    monkeypatch.setattr(state, "PREDICTIONS", Memo("t", budget=1 << 20))  # a fresh server
+    at = open_page(run="tiny-a")
+    assert metric(at, "Accuracy") == f"{reference[2]:.1%}"
+    notes = [t.value for t in at.toast]
+    assert any("could not be read" in note and "computing it again" in note for note in notes)

@@ -15,6 +15,7 @@ from apptest_helpers import APP, TIMEOUT, figure
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from dashboard.common import face_picker
 from dashboard.common.gallery import face_link
 from dashboard.common.state import Selection
 from fer_core.data.classes import CLASSES
@@ -186,6 +187,31 @@ def test_a_photo_without_a_face_gets_a_centre_crop_the_user_can_move(dashboard_r
     at.slider(key="sa_size").set_value(0.3).run()
     no_problems(at)
     assert probabilities(at) != before  # a darker part of the ramp went to the model
+
+
+@pytest.fixture
+def no_face_finding(opencv_without_cascades):
+    """OpenCV without Haar cascades, and no photo's faces kept from an earlier test."""
+    face_picker.faces_in.clear()
+    face_picker.cut_face.clear()
+    yield
+    face_picker.faces_in.clear()
+    face_picker.cut_face.clear()
+
+
+def test_without_face_finding_an_upload_gets_the_centre_crop_and_one_line_why(
+        dashboard_root, astronaut_jpeg, no_face_finding):
+    at = open_page(run="tiny-a")
+    at.segmented_control(key="sa_source").set_value("upload").run()
+    at.file_uploader(key="sa_upload").upload("astronaut.jpg", astronaut_jpeg, "image/jpeg").run()
+    no_problems(at)
+    why = [w.value for w in at.warning if "Face finding is unavailable" in w.value]
+    assert len(why) == 1 and "OpenCV 5.0.0 has no Haar cascades" in why[0]
+    assert not any("No face found" in w.value for w in at.warning)
+    before = probabilities(at)
+    at.slider(key="sa_size").set_value(0.4).run()  # the crop is still set by hand
+    no_problems(at)
+    assert probabilities(at) != before and "explaining" in map_caption(at)
 
 
 @pytest.mark.parametrize("name, content", [("empty.png", b""), ("notes.jpg", b"plain text " * 40),

@@ -3,6 +3,7 @@ and one clear error for each kind of bad file. The photos are scikit-image's ast
 
 import io
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -128,12 +129,30 @@ def test_no_face_falls_back_to_a_centre_crop():
     noise = np.random.default_rng(0).integers(0, 256, (300, 400), dtype=np.uint8)
     data = encode(Image.fromarray(noise), "PNG")
     result = face_from_upload(data)
-    assert result.boxes == [] and result.face_box is None
+    assert result.boxes == [] and result.face_box is None and result.finder_problem is None
     assert result.crop == (50, 0, 300, 300)
     moved = face_from_upload(data, centre=CentreCrop(cx=0.25, cy=0.5, size=0.5))
     assert moved.crop == (25, 75, 150, 150)
     expected = Image.fromarray(noise[75:225, 25:175]).resize((48, 48), Image.Resampling.BICUBIC)
     assert np.abs(moved.face.astype(int) - np.asarray(expected, dtype=int)).max() <= 1
+
+
+@pytest.mark.parametrize("hidden", ["CascadeClassifier", "haarcascades", "cv2"])
+def test_without_face_finding_a_photo_gets_the_centre_crop_and_the_reason(astronaut, monkeypatch,
+                                                                          fresh_face_finder,
+                                                                          hidden):
+    import cv2
+
+    if hidden == "cv2":  # not installed: the import fails
+        monkeypatch.setitem(sys.modules, "cv2", None)
+    else:  # the OpenCV 5 wheels: no CascadeClassifier, no cascade files
+        monkeypatch.delattr(cv2.data if hidden == "haarcascades" else cv2, hidden)
+    result = face_from_upload(encode(astronaut, "PNG"))
+    assert result.boxes == [] and result.face_box is None
+    assert result.crop == (0, 0, 512, 512)
+    reason = "cannot be imported" if hidden == "cv2" else f"{cv2.__version__} has no Haar cascades"
+    assert result.finder_problem.startswith("face finding is unavailable: OpenCV")
+    assert reason in result.finder_problem
 
 
 def test_a_crop_reaching_past_the_edge_repeats_the_edge():

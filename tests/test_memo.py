@@ -1,21 +1,25 @@
 """dashboard.common.memo.Memo: a result is computed once however many threads ask at the same
-time, a thread asking for another key is not kept waiting, and only the newest results are kept;
-the dashboard's predictions follow the same rules."""
+time, in a thread of its own that a waiting caller's interruption does not stop, every waiting
+caller follows its progress, a thread asking for another key is not kept waiting, and what is kept
+stays within a byte budget and is let go when idle; the dashboard's predictions follow the same
+rules."""
 
 import threading
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+from dashboard.common import memo as memo_module
 from dashboard.common import state
 from dashboard.common.memo import Memo
 
 
 def test_many_threads_asking_at_once_compute_once():
-    memo, calls = Memo(kept=4), []
+    memo, calls = Memo("t", budget=1000), []
 
-    def slow():
+    def slow(report):
         calls.append(1)
         time.sleep(0.2)
         return "result"
@@ -31,9 +35,9 @@ def test_many_threads_asking_at_once_compute_once():
 
 
 def test_another_key_does_not_wait_for_a_long_computation():
-    memo, started = Memo(kept=4), threading.Event()
+    memo, started = Memo("t", budget=1000), threading.Event()
 
-    def long():
+    def long(report):
         started.set()
         time.sleep(1.0)
         return 1
@@ -42,22 +46,116 @@ def test_another_key_does_not_wait_for_a_long_computation():
     worker.start()
     started.wait()
     begin = time.monotonic()
-    assert memo.get("quick", lambda: 2) == 2
+    assert memo.get("quick", lambda report: 2) == 2
     assert time.monotonic() - begin < 0.5
     worker.join()
 
 
-def test_only_the_newest_results_are_kept():
-    memo = Memo(kept=2)
+def array(kb: int) -> np.ndarray:
+    return np.zeros(kb * 1024, np.uint8)
+
+
+def test_what_is_kept_stays_within_the_byte_budget():
+    memo = Memo("t", budget=3 * 1024)
     for key in "abc":
-        memo.get(key, lambda key=key: key)
-    memo.get("b", lambda: "again")  # b is kept, and now the newest
-    memo.get("d", lambda: "d")
-    assert [memo.has(k) for k in "abcd"] == [False, True, False, True]
+        memo.get(key, lambda report: array(1))
+    memo.get("a", lambda report: "again")   # a is kept, and now the newest
+    memo.get("d", lambda report: array(2))  # 1 + 1 + 2 KB > 3 KB: b, then c, go
+    assert [memo.has(k) for k in "abcd"] == [True, False, False, True]
+    assert memo.kept_bytes() == 3 * 1024
+    assert memo.get("e", lambda report: array(4)).nbytes == 4096  # too big to keep: returned
+    assert not memo.has("e") and memo.has("d")
+
+
+def test_results_nobody_asks_for_are_let_go(monkeypatch):
+    trims = []
+    monkeypatch.setattr(memo_module.heap, "trim", lambda: trims.append(1))
+    memo = Memo("t", budget=10 * 1024, idle_s=60)
+    memo.put("old", array(2))
+    memo.put("new", array(1))
+    now = time.monotonic()
+    memo.get("new", lambda report: None)   # asked for again: used now
+    memo._memory["old"].used = now - 61    # unused for 61 s
+    assert memo_module.sweep(now) >= 2048 and trims == [1]
+    assert not memo.has("old") and memo.has("new")
+
+
+def test_every_waiting_caller_follows_the_progress():
+    memo, go, seen = Memo("t", budget=1000), threading.Event(), {}
+
+    def compute(report):
+        for done in (1, 2):
+            report(done, 2)
+            go.wait(5)
+            time.sleep(0.3)
+        return "result"
+
+    def ask(name):
+        seen[name] = []
+        memo.get("k", compute, lambda done, total: seen[name].append(done))
+
+    threads = [threading.Thread(target=ask, args=(name,)) for name in ("first", "second")]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)
+    go.set()
+    for t in threads:
+        t.join()
+    assert seen["first"] == [1, 2] and seen["second"] == [1, 2]
+
+
+def test_a_caller_stopped_while_waiting_leaves_the_computation_running():
+    """Streamlit stops a script at its next element (a progress bar update) when the tab reruns
+    or closes: the computation goes on, and the next caller gets its result."""
+    memo, calls = Memo("t", budget=1000), []
+
+    class Stopped(Exception):
+        pass
+
+    def compute(report):
+        calls.append(1)
+        report(1, 2)
+        time.sleep(0.5)
+        return "result"
+
+    def stop(done, total):
+        raise Stopped
+
+    with pytest.raises(Stopped):
+        memo.get("k", compute, stop)
+    assert memo.running("k") is not None
+    assert memo.get("k", compute) == "result" and calls == [1]
+
+
+def test_a_failed_computation_raises_in_every_caller_and_is_tried_again():
+    memo, attempts = Memo("t", budget=1000), []
+
+    def fails_once(report):
+        attempts.append(1)
+        if len(attempts) == 1:
+            time.sleep(0.2)
+            raise ValueError("unreadable")
+        return "fixed"
+
+    errors = []
+
+    def ask():
+        try:
+            memo.get("k", fails_once)
+        except ValueError as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == ["unreadable"] * 2 and len(attempts) == 1
+    assert memo.get("k", fails_once) == "fixed"
 
 
 def test_two_keys_are_computed_at_the_same_time():
-    memo, both_running = Memo(kept=4), threading.Barrier(2, timeout=5)
+    memo, both_running = Memo("t", budget=1000), threading.Barrier(2, timeout=5)
 
     def waits_for_the_other(key):
         both_running.wait()  # broken (an error) unless the other key is being computed too
@@ -65,7 +163,7 @@ def test_two_keys_are_computed_at_the_same_time():
 
     results = {}
     threads = [threading.Thread(target=lambda k=k: results.update({k: memo.get(
-        k, lambda: waits_for_the_other(k))})) for k in "ab"]
+        k, lambda report: waits_for_the_other(k))})) for k in "ab"]
     for t in threads:
         t.start()
     for t in threads:
@@ -74,13 +172,13 @@ def test_two_keys_are_computed_at_the_same_time():
 
 
 def test_put_peek_and_clear():
-    memo = Memo(kept=2)
-    memo.put("a", 1)
-    memo.put("b", 2)
-    memo.put("a", 3)  # a again: replaced, and now the newest
-    memo.put("c", 4)
-    assert [memo.peek(k) for k in "abcd"] == [3, None, 4, None]
-    assert memo.get("a", lambda: "computed") == 3
+    memo = Memo("t", budget=2048)
+    memo.put("a", array(1))
+    memo.put("b", array(1))
+    memo.put("a", "three")  # a again: replaced, and now the newest
+    memo.put("c", array(2))  # b goes (a holds no array)
+    assert memo.peek("a") == "three" and memo.peek("b") is None and memo.peek("c") is not None
+    assert memo.get("a", lambda report: "computed") == "three"
     memo.clear()
     assert not memo.has("a") and memo.peek("c") is None
 
@@ -95,7 +193,7 @@ def predicted(monkeypatch):
     predicts, and waits until `together` predictions have started (failing after 5 s)."""
     record = SimpleNamespace(splits=[], together=1)
     started = threading.Condition()
-    monkeypatch.setattr(state, "PREDICTIONS", Memo(kept=8))
+    monkeypatch.setattr(state, "PREDICTIONS", Memo("t", budget=1000))
     monkeypatch.setattr(state, "device", lambda: "cpu")
 
     def predict(model, path, dataset, split, device, progress=None):

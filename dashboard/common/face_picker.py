@@ -126,8 +126,10 @@ def cut(data: bytes, name: str, found: FaceInput, prefix: str) -> FaceInput | No
                          format_func=lambda i: f"Face {i + 1} ({boxes[i][2]} px wide)")
         by_hand = st.toggle("Crop by hand", key=f"{prefix}_by_hand", persist_state="session")
     else:
-        st.warning("No face found in this photo: the centre crop below is used. Move and size "
-                   "it with the sliders so that it frames the face.", icon=":material/warning:")
+        problem = found.finder_problem
+        why = f"{problem[0].upper()}{problem[1:]};" if problem else "No face found in this photo:"
+        st.warning(f"{why} the centre crop below is used. Move and size it with the sliders so "
+                   f"that it frames the face.", icon=":material/warning:")
     crop = centre_crop(prefix) if by_hand else None
     result = cut_face(data, name, min(st.session_state.get(pick_key, 0), max(len(boxes) - 1, 0)),
                       None if crop is None else (crop.cx, crop.cy, crop.size))

@@ -1,29 +1,106 @@
-"""Results kept in memory per process, shared by every tab: the predictions and last good
-datasets of `common/state.py`, and the stores of the pages (`views/embeddings/store.py`,
-`views/confusions/cell_maps.py`) over the disk caches.
+"""Results kept in memory per process, shared by every tab, within a stated budget: the datasets,
+checkpoints and predictions of `common/state.py`, and the stores of the pages
+(`views/embeddings/store.py`, `views/confusions/cell_maps.py`) over the disk caches.
 
 Not an st.cache_* function: those replay the elements a call draws, such as a progress bar, on
-every hit. The lock that guards the memory is never held while computing (a projection can take
-minutes): each key being computed has its own lock, so two tabs asking for the same result
-compute it once, and a tab asking for another is not kept waiting.
+every hit, and compute in the script thread, where any click in the tab stops the computation
+halfway (Streamlit interrupts a script at its next element) and the rerun starts it again.
+
+Here a result is computed in a thread of its own, once, however many tabs ask: each tab waiting
+for it follows its progress, and a tab that reruns or closes while waiting leaves it running, so
+the next to ask finds it done or further along. No lock is held while computing, so a tab asking
+for another result (or one already kept) is never kept waiting.
+
+What is kept is bounded in bytes (each store's `budget`, counted over the numpy arrays and
+tensors a result holds) and let go when unused: a sweeper drops the results nobody asked for in
+`IDLE_S` seconds and hands the freed memory back to the operating system (`heap.trim`).
 """
 
+import dataclasses
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+import numpy as np
+import torch
+
+from dashboard.common import heap
+
 T = TypeVar("T")
+Progress = Callable[[int, int], None]  # (done, in all)
+MB = 1 << 20
+IDLE_S = 120.0   # a result nobody asked for this long is let go
+SWEEP_S = 15.0   # how often the sweeper looks
+POLL_S = 0.1     # how often a waiting tab redraws the progress it follows
+
+
+def nbytes(value, depth: int = 3) -> int:
+    """The bytes of the numpy arrays and tensors in `value`: itself, or its fields, items or
+    attributes down to `depth` levels (what dominates every result kept here)."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, torch.Tensor):
+        return value.nelement() * value.element_size()
+    if isinstance(value, torch.nn.Module):
+        return sum(nbytes(t) for t in (*value.parameters(), *value.buffers()))
+    if depth == 0 or isinstance(value, (str, bytes, int, float)):
+        return 0
+    if isinstance(value, dict):
+        parts = value.values()
+    elif isinstance(value, (list, tuple)):
+        parts = value
+    elif dataclasses.is_dataclass(value):
+        parts = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    else:
+        parts = getattr(value, "__dict__", {}).values()
+    return sum(nbytes(part, depth - 1) for part in parts)
+
+
+class Job:
+    """One computation of a result, followed by every tab that asks for it meanwhile."""
+
+    def __init__(self):
+        self.done_count, self.total = 0, 0
+        self.result = None
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
+
+    def report(self, done: int, total: int) -> None:
+        self.done_count, self.total = done, total
+
+    def wait(self, progress: Progress | None = None):
+        """The result (raising the computation's error), passing the progress on to `progress`
+        from the calling thread as it changes."""
+        shown = None
+        while not self.finished.wait(POLL_S if progress else None):
+            if (now := (self.done_count, self.total)) != shown and now[1]:
+                progress(*now)
+                shown = now
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+@dataclasses.dataclass
+class _Kept:
+    value: object
+    size: int
+    used: float
 
 
 class Memo(Generic[T]):
-    """The newest `kept` results by key, each computed once."""
+    """Results by key within `budget` bytes (the least recently used go first; one result
+    larger than the budget is returned but not kept), each computed once in its own thread."""
 
-    def __init__(self, kept: int):
-        self.kept = kept
-        self._memory: OrderedDict[Hashable, T] = OrderedDict()
-        self._computing: dict[Hashable, threading.Lock] = {}
+    def __init__(self, name: str, budget: int, idle_s: float = IDLE_S):
+        self.name, self.budget, self.idle_s = name, budget, idle_s
+        self._memory: OrderedDict[Hashable, _Kept] = OrderedDict()
+        self._jobs: dict[Hashable, Job] = {}
         self._lock = threading.Lock()
+        STORES.append(self)
+        _start_sweeper()
 
     def has(self, key: Hashable) -> bool:
         with self._lock:
@@ -32,7 +109,8 @@ class Memo(Generic[T]):
     def peek(self, key: Hashable) -> T | None:
         """The result kept for `key`, or None; it computes nothing and keeps the order."""
         with self._lock:
-            return self._memory.get(key)
+            kept = self._memory.get(key)
+            return None if kept is None else kept.value
 
     def put(self, key: Hashable, result: T) -> None:
         """Keep `result` for `key` as the newest, in place of any kept before."""
@@ -43,26 +121,83 @@ class Memo(Generic[T]):
         with self._lock:
             self._memory.clear()
 
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """The result for `key`: from memory, else `compute()` (once, however many ask)."""
+    def kept_bytes(self) -> int:
         with self._lock:
-            if key in self._memory:
+            return sum(kept.size for kept in self._memory.values())
+
+    def running(self, key: Hashable) -> Job | None:
+        """The computation of `key` in progress, or None."""
+        with self._lock:
+            return self._jobs.get(key)
+
+    def get(self, key: Hashable, compute: Callable[[Progress], T],
+            progress: Progress | None = None) -> T:
+        """The result for `key`: from memory, else from the computation of it already running,
+        else from `compute(report)` started now in a thread of its own. `progress` follows the
+        computation's reports (`report(done, total)`) while this call waits."""
+        with self._lock:
+            if (kept := self._memory.get(key)) is not None:
                 self._memory.move_to_end(key)
-                return self._memory[key]
-            computing = self._computing.setdefault(key, threading.Lock())
-        with computing:
-            with self._lock:
-                if key in self._memory:
-                    return self._memory[key]
-            result = compute()
-            with self._lock:
-                self._keep(key, result)
-                self._computing.pop(key, None)
-        return result
+                kept.used = time.monotonic()
+                return kept.value
+            job = self._jobs.get(key)
+            if job is None:
+                job = self._jobs[key] = Job()
+                threading.Thread(target=self._compute, args=(key, job, compute), daemon=True,
+                                 name=f"memo-{self.name}").start()
+        return job.wait(progress)
+
+    def release_idle(self, now: float) -> int:
+        """Let go of the results unused for `idle_s`; the bytes let go."""
+        with self._lock:
+            idle = [key for key, kept in self._memory.items() if now - kept.used > self.idle_s]
+            return sum(self._memory.pop(key).size for key in idle)
+
+    def _compute(self, key: Hashable, job: Job, compute: Callable[[Progress], T]) -> None:
+        try:
+            job.result = compute(job.report)
+        except BaseException as e:  # noqa: BLE001 - raised again in every waiting tab
+            job.error = e
+        with self._lock:
+            if job.error is None:
+                self._keep(key, job.result)
+            del self._jobs[key]  # a failed computation is tried again by the next to ask
+        job.finished.set()
 
     def _keep(self, key: Hashable, result: T) -> None:
-        """Store `result` as the newest and drop the oldest beyond `kept` (hold `_lock`)."""
-        self._memory[key] = result
-        self._memory.move_to_end(key)
-        while len(self._memory) > self.kept:
-            self._memory.popitem(last=False)
+        """Store `result` as the newest and drop the oldest beyond the budget (hold `_lock`)."""
+        self._memory.pop(key, None)
+        size = nbytes(result)
+        if size > self.budget:
+            return
+        self._memory[key] = _Kept(result, size, time.monotonic())
+        total = sum(kept.size for kept in self._memory.values())
+        while total > self.budget:
+            total -= self._memory.popitem(last=False)[1].size
+
+
+STORES: list[Memo] = []
+_SWEEPER = threading.Lock()
+_swept = threading.Event()  # set once the sweeper runs
+
+
+def sweep(now: float | None = None) -> int:
+    """Let go of every store's idle results and hand freed memory back; the bytes let go."""
+    released = sum(store.release_idle(time.monotonic() if now is None else now)
+                   for store in list(STORES))
+    heap.trim()
+    return released
+
+
+def _start_sweeper() -> None:
+    with _SWEEPER:
+        if _swept.is_set():
+            return
+        _swept.set()
+
+    def loop() -> None:
+        while True:
+            time.sleep(SWEEP_S)
+            sweep()
+
+    threading.Thread(target=loop, name="memo-sweeper", daemon=True).start()

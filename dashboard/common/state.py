@@ -1,7 +1,7 @@
 """Where things are, and the loaders every page shares.
 
-Datasets, checkpoints and architecture tables are loaded once per process and shared by every
-tab (bounded caches). Each cache key carries a stamp of what is on disk (a file's size and mtime;
+Datasets, checkpoints, predictions and architecture tables are loaded once per process and shared
+by every tab (`memo.Memo` stores, bounded in bytes and let go when unused). Each cache key carries a stamp of what is on disk (a file's size and mtime;
 for an image folder, its images' names, sizes and mtimes), so data that changes on disk (a best.pt
 rewritten by a running trainer, a fixed CSV, a replaced image) is loaded again.
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
-from dashboard.common.memo import Memo
+from dashboard.common.memo import MB, Memo
 from dashboard.common.paths import run_path
 from fer_core.data.classes import CLASSES, IMAGE_SIZE
 from fer_core.data.dataset import FaceDataset
@@ -69,23 +69,28 @@ def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
     return info.st_mtime_ns, info.st_size
 
 
-@st.cache_resource(max_entries=6, show_spinner="Loading faces...")
-def _faces_or_error(spec: str, stamp: tuple | None):
-    """The dataset for `spec` (read-only), or the reader's message; failures are cached too so a
-    bad path is not re-read on every rerun (the stamp changes when the data does)."""
+FACES: Memo[FaceDataset | str] = Memo("faces", budget=384 * MB)  # FER2013: 84 MB
+LAST_GOOD: Memo[FaceDataset] = Memo("last good faces", budget=384 * MB)  # by spec: FACES entries
+
+
+def _faces_or_error(spec: str) -> FaceDataset | str:
+    """The dataset for `spec` (read-only), or the reader's message; failures are kept too so a
+    bad path is not re-read on every rerun (the key's stamp changes when the data does)."""
     try:
         return load_dataset(spec).read_only()
     except FerError as e:
         return str(e)
 
 
-LAST_GOOD: Memo[FaceDataset] = Memo(kept=4)  # by spec: the newest copy that loaded
-
-
 def load_faces(spec: str) -> tuple[FaceDataset | None, str | None]:
     """(dataset, problem): (dataset, None) when `spec` loads; when it cannot be read any more,
     (its last good copy, the reader's message); (None, the message) when it never loaded."""
-    result = _faces_or_error(spec, source_stamp(spec))
+    key = (spec, source_stamp(spec))
+    if FACES.has(key):
+        result = FACES.get(key, lambda report: _faces_or_error(spec))
+    else:
+        with st.spinner("Loading faces..."):
+            result = FACES.get(key, lambda report: _faces_or_error(spec))
     if isinstance(result, str):
         return LAST_GOOD.peek(spec), result
     LAST_GOOD.put(spec, result)
@@ -129,18 +134,21 @@ def device_text() -> str:
     return describe_device(device())
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading checkpoint...")
-def _checkpoint(path: str, stamp: tuple | None) -> Checkpoint:
-    """The checkpoint, its parameters frozen: pages take gradients with respect to the input."""
-    ckpt = load_checkpoint(path, device())
-    ckpt.model.requires_grad_(False)
-    return ckpt
+CHECKPOINTS: Memo[Checkpoint] = Memo("checkpoints", budget=192 * MB)  # resnet18: 45 MB
 
 
 def checkpoint(run_path: str | os.PathLike) -> Checkpoint:
-    """The run's best.pt (or last.pt), loaded once per version on disk; raises CheckpointError."""
+    """The run's best.pt (or last.pt), loaded once per version on disk, its parameters frozen
+    (pages take gradients with respect to the input); raises CheckpointError."""
     file = resolve_checkpoint_path(run_path)
-    return _checkpoint(str(file), file_stamp(file))
+    on = device()
+
+    def load(report) -> Checkpoint:
+        ckpt = load_checkpoint(file, on)
+        ckpt.model.requires_grad_(False)
+        return ckpt
+
+    return CHECKPOINTS.get((str(file), file_stamp(file), str(on)), load)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -154,7 +162,7 @@ def architecture_table(arch: str, options: dict) -> tuple[list[dict], int, int]:
     return summary.as_records(), summary.total_params, summary.trainable_params
 
 
-PREDICTIONS: Memo[Predictions] = Memo(kept=8)
+PREDICTIONS: Memo[Predictions] = Memo("predictions", budget=128 * MB)  # FER2013 train: 1 MB
 
 
 def _predictions_key(ckpt: Checkpoint, dataset, split: str) -> tuple:
@@ -164,13 +172,12 @@ def _predictions_key(ckpt: Checkpoint, dataset, split: str) -> tuple:
 def predictions(ckpt: Checkpoint, dataset, split: str,
                 progress: ProgressCallback | None = None) -> Predictions:
     """Every face of `split` predicted by `ckpt`: from memory, else from the disk cache (keyed by
-    the checkpoint file's content), else computed, reporting to `progress`.
-
-    Not an st.cache_* function (see `memo`): two tabs asking for the same split predict it once,
-    and a tab asking for another split is not kept waiting.
-    """
-    return PREDICTIONS.get(_predictions_key(ckpt, dataset, split), lambda: cached_predict_split(
-        ckpt.model, ckpt.path, dataset, split, device(), progress=progress))
+    the checkpoint file's content), else computed (see `memo`: once, however many tabs ask,
+    and never halfway), reporting to `progress` while this call waits."""
+    on = device()
+    return PREDICTIONS.get(_predictions_key(ckpt, dataset, split), lambda report: (
+        cached_predict_split(ckpt.model, ckpt.path, dataset, split, on, progress=report)),
+        progress)
 
 
 def predictions_ready(ckpt: Checkpoint, dataset, split: str) -> bool:
@@ -179,7 +186,8 @@ def predictions_ready(ckpt: Checkpoint, dataset, split: str) -> bool:
 
 
 def shown_predictions(ckpt: Checkpoint, dataset, split: str) -> Predictions:
-    """Predictions of the split, with a progress bar the first time they are computed."""
+    """Predictions of the split, with a progress bar while they are computed (by this tab or
+    another)."""
     if predictions_ready(ckpt, dataset, split):
         return predictions(ckpt, dataset, split)
     n = len(dataset.indices(split))

@@ -106,8 +106,11 @@ def photo_face(path: str):
     except TooLarge:
         raise FerError(f"{path}: above the {MAX_PHOTO_BYTES >> 20} MB limit for a photo") from None
     found = face_from_upload(data, path)
-    notes = [] if found.face_box else [f"no face found in {path}: used the centre crop "
-                                       f"{list(found.crop)}"]
+    crop = f"used the centre crop {list(found.crop)}"
+    if found.finder_problem:
+        notes = [f"warning: {found.finder_problem}; {crop} of {path}"]
+    else:
+        notes = [] if found.face_box else [f"no face found in {path}: {crop}"]
     box = None if found.face_box is None else list(found.face_box)
     return found.face, None, box, {"image": path, "crop": list(found.crop)}, notes
 

@@ -9,6 +9,7 @@ when it runs: `data` never imports torch (about 2.5 s).
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from ..errors import FerError
@@ -48,8 +49,14 @@ def program_name() -> str:
     return "fer" if Path(sys.argv[0]).name == "fer" else "python -m fer_core"
 
 
+def one_line_warning(message, *_details, **_more) -> str:
+    """A warning (a damaged cache file computed again, ...) as one line, like the errors."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = one_line_warning
     try:
         return COMMANDS[args.command][0].run(args)
     except FerError as e:

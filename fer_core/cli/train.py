@@ -95,7 +95,12 @@ def run(args) -> int:
 
 
 class ProgressBar:
-    """A tqdm bar per epoch with the running loss and accuracy, and one line per finished epoch."""
+    """A tqdm bar per epoch with the running loss and accuracy, and one line per finished epoch.
+
+    A bar is made at its epoch's first step record, which comes log_every steps in (more on a
+    resume): those steps, which it did not time, are its `initial` count, so that its rate
+    counts only the steps done while it watched ('?' until there are some).
+    """
 
     def __init__(self, epochs: int):
         self.epochs = epochs
@@ -105,8 +110,9 @@ class ProgressBar:
         from tqdm import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=record["steps"], desc=f"epoch {record['epoch']}/{self.epochs}",
-                            unit="step", leave=False, file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=record["steps"], initial=record["step"],
+                            desc=f"epoch {record['epoch']}/{self.epochs}", unit="step",
+                            leave=False, file=sys.stderr, dynamic_ncols=True)
         self.bar.update(record["step"] - self.bar.n)
         self.bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['acc']:.3f}")
 

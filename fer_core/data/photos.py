@@ -8,11 +8,13 @@ small file declaring a huge image), or too small to hold a face.
 Faces are found with OpenCV's frontal-face Haar cascade, which ships inside
 `opencv-python-headless` 4.x (no download); cv2 is imported on first use. It misses faces that
 already fill the frame (a FER2013-style crop): then, or whenever the caller asks, a centre crop
-whose centre and size can be changed is used instead.
+whose centre and size can be changed is used instead. Where no cascade can be had (cv2 missing,
+or OpenCV 5, whose wheels dropped the cascades), no faces are found and the result says why.
 """
 
 import functools
 import io
+import os
 import threading
 from dataclasses import dataclass
 
@@ -27,6 +29,7 @@ MAX_PHOTO_PIXELS = 50_000_000   # a 50-megapixel photo decodes to 150 MB of RGB
 MIN_PHOTO_SIDE = 16
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 DETECT_SIDE = 640               # faces are searched in a copy scaled down to this size
+CASCADE = "haarcascade_frontalface_default.xml"
 # FER2013's framing relative to the Haar box: on 433 of the first 600 FER2013 faces (edges
 # repeated 24 pixels outwards, scaled x4) the cascade's box was a median 0.98 of the 48-pixel
 # frame (quartiles 0.92-1.03), centred within 0.02 box sides. The faces were evidently framed
@@ -70,7 +73,8 @@ class FaceInput:
 
     boxes: every detected face, largest first; face_box: the one used (None when no face was
     found or a centre crop was asked for); crop: the square actually cut (it may reach past the
-    photo's edges, which are then repeated).
+    photo's edges, which are then repeated); finder_problem: why faces could not be searched
+    for at all (face finding is unavailable), else None.
     """
 
     face: np.ndarray
@@ -78,15 +82,20 @@ class FaceInput:
     boxes: list[Box]
     face_box: Box | None
     crop: Box
+    finder_problem: str | None = None
 
 
 def face_from_upload(data: bytes, name: str = "upload", *, pick: int = 0,
                      centre: CentreCrop | None = None) -> FaceInput:
     """Decode `data`, find faces and cut face number `pick` (largest first) with FER2013's
     framing; with `centre`, or when no face is found, cut that centre crop (default: the
-    largest centred square)."""
+    largest centred square). Where face finding is unavailable, no face is found and
+    `finder_problem` says why."""
     photo = decode_photo(data, name)
-    boxes = find_faces(photo.gray)
+    try:
+        boxes, finder_problem = find_faces(photo.gray), None
+    except FaceFindingUnavailable as e:
+        boxes, finder_problem = [], str(e)
     if centre is None and boxes:
         if not 0 <= pick < len(boxes):
             raise FerError(f"{name}: face {pick} asked for, but {len(boxes)} found")
@@ -96,7 +105,7 @@ def face_from_upload(data: bytes, name: str = "upload", *, pick: int = 0,
         face_box = None
         crop = (centre or CentreCrop()).box(*photo.gray.shape)
     return FaceInput(face=crop_face(photo.gray, crop), photo=photo, boxes=boxes,
-                     face_box=face_box, crop=crop)
+                     face_box=face_box, crop=crop, finder_problem=finder_problem)
 
 
 # ---- decoding ------------------------------------------------------------------------------
@@ -173,15 +182,37 @@ def flatten(image: Image.Image) -> Image.Image:
 _DETECT_LOCK = threading.Lock()
 
 
+class FaceFindingUnavailable(FerError):
+    """This machine's OpenCV cannot find faces: not installed, or without the Haar cascades."""
+
+
 @functools.cache
 def haar_cascade():
-    import cv2
-
-    return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    """The frontal-face cascade, loaded once (a failure is not cached); FaceFindingUnavailable
+    when cv2 cannot be imported or has no cascade (the OpenCV 5 wheels have neither
+    cv2.CascadeClassifier nor cv2.data's XML files)."""
+    try:
+        import cv2
+    except ImportError as e:
+        raise FaceFindingUnavailable(
+            f"face finding is unavailable: OpenCV (cv2) cannot be imported ({e})") from None
+    version = getattr(cv2, "__version__", "?")
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    if not (hasattr(cv2, "CascadeClassifier") and folder
+            and os.path.isfile(os.path.join(folder, CASCADE))):
+        raise FaceFindingUnavailable(
+            f"face finding is unavailable: OpenCV {version} has no Haar cascades")
+    cascade = cv2.CascadeClassifier(os.path.join(folder, CASCADE))
+    if cascade.empty():
+        raise FaceFindingUnavailable(
+            f"face finding is unavailable: OpenCV {version} cannot load its {CASCADE}")
+    return cascade
 
 
 def find_faces(gray: np.ndarray) -> list[Box]:
-    """Frontal faces in a grayscale photo (float [0, 1]), largest first, in photo pixels."""
+    """Frontal faces in a grayscale photo (float [0, 1]), largest first, in photo pixels;
+    FaceFindingUnavailable when this OpenCV cannot look for them."""
+    cascade = haar_cascade()
     import cv2
 
     pixels = np.round(gray * 255).astype(np.uint8)
@@ -190,8 +221,8 @@ def find_faces(gray: np.ndarray) -> list[Box]:
         pixels = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     pixels = cv2.equalizeHist(pixels)
     with _DETECT_LOCK:  # one cascade object, not documented as safe to share between threads
-        found = haar_cascade().detectMultiScale(pixels, scaleFactor=1.1, minNeighbors=5,
-                                                minSize=(20, 20))
+        found = cascade.detectMultiScale(pixels, scaleFactor=1.1, minNeighbors=5,
+                                         minSize=(20, 20))
     boxes = [tuple(round(v / scale) for v in box) for box in np.asarray(found).reshape(-1, 4)]
     return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 

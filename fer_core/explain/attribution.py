@@ -16,18 +16,16 @@ read-only. Gradients are taken with respect to the input only (Captum uses
 parameters have `requires_grad=False`. Methods that attach hooks (Grad-CAM, Guided Backprop,
 DeepLift) run on a per-call deep copy (cnn3 is 2.7 MB, resnet18 45 MB), so no hook is ever seen
 by another tab and two calls never interleave on one model; hook-free methods read the shared
-model directly. Random methods (SmoothGrad, GradientSHAP) draw from the global torch and numpy
-generators (Captum takes no generator), seeded per call under a process-wide lock.
+model directly. Random methods (SmoothGrad, GradientSHAP) draw their noise, baselines and path
+points from a generator of each call's own (Captum's NoiseTunnel and GradientShap draw from the
+global generators, which every thread shares), so no call waits for another.
 """
 
 import inspect
-import threading
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -39,7 +37,7 @@ from .tensors import as_input, default_batch, device_of, gaussian_blur, working_
 BLUR_SIGMA = 4.0        # pixels: the blurred baseline keeps the face's layout, not its features
 OCCLUDER = 0.5          # grey value that fills an occluded window
 SPATIAL = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU)
-_RNG_LOCK = threading.Lock()
+GREY_BASELINES = 5  # GradientSHAP's flat grey baselines, black to white
 # Captum announces every hook it sets and removes; here that is routine, not news.
 warnings.filterwarnings("ignore", message="Setting (forward, )?backward hooks", module="captum")
 
@@ -192,12 +190,15 @@ def smoothgrad(scores, x, target, *, batch, seed, samples=25, noise=0.15):
     Smilkov et al., "SmoothGrad: removing noise by adding noise", 2017,
     https://arxiv.org/abs/1706.03825
     """
-    from captum.attr import NoiseTunnel, Saliency
+    from captum.attr import Saliency
 
-    with seeded(seed, x.device):
-        return NoiseTunnel(Saliency(scores)).attribute(
-            x, target=target, nt_type="smoothgrad", nt_samples=samples, stdevs=noise,
-            nt_samples_batch_size=max(1, batch // len(x)), abs=True)
+    saliency, draws = Saliency(scores), generator(seed, x.device)
+
+    def at_samples(faces: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        noisy = faces + noise * torch.randn(faces.shape, generator=draws, device=x.device)
+        return saliency.attribute(noisy.requires_grad_(True), target=targets, abs=True)
+
+    return sample_mean(at_samples, x, target, samples, batch)
 
 
 @method("ig", "Integrated Gradients", signed=True)
@@ -297,21 +298,27 @@ def deeplift(scores, x, target, *, batch, seed, baseline="black"):
 def gradient_shap(scores, x, target, *, batch, seed, samples=16):
     """Expected gradients: (face - baseline) times the gradient at a random point between them,
     averaged over `samples` draws of a baseline among flat grey images (black to white); an
-    approximation of SHAP values.
+    approximation of SHAP values. Computed as Captum's GradientShap computes it (stdevs 0), with
+    the draws taken from a generator of the call's own.
 
     Lundberg and Lee, "A Unified Approach to Interpreting Model Predictions", 2017,
     https://arxiv.org/abs/1705.07874; Erion et al., "Improving performance of deep learning
     models with axiomatic attribution priors and expected gradients", 2021.
     """
-    from captum.attr import GradientShap
+    from captum.attr import Saliency
 
-    greys = torch.linspace(0, 1, 5, device=x.device).view(-1, 1, 1, 1).expand(-1, *x.shape[1:])
-    chunk = max(1, batch // samples)
-    with seeded(seed, x.device):
-        return torch.cat([
-            GradientShap(scores).attribute(part, baselines=greys, n_samples=samples,
-                                           target=part_target)
-            for part, part_target in zip(x.split(chunk), target.split(chunk))])
+    saliency, draws = Saliency(scores), generator(seed, x.device)
+    greys = torch.linspace(0, 1, GREY_BASELINES, device=x.device)
+
+    def at_samples(faces: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        n, shape = len(faces), (len(faces), 1, 1, 1)
+        pick = torch.randint(GREY_BASELINES, (n,), generator=draws, device=x.device)
+        baselines = greys[pick].view(shape)
+        alphas = torch.rand(shape, generator=draws, device=x.device)
+        points = (baselines + alphas * (faces - baselines)).requires_grad_(True)
+        return saliency.attribute(points, target=targets, abs=False) * (faces - baselines)
+
+    return sample_mean(at_samples, x, target, samples, batch)
 
 
 @method("guidedgradcam", "Guided Grad-CAM", signed=True, hooks=True)
@@ -379,20 +386,25 @@ def last_conv_stage(model: nn.Module) -> str:
     return seen[-1]
 
 
-@contextmanager
-def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed the global torch and numpy generators for one call and restore them after, one call
-    at a time: Captum draws noise, baselines and path points from them and takes no generator
-    of its own."""
-    devices = [device] if device.type == "cuda" else []
-    with _RNG_LOCK, torch.random.fork_rng(devices=devices):
-        state = np.random.get_state()
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        try:
-            yield
-        finally:
-            np.random.set_state(state)
+def generator(seed: int, device: torch.device) -> torch.Generator:
+    """A generator of one call's own on `device`: the global generators are shared by every
+    thread (a page's map and a trust report running beside it), so a draw from them would
+    depend on what else runs, and guarding them would make every random map wait for the
+    others."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def sample_mean(at_samples: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                x: torch.Tensor, target: torch.Tensor, samples: int, batch: int) -> torch.Tensor:
+    """The mean over `samples` random draws of `at_samples(faces, targets)`, which explains
+    stacked copies of the faces; as many copies go in one call as `batch` images allow."""
+    copies = max(1, batch // len(x))
+    total = torch.zeros_like(x)
+    for start in range(0, samples, copies):
+        k = min(copies, samples - start)
+        faces = x.detach().repeat(k, 1, 1, 1)
+        total += at_samples(faces, target.repeat(k)).view(k, *x.shape).sum(0)
+    return total / samples
 
 
 # ---- the entry point -------------------------------------------------------------------------

@@ -4,25 +4,25 @@
 import numpy as np
 
 from dashboard.common import state
-from dashboard.common.memo import Memo
+from dashboard.common.memo import MB, Memo
 from fer_core.evaluation.predict import Predictions, ProgressCallback
 from fer_core.explain.cell_saliency import cached_cell_saliency
 from fer_core.models.checkpoint import Checkpoint
 
-MAPS: Memo[np.ndarray] = Memo(kept=256)  # a map is 48 x 48 float32: 9 KB
+MAPS: Memo[np.ndarray] = Memo("cell maps", budget=8 * MB)  # a map is 48 x 48 float32: 9 KB
 
 
 def cell_map(ckpt: Checkpoint, dataset, preds: Predictions, cell: tuple[int, int],
              progress: ProgressCallback | None = None) -> np.ndarray:
     """The cell's mean saliency (float32 48 x 48, read-only) on the split of `preds`: from
     memory, else the disk cache, else computed on the checkpoint's shared model, reporting to
-    `progress`."""
+    `progress` while this call waits."""
     key = (str(ckpt.path), state.file_stamp(ckpt.path), dataset.fingerprint, preds.split, cell)
 
-    def compute() -> np.ndarray:
+    def compute(report) -> np.ndarray:
         result = cached_cell_saliency(ckpt.model, ckpt.path, dataset, preds, *cell,
-                                      progress=progress)
+                                      progress=report)
         result.setflags(write=False)
         return result
 
-    return MAPS.get(key, compute)
+    return MAPS.get(key, compute, progress)

@@ -2,12 +2,12 @@
 (`memo.Memo`: each computed once, however many tabs ask)."""
 
 from dashboard.common import state
-from dashboard.common.memo import Memo
+from dashboard.common.memo import MB, Memo
 from fer_core.evaluation.predict import ProgressCallback
 from fer_core.explain.embeddings import Embedding, embed_split, projection_cached
 from fer_core.models.checkpoint import Checkpoint
 
-EMBEDDINGS: Memo[Embedding] = Memo(kept=3)  # a FER2013 train embedding: 59 MB of features
+EMBEDDINGS: Memo[Embedding] = Memo("embeddings", budget=192 * MB)  # FER2013 train: 59 MB
 
 
 def _key(ckpt: Checkpoint, dataset, split: str, method: str) -> tuple:
@@ -27,6 +27,7 @@ def in_memory(ckpt: Checkpoint, dataset, split: str, method: str) -> bool:
 def embedding(ckpt: Checkpoint, dataset, split: str, method: str,
               progress: ProgressCallback | None = None) -> Embedding:
     """The split's embedding by `method`: from memory, else the disk cache, else computed
-    (features reporting to `progress`)."""
-    return EMBEDDINGS.get(_key(ckpt, dataset, split, method), lambda: embed_split(
-        ckpt.model, ckpt.path, dataset, split, method, state.device(), progress=progress))
+    (features reporting to `progress` while this call waits)."""
+    on = state.device()
+    return EMBEDDINGS.get(_key(ckpt, dataset, split, method), lambda report: embed_split(
+        ckpt.model, ckpt.path, dataset, split, method, on, progress=report), progress)

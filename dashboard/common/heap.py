@@ -1,0 +1,30 @@
+"""Handing freed memory back to the operating system.
+
+glibc's malloc keeps what a process frees in its arenas (one per thread that allocates, up to
+8 per core) for reuse, so a server whose threads once held a split's tensors keeps that much
+resident after letting it go: measured here, 1.1-1.8 GB after the browser sessions closed.
+`malloc_trim(0)` returns the free pages of every arena. Elsewhere (macOS, musl, Windows) this is a
+no-op: those allocators return memory on their own terms.
+"""
+
+import ctypes
+import ctypes.util
+import functools
+
+
+@functools.cache
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+def trim() -> bool:
+    """Return freed heap memory to the system; whether this allocator can."""
+    function = _malloc_trim()
+    if function is None:
+        return False
+    function(0)
+    return True
