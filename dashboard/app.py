@@ -1,9 +1,10 @@
 """Entry script: `streamlit run dashboard/app.py [-- --data PATH]`.
 
 It draws the shared sidebar on every run (so the choice survives page changes), then runs the
-page chosen in the navigation, and notes any damaged cache file that was computed again. The page scripts live in views/, not pages/: a pages/ folder next
-to the entry script switches Streamlit to its older multi-page mode on a deep link such as
-/training, bypassing st.navigation and this script.
+page chosen in the navigation, and notes any damaged cache file that was computed again. The
+page scripts live in views/, not pages/: a pages/ folder next to the entry script switches
+Streamlit to its older multi-page mode on a deep link such as /training, bypassing
+st.navigation and this script.
 """
 
 import sys

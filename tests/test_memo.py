@@ -92,7 +92,7 @@ def test_every_waiting_caller_follows_the_progress():
 
     def ask(name):
         seen[name] = []
-        memo.get("k", compute, lambda done, total: seen[name].append(done))
+        memo.get("k", compute, lambda done, total: seen[name].append((done, total)))
 
     threads = [threading.Thread(target=ask, args=(name,)) for name in ("first", "second")]
     for t in threads:
@@ -101,7 +101,8 @@ def test_every_waiting_caller_follows_the_progress():
     go.set()
     for t in threads:
         t.join()
-    assert seen["first"] == [1, 2] and seen["second"] == [1, 2]
+    for reports in seen.values():  # each change, in order, then the same again now and then
+        assert list(dict.fromkeys(r for r in reports if r[1])) == [(1, 2), (2, 2)]
 
 
 def test_a_caller_stopped_while_waiting_leaves_the_computation_running():
@@ -189,19 +190,16 @@ DATA = SimpleNamespace(fingerprint="abc")
 
 @pytest.fixture
 def predicted(monkeypatch):
-    """The dashboard's predictions with a stand-in for the model that records each split it
-    predicts, and waits until `together` predictions have started (failing after 5 s)."""
-    record = SimpleNamespace(splits=[], together=1)
-    started = threading.Condition()
-    monkeypatch.setattr(state, "PREDICTIONS", Memo("t", budget=1000))
+    """The dashboard's predictions (a heavy store, as the dashboard's) with a stand-in for the
+    model that records when each split's prediction starts and ends."""
+    record = SimpleNamespace(spans={})
+    monkeypatch.setattr(state, "PREDICTIONS", Memo("t", budget=1000, heavy=True))
     monkeypatch.setattr(state, "device", lambda: "cpu")
 
     def predict(model, path, dataset, split, device, progress=None):
-        with started:
-            record.splits.append(split)
-            started.notify_all()
-            assert started.wait_for(lambda: len(record.splits) >= record.together, timeout=5)
-        time.sleep(0.2)
+        start = time.monotonic()
+        time.sleep(0.3)
+        record.spans[split] = (start, time.monotonic())
         return f"predictions of {split}"
 
     monkeypatch.setattr(state, "cached_predict_split", predict)
@@ -223,13 +221,79 @@ def _ask_at_once(*splits: str) -> list[str | None]:
     return results
 
 
-def test_two_tabs_predict_two_splits_at_the_same_time(predicted):
-    predicted.together = 2
+def test_two_splits_asked_at_once_are_predicted_in_turn(predicted):
+    """Two heavy computations side by side would share the cores and both finish late."""
     assert _ask_at_once("val", "test") == ["predictions of val", "predictions of test"]
-    assert sorted(predicted.splits) == ["test", "val"]
+    (a_start, a_end), (b_start, b_end) = sorted(predicted.spans.values())
+    assert a_end <= b_start
+
+
+def test_a_kept_split_answers_while_another_is_predicted(predicted):
+    state.predictions(CKPT, DATA, "val")
+    other = threading.Thread(target=state.predictions, args=(CKPT, DATA, "train"))
+    other.start()
+    time.sleep(0.05)
+    begin = time.monotonic()
+    assert state.predictions(CKPT, DATA, "val") == "predictions of val"
+    assert time.monotonic() - begin < 0.1 and other.is_alive()
+    other.join()
 
 
 def test_two_tabs_asking_for_one_split_predict_it_once(predicted):
     assert not state.predictions_ready(CKPT, DATA, "val")
     assert _ask_at_once("val", "val") == ["predictions of val"] * 2
-    assert predicted.splits == ["val"] and state.predictions_ready(CKPT, DATA, "val")
+    assert list(predicted.spans) == ["val"] and state.predictions_ready(CKPT, DATA, "val")
+
+
+def test_a_light_computation_does_not_wait_for_a_heavy_one():
+    heavy, light, started = Memo("h", 1000, heavy=True), Memo("l", 1000), threading.Event()
+
+    def long(report):
+        started.set()
+        time.sleep(1.0)
+        return 1
+
+    worker = threading.Thread(target=heavy.get, args=("slow", long))
+    worker.start()
+    started.wait()
+    begin = time.monotonic()
+    assert light.get("quick", lambda report: 2) == 2
+    assert time.monotonic() - begin < 0.5
+    worker.join()
+
+
+def test_a_queued_computation_nobody_waits_for_is_dropped(monkeypatch):
+    monkeypatch.setattr(memo_module, "ABANDONED_S", 0.1)
+    memo, release, calls = Memo("h", 1000, heavy=True), threading.Event(), []
+
+    def blocking(report):
+        release.wait(5)
+        return "first"
+
+    def counted(report):
+        calls.append(1)
+        report(1, 1)
+        return "second"
+
+    class Left(Exception):
+        pass
+
+    def leave(done, total):
+        raise Left
+
+    first = threading.Thread(target=memo.get, args=("a", blocking))
+    first.start()
+    while memo.running("a") is None or memo_module.HEAVY._value:  # "a" holds the turn
+        time.sleep(0.01)
+    queued = threading.Thread(target=lambda: pytest.raises(Left, memo.get, "b", counted, leave))
+    queued.start()                                 # asks for "b", then its tab goes...
+    queued.join(timeout=1)
+    while memo.running("b") is not None and memo.running("b")._waiting:
+        time.sleep(0.01)
+    time.sleep(0.2)                                # ...for longer than ABANDONED_S
+    release.set()
+    first.join()
+    while memo.running("b") is not None:
+        time.sleep(0.01)
+    assert calls == [] and not memo.has("b")
+    assert memo.get("b", counted) == "second" and calls == [1]  # asked again: computed

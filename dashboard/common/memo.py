@@ -11,12 +11,20 @@ for it follows its progress, and a tab that reruns or closes while waiting leave
 the next to ask finds it done or further along. No lock is held while computing, so a tab asking
 for another result (or one already kept) is never kept waiting.
 
+Heavy computations (a split's predictions, its features and projection, a cell's mean map, a
+trust report) take turns: at most `HEAVY_AT_ONCE` run at a time (one on a 2-core machine). Run
+side by side they share the same cores, each one's threads spinning while the others' work:
+measured with 5 browser sessions on 2 cores, none of four such computations had finished after
+160 s, while one alone takes 11-95 s. A heavy computation still waiting for its turn when every
+tab that asked for it has gone (for `ABANDONED_S`) is dropped.
+
 What is kept is bounded in bytes (each store's `budget`, counted over the numpy arrays and
 tensors a result holds) and let go when unused: a sweeper drops the results nobody asked for in
 `IDLE_S` seconds and hands the freed memory back to the operating system (`heap.trim`).
 """
 
 import dataclasses
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -29,11 +37,19 @@ import torch
 from dashboard.common import heap
 
 T = TypeVar("T")
-Progress = Callable[[int, int], None]  # (done, in all)
+Progress = Callable[[int, int], None]  # (done, in all); in all is 0 until under way
 MB = 1 << 20
 IDLE_S = 120.0   # a result nobody asked for this long is let go
 SWEEP_S = 15.0   # how often the sweeper looks
-POLL_S = 0.1     # how often a waiting tab redraws the progress it follows
+POLL_S = 0.1     # how often a waiting tab looks at the progress it follows
+REDRAW_S = 0.5   # how often it draws that progress when it has not changed
+ABANDONED_S = 5.0  # a queued computation nobody has waited for this long is dropped
+HEAVY_AT_ONCE = max(1, (os.cpu_count() or 1) // 8)
+HEAVY = threading.BoundedSemaphore(HEAVY_AT_ONCE)
+
+
+class Abandoned(Exception):
+    """A heavy computation dropped before it started: every tab that asked for it has gone."""
 
 
 def nbytes(value, depth: int = 3) -> int:
@@ -66,18 +82,39 @@ class Job:
         self.result = None
         self.error: BaseException | None = None
         self.finished = threading.Event()
+        self._waiting, self._left = 0, time.monotonic()
+        self._lock = threading.Lock()
 
     def report(self, done: int, total: int) -> None:
         self.done_count, self.total = done, total
 
+    def abandoned(self) -> bool:
+        """Whether nobody has waited for the result for ABANDONED_S."""
+        with self._lock:
+            return self._waiting == 0 and time.monotonic() - self._left > ABANDONED_S
+
     def wait(self, progress: Progress | None = None):
         """The result (raising the computation's error), passing the progress on to `progress`
         from the calling thread as it changes."""
-        shown = None
+        with self._lock:
+            self._waiting += 1
+        try:
+            return self._follow(progress)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+                self._left = time.monotonic()
+
+    def _follow(self, progress: Progress | None):
+        """Pass each change on, and the same again every REDRAW_S: a Streamlit script is only
+        stopped (for a rerun, or when its tab closes) when it draws, so a tab whose computation
+        waits for its turn must still draw now and then."""
+        shown, drawn = None, 0.0
         while not self.finished.wait(POLL_S if progress else None):
-            if (now := (self.done_count, self.total)) != shown and now[1]:
+            now, clock = (self.done_count, self.total), time.monotonic()
+            if now != shown or clock - drawn >= REDRAW_S:
                 progress(*now)
-                shown = now
+                shown, drawn = now, clock
         if self.error is not None:
             raise self.error
         return self.result
@@ -92,10 +129,11 @@ class _Kept:
 
 class Memo(Generic[T]):
     """Results by key within `budget` bytes (the least recently used go first; one result
-    larger than the budget is returned but not kept), each computed once in its own thread."""
+    larger than the budget is returned but not kept), each computed once in its own thread;
+    `heavy` computations take turns (see the module's docstring)."""
 
-    def __init__(self, name: str, budget: int, idle_s: float = IDLE_S):
-        self.name, self.budget, self.idle_s = name, budget, idle_s
+    def __init__(self, name: str, budget: int, *, heavy: bool = False, idle_s: float = IDLE_S):
+        self.name, self.budget, self.heavy, self.idle_s = name, budget, heavy, idle_s
         self._memory: OrderedDict[Hashable, _Kept] = OrderedDict()
         self._jobs: dict[Hashable, Job] = {}
         self._lock = threading.Lock()
@@ -155,7 +193,13 @@ class Memo(Generic[T]):
 
     def _compute(self, key: Hashable, job: Job, compute: Callable[[Progress], T]) -> None:
         try:
-            job.result = compute(job.report)
+            if self.heavy:
+                with HEAVY:
+                    if job.abandoned():
+                        raise Abandoned(f"{self.name}: nobody waits for it any more")
+                    job.result = compute(job.report)
+            else:
+                job.result = compute(job.report)
         except BaseException as e:  # noqa: BLE001 - raised again in every waiting tab
             job.error = e
         with self._lock:

@@ -1,9 +1,10 @@
 """Where things are, and the loaders every page shares.
 
 Datasets, checkpoints, predictions and architecture tables are loaded once per process and shared
-by every tab (`memo.Memo` stores, bounded in bytes and let go when unused). Each cache key carries a stamp of what is on disk (a file's size and mtime;
-for an image folder, its images' names, sizes and mtimes), so data that changes on disk (a best.pt
-rewritten by a running trainer, a fixed CSV, a replaced image) is loaded again.
+by every tab (`memo.Memo` stores, bounded in bytes and let go when unused). Each cache key
+carries a stamp of what is on disk (a file's size and mtime; for an image folder, its images'
+names, sizes and mtimes), so data that changes on disk (a best.pt rewritten by a running trainer,
+a fixed CSV, a replaced image) is loaded again.
 
 What the caches share is read-only: dataset arrays cannot be written and model parameters take
 no gradient, so no page can change what another tab sees. A dataset that can no longer be read
@@ -21,6 +22,7 @@ import torch
 
 from dashboard.common.memo import MB, Memo
 from dashboard.common.paths import run_path
+from dashboard.common.progress import on_bar
 from fer_core.data.classes import CLASSES, IMAGE_SIZE
 from fer_core.data.dataset import FaceDataset
 from fer_core.data.readers import load_dataset, source_stamp
@@ -162,7 +164,8 @@ def architecture_table(arch: str, options: dict) -> tuple[list[dict], int, int]:
     return summary.as_records(), summary.total_params, summary.trainable_params
 
 
-PREDICTIONS: Memo[Predictions] = Memo("predictions", budget=128 * MB)  # FER2013 train: 1 MB
+# FER2013 train: 1 MB
+PREDICTIONS: Memo[Predictions] = Memo("predictions", budget=128 * MB, heavy=True)
 
 
 def _predictions_key(ckpt: Checkpoint, dataset, split: str) -> tuple:
@@ -192,8 +195,8 @@ def shown_predictions(ckpt: Checkpoint, dataset, split: str) -> Predictions:
         return predictions(ckpt, dataset, split)
     n = len(dataset.indices(split))
     bar = st.progress(0.0, text=f"Predicting {n:,} {split} faces on {device().type}...")
-    result = predictions(ckpt, dataset, split, progress=lambda done, total: bar.progress(
-        done / total, text=f"Predicting {split} faces: {done:,} of {total:,}"))
+    result = predictions(ckpt, dataset, split, progress=on_bar(
+        bar, lambda done, total: f"Predicting {split} faces: {done:,} of {total:,}"))
     bar.empty()
     return result
 

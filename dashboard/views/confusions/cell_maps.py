@@ -9,7 +9,7 @@ from fer_core.evaluation.predict import Predictions, ProgressCallback
 from fer_core.explain.cell_saliency import cached_cell_saliency
 from fer_core.models.checkpoint import Checkpoint
 
-MAPS: Memo[np.ndarray] = Memo("cell maps", budget=8 * MB)  # a map is 48 x 48 float32: 9 KB
+MAPS: Memo[np.ndarray] = Memo("cell maps", budget=8 * MB, heavy=True)  # a map: 9 KB
 
 
 def cell_map(ckpt: Checkpoint, dataset, preds: Predictions, cell: tuple[int, int],

@@ -21,6 +21,7 @@ from dashboard.common.gallery import (
     show_gallery,
 )
 from dashboard.common.matrix import matrix_figure
+from dashboard.common.progress import on_bar
 from dashboard.common.runs import all_runs
 from dashboard.common.tables import content_height
 from dashboard.views.confusions.cell_maps import cell_map
@@ -197,8 +198,8 @@ def show_cell_map(ckpt, dataset, preds, cell: tuple[int, int], n: int) -> None:
     st.markdown(f"**What turns {CLASSES[t]} into {CLASSES[p]}**" if t != p
                 else f"**Where it looks for {CLASSES[t]}**")
     slot = st.empty()
-    values = cell_map(ckpt, dataset, preds, cell, progress=lambda done, total: slot.progress(
-        done / total, text=f"Mean saliency: {done:,} of {total:,} faces"))
+    values = cell_map(ckpt, dataset, preds, cell, progress=on_bar(
+        slot, lambda done, total: f"Mean saliency: {done:,} of {total:,} faces"))
     image = Image.fromarray(colorize(values, signed=t != p))
     slot.image(image.resize((MAP_SIZE, MAP_SIZE), Image.Resampling.NEAREST))
     st.caption(cell_map_caption(t, p, n))

@@ -13,6 +13,7 @@ import streamlit as st
 from dashboard.common import state, url
 from dashboard.common.clicks import faces_from_state, parse_index
 from dashboard.common.gallery import FACES_PER_PAGE, show_face, show_gallery
+from dashboard.common.progress import on_bar
 from dashboard.views.embeddings import store
 from dashboard.views.embeddings.charts import COLOURING_NAMES, COLOURINGS, scatter_figure
 from fer_core.errors import FerError
@@ -76,10 +77,8 @@ def load_embedding(ckpt, dataset, split: str, method: str):
             return None
     bar = st.progress(0.0, text=f"Features of {n:,} {split} faces on {state.device().type}...")
 
-    def progress(done: int, total: int) -> None:
-        text = (f"Features: {done:,} of {total:,} faces" if done < total
-                else f"{name} of {total:,} faces...")
-        bar.progress(done / total, text=text)
+    progress = on_bar(bar, lambda done, total: f"Features: {done:,} of {total:,} faces"
+                      if done < total else f"{name} of {total:,} faces...")
 
     with st.spinner(f"{name} of {n:,} faces" + ("" if cached else " (once, then cached)")):
         result = store.embedding(ckpt, dataset, split, method, progress=progress)

@@ -7,7 +7,8 @@ from fer_core.evaluation.predict import ProgressCallback
 from fer_core.explain.embeddings import Embedding, embed_split, projection_cached
 from fer_core.models.checkpoint import Checkpoint
 
-EMBEDDINGS: Memo[Embedding] = Memo("embeddings", budget=192 * MB)  # FER2013 train: 59 MB
+# FER2013 train: 59 MB of features
+EMBEDDINGS: Memo[Embedding] = Memo("embeddings", budget=192 * MB, heavy=True)
 
 
 def _key(ckpt: Checkpoint, dataset, split: str, method: str) -> tuple:

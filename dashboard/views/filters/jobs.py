@@ -12,11 +12,14 @@ import numpy as np
 import streamlit as st
 
 from dashboard.common import state
+from dashboard.common.memo import MB, Memo
+from fer_core.explain.filter_stats import FilterStats, filter_stats
 from fer_core.explain.filters import Settings, Snapshot, maximize
 
 SNAPSHOT_EVERY = 4
 FIRST_WAIT = 0.5  # seconds Run waits for the start image (a copy of the model and one forward)
 KEY = "fi_job"
+STATS: Memo[FilterStats] = Memo("filter statistics", budget=32 * MB, heavy=True)
 
 
 @dataclass
@@ -91,3 +94,11 @@ def stop_current() -> None:
     job = st.session_state.get(KEY)
     if job is not None:
         job.stop.set()
+
+
+def real_face_stats(ckpt, dataset, split: str, layer: str, k: int,
+                    progress=None) -> FilterStats:
+    """The layer's per-filter statistics over `split`: from memory, else the disk cache, else
+    computed in a thread of its own (`memo`), so the page's polling reruns never restart it."""
+    return STATS.get((*source_of(ckpt, dataset), split, layer, k), lambda report: filter_stats(
+        ckpt.model, ckpt.path, dataset, split, layer, k=k, progress=report), progress)

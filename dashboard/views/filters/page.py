@@ -16,7 +16,7 @@ from dashboard.common.images import gallery_grid
 from dashboard.views.filters import jobs
 from fer_core.errors import FerError
 from fer_core.explain.contact_sheet import map_grid
-from fer_core.explain.filter_stats import feature_maps, filter_stats
+from fer_core.explain.filter_stats import feature_maps
 from fer_core.explain.filters import INITS, OPTIMIZERS, PARAMS, Settings, parse_filters
 from fer_core.models.architectures import layer_registry
 
@@ -169,7 +169,7 @@ def real_faces(ckpt, dataset, layer: str):
     """The layer's per-filter statistics over the val split (cached), or None without one."""
     split = dataset.default_split()
     with st.spinner(f"Real faces of {split} that drive each filter (once per checkpoint)..."):
-        return filter_stats(ckpt.model, ckpt.path, dataset, split, layer, k=TOP_FACES)
+        return jobs.real_face_stats(ckpt, dataset, split, layer, TOP_FACES)
 
 
 def grid_png(dataset, job, snap, stats) -> bytes:

@@ -1,12 +1,14 @@
 """Trust reports for the Saliency page, computed in a background thread (minutes on a CPU: never
 in the script thread), one job per (checkpoint version, dataset, split, probe size) for the
-whole server, so two tabs asking for the same report share one run. Finished reports live in
+whole server, so two tabs asking for the same report share one run; it takes its turn with the
+other heavy computations (`memo.HEAVY`). Finished reports live in
 the disk cache (`fer_core.explain.trust`), where the `trust` command's land too.
 """
 
 import threading
 from dataclasses import dataclass, field
 
+from dashboard.common.memo import HEAVY
 from fer_core.cache import cache_dir
 from fer_core.explain.trust import cached_trust_report, report_key, stored_report
 
@@ -65,10 +67,12 @@ def start(ckpt, dataset, split: str, n: int) -> Job:
         job = _JOBS[name] = Job()
 
     def work() -> None:
+        job.text = "waiting for another computation to finish"
         try:
-            job.report = cached_trust_report(ckpt.model, ckpt.path, ckpt.arch,
-                                             ckpt.arch_options, dataset, split,
-                                             n, progress=job.progress)
+            with HEAVY:
+                job.report = cached_trust_report(ckpt.model, ckpt.path, ckpt.arch,
+                                                 ckpt.arch_options, dataset, split,
+                                                 n, progress=job.progress)
         except Exception as e:  # noqa: BLE001 - shown on the page, never a traceback
             job.error = f"{type(e).__name__}: {e}"
         finally:
