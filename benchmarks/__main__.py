@@ -20,10 +20,9 @@ from pathlib import Path
 
 from benchmarks import report
 from benchmarks.runner import RESULTS, run_benchmark
-from benchmarks.suite import FER2013_FACES, Context, select, write_builtin_csv
+from benchmarks.suite import CHROMIUM, FER2013_FACES, Context, select, write_builtin_csv
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_S = {"quick": 300, "full": 3600}
 QUICK_CSV_FACES = 5000
 

@@ -13,6 +13,7 @@ from typing import TypeVar
 T = TypeVar("T")
 BUILTIN_RUN = "checkpoints/builtin-cnn3"
 FER2013_RUN = "checkpoints/fer2013-cnn3"
+CHROMIUM = Path("/usr/bin/chromium")  # browser benchmarks leave the full set without it
 FER2013_FACES = 35_887  # rows of the Kaggle CSV, so the built-in stand-in has its size
 QUICK_DATA = "builtin:2000"  # 200 val faces
 FLOOR = "AppTest floor (a script of one st.write)"
@@ -47,6 +48,7 @@ class Benchmark:
     rows: Callable[[dict], list[dict]]
     quick: bool = True  # part of the --quick set
     needs_csv: bool = False  # times Context.csv
+    browser: bool = False  # drives Chromium: left out of the full set when it is missing
 
 
 def row(benchmark: str, measure: str, seconds: float, baseline: str,
@@ -195,6 +197,17 @@ def confusions_rows(r: dict) -> list[dict]:
     return rows
 
 
+def sessions_rows(r: dict) -> list[dict]:
+    """The simple interaction (the Confusions colour mode, in Chromium) while other sessions
+    work, against the same with its session alone."""
+    load, alone = r["simple"]["load"], r["simple"]["alone"]
+    n = r["sessions_n"]
+    busy = f"with {n} session{'s' if n != 1 else ''} working other pages"
+    return [row("sessions", f"Confusions colour mode, Chromium, {stat}, {busy}",
+                load[f"{stat}_s"], f"the same, its session alone ({stat})", alone[f"{stat}_s"])
+            for stat in ("median", "p95")]
+
+
 def cli_start_rows(r: dict) -> list[dict]:
     pandas = "pandas process (read_csv + split)"
     return [row("cli_start", f"`data` process, cold, {Path(r['csv']).name}", r["data_cold_s"],
@@ -268,6 +281,11 @@ def confusions_args(ctx: Context) -> list[str]:
             *ctx.pick(["--repeats", "6"], browser)]
 
 
+def sessions_args(ctx: Context) -> list[str]:
+    run, data = ctx.run_and_data()
+    return ["--data", data, "--run", run]
+
+
 def cli_start_args(ctx: Context) -> list[str]:
     return ["--csv", ctx.csv, *ctx.pick(["--repeats", "1"], [])]
 
@@ -303,6 +321,8 @@ BENCHMARKS = (
               dashboard_rows),
     Benchmark("confusions", "bench_confusions.py", "confusions.json", confusions_args,
               confusions_rows),
+    Benchmark("sessions", "bench_sessions.py", "sessions.json", sessions_args, sessions_rows,
+              quick=False, browser=True),
 )
 
 
@@ -310,7 +330,8 @@ def select(only: str | None, quick: bool) -> list[Benchmark]:
     """The benchmarks named in `only` (comma-separated; any of them, even outside the quick
     set), else the quick or the full set."""
     if not only:
-        return [b for b in BENCHMARKS if b.quick or not quick]
+        return [b for b in BENCHMARKS if (b.quick or not quick)
+                and (not b.browser or CHROMIUM.exists())]
     names = [n.strip() for n in only.split(",") if n.strip()]
     known = {b.name: b for b in BENCHMARKS}
     unknown = [n for n in names if n not in known]

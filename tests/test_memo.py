@@ -283,7 +283,7 @@ def test_a_queued_computation_nobody_waits_for_is_dropped(monkeypatch):
 
     first = threading.Thread(target=memo.get, args=("a", blocking))
     first.start()
-    while memo.running("a") is None or memo_module.HEAVY._value:  # "a" holds the turn
+    while memo.running("a") is None or memo_module.HEAVY.free:  # "a" holds the turn
         time.sleep(0.01)
     queued = threading.Thread(target=lambda: pytest.raises(Left, memo.get, "b", counted, leave))
     queued.start()                                 # asks for "b", then its tab goes...
@@ -297,3 +297,31 @@ def test_a_queued_computation_nobody_waits_for_is_dropped(monkeypatch):
         time.sleep(0.01)
     assert calls == [] and not memo.has("b")
     assert memo.get("b", counted) == "second" and calls == [1]  # asked again: computed
+
+
+def test_turns_are_served_in_order_of_arrival_and_passed_on_between_steps():
+    turns, order, holding = memo_module.Turns(1), [], threading.Event()
+
+    def long_job():
+        with turns.turn():
+            holding.set()
+            for step in range(3):
+                time.sleep(0.15)
+                order.append(f"step {step}")
+                turns.pass_on()
+
+    def asks(name):
+        with turns.turn():
+            order.append(name)
+
+    threads = [threading.Thread(target=long_job)]
+    threads[0].start()
+    holding.wait()
+    for name in ("first", "second"):
+        threads.append(threading.Thread(target=asks, args=(name,)))
+        threads[-1].start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert order == ["step 0", "first", "second", "step 1", "step 2"]
+    assert turns.free == 1

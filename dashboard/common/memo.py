@@ -1,6 +1,7 @@
 """Results kept in memory per process, shared by every tab, within a stated budget: the datasets,
 checkpoints and predictions of `common/state.py`, and the stores of the pages
-(`views/embeddings/store.py`, `views/confusions/cell_maps.py`) over the disk caches.
+(`views/embeddings/store.py`, `views/confusions/cell_maps.py`, `views/filters/jobs.py`) over the
+disk caches.
 
 Not an st.cache_* function: those replay the elements a call draws, such as a progress bar, on
 every hit, and compute in the script thread, where any click in the tab stops the computation
@@ -12,23 +13,26 @@ the next to ask finds it done or further along. No lock is held while computing,
 for another result (or one already kept) is never kept waiting.
 
 Heavy computations (a split's predictions, its features and projection, a cell's mean map, a
-trust report) take turns: at most `HEAVY_AT_ONCE` run at a time (one on a 2-core machine). Run
-side by side they share the same cores, each one's threads spinning while the others' work:
-measured with 5 browser sessions on 2 cores, none of four such computations had finished after
-160 s, while one alone takes 11-95 s. A heavy computation still waiting for its turn when every
-tab that asked for it has gone (for `ABANDONED_S`) is dropped.
+layer's filter statistics, a trust report) take turns: at most `HEAVY_AT_ONCE` run at a time (one
+on a 2-core machine). Each one already spreads over every core; side by side they only slow each
+other and add up their memory: measured with 5 browser sessions on 2 cores, none of four such
+computations had finished after 160 s, while one alone takes 11-95 s. Turns are served in order
+of arrival (`Turns`); a long job nobody waits for (a trust report) passes its turn on between its
+steps. A heavy computation still waiting for its turn when every tab that asked for it has gone
+(for `ABANDONED_S`) is dropped.
 
 What is kept is bounded in bytes (each store's `budget`, counted over the numpy arrays and
 tensors a result holds) and let go when unused: a sweeper drops the results nobody asked for in
 `IDLE_S` seconds and hands the freed memory back to the operating system (`heap.trim`).
 """
 
+import contextlib
 import dataclasses
 import os
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -45,7 +49,46 @@ POLL_S = 0.1     # how often a waiting tab looks at the progress it follows
 REDRAW_S = 0.5   # how often it draws that progress when it has not changed
 ABANDONED_S = 5.0  # a queued computation nobody has waited for this long is dropped
 HEAVY_AT_ONCE = max(1, (os.cpu_count() or 1) // 8)
-HEAVY = threading.BoundedSemaphore(HEAVY_AT_ONCE)
+
+
+class Turns:
+    """At most `n` holders at a time, served in order of arrival."""
+
+    def __init__(self, n: int):
+        self.free, self._queue, self._changed = n, deque(), threading.Condition()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        self._take()
+        try:
+            yield
+        finally:
+            self._give()
+
+    def pass_on(self) -> None:
+        """Called while holding a turn: let those waiting go first, then take a turn again."""
+        with self._changed:
+            if not self._queue:
+                return
+        self._give()
+        self._take()
+
+    def _take(self) -> None:
+        with self._changed:
+            me = object()
+            self._queue.append(me)
+            self._changed.wait_for(lambda: self._queue[0] is me and self.free > 0)
+            self._queue.popleft()
+            self.free -= 1
+            self._changed.notify_all()
+
+    def _give(self) -> None:
+        with self._changed:
+            self.free += 1
+            self._changed.notify_all()
+
+
+HEAVY = Turns(HEAVY_AT_ONCE)
 
 
 class Abandoned(Exception):
@@ -194,7 +237,7 @@ class Memo(Generic[T]):
     def _compute(self, key: Hashable, job: Job, compute: Callable[[Progress], T]) -> None:
         try:
             if self.heavy:
-                with HEAVY:
+                with HEAVY.turn():
                     if job.abandoned():
                         raise Abandoned(f"{self.name}: nobody waits for it any more")
                     job.result = compute(job.report)

@@ -1,8 +1,8 @@
 """Trust reports for the Saliency page, computed in a background thread (minutes on a CPU: never
 in the script thread), one job per (checkpoint version, dataset, split, probe size) for the
 whole server, so two tabs asking for the same report share one run; it takes its turn with the
-other heavy computations (`memo.HEAVY`). Finished reports live in
-the disk cache (`fer_core.explain.trust`), where the `trust` command's land too.
+other heavy computations (`memo.HEAVY`), passing it on between its steps. Finished reports live
+in the disk cache (`fer_core.explain.trust`), where the `trust` command's land too.
 """
 
 import threading
@@ -24,8 +24,11 @@ class Job:
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
-    def progress(self, fraction: float, text: str) -> None:
+    def step(self, fraction: float, text: str) -> None:
+        """A step of the report is done: say so, and let any computation a tab waits for go
+        first (the report is waited for by nobody: it fills in when ready)."""
         self.fraction, self.text = fraction, text
+        HEAVY.pass_on()
 
 
 _JOBS: dict[str, Job] = {}
@@ -69,10 +72,10 @@ def start(ckpt, dataset, split: str, n: int) -> Job:
     def work() -> None:
         job.text = "waiting for another computation to finish"
         try:
-            with HEAVY:
+            with HEAVY.turn():
                 job.report = cached_trust_report(ckpt.model, ckpt.path, ckpt.arch,
                                                  ckpt.arch_options, dataset, split,
-                                                 n, progress=job.progress)
+                                                 n, progress=job.step)
         except Exception as e:  # noqa: BLE001 - shown on the page, never a traceback
             job.error = f"{type(e).__name__}: {e}"
         finally:
