@@ -13,6 +13,7 @@ reader's message.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -88,11 +89,8 @@ def load_faces(spec: str) -> tuple[FaceDataset | None, str | None]:
     """(dataset, problem): (dataset, None) when `spec` loads; when it cannot be read any more,
     (its last good copy, the reader's message); (None, the message) when it never loaded."""
     key = (spec, source_stamp(spec))
-    if FACES.has(key):
+    with contextlib.nullcontext() if FACES.has(key) else st.spinner("Loading faces..."):
         result = FACES.get(key, lambda report: _faces_or_error(spec))
-    else:
-        with st.spinner("Loading faces..."):
-            result = FACES.get(key, lambda report: _faces_or_error(spec))
     if isinstance(result, str):
         return LAST_GOOD.peek(spec), result
     LAST_GOOD.put(spec, result)
@@ -164,7 +162,7 @@ def architecture_table(arch: str, options: dict) -> tuple[list[dict], int, int]:
     return summary.as_records(), summary.total_params, summary.trainable_params
 
 
-# FER2013 train: 1 MB
+# a FER2013 training split's predictions take 1 MB
 PREDICTIONS: Memo[Predictions] = Memo("predictions", budget=128 * MB, heavy=True)
 
 

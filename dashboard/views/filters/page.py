@@ -13,6 +13,7 @@ import torch
 
 from dashboard.common import face_picker, state
 from dashboard.common.images import gallery_grid
+from dashboard.common.progress import on_bar
 from dashboard.views.filters import jobs
 from fer_core.errors import FerError
 from fer_core.explain.contact_sheet import map_grid
@@ -168,8 +169,12 @@ def render(ckpt, dataset, job) -> None:
 def real_faces(ckpt, dataset, layer: str):
     """The layer's per-filter statistics over the val split (cached), or None without one."""
     split = dataset.default_split()
-    with st.spinner(f"Real faces of {split} that drive each filter (once per checkpoint)..."):
-        return jobs.real_face_stats(ckpt, dataset, split, layer, TOP_FACES)
+    slot = st.empty()
+    stats = jobs.real_face_stats(ckpt, dataset, split, layer, TOP_FACES, on_bar(
+        slot, lambda done, total: f"Real faces of {split} that drive each filter (once per "
+                                  f"checkpoint): {done:,} of {total:,}"))
+    slot.empty()
+    return stats
 
 
 def grid_png(dataset, job, snap, stats) -> bytes:
