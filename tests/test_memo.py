@@ -34,19 +34,22 @@ def test_many_threads_asking_at_once_compute_once():
     assert results == ["result"] * 5 and len(calls) == 1 and memo.has("k")
 
 
-def test_another_key_does_not_wait_for_a_long_computation():
-    memo, started = Memo("t", budget=1000), threading.Event()
+@pytest.mark.parametrize("heavy", [False, True], ids=["another key", "a light store"])
+def test_a_quick_result_does_not_wait_for_a_long_computation(heavy):
+    """Another key of the same store, or a light store's result while a heavy store computes."""
+    slow, started = Memo("t", budget=1000, heavy=heavy), threading.Event()
+    quick = Memo("l", budget=1000) if heavy else slow
 
     def long(report):
         started.set()
         time.sleep(1.0)
         return 1
 
-    worker = threading.Thread(target=memo.get, args=("slow", long))
+    worker = threading.Thread(target=slow.get, args=("slow", long))
     worker.start()
     started.wait()
     begin = time.monotonic()
-    assert memo.get("quick", lambda report: 2) == 2
+    assert quick.get("quick", lambda report: 2) == 2
     assert time.monotonic() - begin < 0.5
     worker.join()
 
@@ -243,23 +246,6 @@ def test_two_tabs_asking_for_one_split_predict_it_once(predicted):
     assert not state.predictions_ready(CKPT, DATA, "val")
     assert _ask_at_once("val", "val") == ["predictions of val"] * 2
     assert list(predicted.spans) == ["val"] and state.predictions_ready(CKPT, DATA, "val")
-
-
-def test_a_light_computation_does_not_wait_for_a_heavy_one():
-    heavy, light, started = Memo("h", 1000, heavy=True), Memo("l", 1000), threading.Event()
-
-    def long(report):
-        started.set()
-        time.sleep(1.0)
-        return 1
-
-    worker = threading.Thread(target=heavy.get, args=("slow", long))
-    worker.start()
-    started.wait()
-    begin = time.monotonic()
-    assert light.get("quick", lambda report: 2) == 2
-    assert time.monotonic() - begin < 0.5
-    worker.join()
 
 
 def test_a_queued_computation_nobody_waits_for_is_dropped(monkeypatch):

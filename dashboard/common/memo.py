@@ -23,7 +23,8 @@ steps. A heavy computation still waiting for its turn when every tab that asked 
 
 What is kept is bounded in bytes (each store's `budget`, counted over the numpy arrays and
 tensors a result holds) and let go when unused: a sweeper drops the results nobody asked for in
-`IDLE_S` seconds and hands the freed memory back to the operating system (`heap.trim`).
+`IDLE_S` seconds. Memory freed then, and after each computation, is handed back to the operating
+system (`heap.trim`).
 """
 
 import contextlib
@@ -181,7 +182,6 @@ class Memo(Generic[T]):
         self._jobs: dict[Hashable, Job] = {}
         self._lock = threading.Lock()
         STORES.append(self)
-        _start_sweeper()
 
     def has(self, key: Hashable) -> bool:
         with self._lock:
@@ -235,13 +235,12 @@ class Memo(Generic[T]):
             return sum(self._memory.pop(key).size for key in idle)
 
     def _compute(self, key: Hashable, job: Job, compute: Callable[[Progress], T]) -> None:
+        """Compute in this thread (a heavy one in its turn), keep the result, wake the waiting
+        tabs, then hand back what the computation freed (its tensors, its batches)."""
         try:
-            if self.heavy:
-                with HEAVY.turn():
-                    if job.abandoned():
-                        raise Abandoned(f"{self.name}: nobody waits for it any more")
-                    job.result = compute(job.report)
-            else:
+            with HEAVY.turn() if self.heavy else contextlib.nullcontext():
+                if job.abandoned():
+                    raise Abandoned(f"{self.name}: nobody waits for it any more")
                 job.result = compute(job.report)
         except BaseException as e:  # noqa: BLE001 - raised again in every waiting tab
             job.error = e
@@ -250,6 +249,7 @@ class Memo(Generic[T]):
                 self._keep(key, job.result)
             del self._jobs[key]  # a failed computation is tried again by the next to ask
         job.finished.set()
+        heap.trim()
 
     def _keep(self, key: Hashable, result: T) -> None:
         """Store `result` as the newest and drop the oldest beyond the budget (hold `_lock`)."""
@@ -264,27 +264,22 @@ class Memo(Generic[T]):
 
 
 STORES: list[Memo] = []
-_SWEEPER = threading.Lock()
-_swept = threading.Event()  # set once the sweeper runs
 
 
 def sweep(now: float | None = None) -> int:
-    """Let go of every store's idle results and hand freed memory back; the bytes let go."""
+    """Let go of every store's idle results and, when any went, hand the memory back; the
+    bytes let go."""
     released = sum(store.release_idle(time.monotonic() if now is None else now)
                    for store in list(STORES))
-    heap.trim()
+    if released:
+        heap.trim()
     return released
 
 
-def _start_sweeper() -> None:
-    with _SWEEPER:
-        if _swept.is_set():
-            return
-        _swept.set()
+def _sweep_forever() -> None:
+    while True:
+        time.sleep(SWEEP_S)
+        sweep()
 
-    def loop() -> None:
-        while True:
-            time.sleep(SWEEP_S)
-            sweep()
 
-    threading.Thread(target=loop, name="memo-sweeper", daemon=True).start()
+threading.Thread(target=_sweep_forever, name="memo-sweeper", daemon=True).start()
