@@ -31,6 +31,7 @@ NOT_SETTINGS = {"arch_options", "precision_used"}  # set through the options; by
 AWAY = {"data": "builtin:300", "epochs": 3, "batch_size": 16, "optimizer": "sgd", "lr": 0.05,
         "momentum": 0.8, "nesterov": True, "weight_decay": 0.0, "schedule": "plateau",
         "label_smoothing": 0.1, "shift": 0, "flip": False, "rotate": 5.0, "seed": 7,
+        "recipe": "fer2013-resnet18", "erase": 0.5, "mixup": 0.4, "cutmix": 1.0, "ema": 0.9,
         "device": "cpu", "precision": "bf16", "class_weights": "balanced", "log_every": 1,
         "dropout": 0.5, "head": "flat", "small_input": False}
 
@@ -99,6 +100,7 @@ def test_the_form_launches_every_setting_it_was_given(arch, run_root, monkeypatc
     at.query_params["data"] = "builtin:100"
     at.run()
     at.switch_page("views/training/page.py").run()
+    form_widget(at, "train_recipe").set_value(AWAY["recipe"]).run()  # above the form: acts at once
     form_widget(at, "train_name").set_value(f"every-{arch}")
     values = {**AWAY, "arch": arch}
     for name, widget in WIDGETS.items():
@@ -112,3 +114,18 @@ def test_the_form_launches_every_setting_it_was_given(arch, run_root, monkeypatc
     args = build_parser().parse_args(command[3:])
     assert args.out == str(run_root / f"every-{arch}")
     assert train_config_from_args(args) == wanted
+
+
+def test_choosing_a_recipe_fills_the_form_with_its_settings(run_root):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["data"] = "builtin:100"
+    at.run()
+    at.switch_page("views/training/page.py").run()
+    recipe = config.RECIPES["fer2013-resnet18"]
+    form_widget(at, "train_recipe").set_value("fer2013-resnet18").run()
+    assert not at.exception
+    assert {name: form_widget(at, f"train_{name}").value for name in recipe} == recipe
+    assert form_widget(at, "train_data").value == "builtin:100"  # the recipe leaves it alone
+    form_widget(at, "train_recipe").set_value("none").run()
+    assert all(form_widget(at, f"train_{name}").value == getattr(TrainConfig(), name)
+               for name in recipe)

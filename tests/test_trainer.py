@@ -49,25 +49,34 @@ def test_history_status_and_checkpoints_of_a_finished_run(tmp_path, tiny_faces):
     assert json.loads(run.config_path.read_text())["batch_size"] == 32
 
 
-def test_stop_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_faces):
+# The recipe levers each draw randomness or keep state of their own that a resume must restore.
+LEVERS = {"optimizer": "sgd", "nesterov": True, "lr": 0.05, "schedule": "onecycle",
+          "mixup": 0.4, "cutmix": 1.0, "erase": 0.5, "ema": 0.9, "label_smoothing": 0.1}
+
+
+@pytest.mark.parametrize("levers", [{}, LEVERS], ids=["defaults", "recipe-levers"])
+def test_stop_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_faces, levers):
     straight = RunFolder(tmp_path / "straight")
-    train(_config(), straight.path, tiny_faces)
+    train(_config(**levers), straight.path, tiny_faces)
 
     run = RunFolder(tmp_path / "stopped")
-    state = train(_config(), run.path, tiny_faces, on_step=_stop_after(run, epoch=2, step=2))
+    state = train(_config(**levers), run.path, tiny_faces,
+                  on_step=_stop_after(run, epoch=2, step=2))
     assert state == "stopped" and run.status()["state"] == "stopped"
     assert not run.stop_path.exists()
     progress = read_payload(run.last_path)["training_state"]["progress"]
     assert progress["epoch"] == 2 and progress["step"] == 3  # the step after the request
     assert [e["epoch"] for e in run.epochs()] == [1]
 
-    assert train(_config(), run.path, tiny_faces, resume=True) == "finished"
+    assert train(_config(**levers), run.path, tiny_faces, resume=True) == "finished"
     assert [e["epoch"] for e in run.epochs()] == [1, 2]
     keys = [(r["epoch"], r["step"]) for r in run.history() if r["kind"] == "step"]
     assert keys == sorted(set(keys))
-    a = read_payload(run.last_path)["model"]
-    b = read_payload(straight.last_path)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a, b = read_payload(run.last_path), read_payload(straight.last_path)
+    for weights in ("model", "raw_model") if levers else ("model",):
+        saved = a[weights] if weights == "model" else a["training_state"][weights]
+        wanted = b[weights] if weights == "model" else b["training_state"][weights]
+        assert all(torch.equal(saved[k], wanted[k]) for k in saved)
     assert run.epochs()[1]["val_acc"] == straight.epochs()[1]["val_acc"]
 
 
@@ -123,7 +132,9 @@ def test_a_running_status_without_its_trainer_reads_as_failed(tmp_path):
 
 @pytest.mark.parametrize("field,value,message", [
     ("epochs", 0, "epochs must be at least 1"), ("lr", -1.0, "learning rate must be positive"),
-    ("optimizer", "rmsprop", "optimizer must be one of"), ("schedule", "step", "schedule must be")])
+    ("optimizer", "rmsprop", "optimizer must be one of"), ("schedule", "step", "schedule must be"),
+    ("erase", 1.5, "erase must be in"), ("mixup", -0.1, "mixup and cutmix must be"),
+    ("ema", 1.0, "ema must be in")])
 def test_bad_settings_are_refused_before_anything_is_written(tmp_path, tiny_faces, field, value,
                                                              message):
     with pytest.raises(FerError, match=message):

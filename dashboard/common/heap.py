@@ -8,15 +8,15 @@ no-op: those allocators return memory on their own terms.
 """
 
 import ctypes
-import ctypes.util
 import functools
 
 
 @functools.cache
 def _malloc_trim():
-    name = ctypes.util.find_library("c")
+    """glibc's malloc_trim, looked up among the symbols the process has loaded (not through
+    ctypes.util.find_library, which runs ldconfig in a subprocess)."""
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
 

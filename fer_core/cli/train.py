@@ -13,10 +13,11 @@ from ..training.config import RESUME_SCHEDULES, Setting, TrainConfig, settings
 
 # --help lists the flags in this order (as it did before TrainConfig's field order gave them);
 # a setting not named here comes last.
-HELP_ORDER = ("data", "arch", "out", "epochs", "resume", "resume_schedule", "batch_size",
-              "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
-              "label_smoothing", "shift", "flip", "rotate", "dropout", "head", "class_weights",
-              "precision", "small_input", "seed", "device", "log_every")
+HELP_ORDER = ("data", "recipe", "arch", "out", "epochs", "resume", "resume_schedule",
+              "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
+              "label_smoothing", "shift", "flip", "rotate", "erase", "mixup", "cutmix", "ema",
+              "dropout", "head", "class_weights", "precision", "small_input", "seed", "device",
+              "log_every")
 OWN_FLAGS = {
     "out": (("--out",), {"required": True, "help": "run folder, e.g. checkpoints/NAME"}),
     "resume": (("--resume",), {"action": "store_true",

@@ -50,3 +50,25 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
 def _whole_pixels(u: torch.Tensor, limit: int) -> torch.Tensor:
     """Map uniform [0, 1) draws to whole-pixel shifts in -limit..limit, each equally likely."""
     return torch.floor(u * (2 * limit + 1)) - limit
+
+
+def erase_batch(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2020), as torchvision's RandomErasing draws it: with
+    probability `p` a face gets one box of 2-33% of its area, aspect ratio 0.3-3.3, filled with
+    uniform noise. All faces at once, on the batch's device (a box that does not fit is clamped
+    to the face instead of redrawn)."""
+    n, _, h, w = x.shape
+    u = torch.rand(n, 5, device=x.device, generator=generator)
+    area = h * w * (0.02 + u[:, 0] * 0.31)
+    ratio = torch.exp(math.log(0.3) + u[:, 1] * (math.log(3.3) - math.log(0.3)))
+    box_h = torch.sqrt(area * ratio).round().clamp(1, h)
+    box_w = torch.sqrt(area / ratio).round().clamp(1, w)
+    top = torch.floor(u[:, 2] * (h - box_h + 1))
+    left = torch.floor(u[:, 3] * (w - box_w + 1))
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + box_h).view(n, 1, 1))
+              & (cols >= left.view(n, 1, 1)) & (cols < (left + box_w).view(n, 1, 1))
+              & (u[:, 4] < p).view(n, 1, 1))
+    noise = torch.rand(x.shape, device=x.device, generator=generator, dtype=x.dtype)
+    return torch.where(inside.unsqueeze(1), noise, x)

@@ -1,6 +1,9 @@
 """The new-run form: one widget per training setting (fer_core.training.config.settings(), the
 same settings the CLI's train flags come from), in WIDGETS' order, four to a row, the rarely
-changed ones folded into "More settings". Submitting launches `python -m fer_core train`."""
+changed ones folded into "More settings". Submitting launches `python -m fer_core train`.
+
+The recipe is chosen above the form (a widget inside a form cannot act until it is submitted):
+choosing one fills the form with the recipe's settings, which can then be changed."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +16,7 @@ from dashboard.common.runs import RunInfo, all_runs
 from dashboard.views.training.launcher import start_run
 from fer_core.device import available_devices
 from fer_core.errors import FerError
-from fer_core.training.config import Setting, TrainConfig, settings
+from fer_core.training.config import RECIPES, Setting, TrainConfig, settings
 
 KEEP = {"persist_state": "session"}  # the form keeps its values when the user visits another page
 
@@ -35,6 +38,8 @@ class Widget:
 
 
 WIDGETS = {
+    "recipe": Widget("Recipe", help="fill the form with a named recipe's settings (the same as "
+                                    "the train command's --recipe)"),
     "data": Widget("Dataset"),
     "device": Widget("Device", choices=available_devices, help="where the trainer runs"),
     "log_every": Widget("Loss point every N steps", 1, 10_000),
@@ -53,6 +58,10 @@ WIDGETS = {
     "momentum": Widget("Momentum (SGD)", 0.0, 0.999, 0.01, "%.3f", more=True),
     "nesterov": Widget("Nesterov momentum", more=True),
     "label_smoothing": Widget("Label smoothing", 0.0, 0.9, 0.05, more=True),
+    "erase": Widget("Random erasing", 0.0, 1.0, 0.05, more=True),
+    "mixup": Widget("Mixup alpha", 0.0, 10.0, 0.1, more=True),
+    "cutmix": Widget("CutMix alpha", 0.0, 10.0, 0.1, more=True),
+    "ema": Widget("Weight average decay", 0.0, 0.9999, 0.0001, "%.4f", more=True),
     "head": Widget("Head (cnn3)", more=True),
     "class_weights": Widget("Class weights", more=True),
     "precision": Widget("Precision", more=True),
@@ -68,9 +77,11 @@ def new_run_form(data: str, runs: list[RunInfo]) -> None:
     """The run name and every setting's widget, starting at the defaults (the sidebar's dataset
     and device)."""
     by_name = {s.name: s for s in settings()}
-    initial = {"data": data, "device": state.device().type}
-    main = [name for name, widget in WIDGETS.items() if not widget.more]
-    more = [name for name, widget in WIDGETS.items() if widget.more]
+    recipe = _recipe_picker(by_name["recipe"])
+    initial = {**RECIPES[recipe], "data": data, "device": state.device().type}
+    in_form = {name: widget for name, widget in WIDGETS.items() if name != "recipe"}
+    main = [name for name, widget in in_form.items() if not widget.more]
+    more = [name for name, widget in in_form.items() if widget.more]
     with st.form("new_run"):
         cells = dict(zip(["name", *main], _cells(len(main) + 1)))
         with st.expander("More settings"):
@@ -79,7 +90,7 @@ def new_run_form(data: str, runs: list[RunInfo]) -> None:
             st.session_state["train_name"] = free_name(runs)
         cells["name"].text_input("Run name", key="train_name", **KEEP,
                                  help="A folder under the checkpoints root: letters, digits, . _ -")
-        for name, widget in WIDGETS.items():
+        for name, widget in in_form.items():
             _widget(cells[name], by_name[name], widget, initial.get(name, by_name[name].default))
         st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
                               on_click=_submit)
@@ -87,6 +98,19 @@ def new_run_form(data: str, runs: list[RunInfo]) -> None:
         st.error(message, icon=":material/error:")
     if started := st.session_state.pop("form_started", None):
         st.toast(f"Started run {started}", icon=":material/play_arrow:")
+
+
+def _recipe_picker(setting: Setting) -> str:
+    widget = WIDGETS["recipe"]
+    return st.selectbox(widget.label, setting.choices, key=key("recipe"), help=widget.help,
+                        on_change=_apply_recipe, **KEEP)
+
+
+def _apply_recipe() -> None:
+    """The recipe box's callback: forget the form's values of every setting a recipe sets, so
+    those widgets start again from the chosen recipe's values (or the defaults, for none)."""
+    for name in set().union(*RECIPES.values()):
+        st.session_state.pop(key(name), None)
 
 
 def _cells(count: int) -> list:
