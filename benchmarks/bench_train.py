@@ -31,7 +31,7 @@ from fer_core.device import AUTOCAST_DTYPES, choose_device, describe_device, res
 from fer_core.models.architectures import build_model
 from fer_core.training.config import TrainConfig
 from fer_core.training.runs import RunFolder
-from fer_core.training.trainer import train, uses_channels_last
+from fer_core.training.trainer import make_optimizer, train, uses_channels_last
 
 OPTIONS: dict[str, dict] = {}
 # A GPU runs a 12-step epoch (2048 faces) in milliseconds, mostly kernel-launch latency and the
@@ -41,11 +41,11 @@ CPU_FACES, GPU_FACES = 2048, 32768
 
 def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device,
               precision: str) -> float:
-    """Images/s of forward + backward + Adam step on one ready batch, nothing else, in the
-    trainer's memory layout and precision, so that the trainer's overhead is all that differs."""
+    """Images/s of forward + backward + the trainer's Adam step on one ready batch, nothing else,
+    in the trainer's memory layout and precision, so that the trainer's overhead is all that
+    differs."""
     torch.manual_seed(0)
     model = build_model(arch, **OPTIONS.get(arch, {})).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
     x = torch.rand(batch_size, 1, 48, 48, device=device)
     y = torch.randint(0, 7, (batch_size,), device=device)
@@ -53,6 +53,7 @@ def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device,
     if uses_channels_last(device):
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, TrainConfig())
 
     def step():
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):

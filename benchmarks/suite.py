@@ -113,6 +113,16 @@ def train_rows(r: dict) -> list[dict]:
     return rows
 
 
+def epoch_parts_rows(r: dict) -> list[dict]:
+    rows = [row("epoch_parts", f"{name} optimizer step, fused", ms["fused"] / 1e3,
+                "PyTorch's default step", ms["default"] / 1e3)
+            for name, ms in r["optimizer_step_ms"].items()]
+    rows += [row("epoch_parts", f"{arch} epoch-end checkpoint writes, background writer",
+                 ms["background"] / 1e3, "torch.save + fsync inline", ms["inline"] / 1e3)
+             for arch, ms in r["epoch_end_ms"].items()]
+    return rows
+
+
 def predict_rows(r: dict) -> list[dict]:
     faces = f"{r['faces']:,} {Path(r['data']).name} {r['split']} faces"
     return [row("predict", f"predict_split, {faces}", r["predict_seconds"], "bare model(x) loop",
@@ -243,6 +253,10 @@ def train_args(ctx: Context) -> list[str]:
     return ["--head", "flat", *ctx.pick(["--faces", "512", "--repeats", "1"], [])]
 
 
+def epoch_parts_args(ctx: Context) -> list[str]:
+    return ctx.pick(["--archs", "cnn3", "--repeats", "2"], [])
+
+
 def predict_args(ctx: Context) -> list[str]:
     run, _ = ctx.run_and_data()
     data = ctx.fer2013 or ctx.pick(QUICK_DATA, "builtin:35890")
@@ -308,6 +322,8 @@ BENCHMARKS = (
     Benchmark("cli_start", "bench_cli_start.py", "cli_start.json", cli_start_args,
               cli_start_rows, quick=False, needs_csv=True),
     Benchmark("train", "bench_train.py", "train_cnn3_*.json", train_args, train_rows),
+    Benchmark("epoch_parts", "bench_epoch_parts.py", "epoch_parts.json", epoch_parts_args,
+              epoch_parts_rows),
     Benchmark("precision", "bench_precision.py", "precision_*.json", precision_args,
               precision_rows, quick=False),
     Benchmark("predict", "bench_predict.py", "predict_*.json", predict_args, predict_rows),

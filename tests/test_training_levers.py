@@ -177,3 +177,24 @@ def test_a_recipe_sets_its_settings_and_the_flags_given_override_them():
 def test_an_unknown_recipe_is_refused_by_name():
     with pytest.raises(FerError, match="recipe must be one of .*got 'fast'"):
         TrainConfig.from_settings({"recipe": "fast"})
+
+
+# ---- torch.compile ----------------------------------------------------------------------------
+
+def test_a_compiled_run_trains_as_the_eager_one_and_saves_the_plain_model(tmp_path, tiny_faces):
+    """No dropout (compiled dropout draws other random numbers), fp32: the two runs take the same
+    steps up to the compiler's reordering of float sums."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    runs = {}
+    for compiled in (False, True):
+        config = TrainConfig(epochs=1, batch_size=32, seed=7, precision="fp32", compile=compiled,
+                             arch_options={"dropout": 0.0})
+        train(config, tmp_path / str(compiled), tiny_faces)
+        runs[compiled] = RunFolder(tmp_path / str(compiled))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
+    eager, compiled = (read_payload(runs[c].last_path)["model"] for c in (False, True))
+    assert list(compiled) == list(eager)  # no "_orig_mod." prefix: the model itself is saved
+    assert runs[True].epochs()[0]["train_loss"] == pytest.approx(
+        runs[False].epochs()[0]["train_loss"], rel=1e-3)

@@ -16,8 +16,8 @@ from ..training.config import RESUME_SCHEDULES, Setting, TrainConfig, settings
 HELP_ORDER = ("data", "recipe", "arch", "out", "epochs", "resume", "resume_schedule",
               "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
               "label_smoothing", "shift", "flip", "rotate", "erase", "mixup", "cutmix", "ema",
-              "dropout", "head", "class_weights", "precision", "small_input", "seed", "device",
-              "log_every")
+              "dropout", "head", "class_weights", "precision", "compile", "small_input", "seed",
+              "device", "log_every")
 OWN_FLAGS = {
     "out": (("--out",), {"required": True, "help": "run folder, e.g. checkpoints/NAME"}),
     "resume": (("--resume",), {"action": "store_true",

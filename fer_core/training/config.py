@@ -106,6 +106,8 @@ class TrainConfig:
                                  "Beta(a, a); with mixup, each batch is one or the other (0: off)")
     ema: float = setting(0.0, "decay of an average of the weights kept every step, e.g. 0.999; "
                               "validation and checkpoints use the average (0: off)")
+    compile: bool = setting(False, "torch.compile the training step's model (fused kernels; "
+                                   "compiling costs 20-60 s at the start)")
     seed: int = setting(0, "random seed")
     device: str = setting("auto", "auto (default), cpu, cuda, mps")
     precision: str = setting("auto", "auto: bf16 where the CPU or GPU has it natively, fp16 on "

@@ -65,6 +65,7 @@ WIDGETS = {
     "head": Widget("Head (cnn3)", more=True),
     "class_weights": Widget("Class weights", more=True),
     "precision": Widget("Precision", more=True),
+    "compile": Widget("Compile (torch.compile)", more=True),
     "seed": Widget("Seed", 0, 2**31 - 1, more=True),
 }
 
