@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -86,11 +87,11 @@ def epoch_end_ms(arch: str, device: torch.device, background: bool, folder: Path
 
 
 def alternate(measure, variants: dict, repeats: int) -> dict:
-    """Median of `repeats` runs of measure(variant) for each variant, run in turn."""
+    """Median of `repeats` runs of measure(**variant) for each variant, run in turn."""
     times = {name: [] for name in variants}
     for _ in range(repeats):
         for name, variant in variants.items():
-            times[name].append(measure(variant))
+            times[name].append(measure(**variant))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -106,13 +107,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs.split(","):
             for name in OPTIMIZERS:
-                ms = alternate(lambda fused: step_ms(arch, name, fused, device, args.steps),
-                               {"fused": True, "default": False}, args.repeats)
+                ms = alternate(partial(step_ms, arch, name, device=device, steps=args.steps),
+                               {"fused": {"fused": True}, "default": {"fused": False}},
+                               args.repeats)
                 result["optimizer_step_ms"][f"{arch} {name}"] = ms
                 print(f"{arch} {name} step: fused {ms['fused']:.2f} ms, "
                       f"default {ms['default']:.2f} ms", flush=True)
-            ms = alternate(lambda bg: epoch_end_ms(arch, device, bg, Path(tmp)),
-                           {"background": True, "inline": False}, args.repeats)
+            ms = alternate(partial(epoch_end_ms, arch, device, folder=Path(tmp)),
+                           {"background": {"background": True},
+                            "inline": {"background": False}}, args.repeats)
             result["epoch_end_ms"][arch] = ms
             print(f"{arch} epoch-end writes hold the loop: background {ms['background']:.1f} ms, "
                   f"inline {ms['inline']:.1f} ms", flush=True)

@@ -8,7 +8,7 @@ and its speed-up over the fp32 loop. Runs alternate so machine
 noise hits every variant alike; the medians are compared.
 
     python benchmarks/bench_train.py [--arch cnn3] [--head pool|flat] [--batch-size 128]
-        [--faces N] [--repeats 3] [--precisions fp32,bf16]
+        [--faces N] [--repeats 3] [--precisions fp32,bf16] [--compile]
 
 --faces defaults to 2048 on a CPU and 32768 on a GPU.
 """
@@ -39,8 +39,8 @@ OPTIONS: dict[str, dict] = {}
 CPU_FACES, GPU_FACES = 2048, 32768
 
 
-def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device,
-              precision: str) -> float:
+def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device, precision: str,
+              compiled: bool) -> float:
     """Images/s of forward + backward + the trainer's Adam step on one ready batch, nothing else,
     in the trainer's memory layout and precision, so that the trainer's overhead is all that
     differs."""
@@ -54,10 +54,11 @@ def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device,
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, TrainConfig())
+    forward = torch.compile(model, dynamic=False) if compiled else model
 
     def step():
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = loss_fn(model(x).float(), y)
+            loss = loss_fn(forward(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -71,12 +72,13 @@ def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device,
     return steps * batch_size / (time.perf_counter() - start)
 
 
-def trainer_run(arch: str, batch_size: int, dataset, device: torch.device,
-                precision: str) -> float:
+def trainer_run(arch: str, batch_size: int, dataset, device: torch.device, precision: str,
+                compiled: bool) -> float:
     """Images/s the trainer reports for its second epoch (the first one warms up)."""
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(arch=arch, arch_options=OPTIONS.get(arch, {}), epochs=2,
-                             batch_size=batch_size, device=str(device), precision=precision)
+                             batch_size=batch_size, device=str(device), precision=precision,
+                             compile=compiled)
         train(config, f"{tmp}/run", dataset)
         return RunFolder(f"{tmp}/run").epochs()[-1]["images_per_s"]
 
@@ -95,6 +97,8 @@ def main() -> None:
                         help="built-in faces, 80%% train (default 2048 on a CPU, 32768 on a GPU)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model in both (the trainer's --compile)")
     parser.add_argument("--precisions", default=None,
                         help="comma-separated (default: fp32 and the native reduced precision)")
     args = parser.parse_args()
@@ -109,8 +113,9 @@ def main() -> None:
     trainer = {p: [] for p in precisions}
     for _ in range(args.repeats):  # alternate, so machine noise hits every variant alike
         for p in precisions:
-            bare[p].append(bare_loop(args.arch, args.batch_size, steps, device, p))
-            trainer[p].append(trainer_run(args.arch, args.batch_size, dataset, device, p))
+            bare[p].append(bare_loop(args.arch, args.batch_size, steps, device, p, args.compile))
+            trainer[p].append(trainer_run(args.arch, args.batch_size, dataset, device, p,
+                                          args.compile))
             print(f"  {p}: bare {bare[p][-1]:8.1f} img/s   trainer {trainer[p][-1]:8.1f} img/s",
                   flush=True)
     baseline = statistics.median(bare["fp32"]) if "fp32" in bare else None
@@ -120,16 +125,18 @@ def main() -> None:
         rows[p] = {"bare_images_per_s": b, "trainer_images_per_s": t, "trainer_over_bare": t / b,
                    "trainer_over_bare_fp32": t / baseline if baseline else None}
     result = {"device": describe_device(device), "arch": args.arch, "head": args.head,
+              "compiled": args.compile,
               "batch_size": args.batch_size, "steps_per_epoch": steps, "precisions": rows}
-    print(f"{result['device']}, {args.arch}, batch {args.batch_size} "
-          f"(medians of {args.repeats}; the bare loop in the trainer's layout and precision)")
+    print(f"{result['device']}, {args.arch}, batch {args.batch_size}"
+          f"{', compiled' if args.compile else ''} (medians of {args.repeats}; the bare loop in the trainer's layout and precision)")
     print(f"{'precision':<10}{'bare img/s':>12}{'trainer img/s':>15}{'trainer/bare':>14}"
           f"{'vs bare fp32':>14}")
     for p, r in rows.items():
         vs = f"{r['trainer_over_bare_fp32']:.2f}x" if baseline else "n/a"
         print(f"{p:<10}{r['bare_images_per_s']:>12.1f}{r['trainer_images_per_s']:>15.1f}"
               f"{r['trainer_over_bare']:>14.3f}{vs:>14}")
-    out = ROOT / "benchmarks" / "results" / f"train_{args.arch}_{device.type}.json"
+    compiled = "_compiled" if args.compile else ""
+    out = ROOT / "benchmarks" / "results" / f"train_{args.arch}_{device.type}{compiled}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved {out.relative_to(ROOT)}")

@@ -128,15 +128,21 @@ def choose_run(name: str) -> None:
     saved["ckpt"], saved["ckpt_chosen"] = name, True
 
 
-def default_run(runs: dict[str, RunInfo], data: str, device_type: str) -> str:
-    """The shipped checkpoint for this kind of data (builtin-cnn3 for the built-in faces; for
-    FER2013, fer2013-resnet18 on a GPU, else fer2013-cnn3, as ResNet18 predicts about 5.5x
-    slower on a CPU), else the first run trained on that kind, else the first run."""
-    builtin = is_builtin_spec(data)
-    if not builtin and device_type in GPUS and GPU_RUN in runs:
+def shipped_run(names, builtin: bool, device_type: str) -> str | None:
+    """The shipped checkpoint among `names` for this kind of data on this device: builtin-cnn3
+    for the built-in faces; for FER2013, fer2013-resnet18 on a GPU, else fer2013-cnn3 (ResNet18
+    predicts about 5.5x slower on a CPU). None when it is not there."""
+    if not builtin and device_type in GPUS and GPU_RUN in names:
         return GPU_RUN
-    if SHIPPED_RUNS[builtin] in runs:
-        return SHIPPED_RUNS[builtin]
+    return SHIPPED_RUNS[builtin] if SHIPPED_RUNS[builtin] in names else None
+
+
+def default_run(runs: dict[str, RunInfo], data: str, device_type: str) -> str:
+    """The shipped checkpoint for this kind of data and device (`shipped_run`), else the first
+    run trained on that kind, else the first run."""
+    builtin = is_builtin_spec(data)
+    if shipped := shipped_run(runs, builtin, device_type):
+        return shipped
     fitting = [n for n, r in runs.items() if r.data and is_builtin_spec(r.data) == builtin]
     return fitting[0] if fitting else next(iter(runs))
 

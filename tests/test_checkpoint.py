@@ -10,6 +10,7 @@ from fer_core.models.checkpoint import (
     make_payload,
     read_payload,
     save_atomic,
+    save_half,
 )
 
 
@@ -125,3 +126,18 @@ def test_checkpoints_saved_before_the_normalization_was_recorded_keep_their_valu
                         {**architectures.DEFAULT_OPTIONS["cnn3"], "mean": 0.6, "std": 0.3})
     model = load_checkpoint(tmp_path / "old.pt").model
     assert (model.normalize.mean, model.normalize.std) == (0.508, 0.255)
+
+
+def test_a_half_precision_copy_is_half_the_size_and_predicts_as_the_original(tmp_path):
+    source = tmp_path / "last.pt"
+    save_atomic({**_payload("resnet18"), "training_state": {"optimizer": {"state": {}}}}, source)
+    save_half(source, tmp_path / "best.pt")
+    half = read_payload(tmp_path / "best.pt")
+    assert "training_state" not in half and half["epoch"] == 3
+    assert all(v.dtype == torch.float16 for v in half["model"].values() if v.is_floating_point())
+    assert (tmp_path / "best.pt").stat().st_size < 0.55 * source.stat().st_size
+    x = torch.rand(8, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full, small = (load_checkpoint(p).model(x) for p in (source, tmp_path / "best.pt"))
+    assert next(load_checkpoint(tmp_path / "best.pt").model.parameters()).dtype == torch.float32
+    assert torch.allclose(full.softmax(1), small.softmax(1), atol=5e-3)

@@ -10,7 +10,7 @@ from dashboard.common.images import class_grid
 from dashboard.common.paths import checkpoints_root, run_roots
 from dashboard.common.runs import all_runs
 from dashboard.common.tables import RUN_COLUMNS, runs_frame
-from dashboard.sidebar import SHIPPED_RUNS
+from dashboard.sidebar import shipped_run
 from fer_core.data.classes import CLASSES
 from fer_core.data.readers import is_builtin_spec
 
@@ -54,7 +54,8 @@ def page() -> None:
 
     builtin = is_builtin_spec(choice.data)
     runs = [r for r in all_runs() if r.has_checkpoint]
-    shipped = next((r for r in runs if r.name == SHIPPED_RUNS[builtin]), None)
+    name = shipped_run([r.name for r in runs], builtin, state.device().type)
+    shipped = next((r for r in runs if r.name == name), None)
     cols = st.columns([3, 2, 2, 3])  # "Built-in faces" needs the room
     cols[0].metric("Dataset", "Built-in faces" if builtin else "FER2013")
     cols[1].metric("Faces", f"{len(dataset):,}")

@@ -76,8 +76,8 @@ def builtin_note(run: str) -> None:
         st.warning(note + " Train a model on FER2013 (Training page) to explain photos.",
                    icon=":material/warning:")
         return
-    better = sidebar.SHIPPED_RUNS[False] if sidebar.SHIPPED_RUNS[False] in photo_runs \
-        else photo_runs[0]
+    better = (sidebar.shipped_run(photo_runs, False, state.device().type)
+              or photo_runs[0])
     st.warning(note + f" **{better}** was trained on FER2013 photos.", icon=":material/warning:")
     st.button(f"Switch to {better}", key="sa_switch", icon=":material/swap_horiz:",
               on_click=sidebar.choose_run, args=(better,))
