@@ -109,6 +109,9 @@ def main() -> None:
     faces = args.faces or (CPU_FACES if device.type == "cpu" else GPU_FACES)
     dataset = make_builtin_faces(n=faces, seed=0)
     steps = len(dataset.indices("train")) // args.batch_size
+    if steps == 0:
+        parser.error(f"--faces {faces} leave fewer training faces than one batch of "
+                     f"{args.batch_size}")
     bare = {p: [] for p in precisions}
     trainer = {p: [] for p in precisions}
     for _ in range(args.repeats):  # alternate, so machine noise hits every variant alike

@@ -14,7 +14,9 @@
 #   python ../shared/tools/gpu_pack.py data
 #   mkdir -p ../aside && mv checkpoints/fer2013-* dashboard/screenshots ../aside/
 # The call: run(command="bash benchmarks/gpu_train_call.sh", carry=[".gpu/data"], timeout_s=560)
-# After it: mv ../aside/fer2013-* checkpoints/ && mv ../aside/screenshots dashboard/
+# After it: mv ../aside/fer2013-* checkpoints/ && mv ../aside/screenshots dashboard/; to ship
+# the run, unpack it into checkpoints/fer2013-resnet18/ (weights: cat best.pt.part-* > best.pt),
+# add its exception to .gitignore and write its MODEL_CARD.md from evaluate's JSON.
 # It brings back three files: best.pt in two parts (cat best.pt.part-* > best.pt) and
 # results.tar.gz (the run folder's other files, every JSON and log).
 #
