@@ -45,3 +45,21 @@ def start_a_run(page, app_url: str) -> None:
     page.wait_for_url("**/training?*")
     assert "data=builtin" in page.url  # the sidebar choice survives the page change
     start_run(page, "browser-run", "builtin:100", epochs=100)
+
+
+def test_choosing_a_recipe_fills_the_form_in_the_browser(app_url, browser_page):
+    """AppTest reads session state; only a browser shows whether the widgets took the values
+    (a widget whose state is dropped rather than set keeps showing its old value)."""
+    page = browser_page
+    page.goto(app_url)
+    page.get_by_role("link", name="Training").click()
+    page.get_by_role("textbox", name="Run name", exact=True).wait_for(timeout=90_000)
+    epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+    assert epochs.input_value() == "10"
+    page.get_by_role("combobox", name="Recipe").click()
+    page.get_by_role("option", name="fer2013-resnet18").click()
+    page.wait_for_function("() => [...document.querySelectorAll('input')].some("
+                           "i => i.getAttribute('aria-label') === 'Epochs' && i.value === '60')")
+    assert page.get_by_role("spinbutton", name="Batch size", exact=True).input_value() == "256"
+    assert page.get_by_role("combobox", name="Architecture").input_value() == "resnet18"
+    assert not page.get_by_text("Session State API").count()  # no duplicated-state warning

@@ -65,7 +65,7 @@ WIDGETS = {
     "head": Widget("Head (cnn3)", more=True),
     "class_weights": Widget("Class weights", more=True),
     "precision": Widget("Precision", more=True),
-    "compile": Widget("Compile (torch.compile)", more=True),
+    "compile": Widget("torch.compile", more=True),
     "seed": Widget("Seed", 0, 2**31 - 1, more=True),
 }
 
@@ -108,10 +108,12 @@ def _recipe_picker(setting: Setting) -> str:
 
 
 def _apply_recipe() -> None:
-    """The recipe box's callback: forget the form's values of every setting a recipe sets, so
-    those widgets start again from the chosen recipe's values (or the defaults, for none)."""
+    """The recipe box's callback: every setting a recipe sets takes the chosen recipe's value
+    (the default, where it sets none)."""
+    chosen = RECIPES[st.session_state[key("recipe")]]
+    defaults = {s.name: s.default for s in settings()}
     for name in set().union(*RECIPES.values()):
-        st.session_state.pop(key(name), None)
+        st.session_state[key(name)] = _shown(name, chosen.get(name, defaults[name]))
 
 
 def _cells(count: int) -> list:
@@ -121,18 +123,27 @@ def _cells(count: int) -> list:
 
 
 def _widget(box, setting: Setting, widget: Widget, initial) -> None:
-    """The setting's widget in `box`, keyed train_NAME."""
-    common = {"key": key(setting.name), "help": widget.help or setting.help, **KEEP}
+    """The setting's widget in `box`, keyed train_NAME. Its value lives in session state (set
+    there first, the widget given no value of its own), so that the recipe box can change it:
+    a value written to session state by a callback is what the browser then shows."""
+    name = key(setting.name)
+    st.session_state.setdefault(name, _shown(setting.name, initial))
+    common = {"key": name, "help": widget.help or setting.help, **KEEP}
     choices = widget.choices() if widget.choices else setting.choices
     if choices:
-        box.selectbox(widget.label, choices, list(choices).index(initial), **common)
+        box.selectbox(widget.label, choices, **common)
     elif isinstance(setting.default, bool):
-        box.toggle(widget.label, initial != widget.inverted, **common)
+        box.toggle(widget.label, **common)
     elif isinstance(setting.default, str):
-        box.text_input(widget.label, initial, **common)
+        box.text_input(widget.label, **common)
     else:
-        box.number_input(widget.label, widget.low, widget.high, initial, widget.step,
-                         widget.format, **common)
+        box.number_input(widget.label, widget.low, widget.high, step=widget.step,
+                         format=widget.format, **common)
+
+
+def _shown(name: str, value):
+    """A setting's value as its widget shows it (an inverted toggle shows the opposite)."""
+    return value != WIDGETS[name].inverted if isinstance(value, bool) else value
 
 
 def form_config() -> TrainConfig:
