@@ -3,7 +3,8 @@ fp32 and in the device's reduced precision: its busiest operations, the CPU's an
 time and the number of kernel launches (on a GPU, a small model's epoch can be bound by the CPU
 launching kernels).
 
-    python benchmarks/profile_train.py [--faces 32768] [--batch-size 128] [--head flat]
+    python benchmarks/profile_train.py [--arch cnn3|resnet18] [--faces 32768] [--batch-size 128]
+        [--head flat] [--compile]
         [--device auto] [--rows 12]
 
 A diagnostic, not a same-run comparison against a baseline: bench_train.py gives the speeds.
@@ -30,8 +31,10 @@ LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC")
 
 def profiled_epoch(dataset, device: torch.device, precision: str, args) -> profile:
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    config = TrainConfig(arch="cnn3", arch_options={"head": args.head}, epochs=1,
-                         batch_size=args.batch_size, device=str(device), precision=precision)
+    options = {"head": args.head} if args.arch == "cnn3" else {}
+    config = TrainConfig(arch=args.arch, arch_options=options, epochs=1,
+                         batch_size=args.batch_size, device=str(device), precision=precision,
+                         compile=args.compile)
     with tempfile.TemporaryDirectory() as tmp, profile(activities=activities) as prof:
         train(config, f"{tmp}/run", dataset)
     return prof
@@ -41,14 +44,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=32768)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--head", default="flat")
+    parser.add_argument("--arch", default="cnn3", choices=("cnn3", "resnet18"))
+    parser.add_argument("--head", default="flat", help="cnn3's head")
+    parser.add_argument("--compile", action="store_true", help="the trainer's --compile")
     parser.add_argument("--device", default=None)
     parser.add_argument("--rows", type=int, default=12)
     args = parser.parse_args()
     device = choose_device(args.device)
     dataset = make_builtin_faces(n=args.faces, seed=0)
     precisions = sorted({"fp32", resolve_precision("auto", device)}, reverse=True)
-    print(f"{describe_device(device)}; cnn3 ({args.head} head), {args.faces:,} built-in faces, "
+    model = f"cnn3 ({args.head} head)" if args.arch == "cnn3" else args.arch
+    compiled = ", compiled" if args.compile else ""
+    print(f"{describe_device(device)}; {model}{compiled}, {args.faces:,} built-in faces, "
           f"batch {args.batch_size}; one epoch each of {', '.join(precisions)}")
     profiled_epoch(dataset, device, "fp32", args)  # untimed: CUDA's and cuDNN's setup
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
