@@ -4,8 +4,7 @@ time and the number of kernel launches (on a GPU, a small model's epoch can be b
 launching kernels).
 
     python benchmarks/profile_train.py [--arch cnn3|resnet18] [--faces 32768] [--batch-size 128]
-        [--head flat] [--compile]
-        [--device auto] [--rows 12]
+        [--head flat] [--compile] [--device auto] [--rows 12]
 
 A diagnostic, not a same-run comparison against a baseline: bench_train.py gives the speeds.
 """
