@@ -7,7 +7,7 @@ test-time augmentation.
 The final weights, not best.pt: best.pt is chosen on the very split reported, which flatters it.
 
     python benchmarks/recipe_ablation.py --data PATH [--recipe fer2013-resnet18] [--epochs N]
-        [--parallel 4] [--only recipe,no-mixup] [--root DIR] [--device cuda]
+        [--arch cnn3] [--parallel 4] [--only recipe,no-mixup] [--root DIR] [--device cuda]
 
 Each variant's figures are written to benchmarks/results/recipe_ablation.json as soon as it is
 scored, so a run cut short keeps what it finished. Its run folders go under --root (default
@@ -46,11 +46,13 @@ WITHOUT = {
 }
 
 
-def variants(recipe: str) -> dict[str, list[str]]:
-    """Name -> train flags: the recipe, each lever out, and the defaults for its architecture."""
-    arch = RECIPES[recipe].get("arch", "cnn3")
-    return {"recipe": ["--recipe", recipe],
-            **{name: ["--recipe", recipe, *flags] for name, flags in WITHOUT.items()},
+def variants(recipe: str, arch: str | None) -> dict[str, list[str]]:
+    """Name -> train flags: the recipe, each lever out, and the defaults for its architecture
+    (or for `arch`, which then replaces the recipe's in every variant)."""
+    arch = arch or RECIPES[recipe].get("arch", "cnn3")
+    return {"recipe": ["--recipe", recipe, "--arch", arch],
+            **{name: ["--recipe", recipe, "--arch", arch, *flags]
+               for name, flags in WITHOUT.items()},
             "defaults": ["--arch", arch]}
 
 
@@ -76,18 +78,21 @@ def main() -> None:
                                                                          if r != "none"])
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs of every variant (default: the recipe's)")
+    parser.add_argument("--arch", default=None,
+                        help="train every variant with this architecture (default: the "
+                             "recipe's), e.g. cnn3 to try the levers on a CPU")
     parser.add_argument("--parallel", type=int, default=4, help="trainings at once")
     parser.add_argument("--only", default=None, help="comma-separated variant names")
     parser.add_argument("--root", default=str(ROOT / "benchmarks" / "results" / "ablation"))
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
-    chosen = variants(args.recipe)
+    chosen = variants(args.recipe, args.arch)
     if args.only:
         chosen = {name: chosen[name] for name in args.only.split(",")}
     device = choose_device(args.device)
     dataset = load_dataset(args.data)
     result = {"device": describe_device(device), "data": args.data, "recipe": args.recipe,
-              "parallel": args.parallel, "variants": {}}
+              "arch": args.arch, "parallel": args.parallel, "variants": {}}
     with ThreadPoolExecutor(args.parallel) as pool:
         futures = {name: pool.submit(train_variant, name, flags, args)
                    for name, flags in chosen.items()}
