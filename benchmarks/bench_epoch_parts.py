@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.timing import sync
+from benchmarks.timing import seconds, sync
 from fer_core.device import choose_device, describe_device
 from fer_core.models.architectures import build_model
 from fer_core.models.checkpoint import make_payload, save_atomic
@@ -56,12 +56,7 @@ def step_ms(arch: str, optimizer: str, fused: bool, device: torch.device, steps:
     model = model_with_grads(arch, device)
     opt = OPTIMIZERS[optimizer](model.parameters(), fused or None)
     opt.step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        opt.step()
-    sync(device)
-    return (time.perf_counter() - start) / steps * 1e3
+    return seconds(lambda: [opt.step() for _ in range(steps)], device) / steps * 1e3
 
 
 def epoch_end_ms(arch: str, device: torch.device, background: bool, folder: Path) -> float:

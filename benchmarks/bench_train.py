@@ -18,7 +18,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import seconds
 from fer_core.data.builtin import make_builtin_faces
 from fer_core.device import AUTOCAST_DTYPES, choose_device, describe_device, resolve_precision
 from fer_core.models.architectures import build_model
@@ -64,12 +64,7 @@ def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device, prec
         optimizer.step()
 
     step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return steps * batch_size / (time.perf_counter() - start)
+    return steps * batch_size / seconds(lambda: [step() for _ in range(steps)], device)
 
 
 def trainer_run(arch: str, batch_size: int, dataset, device: torch.device, precision: str,
@@ -81,11 +76,6 @@ def trainer_run(arch: str, batch_size: int, dataset, device: torch.device, preci
                              compile=compiled)
         train(config, f"{tmp}/run", dataset)
         return RunFolder(f"{tmp}/run").epochs()[-1]["images_per_s"]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:

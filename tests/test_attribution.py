@@ -2,9 +2,11 @@
 the shared-model rules (no hooks left, no .grad, two threads at once)."""
 
 import threading
+from functools import partial
 
 import pytest
 import torch
+from thread_helpers import run_at_once
 from torch import nn
 
 from fer_core.data.classes import NUM_CLASSES
@@ -251,12 +253,7 @@ def test_two_threads_explaining_at_once_match_one_thread():
         except Exception as e:  # surfaced by the assertion below
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(order,))
-               for order in (list(range(6)), list(reversed(range(6))))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(partial(work, list(range(6))), partial(work, list(reversed(range(6)))))
     assert not errors
     for i, maps in results.items():
         assert len(maps) == 6

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from thread_helpers import run_at_once
 
 from dashboard.common import runs, state
 from dashboard.views.training import launcher
@@ -204,11 +205,7 @@ def test_two_tabs_resuming_at_once_launch_one_trainer(run_root, fake_trainer):
         except RunError as e:
             outcomes.append(str(e))
 
-    tabs = [threading.Thread(target=click) for _ in range(2)]
-    for tab in tabs:
-        tab.start()
-    for tab in tabs:
-        tab.join(30)
+    run_at_once(click, click, timeout=30)
     assert len(fake_trainer) == 1, outcomes
     refused = [o for o in outcomes if o != "launched"]
     assert len(refused) == 1 and "run paused" in refused[0], outcomes

@@ -6,10 +6,12 @@ rules."""
 
 import threading
 import time
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from thread_helpers import run_at_once
 
 from dashboard.common import memo as memo_module
 from dashboard.common import state
@@ -25,12 +27,7 @@ def test_many_threads_asking_at_once_compute_once():
         return "result"
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(memo.get("k", slow)))
-               for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(*[lambda: results.append(memo.get("k", slow))] * 5)
     assert results == ["result"] * 5 and len(calls) == 1 and memo.has("k")
 
 
@@ -149,11 +146,7 @@ def test_a_failed_computation_raises_in_every_caller_and_is_tried_again():
         except ValueError as e:
             errors.append(str(e))
 
-    threads = [threading.Thread(target=ask) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(ask, ask)
     assert errors == ["unreadable"] * 2 and len(attempts) == 1
     assert memo.get("k", fails_once) == "fixed"
 
@@ -166,12 +159,8 @@ def test_two_keys_are_computed_at_the_same_time():
         return key
 
     results = {}
-    threads = [threading.Thread(target=lambda k=k: results.update({k: memo.get(
-        k, lambda report: waits_for_the_other(k))})) for k in "ab"]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(*(lambda k=k: results.update({k: memo.get(
+        k, lambda report: waits_for_the_other(k))}) for k in "ab"))
     assert results == {"a": "a", "b": "b"} and not both_running.broken
 
 
@@ -216,11 +205,7 @@ def _ask_at_once(*splits: str) -> list[str | None]:
     def ask(i: int, split: str) -> None:
         results[i] = state.predictions(CKPT, DATA, split)
 
-    threads = [threading.Thread(target=ask, args=item) for item in enumerate(splits)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(*(partial(ask, i, split) for i, split in enumerate(splits)))
     return results
 
 

@@ -134,6 +134,8 @@ class Trainer:
         self.forward = torch.compile(self.model, dynamic=False) if config.compile else self.model
         self.optimizer = make_optimizer(self.model, config)
         self.scheduler = self._make_scheduler()
+        # One-cycle steps after every step; the other schedules after every epoch.
+        self.steps_schedule = isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR)
         self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(),
                                            label_smoothing=config.label_smoothing)
         self.augment = AugmentConfig(shift=config.shift, flip=config.flip, rotate=config.rotate)
@@ -362,7 +364,7 @@ class Trainer:
         self.scaler.update()
         if self.average:
             self.average.update()
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        if self.steps_schedule:
             self.scheduler.step()
         return loss.detach(), mixed.correct(logits, y)
 
@@ -383,8 +385,7 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(val_loss if val_loss is not None else p.loss_sum / p.seen)
-        elif self.scheduler is not None and not isinstance(
-                self.scheduler, torch.optim.lr_scheduler.OneCycleLR):  # that one steps per step
+        elif self.scheduler is not None and not self.steps_schedule:
             self.scheduler.step()
         self.epoch = p.epoch
         self.progress = None
@@ -446,7 +447,7 @@ class Trainer:
             "progress": dataclasses.asdict(self.progress) if self.progress else None,
         }
         if self.average:
-            state["raw_model"] = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            state["raw_model"] = self.model.state_dict()  # the writer copies it to the CPU
             state["average_steps"] = self.average.steps
         self.writer.write([*(also or []), (self._payload(metrics, state), self.folder.last_path)])
 
