@@ -40,6 +40,11 @@ def available_devices() -> list[str]:
     return found
 
 
+def gpu_count() -> int:
+    """The CUDA GPUs this machine has (0 without CUDA): how many ranks torchrun can give one."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def describe_device(device: torch.device) -> str:
     """A one-line description: GPU name and memory, or the CPU thread count."""
     if device.type == "cuda":

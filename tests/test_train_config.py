@@ -32,7 +32,7 @@ AWAY = {"data": "builtin:300", "epochs": 3, "batch_size": 16, "optimizer": "sgd"
         "momentum": 0.8, "nesterov": True, "weight_decay": 0.0, "schedule": "plateau",
         "label_smoothing": 0.1, "shift": 0, "flip": False, "rotate": 5.0, "seed": 7,
         "recipe": "fer2013-resnet18", "erase": 0.5, "mixup": 0.4, "cutmix": 1.0, "ema": 0.9,
-        "compile": True,
+        "compile": True, "sync_bn": True,
         "device": "cpu", "precision": "bf16", "class_weights": "balanced", "log_every": 1,
         "dropout": 0.5, "head": "flat", "small_input": False}
 
@@ -130,3 +130,43 @@ def test_choosing_a_recipe_fills_the_form_with_its_settings(run_root):
     form_widget(at, "train_recipe").set_value("none").run()
     assert all(form_widget(at, f"train_{name}").value == getattr(TrainConfig(), name)
                for name in recipe)
+
+
+def test_with_several_gpus_the_form_launches_torchrun_and_refuses_a_batch_that_does_not_divide(
+        run_root, monkeypatch):
+    from dashboard.views.training import form
+
+    launched = []
+    monkeypatch.setattr(launcher.subprocess, "Popen", lambda command, **_: launched.append(
+        command) or SimpleNamespace(pid=os.getpid(), poll=lambda: None))
+    monkeypatch.setattr(form, "gpu_count", lambda: 4)
+    monkeypatch.setitem(WIDGETS, "device", dataclasses.replace(WIDGETS["device"],
+                                                               choices=lambda: ["cpu", "cuda"]))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["data"] = "builtin:100"
+    at.run()
+    at.switch_page("views/training/page.py").run()
+    form_widget(at, "train_device").set_value("cuda")
+    form_widget(at, "train_gpus").set_value(4)
+    form_widget(at, "train_batch_size").set_value(30)
+    start = next(b for b in at.button if b.label == "Start training")
+    start.click().run()
+    assert not launched and "does not divide among 4 GPUs" in at.error[0].value
+    form_widget(at, "train_batch_size").set_value(64)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    runs.CHILDREN.pop(os.getpid(), None)
+    assert not at.exception and len(launched) == 1, [e.value for e in at.error]
+    command = launched[0]
+    assert command[1:6] == ["-m", "torch.distributed.run", "--standalone",
+                            "--nproc_per_node=4", "-m"]
+    args = build_parser().parse_args(command[7:])
+    assert args.batch_size == 64 and args.device == "cuda"
+
+
+def test_with_one_gpu_or_none_the_form_offers_no_gpu_count(run_root):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["data"] = "builtin:100"
+    at.run()
+    at.switch_page("views/training/page.py").run()
+    assert not at.exception
+    assert not [w for w in at.number_input if w.key == "train_gpus"]

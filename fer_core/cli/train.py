@@ -16,8 +16,8 @@ from ..training.config import RESUME_SCHEDULES, Setting, TrainConfig, settings
 HELP_ORDER = ("data", "recipe", "arch", "out", "epochs", "resume", "resume_schedule",
               "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
               "label_smoothing", "shift", "flip", "rotate", "erase", "mixup", "cutmix", "ema",
-              "dropout", "head", "class_weights", "precision", "compile", "small_input", "seed",
-              "device", "log_every")
+              "dropout", "head", "class_weights", "precision", "compile", "sync_bn", "small_input",
+              "seed", "device", "log_every")
 OWN_FLAGS = {
     "out": (("--out",), {"required": True, "help": "run folder, e.g. checkpoints/NAME"}),
     "resume": (("--resume",), {"action": "store_true",
@@ -79,7 +79,9 @@ def train_config_from_args(args) -> TrainConfig:
 
 
 def run(args) -> int:
+    """Train; under torchrun every rank runs this, and rank 0 alone prints."""
     from ..data.readers import load_dataset
+    from ..distributed import launched_world
     from ..training.trainer import train
 
     config = train_config_from_args(args)
@@ -91,7 +93,8 @@ def run(args) -> int:
                       resume_schedule=args.resume_schedule, on_step=bar.step, on_epoch=bar.epoch)
     finally:
         bar.close()
-    print_train_summary(args.out, state)
+    if launched_world().main:
+        print_train_summary(args.out, state)
     return 0
 
 

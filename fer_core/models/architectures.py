@@ -55,6 +55,28 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+class BatchDropout(nn.Dropout):
+    """Dropout whose mask is drawn for the whole global batch and cut to this process's share.
+
+    Under torchrun each of N ranks holds 1/N of every batch; drawing the global batch's mask on
+    every rank (they hold the same random state) and keeping its own rows makes the N ranks drop
+    exactly what one process would. `share` (rank, ranks) is set by the trainer; (0, 1) is a
+    plain run. Evaluation and p = 0 pass faces through untouched, as nn.Dropout does.
+    """
+
+    share: tuple[int, int] = (0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return torch.zeros_like(x)
+        rank, ranks = self.share
+        n = len(x)
+        keep = x.new_empty((n * ranks, *x.shape[1:])).bernoulli_(1 - self.p)[rank * n:][:n]
+        return x * keep / (1 - self.p)
+
+
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(OrderedDict(
         conv=nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
@@ -89,7 +111,7 @@ def build_cnn3(dropout: float = 0.3, head: str = "pool", mean: float = PIXEL_MEA
         blocks["head"] = nn.Sequential(OrderedDict(
             pool=nn.AdaptiveAvgPool2d(1),
             flatten=nn.Flatten(),
-            dropout=nn.Dropout(dropout),
+            dropout=BatchDropout(dropout),
             fc=nn.Linear(512, NUM_CLASSES),
         ))
     else:
@@ -98,7 +120,7 @@ def build_cnn3(dropout: float = 0.3, head: str = "pool", mean: float = PIXEL_MEA
             hidden=nn.Linear(512 * 6 * 6, CNN3_HIDDEN, bias=False),
             bn=nn.BatchNorm1d(CNN3_HIDDEN),
             relu=nn.ReLU(),
-            dropout=nn.Dropout(dropout),
+            dropout=BatchDropout(dropout),
             fc=nn.Linear(CNN3_HIDDEN, NUM_CLASSES),
         ))
     return nn.Sequential(blocks)

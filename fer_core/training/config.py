@@ -108,6 +108,8 @@ class TrainConfig:
                               "validation and checkpoints use the average (0: off)")
     compile: bool = setting(False, "torch.compile the training step's model (fused kernels; "
                                    "compiling costs 20-60 s at the start)")
+    sync_bn: bool = setting(False, "under torchrun on GPUs: batch-norm statistics over the "
+                                   "global batch, not each rank's slice (SyncBatchNorm)")
     seed: int = setting(0, "random seed")
     device: str = setting("auto", "auto (default), cpu, cuda, mps")
     precision: str = setting("auto", "auto: bf16 where the CPU or GPU has it natively, fp16 on "

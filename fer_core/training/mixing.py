@@ -29,17 +29,23 @@ class Mixed:
 
     lam: float = 1.0
 
-    def loss(self, loss_fn, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, loss_fn, logits: torch.Tensor, y: torch.Tensor,
+             partners: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss on labels `y` and their partners' (default: `y` reversed, the whole batch;
+        a rank holding a slice of it passes the slice of the reversed labels)."""
         if self.lam == 1.0:
             return loss_fn(logits, y)
-        return self.lam * loss_fn(logits, y) + (1 - self.lam) * loss_fn(logits, y.flip(0))
+        partners = y.flip(0) if partners is None else partners
+        return self.lam * loss_fn(logits, y) + (1 - self.lam) * loss_fn(logits, partners)
 
-    def correct(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def correct(self, logits: torch.Tensor, y: torch.Tensor,
+                partners: torch.Tensor | None = None) -> torch.Tensor:
         """Faces predicted right, weighted as the loss weighs the two labels."""
         hits = logits.argmax(1)
         if self.lam == 1.0:
             return (hits == y).sum()
-        return self.lam * (hits == y).sum() + (1 - self.lam) * (hits == y.flip(0)).sum()
+        partners = y.flip(0) if partners is None else partners
+        return self.lam * (hits == y).sum() + (1 - self.lam) * (hits == partners).sum()
 
 
 def mix_batch(x: torch.Tensor, cfg: MixConfig, draw: tuple[int, ...]) -> tuple[torch.Tensor,

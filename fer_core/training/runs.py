@@ -155,17 +155,20 @@ def read_history(path: Path, start: int = 0, inode: int | None = None) -> Histor
 
 
 class HistoryWriter:
-    """Appends one JSON object per line to history.jsonl and flushes it at once."""
+    """Appends one JSON object per line to history.jsonl and flushes it at once; with no path,
+    keeps nothing (the ranks of a torchrun run other than rank 0)."""
 
-    def __init__(self, path: Path):
-        self._file = open(path, "a", buffering=1)
+    def __init__(self, path: Path | None):
+        self._file = open(path, "a", buffering=1) if path is not None else None
 
     def write(self, record: dict) -> None:
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        if self._file is not None:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def truncate_history(path: Path, keep) -> None:

@@ -4,6 +4,12 @@ and every step, epoch and state change is written to the run folder as it happen
 Stopping (SIGINT, SIGTERM or a STOP file) finishes the current step and saves last.pt with the
 position inside the epoch, so a resumed run continues exactly where it stopped: the history has
 no duplicated and no lost epochs.
+
+Under torchrun (see fer_core.distributed) the model is wrapped in DistributedDataParallel and
+`batch_size` stays the global batch: every rank draws the augmentations, erasing, mixing and
+dropout masks of the whole batch, as one process would, and trains on its own slice of it. The
+last partial batch of an epoch is dropped. Rank 0 alone writes the run folder; losses,
+accuracies and stop requests are combined across ranks at log points only.
 """
 
 import dataclasses
@@ -17,14 +23,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from .. import distributed
 from ..atomic import write_json
 from ..data.classes import NUM_CLASSES
 from ..data.dataset import FaceDataset
 from ..device import AUTOCAST_DTYPES, choose_device, resolve_precision
 from ..errors import FerError, RunError
 from ..evaluation.predict import logits_on_device
-from ..models.architectures import arch_options, build_model
+from ..models.architectures import BatchDropout, arch_options, build_model
 from ..models.checkpoint import load_weights, make_payload, read_payload
 from .augment import AugmentConfig, augment_batch, erase_batch
 from .averaging import WeightAverage
@@ -110,8 +118,11 @@ class Trainer:
                  on_step: StepCallback | None = None, on_epoch: StepCallback | None = None):
         config.validate()
         self.config, self.folder, self.dataset = config, run, dataset
-        self.on_step, self.on_epoch = on_step, on_epoch
-        self.device = choose_device(config.device)
+        self._refuse_setup(distributed.launched_world(), choose_device(config.device))
+        self.world, self.device = distributed.join(config.device)
+        self.distributed = self.world.launched
+        self.main = self.world.main
+        self.on_step, self.on_epoch = (on_step, on_epoch) if self.main else (None, None)
         self.cuda = self.device.type == "cuda"
         self.channels_last = uses_channels_last(self.device)
         config.precision_used = resolve_precision(config.precision, self.device)
@@ -122,16 +133,12 @@ class Trainer:
         self.val_data = DeviceData(dataset, "val", self.device)
         if len(self.train_data) < 2:
             raise FerError(f"dataset {dataset.name} has no labelled training faces to train on")
+        self._check_ranks_agree()
         torch.manual_seed(config.seed)
         config.arch_options = arch_options(config.arch, **config.arch_options)
-        self.model = build_model(config.arch, **config.arch_options).to(self.device)
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self._build_model()
         self.average = WeightAverage(self.model, config.ema) if config.ema > 0 else None
-        # Checkpoints, validation and the average keep the model itself; only steps go through
-        # the compiled one. dynamic=False: one more compile for the last, smaller batch, not
-        # kernels for every batch size.
-        self.forward = torch.compile(self.model, dynamic=False) if config.compile else self.model
+        self.forward = self._step_model()
         self.optimizer = make_optimizer(self.model, config)
         self.scheduler = self._make_scheduler()
         # One-cycle steps after every step; the other schedules after every epoch.
@@ -145,6 +152,47 @@ class Trainer:
         self.best_val_acc = -1.0
         self.progress: Progress | None = None
         self.writer = CheckpointWriter()
+
+    def _refuse_setup(self, world: distributed.World, device: torch.device) -> None:
+        """One clear line, before any process group is joined, for settings the ranks cannot
+        train with."""
+        c = self.config
+        if c.sync_bn and device.type != "cuda":
+            raise FerError(f"--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm runs only there), "
+                           f"not {device.type}")
+        if c.batch_size % world.size:
+            raise FerError(f"the global batch of {c.batch_size} faces does not divide among "
+                           f"{world.size} ranks: choose a multiple of {world.size}")
+
+    def _check_ranks_agree(self) -> None:
+        """Every rank reads the same faces, and enough of them for one global batch."""
+        if not self.distributed:
+            return
+        distributed.agree(self.dataset.fingerprint, f"the fingerprint of {self.dataset.name}")
+        c = self.config
+        if len(self.train_data) < c.batch_size:
+            raise FerError(f"{len(self.train_data)} training faces make no global batch of "
+                           f"{c.batch_size}: under torchrun the last partial batch is dropped")
+
+    def _build_model(self) -> nn.Module:
+        model = build_model(self.config.arch, **self.config.arch_options)
+        if self.distributed and self.config.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        for module in model.modules():
+            if isinstance(module, BatchDropout):
+                module.share = (self.world.rank, self.world.size)
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def _step_model(self) -> nn.Module:
+        """What a training step calls: the model, wrapped in DDP under torchrun and compiled
+        when asked. Checkpoints, validation and the average keep the model itself.
+        dynamic=False: one more compile for the last, smaller batch, not kernels for every
+        batch size."""
+        model = self.model
+        if self.distributed:
+            model = DistributedDataParallel(model, device_ids=[self.device] if self.cuda else None)
+        return torch.compile(model, dynamic=False) if self.config.compile else model
 
     def _class_weights(self) -> torch.Tensor | None:
         """'balanced': each class weighs n / (7 * its count) in the loss, as scikit-learn's
@@ -196,6 +244,12 @@ class Trainer:
             raise RunError(f"cannot resume {self.folder.path} with {self.config.epochs} epochs: "
                            f"its one-cycle schedule is planned over "
                            f"{payload['config']['epochs']}")
+        planned = (state.get("scheduler") or {}).get("total_steps")
+        if self.steps_schedule and planned not in (None, self.scheduler.total_steps):
+            raise RunError(f"cannot resume {self.folder.path} here: its one-cycle schedule is "
+                           f"planned over {planned} steps, this run would take "
+                           f"{self.scheduler.total_steps} (a torchrun run drops each epoch's "
+                           f"last partial batch)")
         self._load_weights(payload, state)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler"):
@@ -208,7 +262,8 @@ class Trainer:
         self.epoch = payload["epoch"]
         self.best_val_acc = state["best_val_acc"]
         self.progress = Progress(**state["progress"]) if state.get("progress") else None
-        self._truncate_history_to_checkpoint()
+        if self.main:
+            self._truncate_history_to_checkpoint()
 
     def _load_weights(self, payload: dict, state: dict) -> None:
         """last.pt's weights: the average's (which it ships) and the model's own, with one."""
@@ -277,22 +332,28 @@ class Trainer:
 
     def run(self) -> str:
         """Train until the last epoch or a stop request; returns 'finished' or 'stopped'."""
-        self.folder.clear_stale_stop()
-        write_json(self.folder.config_path, dataclasses.asdict(self.config))
-        started = (read_json(self.folder.status_path) or {}).get("started") or time.time()
-        self.folder.write_status(state="running", pid=os.getpid(), epoch=self.epoch,
-                                 epochs=self.config.epochs, best_val_acc=self._best_or_none(),
-                                 error=None, started=started)
-        history = HistoryWriter(self.folder.history_path)
+        if self.main:
+            self._start_folder()
+        history = HistoryWriter(self.folder.history_path if self.main else None)
         try:
             with StopRequested(self.folder) as stop:
                 state = self._loop(history, stop)
         finally:
             history.close()
             self.writer.wait()
-        self.folder.stop_path.unlink(missing_ok=True)
-        self.folder.write_status(state=state, epoch=self.epoch, best_val_acc=self._best_or_none())
+        if self.main:
+            self.folder.stop_path.unlink(missing_ok=True)
+            self.folder.write_status(state=state, epoch=self.epoch,
+                                     best_val_acc=self._best_or_none())
         return state
+
+    def _start_folder(self) -> None:
+        self.folder.clear_stale_stop()
+        write_json(self.folder.config_path, dataclasses.asdict(self.config))
+        started = (read_json(self.folder.status_path) or {}).get("started") or time.time()
+        self.folder.write_status(state="running", pid=os.getpid(), epoch=self.epoch,
+                                 epochs=self.config.epochs, best_val_acc=self._best_or_none(),
+                                 error=None, started=started, ranks=self.world.size)
 
     def _loop(self, history: HistoryWriter, stop: StopRequested) -> str:
         while self.epoch < self.config.epochs:
@@ -306,7 +367,7 @@ class Trainer:
             history.write(record)
             if self.on_epoch:
                 self.on_epoch(record)
-            if stop:
+            if distributed.any_rank(bool(stop), self.device):
                 return "stopped"
         return "finished"
 
@@ -315,8 +376,10 @@ class Trainer:
         return torch.randperm(len(self.train_data), generator=g).to(self.device)
 
     def steps_per_epoch(self) -> int:
+        """Whole batches, and the last partial one when it holds two faces or more (dropped
+        under torchrun, where it might not divide among the ranks)."""
         n, b = len(self.train_data), self.config.batch_size
-        return n // b + (1 if n % b >= 2 else 0)
+        return n // b + (1 if n % b >= 2 and not self.distributed else 0)
 
     def _train_epoch(self, p: Progress, history: HistoryWriter, stop: StopRequested) -> bool:
         """Train from step p.step to the end of the epoch; False when a stop cut it short."""
@@ -329,13 +392,17 @@ class Trainer:
         start = time.perf_counter()
         while p.step < steps:
             idx = perm[p.step * c.batch_size:(p.step + 1) * c.batch_size]
-            loss, correct = self._train_step(idx, (c.seed, p.epoch, p.step))
-            loss_acc += loss * len(idx)
+            loss_sum, correct = self._train_step(idx, (c.seed, p.epoch, p.step))
+            loss_acc += loss_sum
             correct_acc += correct
             p.step += 1
             p.seen += len(idx)
-            stopping = p.step < steps and bool(stop)
-            if p.step % c.log_every == 0 or p.step == steps or stopping:
+            at_log = p.step % c.log_every == 0 or p.step == steps
+            if self.distributed:  # the ranks meet at log points only
+                stopping = at_log and self._combine(loss_acc, correct_acc, stop) and p.step < steps
+            else:
+                stopping = p.step < steps and bool(stop)
+            if at_log or stopping:
                 p.loss_sum += loss_acc.item()
                 p.correct += correct_acc.item()
                 loss_acc.zero_(), correct_acc.zero_()
@@ -346,18 +413,32 @@ class Trainer:
         p.seconds += time.perf_counter() - start
         return True
 
+    def _combine(self, loss_acc: torch.Tensor, correct_acc: torch.Tensor,
+                 stop: StopRequested) -> bool:
+        """Sum the ranks' accumulated loss and hits in place, and whether any rank was asked to
+        stop, in one collective."""
+        asked = torch.tensor(float(bool(stop)), device=self.device)
+        distributed.sum_all(loss_acc, correct_acc, asked)
+        return bool(asked.item())
+
     def _train_step(self, idx: torch.Tensor, draw: tuple[int, ...]) -> tuple[torch.Tensor,
                                                                               torch.Tensor]:
-        """One optimizer step on faces `idx`; `draw` (seed, epoch, step) seeds the mixing."""
+        """One optimizer step on faces `idx`; `draw` (seed, epoch, step) seeds the mixing.
+        Returns this process's summed loss and (weighted) hits."""
         x, y = self.train_data.batch(idx, channels_last=self.channels_last)
         x = augment_batch(x, self.augment, self.aug_gen)
         if self.config.erase > 0:
             x = erase_batch(x, self.config.erase, self.aug_gen)
         x, mixed = mix_batch(x, self.mix, draw)
+        partners = y.flip(0)
+        if self.distributed:
+            share = len(idx) // self.world.size
+            mine = slice(self.world.rank * share, (self.world.rank + 1) * share)
+            x, y, partners = x[mine], y[mine], partners[mine]
         with torch.autocast(self.device.type, dtype=self.autocast_dtype,
                             enabled=self.autocast_dtype is not None):
             logits = self.forward(x)
-            loss = mixed.loss(self.loss_fn, logits.float(), y)
+            loss = mixed.loss(self.loss_fn, logits.float(), y, partners)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -366,7 +447,7 @@ class Trainer:
             self.average.update()
         if self.steps_schedule:
             self.scheduler.step()
-        return loss.detach(), mixed.correct(logits, y)
+        return loss.detach() * len(y), mixed.correct(logits, y, partners)
 
     def _log_step(self, p: Progress, steps: int, history: HistoryWriter) -> None:
         record = {
@@ -403,21 +484,29 @@ class Trainer:
             self.best_val_acc = self.best_val_acc if val_acc is None else val_acc
             best = [(self._payload(metrics), self.folder.best_path)]
         self._save_last(metrics, also=best)
-        self.folder.write_status(state="running", epoch=self.epoch,
-                                 best_val_acc=self._best_or_none())
+        if self.main:
+            self.folder.write_status(state="running", epoch=self.epoch,
+                                     best_val_acc=self._best_or_none())
         return record
 
     def validate(self) -> tuple[float | None, float | None]:
         """Mean loss and accuracy on the val split (None, None when it is empty), through the
-        project's one prediction path (fp32), so `evaluate` reports the same accuracy."""
+        project's one prediction path (fp32), so `evaluate` reports the same accuracy. Under
+        torchrun each rank scores its share of the faces with rank 0's weights."""
         data = self.val_data
         if len(data) == 0:
             return None, None
-        logits = logits_on_device(self.shipped, data.images)
+        distributed.share_buffers(self.model)
+        if self.average:
+            distributed.share_buffers(self.average.module)
+        mine = self.world.shard(len(data)) if self.distributed else range(len(data))
+        labels = data.labels[mine.start:mine.stop]
+        logits = logits_on_device(self.shipped, data.images[mine.start:mine.stop])
         self.model.train()
-        loss = F.cross_entropy(logits, data.labels).item()
-        correct = (logits.argmax(1) == data.labels).sum().item()
-        return loss, correct / len(data)  # an exact ratio, as `evaluate` computes it
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        correct = (logits.argmax(1) == labels).sum()
+        distributed.sum_all(loss, correct)
+        return loss.item() / len(data), correct.item() / len(data)  # exact, as `evaluate`
 
     # ---- checkpoints --------------------------------------------------------------------------
 
@@ -432,7 +521,9 @@ class Trainer:
     def _save_last(self, metrics: dict | None = None, also: list | None = None) -> None:
         """Hand last.pt (and the files in `also`) to the writer: written while training goes on.
         status.json and the history may so be a moment ahead of the files; a resume goes back
-        to what last.pt holds."""
+        to what last.pt holds. Only rank 0 writes."""
+        if not self.main:
+            return
         if metrics is None:  # stopped mid-epoch: the metrics of the last finished epoch
             previous = self.folder.epochs()[-1:]
             metrics = {k: previous[0].get(k) for k in METRIC_KEYS} if previous else {}
@@ -480,9 +571,14 @@ def train(config: TrainConfig, out: str, dataset: FaceDataset, *, resume: bool =
 
     Returns the final state ('finished' or 'stopped'). A folder that already holds a run is
     refused unless `resume` is set, so nothing is silently overwritten.
+
+    Under torchrun every rank checks the folder before joining the process group (which rank 0
+    must join too before it writes anything); rank 0 alone locks it and records failures.
     """
+    main = distributed.launched_world().main
     run = RunFolder(out)
-    run.acquire()
+    if main:
+        run.acquire()
     try:
         if run.exists() and not resume:
             raise RunError(f"run folder {run.path} already holds a run: resume it or choose "
@@ -495,8 +591,11 @@ def train(config: TrainConfig, out: str, dataset: FaceDataset, *, resume: bool =
                 trainer.resume(resume_schedule)
             return trainer.run()
         except BaseException as e:
-            message = str(e) if isinstance(e, FerError) else f"{type(e).__name__}: {e}"
-            run.write_status(state="failed", pid=os.getpid(), error=message)
+            if main:
+                message = str(e) if isinstance(e, FerError) else f"{type(e).__name__}: {e}"
+                run.write_status(state="failed", pid=os.getpid(), error=message)
             raise
     finally:
-        run.release()
+        distributed.leave()
+        if main:
+            run.release()

@@ -1,6 +1,7 @@
 """The new-run form: one widget per training setting (fer_core.training.config.settings(), the
 same settings the CLI's train flags come from), in WIDGETS' order, four to a row, the rarely
-changed ones folded into "More settings". Submitting launches `python -m fer_core train`.
+changed ones folded into "More settings". Submitting launches `python -m fer_core train`, under
+torchrun when the machine has several GPUs and the form's "GPUs" asks for more than one.
 
 The recipe is chosen above the form (a widget inside a form cannot act until it is submitted):
 choosing one fills the form with the recipe's settings, which can then be changed."""
@@ -14,7 +15,7 @@ from dashboard.common import state
 from dashboard.common.paths import checkpoints_root
 from dashboard.common.runs import RunInfo, all_runs
 from dashboard.views.training.launcher import start_run
-from fer_core.device import available_devices
+from fer_core.device import available_devices, gpu_count
 from fer_core.errors import FerError
 from fer_core.training.config import RECIPES, Setting, TrainConfig, settings
 
@@ -66,6 +67,7 @@ WIDGETS = {
     "class_weights": Widget("Class weights", more=True),
     "precision": Widget("Precision", more=True),
     "compile": Widget("torch.compile", more=True),
+    "sync_bn": Widget("SyncBatchNorm", more=True),
     "seed": Widget("Seed", 0, 2**31 - 1, more=True),
 }
 
@@ -83,8 +85,10 @@ def new_run_form(data: str, runs: list[RunInfo]) -> None:
     in_form = {name: widget for name, widget in WIDGETS.items() if name != "recipe"}
     main = [name for name, widget in in_form.items() if not widget.more]
     more = [name for name, widget in in_form.items() if widget.more]
+    gpus = gpu_count()
+    extra = ["gpus"] if gpus > 1 else []
     with st.form("new_run"):
-        cells = dict(zip(["name", *main], _cells(len(main) + 1)))
+        cells = dict(zip(["name", *main, *extra], _cells(len(main) + 1 + len(extra))))
         with st.expander("More settings"):
             cells.update(zip(more, _cells(len(more))))
         if "train_name" not in st.session_state:
@@ -93,6 +97,11 @@ def new_run_form(data: str, runs: list[RunInfo]) -> None:
                                  help="A folder under the checkpoints root: letters, digits, . _ -")
         for name, widget in in_form.items():
             _widget(cells[name], by_name[name], widget, initial.get(name, by_name[name].default))
+        if extra:
+            st.session_state.setdefault("train_gpus", 1)
+            cells["gpus"].number_input("GPUs", 1, gpus, key="train_gpus", **KEEP,
+                                       help="more than one trains under torchrun, the batch size "
+                                            "split among them (it must divide evenly)")
         st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
                               on_click=_submit)
     if message := st.session_state.pop("form_error", None):
@@ -176,7 +185,8 @@ def _submit() -> None:
     try:
         if error:
             raise FerError(error)
-        folder = start_run(checkpoints_root(), s.train_name, config)
+        folder = start_run(checkpoints_root(), s.train_name, config,
+                           gpus=s.get("train_gpus", 1) if gpu_count() > 1 else 1)
     except FerError as e:
         s["form_error"] = str(e)
         return

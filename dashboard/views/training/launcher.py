@@ -1,6 +1,7 @@
 """Start, stop and resume trainer processes (what the runs' folders say is `common.runs`).
 
-A run trains in its own process (`python -m fer_core train`), never in Streamlit's script thread.
+A run trains in its own process (`python -m fer_core train`, or torchrun with one process per GPU
+when several are asked for), never in Streamlit's script thread.
 The dashboard adds three files to the folders of the runs it starts: launch.json (pid, command,
 start time), created exclusively so that two clicks cannot start two trainers under one name;
 launch.lock, held while a resume checks the folder and launches, so that two tabs clicking Resume
@@ -28,7 +29,7 @@ from fer_core.atomic import write_json
 from fer_core.data.readers import is_builtin_spec
 from fer_core.errors import RunError
 from fer_core.training.config import TrainConfig, train_args
-from fer_core.training.runs import RunFolder
+from fer_core.training.runs import RunFolder, read_json
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 LAUNCH_LOCK = "launch.lock"
@@ -54,11 +55,13 @@ def validate_name(name: str) -> str:
     return name
 
 
-def start_run(root: Path, name: str, config: TrainConfig) -> RunFolder:
-    """Launch a new run into root/name; a busy or existing folder is refused, never overwritten."""
+def start_run(root: Path, name: str, config: TrainConfig, gpus: int = 1) -> RunFolder:
+    """Launch a new run into root/name (on `gpus` GPUs under torchrun when more than one); a busy
+    or existing folder is refused, never overwritten."""
     _refuse_unless_allowed()
     name = validate_name(name)
     config.validate()
+    _check_gpus(config, gpus)
     if not is_builtin_spec(config.data):
         config.data = os.path.abspath(os.path.expanduser(config.data))
     folder = RunFolder(Path(root).expanduser().absolute() / name)
@@ -73,8 +76,26 @@ def start_run(root: Path, name: str, config: TrainConfig) -> RunFolder:
     except FileExistsError:
         raise taken from None
     _launch(folder, [*train_args(config), "--out", str(folder.path)],
-            {"arch": config.arch, "data": config.data, "epochs": config.epochs})
+            {"arch": config.arch, "data": config.data, "epochs": config.epochs, "gpus": gpus})
     return folder
+
+
+def _check_gpus(config: TrainConfig, gpus: int) -> None:
+    if gpus == 1:
+        return
+    if config.device not in ("auto", "cuda"):
+        raise RunError(f"training on {gpus} GPUs needs the cuda device, not {config.device}")
+    if config.batch_size % gpus:
+        raise RunError(f"a batch of {config.batch_size} faces does not divide among {gpus} "
+                       f"GPUs: choose a multiple of {gpus}")
+
+
+def train_command(args: list[str], gpus: int = 1) -> list[str]:
+    """The trainer's command line: one process, or torchrun with one process per GPU."""
+    if gpus == 1:
+        return [sys.executable, "-m", "fer_core", "train", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={gpus}", "-m", "fer_core", "train", *args]
 
 
 def can_resume(info: RunInfo) -> bool:
@@ -92,8 +113,9 @@ def resume_run(folder: RunFolder) -> None:
         info = run_info(folder)
         if not can_resume(info):
             raise RunError(f"run {folder.name} is {info.state}: only a stopped run can be resumed")
+        gpus = (read_json(folder.path / LAUNCH_FILE) or {}).get("gpus", 1)
         _launch(folder, ["--out", str(folder.path), "--resume"],
-                {"arch": info.arch, "data": info.data, "epochs": info.epochs})
+                {"arch": info.arch, "data": info.data, "epochs": info.epochs, "gpus": gpus})
 
 
 @contextmanager
@@ -125,7 +147,7 @@ def _refuse_busy(folder: RunFolder) -> None:
 
 
 def _launch(folder: RunFolder, args: list[str], summary: dict) -> None:
-    command = [sys.executable, "-m", "fer_core", "train", *args]
+    command = train_command(args, summary["gpus"])
     with open(folder.path / LOG_FILE, "ab") as log:
         log.write(f"$ {shlex.join(command)}\n".encode())
         log.flush()
