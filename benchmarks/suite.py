@@ -140,6 +140,13 @@ def attribution_rows(r: dict) -> list[dict]:
                 r["ig32_one_face_ms"] / 1e3, "bare backward()", bare)]
 
 
+def export_rows(r: dict) -> list[dict]:
+    faces = f"{r['faces']:,} {Path(r['data']).name} {r['split']} faces"
+    return [rate_row("export", f"{m['title']}, export of {faces}", m["export_faces_per_s"],
+                     "explain one face per call", m["naive_faces_per_s"])
+            for m in r["methods"].values()]
+
+
 def trust_rows(r: dict) -> list[dict]:
     return [row("trust", f"whole report, {Path(r['checkpoint']).name}, {r['faces']} faces",
                 r["report_s"], "every method's maps once", r["floor_s"])]
@@ -267,6 +274,11 @@ def attribution_args(ctx: Context) -> list[str]:
     return ctx.pick(["--repeats", "3"], [])
 
 
+def export_args(ctx: Context) -> list[str]:
+    return ctx.pick(["--data", QUICK_DATA, "--methods", "vanilla,gradcam,guided", "--naive", "8"],
+                    [])
+
+
 def trust_args(ctx: Context) -> list[str]:
     run, data = ctx.run_and_data()
     return ["--checkpoint", run, "--data", data, "--faces", ctx.pick("4", "16")]
@@ -329,6 +341,7 @@ BENCHMARKS = (
     Benchmark("predict", "bench_predict.py", "predict_*.json", predict_args, predict_rows),
     Benchmark("attribution", "bench_attribution.py", "attribution_*.json", attribution_args,
               attribution_rows),
+    Benchmark("export", "bench_export.py", "export_*.json", export_args, export_rows),
     Benchmark("trust", "bench_trust.py", "trust_*.json", trust_args, trust_rows),
     Benchmark("filters", "bench_filters.py", "filters_*.json", filters_args, filters_rows),
     Benchmark("embeddings", "bench_embeddings.py", "embeddings.json", embeddings_args,

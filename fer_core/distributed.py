@@ -135,6 +135,25 @@ def agree(value: str, what: str) -> None:
                        f"same files")
 
 
+def from_main(value):
+    """Rank 0's `value` (any picklable object) on every rank: what the main rank decided."""
+    if not active():
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gathered(value) -> list:
+    """Every rank's `value` (any picklable object), in rank order, on every rank; a barrier too:
+    it returns once every rank has reached it."""
+    if not active():
+        return [value]
+    values = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(values, value)
+    return values
+
+
 def share_buffers(module: nn.Module) -> None:
     """Give every rank rank 0's buffers (batch-norm statistics), which each rank updates from its
     own slice of a batch: validation and saved checkpoints then agree across ranks."""

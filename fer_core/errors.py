@@ -19,3 +19,8 @@ class CheckpointError(FerError):
 
 class RunError(FerError):
     """A run folder is busy, missing, or in a state that forbids the request."""
+
+
+class ExportError(FerError):
+    """An export folder is busy or holds another export, or one of its files is missing, cut
+    short or changed; the message names the file."""

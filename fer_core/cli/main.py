@@ -1,4 +1,4 @@
-"""Command line: `python -m fer_core train | evaluate | embed | explain | trust | visualize | data`.
+"""Command line: `python -m fer_core train|evaluate|embed|explain|export|trust|visualize|data`.
 
 Installed, `fer` is the same command. Exit 0 on success; on bad input or a failed run, exit 2
 with one line on stderr.
@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import FerError
-from . import data, embed, evaluate, explain, train, trust, visualize
+from . import data, embed, evaluate, explain, export, train, trust, visualize
 
 EXIT_ERROR = 2
 COMMANDS = {
@@ -22,6 +22,7 @@ COMMANDS = {
     "embed": (embed, "every face of a split in 2-D (PCA, t-SNE or UMAP of the penultimate "
                      "features), as CSV"),
     "explain": (explain, "prediction and saliency map of one face (a photo or a dataset face)"),
+    "export": (export, "predictions, features and saliency maps of a whole split (torchrun too)"),
     "trust": (trust, "which saliency methods to trust: sanity check, deletion, localization"),
     "visualize": (visualize, "activation maximization of some filters of a layer, as a PNG grid"),
     "data": (data, "the detected layout and the counts per split and class"),

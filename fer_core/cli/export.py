@@ -1,0 +1,106 @@
+"""`python -m fer_core export`: every face of a split explained (its prediction, 7 probabilities,
+penultimate features and one saliency map per method) into shards and a manifest that
+`fer_core.load_export` reads back. Under `torchrun --nproc_per_node=N -m fer_core export ...`
+each rank explains its share of the chunks; an interrupted export resumes when run again."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import FerError
+from .common import training_data, warn_if_other_data
+from .explain import METHOD_KEYS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
+    p.add_argument("--data", default=None, help="FER2013 path or 'builtin' (default: the "
+                                                "checkpoint's training data)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="val")
+    p.add_argument("--methods", required=True,
+                   help=f"comma-separated saliency methods, or 'all': {', '.join(METHOD_KEYS)}")
+    p.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
+                   help="a method's parameter, e.g. ig.steps=16 or gradcam.layer=block2.relu "
+                        "(repeat for more; the others keep their defaults)")
+    p.add_argument("--seed", type=int, default=0, help="smoothgrad, gradshap: random seed")
+    p.add_argument("--out", default=None, help="the export's folder (default: "
+                                               "<run folder>/exports/<data>-<split>)")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="faces per shard (default 512; a resumed export keeps its own)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="images per forward pass (default 128 on a CPU, 1024 on a GPU)")
+    p.add_argument("--device", default=None)
+
+
+def run(args) -> int:
+    wanted = wanted_methods(args.methods, args.param)
+    for flag in ("chunk", "batch"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise FerError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    from ..distributed import join, leave
+
+    world, device = join(args.device)
+    try:
+        return export(args, wanted, world, device)
+    finally:
+        leave()
+
+
+def export(args, wanted: dict[str, dict], world, device) -> int:
+    from ..data.readers import load_dataset
+    from ..explain.export import ExportRequest, export_split, resolve_methods
+    from ..explain.export_files import default_folder
+    from ..models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint, device)
+    ckpt.model.requires_grad_(False)  # gradients are taken with respect to the faces only
+    data = args.data or training_data(ckpt)
+    dataset = load_dataset(data)
+    if args.split not in dataset.present_splits():
+        raise FerError(f"{data} has no {args.split} split (it has "
+                       f"{', '.join(dataset.present_splits())})")
+    if world.main:
+        warn_if_other_data(ckpt, dataset)
+    request = ExportRequest(ckpt.model, ckpt.path, dataset, args.split,
+                            resolve_methods(ckpt.model, wanted), args.seed)
+    folder = Path(args.out) if args.out else default_folder(ckpt.path.parent, dataset.name,
+                                                            args.split)
+    done = export_split(request, folder, device, world, chunk_size=args.chunk, batch=args.batch,
+                        on_chunk=chunk_reporter(world))
+    if world.main:
+        kept = f", {done.kept} kept from before" if done.kept else ""
+        print(f"exported {done.faces:,} faces of {data}, split {args.split} "
+              f"({', '.join(request.methods)}) in {done.chunks} chunks{kept} to {done.folder}")
+    return 0
+
+
+def wanted_methods(methods: str, params: list[str]) -> dict[str, dict]:
+    """--methods and --param as {method: {name: value text}}, checked for names and form
+    (`resolve_methods` checks the parameters themselves)."""
+    names = list(METHOD_KEYS) if methods.strip() == "all" else [
+        m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHOD_KEYS]
+    if unknown or not names:
+        raise FerError(f"--methods {methods!r}: unknown method {', '.join(unknown) or '(none)'}; "
+                       f"choose among {', '.join(METHOD_KEYS)}, or 'all'")
+    wanted = {m: {} for m in dict.fromkeys(names)}
+    for text in params:
+        method, _, rest = text.partition(".")
+        name, equals, value = rest.partition("=")
+        if not (method and name and equals):
+            raise FerError(f"--param {text!r}: expected METHOD.NAME=VALUE, e.g. ig.steps=16")
+        if method not in wanted:
+            raise FerError(f"--param {text!r}: {method} is not among --methods")
+        wanted[method][name.strip()] = value.strip()
+    return wanted
+
+
+def chunk_reporter(world):
+    """A line on stderr per chunk, with the rank under torchrun."""
+    rank = f"[rank {world.rank}] " if world.launched else ""
+
+    def report(k: int, chunks: int, kept: bool) -> None:
+        state = "kept (written before)" if kept else "written"
+        print(f"{rank}chunk {k + 1}/{chunks} {state}", file=sys.stderr, flush=True)
+
+    return report
