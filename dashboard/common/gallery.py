@@ -5,6 +5,7 @@ plotly figure whose invisible overlay makes each face clickable; a click stores 
 index within its split in session state under `face_key`.
 """
 
+from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlencode
 
@@ -16,6 +17,7 @@ from dashboard.common.clicks import face_from_state
 from dashboard.common.images import GAP, TILE_TEXT, gallery_grid, png_data_uri
 from fer_core.data.classes import CLASSES
 from fer_core.evaluation.predict import Predictions
+from fer_core.explain.heatmap import beside_maps
 
 SELECTED = "#ff4b4b"  # the chosen face, cell or prediction
 FACES_PER_PAGE = 100
@@ -45,9 +47,22 @@ def face_text(dataset, preds: Predictions, position: int) -> tuple[tuple[str, ..
     return lines, hover
 
 
+@dataclass(frozen=True)
+class TileMaps:
+    """Saliency maps to draw beside the gallery's faces: `values` (N x 48 x 48, one per face
+    shown, in order), named by `key` (where they come from) so the picture can be cached."""
+
+    values: np.ndarray
+    signed: bool
+    key: tuple
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
-def _grid_uri(_dataset, fingerprint: str, rows: tuple, captions: tuple, columns: int) -> str:
+def _grid_uri(_dataset, fingerprint: str, rows: tuple, captions: tuple, columns: int,
+              _maps: TileMaps | None = None, maps_key: tuple | None = None) -> str:
     faces = _dataset.images[np.asarray(rows, dtype=np.int64)]
+    if _maps is not None:
+        faces = beside_maps(faces, _maps.values, _maps.signed)
     return png_data_uri(gallery_grid(faces, list(captions), columns, SCALE))
 
 
@@ -61,23 +76,30 @@ def on_face_click(key: str, face_key: str) -> None:
 
 
 def show_gallery(dataset, preds: Predictions, positions: np.ndarray, key: str,
-                 face_key: str, columns: int = COLUMNS) -> None:
+                 face_key: str, columns: int = COLUMNS, maps: TileMaps | None = None) -> None:
     """Up to FACES_PER_PAGE faces of `preds.split` as one clickable composed image, `columns`
-    faces a row (fewer where the gallery shares the page's width with something beside it)."""
+    faces a row (fewer where the gallery shares the page's width with something beside it);
+    with `maps`, each face's map beside it, in half as many columns."""
     positions = [int(p) for p in positions[:FACES_PER_PAGE]]
     texts = [face_text(dataset, preds, p) for p in positions]
+    columns = max(1, columns // 2) if maps is not None else columns
     uri = _grid_uri(dataset, dataset.fingerprint, tuple(int(preds.rows[p]) for p in positions),
-                    tuple(lines for lines, _ in texts), columns)
+                    tuple(lines for lines, _ in texts), columns, maps,
+                    None if maps is None else maps.key)
     size = dataset.images.shape[1] * SCALE
-    tile_w, tile_h = size + GAP, size + TILE_TEXT
+    tile_w, tile_h = size * (2 if maps is not None else 1) + GAP, size + TILE_TEXT
     i = np.arange(len(positions))
-    centres = np.stack([(i % columns) * tile_w + size / 2, (i // columns) * tile_h + size / 2], 1)
+    centres = np.stack([(i % columns) * tile_w + (tile_w - GAP) / 2,
+                        (i // columns) * tile_h + size / 2], 1)
     width = min(columns, len(positions)) * tile_w  # one row of 3 faces: 3 faces wide, not 9
     height = (-(-len(positions) // columns)) * tile_h
     figure = gallery_figure(uri, width, height, centres, positions, [h for _, h in texts],
-                            face=size, selected=st.session_state.get(face_key))
+                            face=size, selected=st.session_state.get(face_key),
+                            wide=maps is not None)
     st.caption("Each face: its source, true → predicted class, p = probability of the "
-               "prediction, t = probability of the true class. Click a face to open it.")
+               "prediction, t = probability of the true class"
+               + ("; beside it, its map of the predicted class" if maps is not None else "")
+               + ". Click a face to open it.")
     st.plotly_chart(figure, key=key, on_select=partial(on_face_click, key, face_key),
                     selection_mode="points", width="content",
                     config={"displayModeBar": False})
@@ -121,9 +143,11 @@ face_dialog = st.dialog("Face", width="large")(show_face)
 
 
 def gallery_figure(source: str, width: int, height: int, centres: np.ndarray, positions: list,
-                   hover: list[str], face: int, selected: int | None = None) -> dict:
+                   hover: list[str], face: int, selected: int | None = None,
+                   wide: bool = False) -> dict:
     """A composed gallery image with one clickable square per face (customdata = the face's
-    index within its split), the selected face outlined."""
+    index within its split), the selected face outlined (and its map, when `wide` tiles hold
+    a face and its map side by side)."""
     image = {"type": "image", "source": source, "hoverinfo": "skip"}
     overlay = {
         "type": "scatter", "mode": "markers", "showlegend": False,
@@ -136,7 +160,8 @@ def gallery_figure(source: str, width: int, height: int, centres: np.ndarray, po
     if selected is not None and selected in positions:
         x, y = centres[positions.index(selected)]
         half = face / 2 + 2
-        shapes.append({"type": "rect", "x0": x - half, "x1": x + half, "y0": y - half,
+        half_w = half + (face / 2 if wide else 0)
+        shapes.append({"type": "rect", "x0": x - half_w, "x1": x + half_w, "y0": y - half,
                        "y1": y + half, "line": {"color": SELECTED, "width": 3}})
     layout = {
         "height": height + 10, "width": width + 10, "margin": {"l": 5, "r": 5, "t": 5, "b": 5},

@@ -12,19 +12,20 @@ TILE_TEXT = 46  # pixels of caption under each face in a gallery (three lines)
 
 def gallery_grid(faces: np.ndarray, captions: list[tuple[str, ...]], columns: int,
                  scale: int = 2) -> Image.Image:
-    """Faces (N, 48, 48) as one RGBA image, `columns` a row, caption lines under each."""
-    size = faces.shape[1] * scale
+    """Faces (N, H, W) grey or (N, H, W, 3) RGB (a face with its map beside it) as one RGBA
+    image, `columns` a row, caption lines under each."""
+    height, width = faces.shape[1] * scale, faces.shape[2] * scale
     rows = max(1, -(-len(faces) // columns))
-    tile_w, tile_h = size + GAP, size + TILE_TEXT
+    tile_w, tile_h = width + GAP, height + TILE_TEXT
     grid = Image.new("RGBA", (columns * tile_w, rows * tile_h), (0, 0, 0, 0))
     draw = ImageDraw.Draw(grid)
     font = ImageFont.load_default(size=12)
     for i, (face, lines) in enumerate(zip(faces, captions)):
         left, top = (i % columns) * tile_w, (i // columns) * tile_h
-        grid.paste(Image.fromarray(face).resize((size, size), Image.NEAREST).convert("RGBA"),
-                   (left, top))
+        tile = Image.fromarray(face).resize((width, height), Image.NEAREST)
+        grid.paste(tile.convert("RGBA"), (left, top))
         for j, line in enumerate(lines):
-            draw.text((left + size // 2, top + size + 2 + 13 * j), line, fill=LABEL_COLOR,
+            draw.text((left + width // 2, top + height + 2 + 13 * j), line, fill=LABEL_COLOR,
                       font=font, anchor="mt")
     return grid
 

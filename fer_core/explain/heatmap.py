@@ -40,6 +40,14 @@ def overlay(face: np.ndarray, coloured: np.ndarray, opacity: float = 0.5) -> np.
     return mixed.round().astype(np.uint8)
 
 
+def beside_maps(faces: np.ndarray, maps: np.ndarray, signed: bool) -> np.ndarray:
+    """uint8 RGB (N, H, 2W, 3): each grey face (N, H, W) with its coloured map on its right,
+    each map on its own scale."""
+    grey = np.repeat(np.asarray(faces, dtype=np.uint8)[..., None], 3, axis=3)
+    coloured = np.stack([colorize(m, signed) for m in maps])
+    return np.concatenate([grey, coloured], axis=2)
+
+
 def panels(face: np.ndarray, values: np.ndarray, signed: bool, caption: str, zoom: int = 4,
            cmap: str | None = None, opacity: float = 0.5) -> Image.Image:
     """One picture: the face, the map and the overlay side by side (each `zoom` times larger,

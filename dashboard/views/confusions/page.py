@@ -4,6 +4,10 @@ metrics around them.
 
 The URL carries the split, the cell (?true=T&pred=P) and the opened face (?idx=I, its 0-based
 position within the split), so a copied link opens the same view in a new tab.
+
+With an export of the split (`python -m fer_core export`, found in the checkpoint's run folder)
+each face's map can be drawn beside it, and the cell's mean map is the mean of the exported maps,
+at once, instead of being computed.
 """
 
 import numpy as np
@@ -11,12 +15,13 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from dashboard.common import state, url
+from dashboard.common import exports, state, url
 from dashboard.common.clicks import cell_from_state, parse_cell, parse_index
 from dashboard.common.gallery import (
     BESIDE_COLUMNS,
     COLUMNS,
     FACES_PER_PAGE,
+    TileMaps,
     face_dialog,
     show_gallery,
 )
@@ -47,6 +52,8 @@ from fer_core.evaluation.confusion import (
     reliability,
     summary,
 )
+from fer_core.explain.attribution import METHODS
+from fer_core.explain.export_files import Export
 from fer_core.explain.heatmap import colorize
 
 NORM_LABELS = {"counts": "Counts", "row": "Row % (recall)", "column": "Column % (precision)"}
@@ -164,10 +171,40 @@ def gallery_positions(preds, cell: tuple[int, int]) -> tuple[str, np.ndarray, bo
     return title, cell_positions(preds, t, p, sort=None if sort == "default" else sort), True
 
 
+def split_export(ckpt, dataset, preds) -> Export | None:
+    """The export of this split, if there is a usable one (a damaged one gets its message)."""
+    found = exports.split_export(ckpt, dataset, preds.split)
+    if found.problem:
+        st.warning(f"The export of this split is not used: {found.problem}",
+                   icon=":material/warning:")
+    if found.export is not None and not np.array_equal(found.export.rows, preds.rows):
+        st.warning(f"{exports.describe(found.export)} does not hold this split's faces in "
+                   f"order: it is not used", icon=":material/warning:")
+        return None
+    return found.export
+
+
+def export_choice(export: Export) -> tuple[str, bool]:
+    """Which exported method to show, and whether each face's map goes beside it."""
+    methods = export.methods
+    if st.session_state.get("cm_export_method") not in methods:
+        st.session_state["cm_export_method"] = methods[0]
+    cols = st.columns([3, 3, 2])
+    method = cols[0].selectbox("Exported maps", methods, key="cm_export_method",
+                               format_func=lambda m: METHODS[m].title,
+                               help=f"Maps of the predicted class, read from "
+                                    f"{exports.describe(export)}")
+    beside = cols[1].toggle("Each face's map beside it", key="cm_export_maps",
+                            persist_state="session")
+    return method, beside
+
+
 def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
     """The gallery, and beside it the cell's mean saliency. The gallery is drawn first, so the
-    browser shows it while the map is computed."""
+    browser shows it while the map is computed (or read from an export)."""
     title, positions, one_cell = gallery_positions(preds, cell)
+    export = split_export(ckpt, dataset, preds)
+    method, beside_faces = export_choice(export) if export is not None else (None, False)
     st.subheader(f"{title}: {len(positions):,} faces")
     if not len(positions):
         t, p = cell
@@ -184,11 +221,18 @@ def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
             page = st.columns(3)[0].number_input(
                 f"Page (of {pages}, {FACES_PER_PAGE} faces each)", 1, pages, key="cm_page")
         shown = positions[(page - 1) * FACES_PER_PAGE:page * FACES_PER_PAGE]
+        maps = None
+        if beside_faces:
+            maps = TileMaps(export.maps[method][shown[:FACES_PER_PAGE]].astype(np.float32),
+                            METHODS[method].signed, (str(export.folder), export.manifest["key"], method))
         show_gallery(dataset, preds, shown, key="cm_gallery", face_key="cm_face",
-                     columns=BESIDE_COLUMNS if one_cell else COLUMNS)
+                     columns=BESIDE_COLUMNS if one_cell else COLUMNS, maps=maps)
     if beside is not None:
         with beside:
-            show_cell_map(ckpt, dataset, preds, cell, len(positions))
+            if export is not None:
+                show_exported_map(export, method, cell, positions)
+            else:
+                show_cell_map(ckpt, dataset, preds, cell, len(positions))
 
 
 def show_cell_map(ckpt, dataset, preds, cell: tuple[int, int], n: int) -> None:
@@ -203,6 +247,21 @@ def show_cell_map(ckpt, dataset, preds, cell: tuple[int, int], n: int) -> None:
     image = Image.fromarray(colorize(values, signed=t != p))
     slot.image(image.resize((MAP_SIZE, MAP_SIZE), Image.Resampling.NEAREST))
     st.caption(cell_map_caption(t, p, n))
+
+
+def show_exported_map(export: Export, method: str, cell: tuple[int, int],
+                      positions: np.ndarray) -> None:
+    """The mean of the cell's exported maps (each of its face's predicted class)."""
+    t, p = cell
+    spec = METHODS[method]
+    st.markdown(f"**Mean {spec.title} map of {CLASSES[p]}**")
+    values = export.maps[method][positions].astype(np.float32).mean(0)
+    image = Image.fromarray(colorize(values, signed=spec.signed))
+    st.image(image.resize((MAP_SIZE, MAP_SIZE), Image.Resampling.NEAREST))
+    n = len(positions)
+    st.caption(f"Mean {spec.title} map of the predicted class, {CLASSES[p]}, over the {n:,} "
+               f"face{'s' if n != 1 else ''} of this cell (true {CLASSES[t]}), read from "
+               f"{exports.describe(export)}.")
 
 
 def cell_map_caption(t: int, p: int, n: int) -> str:

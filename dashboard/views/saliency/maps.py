@@ -1,6 +1,8 @@
 """Saliency maps for the page: computed by `fer_core.explain.attribution.explain` on the shared
 frozen model, cached in memory per (checkpoint version, face pixels, label, method, target,
-parameters), and drawn as pictures (the map alone and over the face, zoomed with visible pixels).
+parameters), or read from an export of the face's split when it holds the same method and
+parameters for the predicted class; drawn as pictures (the map alone and over the face, zoomed
+with visible pixels).
 """
 
 import time
@@ -11,7 +13,10 @@ import streamlit as st
 import torch
 from PIL import Image
 
+from fer_core.data.classes import CLASSES
 from fer_core.explain.attribution import METHODS, Target, explain
+from fer_core.explain.export import resolve_methods
+from fer_core.explain.export_files import Export
 from fer_core.explain.heatmap import SIGNED_CMAP, UNSIGNED_CMAP, colorize, overlay
 
 ZOOM = 5
@@ -31,6 +36,7 @@ class Map:
     output: int         # its `attribution.Scores` index: a class, or 7 + 7a + b for a - b
     params: dict
     seconds: float
+    source: str = ""    # where a map not computed here was read from
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
@@ -47,6 +53,21 @@ def face_map(_model: torch.nn.Module, model_key: tuple, face: np.ndarray, label:
     return Map(values=maps, probs=result.probs[0].cpu().numpy(), signed=result.signed,
                title=result.title, target=result.target_names()[0],
                output=int(result.outputs[0]), params=result.params, seconds=seconds)
+
+
+def exported_map(model: torch.nn.Module, export: Export, position: int, method: str,
+                 params: dict) -> Map | None:
+    """The face's map as `export` holds it (the face at `position` of the export's split), when
+    the export has `method` with these parameters (as `explain` would resolve them); else None.
+    An export explains the predicted class only."""
+    if method not in export.methods or resolve_methods(model, {method: params})[method] != \
+            export.params(method):
+        return None
+    predicted = int(export.predictions[position])
+    return Map(values=export.maps[method][position].astype(np.float32),
+               probs=export.probs[position], signed=METHODS[method].signed,
+               title=METHODS[method].title, target=CLASSES[predicted], output=predicted,
+               params=export.params(method), seconds=0.0, source=str(export.folder))
 
 
 def zoomed(rgb: np.ndarray, zoom: int = ZOOM) -> Image.Image:

@@ -10,7 +10,7 @@ shared link reproduces the map (an uploaded photo cannot travel in a link).
 import streamlit as st
 
 from dashboard import sidebar
-from dashboard.common import face_picker, state, url
+from dashboard.common import exports, face_picker, state, url
 from dashboard.common.gallery import probability_figure
 from dashboard.common.runs import all_runs
 from dashboard.views.saliency import controls, maps, trust_panel
@@ -108,9 +108,10 @@ def show_map(chosen, result) -> None:
     st.image([alone, over], caption=["The map", "Over the face"], width=240,
              output_format="PNG")
     params = ", ".join(f"{k} {v}" for k, v in result.params.items())
+    where = (f"Read from the export in `{result.source}`." if result.source else
+             f"Computed in {result.seconds * 1000:.0f} ms on {state.device().type}.")
     st.caption(f"{result.title}{f' ({params})' if params else ''}, explaining "
-               f"**{result.target}**. {maps.legend(result)} Computed in "
-               f"{result.seconds * 1000:.0f} ms on {state.device().type}.")
+               f"**{result.target}**. {maps.legend(result)} {where}")
 
 
 def show_all_methods(model, model_key, chosen, target: str, opacity: float) -> None:
@@ -126,6 +127,20 @@ def show_all_methods(model, model_key, chosen, target: str, opacity: float) -> N
     st.caption("Default parameters for each method; signed maps (red for, blue against) on a "
                "diverging scale, unsigned ones on a sequential scale. Each map is scaled to its "
                "own 99.5th percentile, so compare where they point, not how bright they are.")
+
+
+def stored_map(ckpt, dataset, chosen, method: str, params: dict, target):
+    """A dataset face's map of its predicted class from an export of its split, if one holds
+    the method with these parameters (a damaged export gets its message and is not used)."""
+    if chosen.split is None or target.kind != "predicted":
+        return None
+    found = exports.split_export(ckpt, dataset, chosen.split)
+    if found.problem:
+        st.warning(f"The export of this split is not used: {found.problem}",
+                   icon=":material/warning:")
+    if found.export is None:
+        return None
+    return maps.exported_map(ckpt.model, found.export, chosen.position, method, params)
 
 
 def page() -> None:
@@ -154,9 +169,11 @@ def page() -> None:
     model_key = (str(ckpt.path), state.file_stamp(ckpt.path))
     target_text = target.text()
     try:
-        with st.spinner(f"{METHODS[method].title}..."):
-            result = maps.face_map(ckpt.model, model_key, chosen.face, chosen.label, method,
-                                   target_text, tuple(sorted(params.items())))
+        result = stored_map(ckpt, dataset, chosen, method, params, target)
+        if result is None:
+            with st.spinner(f"{METHODS[method].title}..."):
+                result = maps.face_map(ckpt.model, model_key, chosen.face, chosen.label, method,
+                                       target_text, tuple(sorted(params.items())))
     except FerError as e:
         st.error(str(e), icon=":material/error:")
         return
