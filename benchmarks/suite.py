@@ -123,6 +123,15 @@ def epoch_parts_rows(r: dict) -> list[dict]:
     return rows
 
 
+def ddp_rows(r: dict) -> list[dict]:
+    runs, setting = r["runs"], f"{r['arch']}, batch {r['batch_size']}, {r['device']}"
+    return [rate_row("ddp", f"torchrun, 1 rank, {setting}", runs["ddp_1"]["images_per_s"],
+                     runs["plain_1"]["name"], runs["plain_1"]["images_per_s"]),
+            rate_row("ddp", f"torchrun, {r['ranks']} ranks, {setting}",
+                     runs["ddp_n"]["images_per_s"], runs["plain_n"]["name"],
+                     runs["plain_n"]["images_per_s"])]
+
+
 def predict_rows(r: dict) -> list[dict]:
     faces = f"{r['faces']:,} {Path(r['data']).name} {r['split']} faces"
     return [row("predict", f"predict_split, {faces}", r["predict_seconds"], "bare model(x) loop",
@@ -264,6 +273,10 @@ def epoch_parts_args(ctx: Context) -> list[str]:
     return ctx.pick(["--archs", "cnn3", "--repeats", "2"], [])
 
 
+def ddp_args(ctx: Context) -> list[str]:
+    return ctx.pick(["--data", "builtin:1000", "--epochs", "2"], [])
+
+
 def predict_args(ctx: Context) -> list[str]:
     run, _ = ctx.run_and_data()
     data = ctx.fer2013 or ctx.pick(QUICK_DATA, "builtin:35890")
@@ -336,6 +349,7 @@ BENCHMARKS = (
     Benchmark("train", "bench_train.py", "train_cnn3_*.json", train_args, train_rows),
     Benchmark("epoch_parts", "bench_epoch_parts.py", "epoch_parts.json", epoch_parts_args,
               epoch_parts_rows),
+    Benchmark("ddp", "bench_ddp.py", "ddp_*.json", ddp_args, ddp_rows, quick=False),
     Benchmark("precision", "bench_precision.py", "precision_*.json", precision_args,
               precision_rows, quick=False),
     Benchmark("predict", "bench_predict.py", "predict_*.json", predict_args, predict_rows),

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from ..atomic import atomic_file, write_json
 from ..errors import RunError
+from ..locks import try_lock
 
 PROCESS_STARTED = time.time()  # as early as fer_core is imported (see clear_stale_stop)
 
@@ -60,7 +61,7 @@ class RunFolder:
         """Take the folder's lock; a second trainer on the same folder is refused."""
         self.path.mkdir(parents=True, exist_ok=True)
         f = open(self.lock_path, "a+")
-        if not _try_lock(f, attempts=5):
+        if not try_lock(f, attempts=5):
             f.close()
             status = self.status() or {}
             pid = f" (pid {status['pid']})" if status.get("pid") else ""
@@ -78,7 +79,7 @@ class RunFolder:
         if not self.lock_path.exists():
             return False
         with open(self.lock_path, "a+") as f:
-            if not _try_lock(f, attempts=1):
+            if not try_lock(f, attempts=1):
                 return True
             fcntl.flock(f, fcntl.LOCK_UN)
         return False
@@ -178,16 +179,3 @@ def truncate_history(path: Path, keep) -> None:
     kept = [r for r in read_history(path).records if keep(r)]
     with atomic_file(path, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in kept)
-
-
-def _try_lock(f, attempts: int) -> bool:
-    """Take an exclusive flock on `f` without blocking; retry briefly, since another process
-    may hold it for an instant only to test it (is_locked)."""
-    for attempt in range(attempts):
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if attempt + 1 < attempts:
-                time.sleep(0.05)
-    return False
