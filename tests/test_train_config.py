@@ -32,7 +32,7 @@ AWAY = {"data": "builtin:300", "epochs": 3, "batch_size": 16, "optimizer": "sgd"
         "momentum": 0.8, "nesterov": True, "weight_decay": 0.0, "schedule": "plateau",
         "label_smoothing": 0.1, "shift": 0, "flip": False, "rotate": 5.0, "seed": 7,
         "recipe": "fer2013-resnet18", "erase": 0.5, "mixup": 0.4, "cutmix": 1.0, "ema": 0.9,
-        "compile": True, "sync_bn": True,
+        "compile": True, "sync_bn": True, "snapshots": 2, "probes": 3,
         "device": "cpu", "precision": "bf16", "class_weights": "balanced", "log_every": 1,
         "dropout": 0.5, "head": "flat", "small_input": False}
 

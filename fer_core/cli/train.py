@@ -17,7 +17,7 @@ HELP_ORDER = ("data", "recipe", "arch", "out", "epochs", "resume", "resume_sched
               "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
               "label_smoothing", "shift", "flip", "rotate", "erase", "mixup", "cutmix", "ema",
               "dropout", "head", "class_weights", "precision", "compile", "sync_bn", "small_input",
-              "seed", "device", "log_every")
+              "snapshots", "probes", "seed", "device", "log_every")
 OWN_FLAGS = {
     "out": (("--out",), {"required": True, "help": "run folder, e.g. checkpoints/NAME"}),
     "resume": (("--resume",), {"action": "store_true",

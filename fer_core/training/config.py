@@ -110,6 +110,10 @@ class TrainConfig:
                                    "compiling costs 20-60 s at the start)")
     sync_bn: bool = setting(False, "under torchrun on GPUs: batch-norm statistics over the "
                                    "global batch, not each rank's slice (SyncBatchNorm)")
+    snapshots: int = setting(4, "snapshots of the weights kept at epochs evenly spaced over the "
+                                "run, in half precision, for the timeline and TracIn (0: none)")
+    probes: int = setting(8, "validation faces whose gradient and Grad-CAM maps are kept every "
+                             "epoch (0: none)")
     seed: int = setting(0, "random seed")
     device: str = setting("auto", "auto (default), cpu, cuda, mps")
     precision: str = setting("auto", "auto: bf16 where the CPU or GPU has it natively, fp16 on "
@@ -150,6 +154,8 @@ class TrainConfig:
              f"mixup and cutmix must be >= 0, got {self.mixup} and {self.cutmix}"),
             (0 <= self.ema < 1, f"ema must be in [0, 1), got {self.ema}"),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+            (self.snapshots >= 0, f"snapshots must be >= 0, got {self.snapshots}"),
+            (self.probes >= 0, f"probes must be >= 0, got {self.probes}"),
             (self.precision in PRECISIONS,
              f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
             (self.class_weights in CLASS_WEIGHTS,

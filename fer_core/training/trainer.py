@@ -32,13 +32,16 @@ from ..data.dataset import FaceDataset
 from ..device import AUTOCAST_DTYPES, choose_device, resolve_precision
 from ..errors import FerError, RunError
 from ..evaluation.predict import logits_on_device
+from ..explain.attribution import last_conv_stage
 from ..models.architectures import BatchDropout, arch_options, build_model
-from ..models.checkpoint import load_weights, make_payload, read_payload
+from ..models.checkpoint import half_payload, load_weights, make_payload, read_payload
 from .augment import AugmentConfig, augment_batch, erase_batch
 from .averaging import WeightAverage
 from .config import RESUME_SCHEDULES, TrainConfig
 from .mixing import MixConfig, mix_batch
+from .probes import choose_probes, drop_epochs_after, probe_maps, write_epoch, write_faces
 from .runs import HistoryWriter, RunFolder, read_json, truncate_history
+from .snapshots import SNAPSHOTS, prune_snapshots, snapshot_epochs, snapshot_path
 from .writer import CheckpointWriter
 
 METRIC_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
@@ -139,6 +142,7 @@ class Trainer:
         self.model = self._build_model()
         self.average = WeightAverage(self.model, config.ema) if config.ema > 0 else None
         self.forward = self._step_model()
+        self._choose_probes()
         self.optimizer = make_optimizer(self.model, config)
         self.scheduler = self._make_scheduler()
         # One-cycle steps after every step; the other schedules after every epoch.
@@ -193,6 +197,20 @@ class Trainer:
         if self.distributed:
             model = DistributedDataParallel(model, device_ids=[self.device] if self.cuda else None)
         return torch.compile(model, dynamic=False) if self.config.compile else model
+
+    def _choose_probes(self) -> None:
+        """The probe faces on the device and their Grad-CAM layer (rank 0 alone keeps them).
+        Found with the model in eval mode: no batch-norm statistic moves, no random draw."""
+        c = self.config
+        chosen = choose_probes(self.dataset, c.probes, c.seed) if c.probes and self.main else None
+        self.probes = chosen if chosen is not None and len(chosen.rows) else None
+        if self.probes is None:
+            return
+        faces = torch.from_numpy(self.dataset.images[self.probes.rows]).unsqueeze(1)
+        self.probe_faces = faces.to(self.device).float().div_(255)
+        self.model.eval()
+        self.probe_layer = last_conv_stage(self.model)
+        self.model.train()
 
     def _class_weights(self) -> torch.Tensor | None:
         """'balanced': each class weighs n / (7 * its count) in the loss, as scikit-learn's
@@ -264,6 +282,9 @@ class Trainer:
         self.progress = Progress(**state["progress"]) if state.get("progress") else None
         if self.main:
             self._truncate_history_to_checkpoint()
+            drop_epochs_after(self.folder.path, self.epoch)
+            prune_snapshots(self.folder.path, snapshot_epochs(self.config.epochs,
+                                                              self.config.snapshots))
 
     def _load_weights(self, payload: dict, state: dict) -> None:
         """last.pt's weights: the average's (which it ships) and the model's own, with one."""
@@ -349,6 +370,10 @@ class Trainer:
 
     def _start_folder(self) -> None:
         self.folder.clear_stale_stop()
+        if self.config.snapshots:
+            (self.folder.path / SNAPSHOTS).mkdir(exist_ok=True)
+        if self.probes is not None:
+            write_faces(self.folder.path, self.probes, self.probe_layer)
         write_json(self.folder.config_path, dataclasses.asdict(self.config))
         started = (read_json(self.folder.status_path) or {}).get("started") or time.time()
         self.folder.write_status(state="running", pid=os.getpid(), epoch=self.epoch,
@@ -479,11 +504,18 @@ class Trainer:
             "time": time.time(),
         }
         metrics = {k: record[k] for k in METRIC_KEYS}
-        best = []
+        also = []
         if val_acc is None or val_acc > self.best_val_acc:  # no validation faces: keep the latest
             self.best_val_acc = self.best_val_acc if val_acc is None else val_acc
-            best = [(self._payload(metrics), self.folder.best_path)]
-        self._save_last(metrics, also=best)
+            also.append((self._payload(metrics), self.folder.best_path))
+        if self.main and p.epoch in snapshot_epochs(self.config.epochs, self.config.snapshots):
+            also.append((half_payload(self._payload({**metrics, "lr": lr})),
+                         snapshot_path(self.folder.path, p.epoch)))
+        if self.probes is not None:
+            write_epoch(self.folder.path, p.epoch,
+                        probe_maps(self.shipped, self.probe_faces, self.probe_layer))
+            self.model.train()
+        self._save_last(metrics, also=also)
         if self.main:
             self.folder.write_status(state="running", epoch=self.epoch,
                                      best_val_acc=self._best_or_none())

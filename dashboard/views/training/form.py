@@ -68,6 +68,8 @@ WIDGETS = {
     "precision": Widget("Precision", more=True),
     "compile": Widget("torch.compile", more=True),
     "sync_bn": Widget("SyncBatchNorm", more=True),
+    "snapshots": Widget("Snapshots of the weights", 0, 1000, more=True),
+    "probes": Widget("Probe faces", 0, 64, more=True),
     "seed": Widget("Seed", 0, 2**31 - 1, more=True),
 }
 

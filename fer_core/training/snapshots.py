@@ -1,0 +1,62 @@
+"""Snapshots: the weights a run had at N epochs evenly spaced over its planned epochs (the last
+included), each in half precision with the learning rate of its epoch. The timeline of how the
+model learned to look and TracIn's training-face influence read them.
+
+    <run folder>/snapshots/epoch-0003.pt   a checkpoint like best.pt (fp16 weights, no training
+                                           state), its metrics holding "lr"
+
+A run without snapshots (made before they existed, or with --snapshots 0) is read as having
+one: its best.pt, with the learning rate its config started from.
+"""
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..models.checkpoint import read_payload
+
+SNAPSHOTS = "snapshots"
+_NAME = re.compile(r"epoch-(\d{4})\.pt")
+
+
+@dataclass(frozen=True, order=True)
+class Snapshot:
+    epoch: int
+    path: Path
+
+    def lr(self) -> float:
+        """The learning rate of the snapshot's epoch (it weighs the snapshot in TracIn)."""
+        payload = read_payload(self.path)
+        lr = payload.get("metrics", {}).get("lr")
+        return float(lr if lr is not None else payload.get("config", {}).get("lr", 1.0))
+
+
+def snapshot_epochs(epochs: int, count: int) -> list[int]:
+    """The epochs of `count` snapshots evenly spaced over `epochs`, the last included: 4 over 10
+    epochs are 3, 5, 8 and 10; as many as there are epochs, at most."""
+    count = min(count, epochs)
+    return sorted({math.ceil(k * epochs / count) for k in range(1, count + 1)}) if count else []
+
+
+def snapshot_path(run: str | os.PathLike, epoch: int) -> Path:
+    return Path(run) / SNAPSHOTS / f"epoch-{epoch:04d}.pt"
+
+
+def list_snapshots(run: str | os.PathLike) -> list[Snapshot]:
+    """The run's snapshots, oldest first; [its best.pt, as the last epoch] when it has none."""
+    run = Path(run)
+    found = sorted(Snapshot(int(m.group(1)), p) for p in (run / SNAPSHOTS).glob("epoch-*.pt")
+                   if (m := _NAME.fullmatch(p.name)))
+    if found or not (run / "best.pt").is_file():
+        return found
+    return [Snapshot(int(read_payload(run / "best.pt").get("epoch", 0)), run / "best.pt")]
+
+
+def prune_snapshots(run: str | os.PathLike, keep: list[int]) -> None:
+    """Delete the snapshots at epochs not in `keep` (a resumed run with another plan keeps the
+    spacing of its new plan)."""
+    for snapshot in list_snapshots(run):
+        if snapshot.path.parent.name == SNAPSHOTS and snapshot.epoch not in keep:
+            snapshot.path.unlink(missing_ok=True)
