@@ -54,6 +54,16 @@ def list_snapshots(run: str | os.PathLike) -> list[Snapshot]:
     return [Snapshot(int(read_payload(run / "best.pt").get("epoch", 0)), run / "best.pt")]
 
 
+def checkpoint_snapshots(checkpoint: str | os.PathLike, epoch: int) -> list[Snapshot]:
+    """The snapshots that stand for a checkpoint file (of epoch `epoch`): its run folder's, or
+    itself when the folder has none (a run without snapshots, a .pt file elsewhere)."""
+    checkpoint = Path(checkpoint)
+    found = list_snapshots(checkpoint.parent)
+    if found and (found[0].path.parent.name == SNAPSHOTS or found[0].path == checkpoint):
+        return found
+    return [Snapshot(epoch, checkpoint)]
+
+
 def prune_snapshots(run: str | os.PathLike, keep: list[int]) -> None:
     """Delete the snapshots at epochs not in `keep` (a resumed run with another plan keeps the
     spacing of its new plan)."""
