@@ -17,13 +17,26 @@ METHOD_KEYS = ("vanilla", "smoothgrad", "ig", "gradcam", "guided", "occlusion", 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
+    add_face_arguments(p, "a run folder (its best.pt) or a .pt file")
+    add_method_arguments(p)
+    p.add_argument("--out", required=True, help="PNG file: the face, the map and the overlay")
+    p.add_argument("--json", default=None, help="also write pred, probs, face_box and method here")
+    p.add_argument("--device", default=None)
+
+
+def add_face_arguments(p: argparse.ArgumentParser, checkpoint_help: str) -> None:
+    """--checkpoint and the face: --image, or --data with --split and --index (`chosen_face`)."""
+    p.add_argument("--checkpoint", required=True, help=checkpoint_help)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="a photo (JPEG, PNG, WebP, BMP, GIF): its largest face, "
                                         "or a centre crop when none is found")
     source.add_argument("--data", help="FER2013 path or 'builtin': the face --index of --split")
     p.add_argument("--split", choices=("train", "val", "test"), default="val")
     p.add_argument("--index", type=int, help="the face's position within the split (with --data)")
+
+
+def add_method_arguments(p: argparse.ArgumentParser) -> None:
+    """--method, --target, the methods' parameters and --seed (`method_arguments`)."""
     p.add_argument("--method", choices=METHOD_KEYS, default="vanilla", help="default vanilla")
     p.add_argument("--target", default="pred",
                    help="pred (default), true, a class by name or index, or A-B: why A rather "
@@ -38,9 +51,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                    "(default the last conv stage)")
     p.add_argument("--window", type=int, help="occlusion: square side in pixels (default 8)")
     p.add_argument("--seed", type=int, default=0, help="smoothgrad, gradshap: random seed")
-    p.add_argument("--out", required=True, help="PNG file: the face, the map and the overlay")
-    p.add_argument("--json", default=None, help="also write pred, probs, face_box and method here")
-    p.add_argument("--device", default=None)
 
 
 PARAMETERS = ("steps", "baseline", "samples", "noise", "layer", "window")
@@ -51,13 +61,11 @@ def run(args) -> int:
     only once the command has succeeded, so a failure is one line."""
     from ..data.classes import CLASSES
     from ..device import choose_device
-    from ..explain.attribution import METHODS, Target, explain, method_params
+    from ..explain.attribution import explain
     from ..models.checkpoint import load_checkpoint
 
     outputs = output_paths(args)
-    target = Target.parse(args.target)
-    params = {k: getattr(args, k) for k in PARAMETERS if getattr(args, k) is not None}
-    method_params(METHODS[args.method], params)
+    target, params = method_arguments(args)
     device = choose_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device)
     face, label, face_box, source, notes = chosen_face(args, ckpt)
@@ -83,6 +91,16 @@ def run(args) -> int:
     for note in notes:
         print(note, file=sys.stderr)
     return 0
+
+
+def method_arguments(args):
+    """(target, the method's parameters given as flags), each checked before any work."""
+    from ..explain.attribution import METHODS, Target, method_params
+
+    target = Target.parse(args.target)
+    params = {k: getattr(args, k) for k in PARAMETERS if getattr(args, k) is not None}
+    method_params(METHODS[args.method], params)
+    return target, params
 
 
 def chosen_face(args, ckpt):

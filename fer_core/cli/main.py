@@ -1,4 +1,4 @@
-"""Command line: `python -m fer_core train|evaluate|embed|explain|export|trust|visualize|data`.
+"""Command line: `python -m fer_core train|evaluate|embed|explain|export|trust|timeline|visualize|data`.
 
 Installed, `fer` is the same command. Exit 0 on success; on bad input or a failed run, exit 2
 with one line on stderr.
@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import FerError
-from . import data, embed, evaluate, explain, export, train, trust, visualize
+from . import data, embed, evaluate, explain, export, timeline, train, trust, visualize
 
 EXIT_ERROR = 2
 COMMANDS = {
@@ -24,6 +24,7 @@ COMMANDS = {
     "explain": (explain, "prediction and saliency map of one face (a photo or a dataset face)"),
     "export": (export, "predictions, features and saliency maps of a whole split (torchrun too)"),
     "trust": (trust, "which saliency methods to trust: sanity check, deletion, localization"),
+    "timeline": (timeline, "one face's map and probabilities at each of a run's snapshots"),
     "visualize": (visualize, "activation maximization of some filters of a layer, as a PNG grid"),
     "data": (data, "the detected layout and the counts per split and class"),
 }

@@ -13,7 +13,7 @@ from dashboard import sidebar
 from dashboard.common import exports, face_picker, state, url
 from dashboard.common.gallery import probability_figure
 from dashboard.common.runs import all_runs
-from dashboard.views.saliency import controls, maps, trust_panel
+from dashboard.views.saliency import controls, influence_panel, maps, timeline_panel, trust_panel
 from fer_core.data.classes import CLASSES
 from fer_core.data.readers import is_builtin_spec
 from fer_core.errors import FerError
@@ -186,8 +186,11 @@ def page() -> None:
                  help="Every method with its default parameters, for this face and target"):
         show_all_methods(ckpt.model, model_key, chosen, target_text,
                          st.session_state.get("sa_opacity", 0.5))
+    timeline_panel.show(choice.run, chosen, method, params, target)
     st.divider()
     trust_panel.show_section(ckpt, dataset, chosen, result, report)
+    st.divider()
+    influence_panel.show_section(choice, ckpt, dataset, chosen, result)
     controls.write_url(method, params, target, face)
     if face is not None:
         st.session_state["sa_url_face"] = (face[0], str(face[1]))

@@ -12,6 +12,7 @@ from dashboard.common.history import RunHistory, format_duration
 from dashboard.common.paths import checkpoints_root
 from dashboard.common.runs import RunInfo, all_runs, log_tail, run_info
 from dashboard.common.tables import RUN_COLUMNS, runs_frame
+from dashboard.views.training import probe_strip
 from dashboard.views.training.form import new_run_form
 from dashboard.views.training.launcher import can_resume, resume_run, stop_run, training_allowed
 from fer_core.errors import FerError
@@ -71,9 +72,11 @@ def run_panel(path: Path) -> RunInfo:
             with st.expander("End of train.log"):
                 st.code("\n".join(log_tail(folder)) or "(no log)", language=None)
     with st.container():
+        curves, strip = probe_strip.beside(path)
         if reader.steps or reader.epochs:
-            st.plotly_chart(training_figure(reader), key=f"curves-{info.name}",
-                            config={"displaylogo": False})
+            curves.plotly_chart(training_figure(reader), key=f"curves-{info.name}",
+                                config={"displaylogo": False})
+        probe_strip.show(strip, info)
     with st.container():
         controls(info)
     return info
