@@ -1,11 +1,15 @@
 """Real browser: headless Chromium against `streamlit run dashboard/app.py`. Start a short run
-from the Training page, watch the curves gain points without reloading the page, then stop it.
+from the Training page, watch the curves gain points and the probe faces' maps move on to later
+epochs without reloading the page, then stop it.
 
 Skipped when Debian's chromium or the playwright package is missing (see conftest.py).
 """
 
+import re
+import time
+
 import pytest
-from browser_helpers import ARTIFACTS, start_run, streamlit_server, wait_for_points
+from browser_helpers import ARTIFACTS, IMAGES_JS, start_run, streamlit_server, wait_for_points
 
 
 @pytest.fixture
@@ -25,6 +29,11 @@ def test_training_curves_grow_live_and_the_run_stops(app_url, browser_page):
         first = wait_for_points(chart, 0, 180)
         grown = wait_for_points(chart, max(first, 14), 180)  # an epoch or more, no reload
         assert grown > first
+        shown = strip_epoch(page, 0, 120)
+        later = strip_epoch(page, shown, 120)  # the strip moved on with the run, no reload
+        strip = page.evaluate(IMAGES_JS, "")  # the page's one picture
+        assert len(strip) == 1 and strip[0]["complete"] and strip[0]["colours"] > 100
+        assert later > shown
         page.screenshot(path=str(ARTIFACTS / "training.png"))
 
         # .first: while a rerun replaces an element, the old copy lingers for a moment
@@ -36,6 +45,18 @@ def test_training_curves_grow_live_and_the_run_stops(app_url, browser_page):
     except Exception:
         page.screenshot(path=str(ARTIFACTS / "training-failure.png"))
         raise
+
+
+def strip_epoch(page, after: int, seconds: float) -> int:
+    """The epoch the probe strip's caption names ("Epoch N: ..."), once it is past `after`."""
+    caption = page.get_by_text(re.compile(r"^Epoch \d+: \d+ val faces"))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for text in caption.all_inner_texts():
+            if (epoch := int(re.match(r"Epoch (\d+)", text).group(1))) > after:
+                return epoch
+        time.sleep(0.5)
+    raise AssertionError(f"the probe strip never showed an epoch after {after}")
 
 
 def start_a_run(page, app_url: str) -> None:

@@ -19,7 +19,7 @@ from fer_core.explain.contact_sheet import LABEL_COLOR
 from fer_core.explain.heatmap import colorize, overlay
 from fer_core.training.probes import FACES, PROBES, Timeline, read_timeline
 
-SCALE, GAP, CAPTION, PER_ROW = 2, 4, 16, 2
+SCALE, GAP, CAPTION, PER_ROW = 2, 4, 20, 2
 RIGHT, WRONG = (30, 150, 70), (210, 50, 50)
 TILES = ("face", "gradient", "Grad-CAM")
 
@@ -91,17 +91,17 @@ def strip(found: Timeline, faces: np.ndarray | None, at: int) -> Image.Image:
     side = 48 * SCALE
     cell = (3 * side + 2 * GAP, side + CAPTION)
     rows = -(-len(found.rows) // PER_ROW)
-    sheet = Image.new("RGBA", (PER_ROW * (cell[0] + 3 * GAP), 14 + rows * (cell[1] + GAP)),
+    sheet = Image.new("RGBA", (PER_ROW * (cell[0] + 3 * GAP), 18 + rows * (cell[1] + GAP)),
                       (0, 0, 0, 0))
     draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default(11)
+    font = ImageFont.load_default(15)
     for column in range(PER_ROW):
         for t, name in enumerate(TILES):
             draw.text((column * (cell[0] + 3 * GAP) + t * (side + GAP), 0), name,
                       fill=LABEL_COLOR, font=font)
     for i, label in enumerate(found.labels.tolist()):
         x = (i % PER_ROW) * (cell[0] + 3 * GAP)
-        y = 14 + (i // PER_ROW) * (cell[1] + GAP)
+        y = 18 + (i // PER_ROW) * (cell[1] + GAP)
         face = np.full((48, 48), 128, np.uint8) if faces is None else faces[i]
         tiles = [np.repeat(face[..., None], 3, axis=2),
                  overlay(face, colorize(found.gradient[at, i], False)),
