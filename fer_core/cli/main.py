@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import FerError
-from . import data, embed, evaluate, explain, export, timeline, train, trust, visualize
+from . import data, embed, evaluate, explain, export, influence, timeline, train, trust, visualize
 
 EXIT_ERROR = 2
 COMMANDS = {
@@ -23,6 +23,7 @@ COMMANDS = {
                      "features), as CSV"),
     "explain": (explain, "prediction and saliency map of one face (a photo or a dataset face)"),
     "export": (export, "predictions, features and saliency maps of a whole split (torchrun too)"),
+    "influence": (influence, "training faces behind a prediction, or ranked by self-influence"),
     "trust": (trust, "which saliency methods to trust: sanity check, deletion, localization"),
     "timeline": (timeline, "one face's map and probabilities at each of a run's snapshots"),
     "visualize": (visualize, "activation maximization of some filters of a layer, as a PNG grid"),

@@ -25,6 +25,7 @@ from dashboard.common.gallery import (
     face_dialog,
     show_gallery,
 )
+from dashboard.common.influence import self_influence_ranking
 from dashboard.common.matrix import matrix_figure
 from dashboard.common.progress import on_bar
 from dashboard.common.runs import all_runs
@@ -55,6 +56,7 @@ from fer_core.evaluation.confusion import (
 from fer_core.explain.attribution import METHODS
 from fer_core.explain.export_files import Export
 from fer_core.explain.heatmap import colorize
+from fer_core.explain.influence import TRAIN
 
 NORM_LABELS = {"counts": "Counts", "row": "Row % (recall)", "column": "Column % (precision)"}
 SORT_LABELS = {"default": "Default", "pred_prob": "Probability of predicted class",
@@ -62,6 +64,8 @@ SORT_LABELS = {"default": "Default", "pred_prob": "Probability of predicted clas
                "margin": "Margin p(pred) − p(true)"}
 CONFIG = {"displayModeBar": False}
 MAP_SIZE = 192  # pixels: the 48 x 48 mean saliency at 4x
+ERROR_RANKINGS = {"confident": "Confident mistakes", "self": "Self-influence"}
+SELF_INFLUENCE_SHARE = 0.05  # of the training faces, listed by self-influence
 
 
 def init_from_url(dataset, splits: list[str]) -> None:
@@ -150,9 +154,11 @@ def show_pairs(counts: np.ndarray) -> None:
     st.caption("Choose a row to open that cell.")
 
 
-def gallery_positions(preds, cell: tuple[int, int]) -> tuple[str, np.ndarray, bool]:
+def gallery_positions(ckpt, dataset, preds,
+                      cell: tuple[int, int]) -> tuple[str, np.ndarray, bool]:
     """The title and positions the gallery shows, and whether they are one cell's faces (in the
-    chosen order) rather than the likely label errors across all cells."""
+    chosen order) rather than the likely label errors across all cells (on the train split,
+    ranked by confident mistakes or by self-influence)."""
     t, p = cell
     cols = st.columns([3, 3, 2])
     sort = cols[0].selectbox("Order", ["default", *SORT_KEYS], key="cm_sort",
@@ -162,8 +168,21 @@ def gallery_positions(preds, cell: tuple[int, int]) -> tuple[str, np.ndarray, bo
     errors_only = cols[1].toggle("Likely label errors, all cells", key="cm_errors",
                                  help="Faces the model gets wrong with high confidence: often a "
                                       "wrong label rather than a wrong model")
+    ranking = "confident"
+    if errors_only and preds.split == TRAIN:
+        ranking = st.segmented_control(
+            "Rank by", list(ERROR_RANKINGS), key="cm_error_ranking", required=True,
+            default="confident", format_func=ERROR_RANKINGS.get, persist_state="session",
+            help="Self-influence (TracIn over the run's snapshots): how much a training face's "
+                 "own gradient steps moved its own loss; the faces the model keeps failing to "
+                 "fit, often mislabelled")
     threshold = cols[2].slider("Confidence at least", 0.5, 0.99, 0.9, 0.01, key="cm_threshold",
-                               disabled=not errors_only)
+                               disabled=not errors_only or ranking == "self")
+    if ranking == "self":
+        positions, _ = self_influence_ranking(ckpt, dataset)
+        shown = max(1, round(SELF_INFLUENCE_SHARE * len(preds.rows)))
+        return (f"Highest self-influence, top {SELF_INFLUENCE_SHARE:.0%} of the training faces",
+                positions[:shown], False)
     if errors_only:
         return f"Likely label errors (confidence ≥ {threshold:.2f})", \
             likely_label_errors(preds, threshold), False
@@ -202,7 +221,7 @@ def export_choice(export: Export) -> tuple[str, bool]:
 def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
     """The gallery, and beside it the cell's mean saliency. The gallery is drawn first, so the
     browser shows it while the map is computed (or read from an export)."""
-    title, positions, one_cell = gallery_positions(preds, cell)
+    title, positions, one_cell = gallery_positions(ckpt, dataset, preds, cell)
     export = split_export(ckpt, dataset, preds)
     method, beside_faces = export_choice(export) if export is not None else (None, False)
     st.subheader(f"{title}: {len(positions):,} faces")

@@ -1,0 +1,125 @@
+"""`python -m fer_core influence`: the training faces that pushed one face's prediction most toward
+it (proponents) and against it (opponents), or with `--self` the training faces ranked by
+self-influence (likely label errors): TracIn on the last layer over the run's snapshots (see
+`fer_core.explain.influence`).
+
+Everything is checked before the work starts: on bad input no output file appears.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import FerError
+from .common import training_data, warn_if_other_data
+from .explain import dataset_face, photo_face
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True,
+                   help="a run folder (its snapshots, else its best.pt) or a .pt file")
+    p.add_argument("--data", help="FER2013 path or 'builtin' (default: the data the checkpoint "
+                                  "was trained on): its train split is searched")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="a photo: its largest face (as explain takes it)")
+    source.add_argument("--index", type=int, help="the face's position within --split")
+    source.add_argument("--self", action="store_true", dest="self_influence",
+                        help="rank the training faces by self-influence (likely label errors)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="val",
+                   help="the split of --index (default val); --self needs train")
+    p.add_argument("--top", type=int, default=10, help="faces listed per list (default 10)")
+    p.add_argument("--json", default=None, help="also write the lists here")
+    p.add_argument("--device", default=None)
+
+
+def run(args) -> int:
+    from ..data.classes import CLASSES
+    from ..data.readers import load_dataset
+    from ..device import choose_device
+    from ..evaluation.predict import logits_on_device
+    from ..explain.influence import TRAIN, build_index, ranked_self_influence, top_positions
+    from ..models.checkpoint import load_checkpoint
+    from ..training.snapshots import checkpoint_snapshots
+
+    if args.top < 1:
+        raise FerError(f"--top must be at least 1, got {args.top}")
+    if args.self_influence and args.split != TRAIN:
+        raise FerError(f"--self ranks the training faces: use --split {TRAIN}, not {args.split}")
+    json_path = Path(args.json) if args.json else None
+    if json_path and not json_path.parent.is_dir():
+        raise FerError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
+    device = choose_device(args.device)
+    ckpt = load_checkpoint(args.checkpoint, device)
+    spec = args.data or training_data(ckpt)
+    dataset = load_dataset(spec)
+    if not len(dataset.indices(TRAIN)):
+        raise FerError(f"{spec}: no training faces to search")
+    warn_if_other_data(ckpt, dataset)
+    notes = []
+    if args.self_influence:
+        query = None
+    elif args.image:
+        face, _, box, source, notes = photo_face(args.image)
+        query = (face, None, {**source, "face_box": box})
+    else:
+        face, label, _, source, _ = dataset_face(spec, args.split, args.index, ckpt)
+        query = (face, None if label is None else int(label[0]), source)
+    snapshots = checkpoint_snapshots(ckpt.path, int(ckpt.meta.get("epoch", 0)))
+    index = build_index(snapshots, dataset, device, progress=progress_line(len(snapshots)))
+    print(file=sys.stderr)
+
+    def entries(positions, values) -> list[dict]:
+        return [{"split": TRAIN, "index": int(i), "label": label_name(index.labels[i]),
+                 "score": float(values[i])} for i in positions]
+
+    report = {"checkpoint": str(ckpt.path), "data": dataset.name,
+              "snapshots": [{"epoch": s.epoch, "lr": s.train.lr, "path": str(s.path)}
+                            for s in index.stages]}
+    if query is None:
+        ranking, values = ranked_self_influence(index)
+        report["self_influence"] = entries(ranking[:args.top], values)
+        print_list("highest self-influence (likely label errors)", report["self_influence"])
+    else:
+        face, label, source = query
+        import torch
+
+        faces = torch.from_numpy(face.copy())[None]
+        predicted = int(logits_on_device(ckpt.model, faces.to(device)).argmax(1).item())
+        scores = index.scores(faces, [predicted])[0]
+        report |= {"query": source, "pred": CLASSES[predicted],
+                   "true": None if label is None else CLASSES[label],
+                   "proponents": entries(top_positions(scores, args.top, 1), scores),
+                   "opponents": entries(top_positions(scores, args.top, -1), scores)}
+        print(f"predicted: {CLASSES[predicted]}"
+              + ("" if label is None else f" (true class {CLASSES[label]})"))
+        print_list("proponents (pushed toward the prediction)", report["proponents"])
+        print_list("opponents (pushed against it)", report["opponents"])
+    if json_path:
+        from ..atomic import atomic_file
+
+        with atomic_file(json_path, "w") as f:
+            f.write(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {json_path}")
+    for note in notes:
+        print(note, file=sys.stderr)
+    return 0
+
+
+def label_name(label) -> str | None:
+    from ..data.classes import CLASSES
+
+    return CLASSES[int(label)] if label >= 0 else None
+
+
+def progress_line(snapshots: int):
+    def show(done: int, total: int) -> None:
+        print(f"\rtraining faces over {snapshots} snapshot{'s' if snapshots != 1 else ''}: "
+              f"{done:,} of {total:,}", end="", file=sys.stderr, flush=True)
+    return show
+
+
+def print_list(title: str, entries: list[dict]) -> None:
+    print(f"{title}:")
+    for e in entries:
+        print(f"  {e['split']} #{e['index']:<6} {e['label'] or '?':<9} {e['score']:+.4g}")
