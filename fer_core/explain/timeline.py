@@ -151,7 +151,7 @@ def strip_image(timeline: FaceTimeline, face: np.ndarray, cmap: str | None = Non
 
 def _probability_bars(draw: ImageDraw.ImageDraw, probs: np.ndarray, label: int | None, x: int,
                       y: int, width: int, font) -> None:
-    """Seven bars, one per class (its first three letters beside it): the predicted class dark,
+    """Seven bars, one per class (its first three letters beside it): the predicted class blue,
     the true class's name in green."""
     predicted, start = int(probs.argmax()), x + 24
     for k, (name, p) in enumerate(zip(CLASSES, probs)):
