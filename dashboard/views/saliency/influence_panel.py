@@ -76,7 +76,7 @@ def show_section(choice, ckpt, dataset, chosen, result) -> None:
                     persist_state="session")
     index = influence_index(ckpt, dataset)
     predicted = int(np.asarray(result.probs).argmax())
-    scores = index.scores(torch.from_numpy(np.ascontiguousarray(chosen.face))[None],
+    scores = index.scores(torch.from_numpy(np.array(chosen.face))[None],
                           [predicted])[0]
     left, right = st.columns(2, gap="large")
     with left:
