@@ -261,6 +261,19 @@ def precision_rows(r: dict) -> list[dict]:
     return [row("precision", measure, mean_s["bf16"], "the same run in fp32", mean_s["fp32"])]
 
 
+def influence_rows(r: dict) -> list[dict]:
+    setting = (f"{r['train_faces']:,} training faces x {r['snapshots']} snapshot"
+               f"{'s' if r['snapshots'] != 1 else ''}, {Path(r['checkpoint']).parent.name}")
+    baseline = f"per-face autograd last-layer gradients (extrapolated from {r['baseline_subset']})"
+    grads = r["baseline_gradients_s"]
+    return [row("influence", f"one face's proponents and opponents, cached features, {setting}",
+                r["query_median_s"], baseline, grads),
+            row("influence", f"self-influence ranking, cached features, {setting}",
+                r["index_warm_s"] + r["self_influence_s"], baseline, grads),
+            row("influence", f"features and errors, cold (a pass per snapshot), {setting}",
+                r["index_first_s"], baseline, grads)]
+
+
 def load_args(ctx: Context) -> list[str]:
     return ["--csv", ctx.csv]
 
@@ -325,6 +338,12 @@ def sessions_args(ctx: Context) -> list[str]:
     return ["--data", data, "--run", run]
 
 
+def influence_args(ctx: Context) -> list[str]:
+    run, data = ctx.run_and_data()
+    return ["--checkpoint", run, "--data", ctx.pick(QUICK_DATA, data),
+            *ctx.pick(["--subset", "64", "--repeats", "2"], [])]
+
+
 def cli_start_args(ctx: Context) -> list[str]:
     return ["--csv", ctx.csv, *ctx.pick(["--repeats", "1"], [])]
 
@@ -364,6 +383,8 @@ BENCHMARKS = (
               dashboard_rows),
     Benchmark("confusions", "bench_confusions.py", "confusions.json", confusions_args,
               confusions_rows),
+    Benchmark("influence", "bench_influence.py", "influence_*.json", influence_args,
+              influence_rows),
     Benchmark("sessions", "bench_sessions.py", "sessions.json", sessions_args, sessions_rows,
               quick=False, browser=True),
 )
