@@ -29,14 +29,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.classes import CLASSES, IMAGE_SIZE, NUM_CLASSES
+from ..data.classes import CLASSES, NUM_CLASSES
 from ..errors import FerError
-from ..models.architectures import LayerInfo, layer_registry
+from ..models.architectures import SPATIAL, LayerInfo, last_conv_stage, layer_registry
 from .tensors import as_input, default_batch, device_of, gaussian_blur, working_model
 
 BLUR_SIGMA = 4.0        # pixels: the blurred baseline keeps the face's layout, not its features
 OCCLUDER = 0.5          # grey value that fills an occluded window
-SPATIAL = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU)
 GREY_BASELINES = 5  # GradientSHAP's flat grey baselines, black to white
 # Captum announces every hook it sets and removes; here that is routine, not news.
 warnings.filterwarnings("ignore", message="Setting (forward, )?backward hooks", module="captum")
@@ -367,23 +366,6 @@ def cam_module(scores: Scores, layer: str | None) -> nn.Module:
     if not isinstance(module, SPATIAL):
         raise FerError(f"layer {name!r}: not a conv, batch-norm or ReLU layer of this model")
     return module
-
-
-def last_conv_stage(model: nn.Module) -> str:
-    """The name of the last conv, BN or ReLU module whose output is a spatial map, found by
-    running one face (outside residual shortcuts, as in `layer_registry`)."""
-    seen, hooks = [], []
-    for name, module in model.named_modules():
-        if isinstance(module, SPATIAL) and ".downsample" not in name:
-            hooks.append(module.register_forward_hook(
-                lambda _m, _i, out, name=name: seen.append(name) if out.dim() == 4 else None))
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE, device=device_of(model)))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return seen[-1]
 
 
 def generator(seed: int, device: torch.device) -> torch.Generator:

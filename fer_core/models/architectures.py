@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.classes import NUM_CLASSES
+from ..data.classes import IMAGE_SIZE, NUM_CLASSES
 from ..errors import FerError
 
 # Mean and std of FER2013 Training pixels in [0, 1]; close enough for the built-in faces too.
@@ -232,6 +232,28 @@ def _registry(arch: str, options: tuple) -> tuple[LayerInfo, ...]:
 def _layer_info(name: str, kind: str, out: torch.Tensor) -> LayerInfo:
     size = tuple(out.shape[2:]) if out.dim() == 4 else None
     return LayerInfo(name=name, kind=kind, channels=int(out.shape[1]), size=size)
+
+
+SPATIAL = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU)  # the layers whose output is a map
+
+
+def last_conv_stage(model: nn.Module) -> str:
+    """The name of the last conv, BN or ReLU module whose output is a spatial map, found by
+    running one face (outside residual shortcuts, as in `layer_registry`). Call it on a model
+    in eval mode: in train mode the face would move its batch-norm statistics."""
+    seen, hooks = [], []
+    for name, module in model.named_modules():
+        if isinstance(module, SPATIAL) and ".downsample" not in name:
+            hooks.append(module.register_forward_hook(
+                lambda _m, _i, out, name=name: seen.append(name) if out.dim() == 4 else None))
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen[-1]
 
 
 def layer_registry(arch: str, **options) -> list[LayerInfo]:

@@ -32,8 +32,7 @@ from ..data.dataset import FaceDataset
 from ..device import AUTOCAST_DTYPES, choose_device, resolve_precision
 from ..errors import FerError, RunError
 from ..evaluation.predict import logits_on_device
-from ..explain.attribution import last_conv_stage
-from ..models.architectures import BatchDropout, arch_options, build_model
+from ..models.architectures import BatchDropout, arch_options, build_model, last_conv_stage
 from ..models.checkpoint import half_payload, load_weights, make_payload, read_payload
 from .augment import AugmentConfig, augment_batch, erase_batch
 from .averaging import WeightAverage
