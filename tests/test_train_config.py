@@ -33,6 +33,7 @@ AWAY = {"data": "builtin:300", "epochs": 3, "batch_size": 16, "optimizer": "sgd"
         "label_smoothing": 0.1, "shift": 0, "flip": False, "rotate": 5.0, "seed": 7,
         "recipe": "fer2013-resnet18", "erase": 0.5, "mixup": 0.4, "cutmix": 1.0, "ema": 0.9,
         "compile": True, "sync_bn": True, "snapshots": 2, "probes": 3,
+        "init": str(Path(__file__).resolve().parent.parent / "checkpoints" / "builtin-cnn3"),
         "device": "cpu", "precision": "bf16", "class_weights": "balanced", "log_every": 1,
         "dropout": 0.5, "head": "flat", "small_input": False}
 

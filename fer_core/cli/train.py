@@ -13,7 +13,7 @@ from ..training.config import RESUME_SCHEDULES, Setting, TrainConfig, settings
 
 # --help lists the flags in this order (as it did before TrainConfig's field order gave them);
 # a setting not named here comes last.
-HELP_ORDER = ("data", "recipe", "arch", "out", "epochs", "resume", "resume_schedule",
+HELP_ORDER = ("data", "recipe", "arch", "init", "out", "epochs", "resume", "resume_schedule",
               "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
               "label_smoothing", "shift", "flip", "rotate", "erase", "mixup", "cutmix", "ema",
               "dropout", "head", "class_weights", "precision", "compile", "sync_bn", "small_input",

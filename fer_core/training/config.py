@@ -83,6 +83,8 @@ class TrainConfig:
                                   "them)", choices=tuple(RECIPES))
     arch: str = setting("cnn3", "architecture", choices=ARCHS)
     arch_options: dict = field(default_factory=dict)
+    init: str = setting("", "start from the weights of this checkpoint or run folder "
+                            "(fine-tuning; same architecture and options)")
     epochs: int = setting(10, "epochs to train")
     batch_size: int = setting(128, "faces per step")
     optimizer: str = setting("adam", "optimizer", choices=OPTIMIZERS)

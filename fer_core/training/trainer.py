@@ -33,7 +33,13 @@ from ..device import AUTOCAST_DTYPES, choose_device, resolve_precision
 from ..errors import FerError, RunError
 from ..evaluation.predict import logits_on_device
 from ..models.architectures import BatchDropout, arch_options, build_model, last_conv_stage
-from ..models.checkpoint import half_payload, load_weights, make_payload, read_payload
+from ..models.checkpoint import (
+    half_payload,
+    load_weights,
+    make_payload,
+    read_payload,
+    resolve_checkpoint_path,
+)
 from .augment import AugmentConfig, augment_batch, erase_batch
 from .averaging import WeightAverage
 from .config import RESUME_SCHEDULES, TrainConfig
@@ -139,6 +145,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         config.arch_options = arch_options(config.arch, **config.arch_options)
         self.model = self._build_model()
+        if config.init:
+            self._start_from(config.init)
         self.average = WeightAverage(self.model, config.ema) if config.ema > 0 else None
         self.forward = self._step_model()
         self._choose_probes()
@@ -186,6 +194,16 @@ class Trainer:
                 module.share = (self.world.rank, self.world.size)
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def _start_from(self, checkpoint: str) -> None:
+        """--init: the weights of another checkpoint (fine-tuning); a resume replaces them with
+        last.pt's."""
+        source = resolve_checkpoint_path(checkpoint)
+        payload = read_payload(source)
+        if payload["arch"] != self.config.arch:
+            raise FerError(f"--init {checkpoint}: it holds a {payload['arch']}, not a "
+                           f"{self.config.arch}")
+        load_weights(self.model, payload["model"], source, payload["arch"])
 
     def _step_model(self) -> nn.Module:
         """What a training step calls: the model, wrapped in DDP under torchrun and compiled

@@ -45,6 +45,9 @@ WIDGETS = {
     "device": Widget("Device", choices=available_devices, help="where the trainer runs"),
     "log_every": Widget("Loss point every N steps", 1, 10_000),
     "arch": Widget("Architecture"),
+    "init": Widget("Start from checkpoint", more=True,
+                   help="fine-tune: a run folder or .pt file whose weights the run starts from "
+                        "(same architecture and options); empty: random weights"),
     "dropout": Widget("Dropout (cnn3)", 0.0, 0.9, 0.05),
     "epochs": Widget("Epochs", 1, 1000),
     "batch_size": Widget("Batch size", 2, 4096),

@@ -64,6 +64,8 @@ def start_run(root: Path, name: str, config: TrainConfig, gpus: int = 1) -> RunF
     _check_gpus(config, gpus)
     if not is_builtin_spec(config.data):
         config.data = os.path.abspath(os.path.expanduser(config.data))
+    if config.init:
+        config.init = os.path.abspath(os.path.expanduser(config.init))
     folder = RunFolder(Path(root).expanduser().absolute() / name)
     _refuse_busy(folder)
     taken = RunError(f"a run named {name!r} already exists: choose another name (a stopped run "
