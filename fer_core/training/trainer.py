@@ -145,7 +145,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         config.arch_options = arch_options(config.arch, **config.arch_options)
         self.model = self._build_model()
-        if config.init:
+        if config.init and not run.last_path.exists():  # a resume takes last.pt's weights
             self._start_from(config.init)
         self.average = WeightAverage(self.model, config.ema) if config.ema > 0 else None
         self.forward = self._step_model()
