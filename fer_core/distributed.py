@@ -43,6 +43,7 @@ class World:
 
 
 SOLO = World()
+_JOINED = []  # [True] while this module holds a process group it started
 
 
 def launched_world() -> World:
@@ -82,6 +83,7 @@ def join(preference: str | None = None) -> tuple[World, torch.device]:
                        f"{device.type} needs it")
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend)
+        _JOINED.append(True)
     return world, device
 
 
@@ -95,9 +97,10 @@ def _local_gpu(world: World) -> torch.device:
 
 
 def leave() -> None:
-    """Leave the process group, if this process joined one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    """Leave the process group `join` started (one a caller set up is left to the caller)."""
+    if _JOINED and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    _JOINED.clear()
 
 
 def active() -> bool:
