@@ -26,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     source.add_argument("--index", type=int, help="the face's position within --split")
     source.add_argument("--self", action="store_true", dest="self_influence",
                         help="rank the training faces by self-influence (likely label errors)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="val",
-                   help="the split of --index (default val); --self needs train")
+    p.add_argument("--split", choices=("train", "val", "test"), default=None,
+                   help="the split of --index (default val); --self ranks train, its default")
     p.add_argument("--top", type=int, default=10, help="faces listed per list (default 10)")
     p.add_argument("--json", default=None, help="also write the lists here")
     p.add_argument("--device", default=None)
@@ -44,6 +44,7 @@ def run(args) -> int:
 
     if args.top < 1:
         raise FerError(f"--top must be at least 1, got {args.top}")
+    args.split = args.split or (TRAIN if args.self_influence else "val")
     if args.self_influence and args.split != TRAIN:
         raise FerError(f"--self ranks the training faces: use --split {TRAIN}, not {args.split}")
     json_path = Path(args.json) if args.json else None
