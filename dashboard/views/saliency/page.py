@@ -129,6 +129,14 @@ def show_all_methods(model, model_key, chosen, target: str, opacity: float) -> N
                "own 99.5th percentile, so compare where they point, not how bright they are.")
 
 
+def one_line(panel, *args) -> None:
+    """A panel that reads snapshots: a damaged or unreadable one is one line, not a traceback."""
+    try:
+        panel(*args)
+    except FerError as e:
+        st.error(str(e), icon=":material/error:")
+
+
 def stored_map(ckpt, dataset, chosen, method: str, params: dict, target):
     """A dataset face's map of its predicted class from an export of its split, if one holds
     the method with these parameters (a damaged export gets its message and is not used)."""
@@ -186,11 +194,11 @@ def page() -> None:
                  help="Every method with its default parameters, for this face and target"):
         show_all_methods(ckpt.model, model_key, chosen, target_text,
                          st.session_state.get("sa_opacity", 0.5))
-    timeline_panel.show(choice.run, chosen, method, params, target)
+    one_line(timeline_panel.show, choice.run, chosen, method, params, target)
     st.divider()
     trust_panel.show_section(ckpt, dataset, chosen, result, report)
     st.divider()
-    influence_panel.show_section(choice, ckpt, dataset, chosen, result)
+    one_line(influence_panel.show_section, choice, ckpt, dataset, chosen, result)
     controls.write_url(method, params, target, face)
     if face is not None:
         st.session_state["sa_url_face"] = (face[0], str(face[1]))
