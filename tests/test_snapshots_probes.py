@@ -11,7 +11,12 @@ from fer_core.models.checkpoint import load_checkpoint, read_payload
 from fer_core.training.config import TrainConfig
 from fer_core.training.probes import choose_probes, read_timeline
 from fer_core.training.runs import RunFolder
-from fer_core.training.snapshots import list_snapshots, snapshot_epochs
+from fer_core.training.snapshots import (
+    Snapshot,
+    checkpoint_snapshots,
+    list_snapshots,
+    snapshot_epochs,
+)
 from fer_core.training.trainer import train
 
 
@@ -47,6 +52,14 @@ def test_a_run_keeps_fp16_snapshots_with_their_learning_rates(probed_run):
     last = load_checkpoint(probed_run.last_path).model.state_dict()
     for name, value in last.items():  # the last snapshot is the final weights, rounded to fp16
         torch.testing.assert_close(final[name], value.half().to(value.dtype))
+
+
+def test_a_checkpoint_is_scored_over_the_snapshots_up_to_its_own_epoch(probed_run):
+    """Snapshots at 2 and 4: a checkpoint of epoch 3 never saw epoch 4's training; one older
+    than the first snapshot stands for itself."""
+    assert [s.epoch for s in checkpoint_snapshots(probed_run.best_path, 4)] == [2, 4]
+    assert [s.epoch for s in checkpoint_snapshots(probed_run.best_path, 3)] == [2]
+    assert checkpoint_snapshots(probed_run.best_path, 1) == [Snapshot(1, probed_run.best_path)]
 
 
 def test_probe_maps_are_the_maps_explain_gives_for_each_epoch(probed_run, tiny_faces):

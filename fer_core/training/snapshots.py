@@ -55,10 +55,12 @@ def list_snapshots(run: str | os.PathLike) -> list[Snapshot]:
 
 
 def checkpoint_snapshots(checkpoint: str | os.PathLike, epoch: int) -> list[Snapshot]:
-    """The snapshots that stand for a checkpoint file (of epoch `epoch`): its run folder's, or
-    itself when the folder has none (a run without snapshots, a .pt file elsewhere)."""
+    """The snapshots that stand for a checkpoint file (of epoch `epoch`): its run folder's up to
+    that epoch (a later one saw training the checkpoint never did: best.pt of epoch 5 in a run
+    snapshotted at 3, 5, 8 and 10 takes 3 and 5), or itself when there are none (a run without
+    snapshots, a .pt file elsewhere, a checkpoint older than the first snapshot)."""
     checkpoint = Path(checkpoint)
-    found = list_snapshots(checkpoint.parent)
+    found = [s for s in list_snapshots(checkpoint.parent) if s.epoch <= epoch]
     if found and (found[0].path.parent.name == SNAPSHOTS or found[0].path == checkpoint):
         return found
     return [Snapshot(epoch, checkpoint)]
