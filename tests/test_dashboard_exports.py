@@ -83,15 +83,19 @@ def test_a_stored_map_is_the_map_the_page_would_compute(root):
     export = load_export(export_folder(root))
     ckpt = load_checkpoint(root / RUN)
     face = load_dataset(DATA).images[export.rows[4]]
-    for method in ("vanilla", "gradcam"):
-        stored = maps.exported_map(ckpt.model, export, 4, method, {})
+    forwards = []  # the page's model is shared: finding the stored map must not run it
+    hook = ckpt.model.register_forward_hook(lambda *_: forwards.append(1))
+    found = {m: maps.exported_map(ckpt, export, 4, m, {}) for m in ("vanilla", "gradcam")}
+    hook.remove()
+    assert forwards == []
+    for method, stored in found.items():
         computed = maps.face_map(ckpt.model, ("test", method), face, None, method, "pred", ())
         np.testing.assert_allclose(stored.values, computed.values, rtol=1e-2,
                                    atol=1e-3 * np.abs(computed.values).max())
         np.testing.assert_allclose(stored.probs, computed.probs, atol=1e-5)
         assert stored.target == computed.target and stored.params == computed.params
-    assert maps.exported_map(ckpt.model, export, 4, "ig", {}) is None
-    assert maps.exported_map(ckpt.model, export, 4, "gradcam", {"layer": "block2.relu"}) is None
+    assert maps.exported_map(ckpt, export, 4, "ig", {}) is None
+    assert maps.exported_map(ckpt, export, 4, "gradcam", {"layer": "block2.relu"}) is None
 
 
 @pytest.mark.parametrize("damage", ["truncate", "edit"])

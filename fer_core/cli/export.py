@@ -62,7 +62,7 @@ def export(args, wanted: dict[str, dict], world, device) -> int:
     if world.main:
         warn_if_other_data(ckpt, dataset)
     request = ExportRequest(ckpt.model, ckpt.path, dataset, args.split,
-                            resolve_methods(ckpt.model, wanted), args.seed)
+                            resolve_methods(ckpt, wanted), args.seed)
     folder = Path(args.out) if args.out else default_folder(ckpt.path.parent, dataset.name,
                                                             args.split)
     done = export_split(request, folder, device, world, chunk_size=args.chunk, batch=args.batch,

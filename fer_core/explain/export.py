@@ -40,11 +40,9 @@ from ..locks import FolderLock
 from ..models.checkpoint import Checkpoint, resolve_checkpoint_path
 from .attribution import (
     METHODS,
-    Scores,
     Target,
-    cam_module,
+    cam_layers,
     explain,
-    last_conv_stage,
     method_params,
 )
 from .export_files import (
@@ -101,17 +99,23 @@ class ExportDone:
     kept: int  # chunks found already written (a resumed export), checked and kept
 
 
-def resolve_methods(model: nn.Module, wanted: dict[str, dict]) -> dict[str, dict]:
+def resolve_methods(checkpoint: Checkpoint, wanted: dict[str, dict]) -> dict[str, dict]:
     """Each wanted method's parameters as they will be used: the defaults overridden by the
-    given ones, checked, and Grad-CAM's default layer named (the model's last conv stage)."""
+    given ones, checked, and Grad-CAM's default layer named (the model's last conv stage).
+
+    Layers are looked up by the checkpoint's architecture, never by running its model: the
+    dashboard's model is shared by every session, and hooks on it would reach them all."""
+    layers = [layer.name for layer in cam_layers(checkpoint.arch, **checkpoint.arch_options)]
     resolved = {}
     for method, given in wanted.items():
         if method not in METHODS:
             raise FerError(f"unknown method {method!r}: choose among {', '.join(METHODS)}")
         params = method_params(METHODS[method], given)
         if "layer" in params:
-            params["layer"] = params["layer"] or last_conv_stage(model)
-            cam_module(Scores(model), params["layer"])  # a layer Grad-CAM cannot use: refused
+            params["layer"] = params["layer"] or layers[-1]
+            if params["layer"] not in layers:
+                raise FerError(f"layer {params['layer']!r}: not a conv, batch-norm or ReLU "
+                               f"layer of this model")
         resolved[method] = params
     if not resolved:
         raise FerError("no method to export: name at least one")
@@ -300,7 +304,7 @@ def find_export(checkpoint: Checkpoint, dataset: FaceDataset, split: str,
     export folder first, then the others under `exports/`; an export written elsewhere with
     --out is not found. `load_export` reads (and checks) what it names."""
     wanted = methods if isinstance(methods, dict) else {m: {} for m in methods}
-    params = resolve_methods(checkpoint.model, wanted)
+    params = resolve_methods(checkpoint, wanted)
     run = resolve_checkpoint_path(checkpoint.path).parent
     first = default_folder(run, dataset.name, split)
     fingerprint = cache.file_fingerprint(checkpoint.path)

@@ -18,6 +18,7 @@ from fer_core.explain.attribution import METHODS, Target, explain
 from fer_core.explain.export import resolve_methods
 from fer_core.explain.export_files import Export
 from fer_core.explain.heatmap import SIGNED_CMAP, UNSIGNED_CMAP, colorize, overlay
+from fer_core.models.checkpoint import Checkpoint
 
 ZOOM = 5
 SIGNED_CMAPS = [SIGNED_CMAP, "coolwarm", "bwr", "PiYG"]
@@ -55,12 +56,12 @@ def face_map(_model: torch.nn.Module, model_key: tuple, face: np.ndarray, label:
                output=int(result.outputs[0]), params=result.params, seconds=seconds)
 
 
-def exported_map(model: torch.nn.Module, export: Export, position: int, method: str,
+def exported_map(ckpt: Checkpoint, export: Export, position: int, method: str,
                  params: dict) -> Map | None:
     """The face's map as `export` holds it (the face at `position` of the export's split), when
     the export has `method` with these parameters (as `explain` would resolve them); else None.
     An export explains the predicted class only."""
-    if method not in export.methods or resolve_methods(model, {method: params})[method] != \
+    if method not in export.methods or resolve_methods(ckpt, {method: params})[method] != \
             export.params(method):
         return None
     predicted = int(export.predictions[position])

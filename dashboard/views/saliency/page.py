@@ -148,7 +148,7 @@ def stored_map(ckpt, dataset, chosen, method: str, params: dict, target):
                    icon=":material/warning:")
     if found.export is None:
         return None
-    return maps.exported_map(ckpt.model, found.export, chosen.position, method, params)
+    return maps.exported_map(ckpt, found.export, chosen.position, method, params)
 
 
 def page() -> None:
