@@ -2,8 +2,11 @@
 the shown face are the library's, each with its link; the Confusions page ranks the train split's
 likely label errors by self-influence on request."""
 
+import shutil
+
 import apptest_helpers
 import numpy as np
+import pytest
 import torch
 from apptest_helpers import figure
 
@@ -54,3 +57,40 @@ def test_confusions_ranks_the_training_faces_by_self_influence(dashboard_root):
     assert shown == ranking[:round(0.05 * len(index.rows))].tolist()
     assert any("self-influence" in h.value for h in at.subheader)
     assert np.all(np.diff(index.self_influence()[shown]) <= 0)
+
+
+def test_the_memory_budget_counts_every_snapshots_features(dashboard_root):
+    from dashboard.common.memo import nbytes
+
+    _, index = library_index(dashboard_root)
+    arrays = sum(s.train.features.nbytes + s.train.errors.nbytes for s in index.stages)
+    models = sum(nbytes(s.model) for s in index.stages)
+    assert arrays > 0 and nbytes(index) == (arrays + models + index.rows.nbytes
+                                            + index.labels.nbytes)
+
+
+@pytest.fixture
+def damaged_snapshot(dashboard_checkpoints, tmp_path, monkeypatch):
+    """A copy of tiny-a whose one snapshot is cut short."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(dashboard_checkpoints / "tiny-a", root / "tiny-a")
+    (snapshot,) = (root / "tiny-a" / "snapshots").glob("epoch-*.pt")
+    snapshot.write_bytes(snapshot.read_bytes()[:1000])
+    monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(root))
+    monkeypatch.delenv("FER_DATA", raising=False)
+    return snapshot
+
+
+def test_a_damaged_snapshot_is_one_line_on_both_pages(damaged_snapshot):
+    at = apptest_helpers.open_page("views/confusions/page.py", data=DATA, run="tiny-a",
+                                   split="train")
+    at.toggle(key="cm_errors").set_value(True).run()
+    at.session_state["cm_error_ranking"] = "self"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(damaged_snapshot.name in e.value for e in at.error), [e.value for e in at.error]
+    at = apptest_helpers.open_page("views/saliency/page.py", data=DATA, run="tiny-a",
+                                   split="val", idx="4")
+    at.toggle(key="sa_influence").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(damaged_snapshot.name in e.value for e in at.error), [e.value for e in at.error]

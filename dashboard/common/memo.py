@@ -96,9 +96,10 @@ class Abandoned(Exception):
     """A heavy computation dropped before it started: every tab that asked for it has gone."""
 
 
-def nbytes(value, depth: int = 3) -> int:
+def nbytes(value, depth: int = 5) -> int:
     """The bytes of the numpy arrays and tensors in `value`: itself, or its fields, items or
-    attributes down to `depth` levels (what dominates every result kept here)."""
+    attributes down to `depth` levels (what dominates every result kept here; the deepest is the
+    influence index: index, stages, stage, gradients, arrays)."""
     if isinstance(value, np.ndarray):
         return value.nbytes
     if isinstance(value, torch.Tensor):

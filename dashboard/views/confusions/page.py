@@ -37,6 +37,7 @@ from dashboard.views.confusions.charts import (
     reliability_figure,
 )
 from fer_core.data.classes import CLASSES
+from fer_core.errors import FerError
 from fer_core.evaluation.confusion import (
     NORMALIZATIONS,
     SORT_KEYS,
@@ -179,7 +180,11 @@ def gallery_positions(ckpt, dataset, preds,
     threshold = cols[2].slider("Confidence at least", 0.5, 0.99, 0.9, 0.01, key="cm_threshold",
                                disabled=not errors_only or ranking == "self")
     if ranking == "self":
-        positions, _ = self_influence_ranking(ckpt, dataset)
+        try:
+            positions, _ = self_influence_ranking(ckpt, dataset)
+        except FerError as e:  # a damaged or unreadable snapshot
+            st.error(f"Self-influence cannot be ranked: {e}", icon=":material/error:")
+            positions = np.empty(0, dtype=np.int64)
         shown = max(1, round(SELF_INFLUENCE_SHARE * len(preds.rows)))
         return (f"Highest self-influence, top {SELF_INFLUENCE_SHARE:.0%} of the training faces",
                 positions[:shown], False)
@@ -228,7 +233,8 @@ def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
     if not len(positions):
         t, p = cell
         st.info(f"This cell is empty: no {CLASSES[t]} face of the {preds.split} split was "
-                f"predicted {CLASSES[p]}.", icon=":material/info:")
+                f"predicted {CLASSES[p]}." if one_cell else
+                f"No face of the {preds.split} split is listed.", icon=":material/info:")
         return
     gallery, beside = st.columns([3, 1]) if one_cell else (st.container(), None)
     with gallery:
