@@ -9,6 +9,7 @@ Every failure to set up is a FerError with one line: a missing backend, more loc
 GPUs, a device torch.distributed cannot serve (MPS), a malformed torchrun environment.
 """
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -96,9 +97,19 @@ def _local_gpu(world: World) -> torch.device:
     return torch.device("cuda", world.local_rank)
 
 
-def leave() -> None:
-    """Leave the process group `join` started (one a caller set up is left to the caller)."""
+def leave(*, together: bool) -> None:
+    """Leave the process group `join` started (one a caller set up is left to the caller).
+
+    `together`: every rank got here without an error, so they meet at a barrier first. Then no
+    rank tears its group down while a peer still has a collective in flight, and the garbage
+    collected before (a DDP wrapper holds the group) does not keep the group alive into the
+    interpreter's shutdown, where gloo's threads can abort a process that has finished its work
+    (a 2-rank run failed so once, on a busy machine)."""
     if _JOINED and torch.distributed.is_initialized():
+        if together:
+            torch.distributed.barrier(device_ids=[torch.cuda.current_device()]
+                                      if torch.distributed.get_backend() == "nccl" else None)
+        gc.collect()
         torch.distributed.destroy_process_group()
     _JOINED.clear()
 

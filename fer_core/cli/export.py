@@ -40,10 +40,13 @@ def run(args) -> int:
     from ..distributed import join, leave
 
     world, device = join(args.device)
+    done = False
     try:
-        return export(args, wanted, world, device)
+        code = export(args, wanted, world, device)
+        done = True
+        return code
     finally:
-        leave()
+        leave(together=done)
 
 
 def export(args, wanted: dict[str, dict], world, device) -> int:

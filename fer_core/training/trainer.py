@@ -628,6 +628,7 @@ def train(config: TrainConfig, out: str, dataset: FaceDataset, *, resume: bool =
     run = RunFolder(out)
     if main:
         run.acquire()
+    state = None
     try:
         if run.exists() and not resume:
             raise RunError(f"run folder {run.path} already holds a run: resume it or choose "
@@ -635,16 +636,23 @@ def train(config: TrainConfig, out: str, dataset: FaceDataset, *, resume: bool =
         if resume and not run.exists():
             raise RunError(f"cannot resume {run.path}: it holds no run")
         try:
-            trainer = Trainer(config, run, dataset, on_step=on_step, on_epoch=on_epoch)
-            if resume:
-                trainer.resume(resume_schedule)
-            return trainer.run()
+            state = _train_to_end(Trainer(config, run, dataset, on_step=on_step,
+                                          on_epoch=on_epoch), resume, resume_schedule)
         except BaseException as e:
             if main:
                 message = str(e) if isinstance(e, FerError) else f"{type(e).__name__}: {e}"
                 run.write_status(state="failed", pid=os.getpid(), error=message)
             raise
+        return state
     finally:
-        distributed.leave()
+        distributed.leave(together=state is not None)
         if main:
             run.release()
+
+
+def _train_to_end(trainer: Trainer, resume: bool, resume_schedule: str) -> str:
+    """Run `trainer` (resumed first if asked); it is let go on return, with its DDP wrapper
+    and so its hold on the process group, before the group is left."""
+    if resume:
+        trainer.resume(resume_schedule)
+    return trainer.run()
