@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import torch
 
+from dashboard.common.exports import split_export
 from fer_core import ExportError, load_export
 from fer_core.cli.main import main
 from fer_core.data.readers import load_dataset
 from fer_core.evaluation.predict import cached_predict_split
 from fer_core.explain.attribution import Target, explain
-from fer_core.explain.export import find_export
+from fer_core.explain.export import find_export, split_exports
 from fer_core.explain.export_files import LOCK, MANIFEST, chunk_name
 from fer_core.locks import FolderLock
 from fer_core.models.checkpoint import load_checkpoint
@@ -296,3 +297,10 @@ def test_the_default_folder_lies_in_the_run_folder_where_find_export_finds_it(tm
     assert find_export(ckpt, dataset, "test", ["gradcam"]) is None
     assert find_export(ckpt, load_dataset("builtin:400"), "val", ["gradcam"]) is None
     assert len(load_export(folder)) == len(dataset.indices("val"))
+    other = run / "exports" / "seeded"  # found too: the CLI and the dashboard by one rule
+    assert main(["export", "--checkpoint", str(run), "--data", "builtin:300", "--methods",
+                 "gradcam,vanilla", "--seed", "1", "--out", str(other)]) == 0
+    assert [f for f, _ in split_exports(ckpt, dataset, "val")] == [folder, other]
+    assert find_export(ckpt, dataset, "val", ["gradcam", "vanilla"]) is None
+    assert find_export(ckpt, dataset, "val", ["gradcam", "vanilla"], seed=1) == other
+    assert split_export(ckpt, dataset, "val").export.folder == other  # the most methods

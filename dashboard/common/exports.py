@@ -9,13 +9,12 @@ message on the next rerun, and the page computes its maps as if there were no ex
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from dashboard.common import state
 from dashboard.common.memo import MB, Memo
-from fer_core import cache
 from fer_core.errors import ExportError
-from fer_core.explain.export_files import EXPORTS, Export, load_export, read_manifest
+from fer_core.explain.export import split_exports
+from fer_core.explain.export_files import Export, load_export
 
 LOADED: Memo[Export] = Memo("exports", budget=256 * MB)  # FER2013 PublicTest: 16.5 MB a method
 
@@ -29,36 +28,17 @@ class Found:
 
 
 def split_export(ckpt, dataset, split: str) -> Found:
-    """The complete export of `ckpt` on `dataset`'s `split` with the most methods, if any."""
-    folder = find_folder(Path(ckpt.path), dataset.fingerprint, split)
-    if folder is None:
+    """The complete export of `ckpt` on `dataset`'s `split` with the most methods, if any (the
+    default folder first among equals)."""
+    found = split_exports(ckpt, dataset, split)
+    if not found:
         return Found()
+    folder, _ = max(found, key=lambda pair: len(pair[1]["methods"]))
     stamps = tuple((p.name, state.file_stamp(p)) for p in sorted(folder.iterdir()))
     try:
         return Found(export=LOADED.get((str(folder), stamps), lambda _: load_export(folder)))
     except ExportError as e:
         return Found(problem=str(e))
-
-
-def find_folder(checkpoint: Path, data_fingerprint: str, split: str) -> Path | None:
-    """The folder under the checkpoint's run folder holding a complete export of this
-    checkpoint file (by content) on this data and split; the one with the most methods."""
-    root = (checkpoint if checkpoint.is_dir() else checkpoint.parent) / EXPORTS
-    if not root.is_dir():
-        return None
-    fingerprint = cache.file_fingerprint(checkpoint if checkpoint.is_file()
-                                         else checkpoint / "best.pt")
-    found = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        try:
-            manifest = read_manifest(folder)
-        except (ExportError, OSError):
-            continue
-        if (manifest and manifest["complete"] and manifest["split"] == split
-                and manifest["checkpoint"].get("fingerprint") == fingerprint
-                and manifest["dataset"].get("fingerprint") == data_fingerprint):
-            found.append((len(manifest["methods"]), folder))
-    return max(found, key=lambda pair: pair[0])[1] if found else None
 
 
 def describe(export: Export) -> str:

@@ -298,30 +298,37 @@ def chunk_arrays(request: ExportRequest, predictions: Predictions, key: str, spa
 
 def find_export(checkpoint: Checkpoint, dataset: FaceDataset, split: str,
                 methods: Iterable[str] | dict[str, dict], seed: int = 0) -> Path | None:
-    """The folder of a complete export of `checkpoint` (by content) on `dataset` (by
-    fingerprint) and `split` that holds every wanted method with the wanted parameters
-    (defaults where not given), or None. Looked for in the checkpoint's run folder: its default
-    export folder first, then the others under `exports/`; an export written elsewhere with
-    --out is not found. `load_export` reads (and checks) what it names."""
+    """The folder of a complete export of `checkpoint` on `dataset` and `split` (as
+    `split_exports` finds them) that holds every wanted method with the wanted parameters
+    (defaults where not given) and seed, or None. `load_export` reads (and checks) what it
+    names."""
     wanted = methods if isinstance(methods, dict) else {m: {} for m in methods}
     params = resolve_methods(checkpoint, wanted)
-    run = resolve_checkpoint_path(checkpoint.path).parent
-    first = default_folder(run, dataset.name, split)
-    fingerprint = cache.file_fingerprint(checkpoint.path)
-    for folder in [first, *sorted(p for p in (run / EXPORTS).glob("*") if p != first)]:
-        try:
-            manifest = read_manifest(folder)
-        except ExportError:
-            continue
-        if manifest is not None and matches(manifest, fingerprint, dataset, split, params, seed):
+    for folder, manifest in split_exports(checkpoint, dataset, split):
+        recorded = manifest["methods"]
+        if manifest.get("seed") == seed and all(
+                m in recorded and recorded[m]["params"] == p for m, p in params.items()):
             return folder
     return None
 
 
-def matches(manifest: dict, fingerprint: str, dataset: FaceDataset, split: str,
-            params: dict[str, dict], seed: int) -> bool:
-    recorded = manifest["methods"]
-    return (manifest["complete"] and manifest["checkpoint"].get("fingerprint") == fingerprint
-            and manifest["dataset"].get("fingerprint") == dataset.fingerprint
-            and manifest["split"] == split and manifest.get("seed") == seed
-            and all(m in recorded and recorded[m]["params"] == p for m, p in params.items()))
+def split_exports(checkpoint: Checkpoint, dataset: FaceDataset,
+                  split: str) -> list[tuple[Path, dict]]:
+    """The complete exports of `checkpoint` (by content) on `dataset` (by fingerprint) and
+    `split`, with their manifests: looked for in the checkpoint's run folder, its default export
+    folder first, then the others under `exports/` by name (an export written elsewhere with
+    --out is not found). The one rule by which the CLI and the dashboard find exports."""
+    run = resolve_checkpoint_path(checkpoint.path).parent
+    first = default_folder(run, dataset.name, split)
+    fingerprint = cache.file_fingerprint(checkpoint.path)
+    found = []
+    for folder in [first, *sorted(p for p in (run / EXPORTS).glob("*") if p != first)]:
+        try:
+            manifest = read_manifest(folder)
+        except (ExportError, OSError):
+            continue
+        if (manifest is not None and manifest["complete"] and manifest["split"] == split
+                and manifest["checkpoint"].get("fingerprint") == fingerprint
+                and manifest["dataset"].get("fingerprint") == dataset.fingerprint):
+            found.append((folder, manifest))
+    return found
