@@ -1,6 +1,7 @@
 """Training under torchrun on CPUs (gloo): the helpers in a spawned 2-process group, refusals
-before any group is joined, and three real 2-rank launches (about 6 s each): equivalence with
-one process, a stop and a resume on another number of ranks, and a resume back on two."""
+before any group is joined, and four real 2-rank launches (about 6 s each): equivalence with
+one process (without and with class weights), a stop and a resume on another number of ranks,
+and a resume back on two."""
 
 import json
 import os
@@ -141,13 +142,20 @@ def one_process_reference(tmp_path: Path, config: TrainConfig) -> tuple[dict, di
             for m in droppers:
                 m.share = (rank, 2)
             mine = slice(rank * half, (rank + 1) * half)
-            loss = mixed.loss(t.loss_fn, t.model(x[mine]), y[mine], partners[mine])
-            (loss / 2).backward()
+            logits = t.model(x[mine])
+            if t.loss_fn.weight is None:
+                loss = mixed.loss(t.loss_fn, logits, y[mine], partners[mine]) / 2
+            else:  # one process's weighted mean over the whole batch, not each half's
+                loss = (mixed.loss(t.summed_loss, logits, y[mine], partners[mine])
+                        / t.loss_fn.weight[y].sum())
+            loss.backward()
         t.optimizer.step()
     return before, {name: p.detach() for name, p in t.model.named_parameters()}
 
 
-def test_two_ranks_reach_the_weights_of_one_process_accumulating_two_half_batches(tmp_path):
+@pytest.mark.parametrize("class_weights", ["none", "balanced"])
+def test_two_ranks_reach_the_weights_of_one_process_accumulating_two_half_batches(
+        tmp_path, class_weights):
     """Parameters are compared; batch-norm running statistics are not: under DDP they are rank
     0's (its half of each batch), in the reference both halves update them in turn.
 
@@ -156,9 +164,11 @@ def test_two_ranks_reach_the_weights_of_one_process_accumulating_two_half_batche
     about 1e-2 (measured). On one thread both sides add the same numbers in the same order
     (DDP adds the halves' gradients, each divided by 2; the reference accumulates the halves'
     losses, each halved), so the weights agree to the bit; 1e-6 leaves room for a gloo build
-    that sums in another order."""
+    that sums in another order. With class weights each half's summed loss is divided by the
+    whole batch's weight (a mean per rank missed by 1e-2)."""
     settings = {"data": DATA, "epochs": 1, "batch_size": 32, "device": "cpu",
-                "precision": "fp32", "mixup": 0.4, "erase": 0.25, "seed": 3, "log_every": 5}
+                "precision": "fp32", "mixup": 0.4, "erase": 0.25, "seed": 3, "log_every": 5,
+                "class_weights": class_weights}
     run_to_end(torchrun("train", *[a for k, v in settings.items()
                                    for a in (f"--{k.replace('_', '-')}", str(v))],
                         "--out", str(tmp_path / "ranks")))

@@ -1,4 +1,5 @@
-"""Command line: `python -m fer_core train|evaluate|embed|explain|export|trust|timeline|visualize|data`.
+"""Command line: `python -m fer_core COMMAND`, one of the COMMANDS below (train, evaluate,
+embed, explain, export, influence, trust, timeline, visualize, data).
 
 Installed, `fer` is the same command. Exit 0 on success; on bad input or a failed run, exit 2
 with one line on stderr.

@@ -154,8 +154,10 @@ class Trainer:
         self.scheduler = self._make_scheduler()
         # One-cycle steps after every step; the other schedules after every epoch.
         self.steps_schedule = isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR)
-        self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(),
-                                           label_smoothing=config.label_smoothing)
+        weights = self._class_weights()
+        self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
+        self.summed_loss = nn.CrossEntropyLoss(weight=weights, reduction="sum",
+                                               label_smoothing=config.label_smoothing)
         self.augment = AugmentConfig(shift=config.shift, flip=config.flip, rotate=config.rotate)
         self.mix = MixConfig(mixup=config.mixup, cutmix=config.cutmix)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -228,6 +230,16 @@ class Trainer:
         self.model.eval()
         self.probe_layer = last_conv_stage(self.model)
         self.model.train()
+
+    def _rank_weight(self, y: torch.Tensor) -> torch.Tensor | None:
+        """With class weights under torchrun, what this rank divides its summed loss by: the
+        global batch's total weight over the ranks (labels `y` of the whole batch; mixing's
+        partners are the same labels reversed, so the same total). DDP then averages the ranks'
+        gradients into those of one process's weighted mean over the whole batch, which a
+        per-rank mean, divided by the rank's own weights, is not. None otherwise: the mean is."""
+        if not self.distributed or self.loss_fn.weight is None:
+            return None
+        return self.loss_fn.weight[y].sum() / self.world.size
 
     def _class_weights(self) -> torch.Tensor | None:
         """'balanced': each class weighs n / (7 * its count) in the loss, as scikit-learn's
@@ -473,6 +485,7 @@ class Trainer:
             x = erase_batch(x, self.config.erase, self.aug_gen)
         x, mixed = mix_batch(x, self.mix, draw)
         partners = y.flip(0)
+        weighed = self._rank_weight(y)
         if self.distributed:
             share = len(idx) // self.world.size
             mine = slice(self.world.rank * share, (self.world.rank + 1) * share)
@@ -480,7 +493,10 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.autocast_dtype,
                             enabled=self.autocast_dtype is not None):
             logits = self.forward(x)
-            loss = mixed.loss(self.loss_fn, logits.float(), y, partners)
+            if weighed is None:
+                loss = mixed.loss(self.loss_fn, logits.float(), y, partners)
+            else:
+                loss = mixed.loss(self.summed_loss, logits.float(), y, partners) / weighed
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)

@@ -248,8 +248,8 @@ def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
         shown = positions[(page - 1) * FACES_PER_PAGE:page * FACES_PER_PAGE]
         maps = None
         if beside_faces:
-            maps = TileMaps(export.maps[method][shown[:FACES_PER_PAGE]].astype(np.float32),
-                            METHODS[method].signed, (str(export.folder), export.manifest["key"], method))
+            maps = TileMaps(export.maps[method][shown].astype(np.float32), METHODS[method].signed,
+                            (str(export.folder), export.manifest["key"], method))
         show_gallery(dataset, preds, shown, key="cm_gallery", face_key="cm_face",
                      columns=BESIDE_COLUMNS if one_cell else COLUMNS, maps=maps)
     if beside is not None:
