@@ -1,8 +1,8 @@
 """Real browser: the whole user story, page after page, the way a newcomer would walk it.
 
-On the built-in faces: Home, Model, Training (start a 1-epoch run, watch its curves gain points,
-see it finish), Confusions (click an off-diagonal cell, see its gallery, open a face and follow
-"Explain this face"), Saliency (the map, another method, an uploaded photo and its prediction),
+On the built-in faces: Home, Model, Training (start a 2-epoch run, watch its curves gain points
+and the probe strip show the first epoch's maps, see it finish), Confusions (click an
+off-diagonal cell, see its gallery, open a face and follow "Explain this face"), Saliency (the map, another method, an uploaded photo and its prediction),
 Filters (16 steps of the first 16 filters, the grid), Embeddings (click a point, see its face).
 Then the same on FER2013 with the shipped fer2013-cnn3 when FER2013_CSV is set, without training.
 
@@ -42,6 +42,7 @@ from fer_core.models.checkpoint import load_checkpoint
 VIEWPORT = {"width": 1400, "height": 1000}
 TOUR_WIDTH = 1000  # pixels: the README's screenshots, scaled down from the 1400-wide window
 MAP_CAPTION = re.compile(r"explaining .* Computed in \d+ ms")
+STRIP_CAPTION = re.compile(r"^Epoch (\d+): \d+ val faces")
 FILTERS, STEPS = 16, 16
 
 
@@ -104,24 +105,29 @@ def model(walk: Walk, run: str) -> None:
 
 
 def training(walk: Walk) -> None:
-    """Start a 1-epoch run on 8,000 built-in faces (400 steps: several seconds even on a fast CPU,
-    so the page polls it while it runs), watch its curves gain points, see it finish."""
+    """Start a 2-epoch run on 4,000 built-in faces (400 steps: several seconds even on a fast CPU,
+    so the page polls it while it runs), watch its curves gain points and the probe strip show
+    the first epoch's maps while the second trains, see it finish with the second's."""
     page = walk.page
     walk.tall(1700)
     walk.open("Training", "training")
     page.get_by_text("Start a new run").click()  # an expander, once there are runs
-    start_run(page, "walk-run", "builtin:8000", epochs=1)
+    start_run(page, "walk-run", "builtin:4000", epochs=2)
     chart = page.locator(".st-key-curves-walk-run .js-plotly-plot").last
     chart.wait_for()  # the page follows the new run: the Status below is its own
     finished = page.locator('[data-testid="stMetric"]').filter(has_text="Status").filter(
         has_text="finished")
-    seen, deadline = set(), time.monotonic() + 300
+    strip = page.get_by_text(STRIP_CAPTION)
+    seen, live, deadline = set(), set(), time.monotonic() + 300
     while not finished.count():
         assert time.monotonic() < deadline, f"the run did not finish; points seen: {seen}"
         if chart.count():
             seen.add(chart.evaluate(CURVE_POINTS_JS))
+        live.update(STRIP_CAPTION.match(text).group(1) for text in strip.all_inner_texts())
         time.sleep(0.5)
     assert len(seen - {0}) >= 2, f"the curves did not grow while the run went: {seen}"
+    assert "1" in live, f"the probe strip showed no epoch while the run went: {live}"
+    page.get_by_text(re.compile(r"^Epoch 2: 8 val faces")).wait_for()
     walk.shoot("training")
 
 
