@@ -69,7 +69,7 @@ def main() -> None:
     dataset = load_dataset(args.data)
     rows = dataset.indices(args.split)
     naive_faces = torch.from_numpy(dataset.images[rows[:args.naive]]).to(device)
-    methods = resolve_methods(model, {m.strip(): {} for m in args.methods.split(",")})
+    methods = resolve_methods(ckpt, {m.strip(): {} for m in args.methods.split(",")})
     figures = {"device": describe_device(device),
                "machine": platform.processor() or platform.machine(),
                "torch_threads": torch.get_num_threads(), "checkpoint": str(ckpt.path),
