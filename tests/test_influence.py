@@ -123,7 +123,8 @@ def small_run(tmp_path_factory):
 
 
 def test_the_command_lists_proponents_and_opponents_and_the_self_ranking(small_run, tmp_path):
-    """The command's lists are the library's, on the run's two snapshots."""
+    """The command's lists are the library's, on the run's two snapshots (those of last.pt,
+    epoch 2: best.pt may be of epoch 1, which a snapshot of epoch 2 did not shape)."""
     from fer_core.data.classes import CLASSES
     from fer_core.data.readers import load_dataset
     from fer_core.explain.influence import build_index, ranked_self_influence
@@ -134,8 +135,9 @@ def test_the_command_lists_proponents_and_opponents_and_the_self_ranking(small_r
     index = build_index(list_snapshots(small_run), dataset, torch.device("cpu"))
     assert [s.epoch for s in index.stages] == [1, 2]
     out = tmp_path / "q.json"
-    done = run_cli("--checkpoint", str(small_run), "--data", data, "--split", "val", "--index",
-                   "2", "--top", "3", "--json", str(out))
+    final = str(small_run / "last.pt")
+    done = run_cli("--checkpoint", final, "--data", data, "--split", "val", "--index", "2",
+                   "--top", "3", "--json", str(out))
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     face = torch.from_numpy(dataset.images[dataset.indices("val")[2]].copy())[None]
@@ -146,7 +148,7 @@ def test_the_command_lists_proponents_and_opponents_and_the_self_ranking(small_r
     for e in report["proponents"] + report["opponents"]:
         assert e["split"] == "train" and e["score"] == pytest.approx(scores[e["index"]], rel=1e-4)
         assert e["label"] == CLASSES[dataset.labels[dataset.indices("train")[e["index"]]]]
-    done = run_cli("--checkpoint", str(small_run), "--data", data, "--self", "--split", "train",
+    done = run_cli("--checkpoint", final, "--data", data, "--self", "--split", "train",
                    "--top", "4", "--json", str(out))
     assert done.returncode == 0, done.stderr
     ranking, _ = ranked_self_influence(index)
