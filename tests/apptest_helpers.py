@@ -1,5 +1,5 @@
-"""Helpers of the page tests (AppTest): open the app on a page with a URL, and read a plotly
-figure and its arrays back from the page."""
+"""Helpers of the page tests (AppTest): point the dashboard at a checkpoints root, open the app
+on a page with a URL, and read a plotly figure and its arrays back from the page."""
 
 import base64
 import json
@@ -10,6 +10,13 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 TIMEOUT = 120
+
+
+def serve(monkeypatch, root: Path) -> Path:
+    """Point the dashboard at the checkpoints root `root`, with no data set by the environment."""
+    monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(root))
+    monkeypatch.delenv("FER_DATA", raising=False)
+    return root
 
 
 def open_page(page: str, *, timeout: float = TIMEOUT, **query) -> AppTest:

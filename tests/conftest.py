@@ -1,6 +1,7 @@
 """Shared fixtures: every test writes its caches and runs under pytest's temporary folders."""
 
 import pytest
+from apptest_helpers import serve
 
 
 @pytest.fixture(autouse=True)
@@ -57,9 +58,7 @@ def dashboard_checkpoints(tmp_path_factory, tiny_faces):
 @pytest.fixture
 def dashboard_root(dashboard_checkpoints, monkeypatch):
     """Point the dashboard at the shared tiny checkpoints (read-only use)."""
-    monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(dashboard_checkpoints))
-    monkeypatch.delenv("FER_DATA", raising=False)
-    return dashboard_checkpoints
+    return serve(monkeypatch, dashboard_checkpoints)
 
 
 @pytest.fixture
@@ -67,9 +66,7 @@ def run_root(tmp_path, monkeypatch):
     """An empty checkpoints root for tests that start trainers; they are killed at teardown."""
     root = tmp_path / "checkpoints"
     root.mkdir()
-    monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(root))
-    monkeypatch.delenv("FER_DATA", raising=False)
-    yield root
+    yield serve(monkeypatch, root)
     _kill_trainers(root)
 
 

@@ -33,8 +33,7 @@ def root(exported_root, tmp_path, monkeypatch) -> Path:
     """A private copy (a test may damage it) that the dashboard serves."""
     copy = tmp_path / "checkpoints"
     shutil.copytree(exported_root, copy)
-    monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(copy))
-    return copy
+    return apptest_helpers.serve(monkeypatch, copy)
 
 
 def export_folder(root: Path) -> Path:

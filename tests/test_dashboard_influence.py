@@ -44,13 +44,19 @@ def test_saliency_lists_the_proponents_and_opponents_the_library_finds(dashboard
     assert f"idx={top_positions(scores, 10, 1)[0]}" in links[0]
 
 
-def test_confusions_ranks_the_training_faces_by_self_influence(dashboard_root):
+def self_influence_ranked():
+    """The Confusions page on tiny-a's train split, its likely label errors by self-influence."""
     at = apptest_helpers.open_page("views/confusions/page.py", data=DATA, run="tiny-a",
                                    split="train")
     at.toggle(key="cm_errors").set_value(True).run()
     at.session_state["cm_error_ranking"] = "self"
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_confusions_ranks_the_training_faces_by_self_influence(dashboard_root):
+    at = self_influence_ranked()
     _, index = library_index(dashboard_root)
     ranking, _ = ranked_self_influence(index)
     shown = [int(v) for v in figure(at, "cm_gallery")["data"][1]["customdata"]]
@@ -76,18 +82,12 @@ def damaged_snapshot(dashboard_checkpoints, tmp_path, monkeypatch):
     shutil.copytree(dashboard_checkpoints / "tiny-a", root / "tiny-a")
     (snapshot,) = (root / "tiny-a" / "snapshots").glob("epoch-*.pt")
     snapshot.write_bytes(snapshot.read_bytes()[:1000])
-    monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(root))
-    monkeypatch.delenv("FER_DATA", raising=False)
+    apptest_helpers.serve(monkeypatch, root)
     return snapshot
 
 
 def test_a_damaged_snapshot_is_one_line_on_both_pages(damaged_snapshot):
-    at = apptest_helpers.open_page("views/confusions/page.py", data=DATA, run="tiny-a",
-                                   split="train")
-    at.toggle(key="cm_errors").set_value(True).run()
-    at.session_state["cm_error_ranking"] = "self"
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = self_influence_ranked()
     assert any(damaged_snapshot.name in e.value for e in at.error), [e.value for e in at.error]
     at = apptest_helpers.open_page("views/saliency/page.py", data=DATA, run="tiny-a",
                                    split="val", idx="4")

@@ -12,9 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import distributed_workers
 import pytest
 import torch
 import torch.multiprocessing as mp
+
 from fer_core.cli.main import main
 from fer_core.data.readers import load_dataset
 from fer_core.errors import FerError
@@ -25,8 +27,6 @@ from fer_core.training.config import TrainConfig
 from fer_core.training.mixing import mix_batch
 from fer_core.training.runs import RunFolder, read_history
 from fer_core.training.trainer import Trainer, train
-
-import distributed_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = "builtin:600"  # 480 training faces: whole batches of 32 and of 16, so plain runs and

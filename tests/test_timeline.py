@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from apptest_helpers import open_page
+from apptest_helpers import open_page, serve
 
 from fer_core.cli.main import main
 from fer_core.data.readers import load_dataset
@@ -42,9 +42,7 @@ def runs(tmp_path_factory):
 
 @pytest.fixture
 def root(runs, monkeypatch):
-    monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(runs))
-    monkeypatch.delenv("FER_DATA", raising=False)
-    return runs
+    return serve(monkeypatch, runs)
 
 
 # ---- the computation and the command -----------------------------------------------------------
