@@ -14,7 +14,6 @@ history.jsonl), averaged over the epochs after the first (which pays for start-u
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import save_results
 from fer_core.training.runs import RunFolder
 
 
@@ -80,10 +80,7 @@ def main() -> None:
     result = {"data": args.data, "arch": args.arch, "epochs": args.epochs,
               "batch_size": args.batch_size, "device": args.device,
               "precision": args.precision, "ranks": args.ranks, "runs": runs}
-    out = ROOT / "benchmarks" / "results" / f"ddp_{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
+    save_results(f"ddp_{args.device}.json", result)
 
 
 if __name__ == "__main__":

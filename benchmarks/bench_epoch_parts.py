@@ -13,7 +13,6 @@ Runs alternate so machine noise hits both alike; medians are compared.
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.timing import seconds, sync
+from benchmarks.timing import save_results, seconds, sync
 from fer_core.device import choose_device, describe_device
 from fer_core.models.architectures import build_model
 from fer_core.models.checkpoint import make_payload, save_atomic
@@ -114,10 +113,7 @@ def main() -> None:
             result["epoch_end_ms"][arch] = ms
             print(f"{arch} epoch-end writes hold the loop: background {ms['background']:.1f} ms, "
                   f"inline {ms['inline']:.1f} ms", flush=True)
-    out = ROOT / "benchmarks" / "results" / "epoch_parts.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
+    save_results("epoch_parts.json", result)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Results are printed and saved to benchmarks/results/export_<device>.json.
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -30,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.timing import seconds
+from benchmarks.timing import save_results, seconds
 from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
 from fer_core.evaluation.predict import cached_predict_split
@@ -94,10 +93,7 @@ def main() -> None:
                   flush=True)
     print(f"{figures['device']}, {figures['torch_threads']} torch threads; {len(rows)} "
           f"{args.split} faces of {args.data} exported, the naive loop on {len(naive_faces)}")
-    out = ROOT / "benchmarks" / "results" / f"export_{device.type}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
+    save_results(f"export_{device.type}.json", figures)
 
 
 if __name__ == "__main__":

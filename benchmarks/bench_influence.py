@@ -26,6 +26,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import save_results
 from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
 from fer_core.evaluation.predict import logits_on_device
@@ -98,10 +99,7 @@ def main() -> None:
               "query_median_s": statistics.median(query_s), "self_influence_s": self_s,
               "baseline_subset": len(subset), "baseline_gradients_s": baseline_s}
     print(json.dumps(result, indent=2))
-    out = ROOT / "benchmarks" / "results" / f"influence_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
+    save_results(f"influence_{device.type}.json", result)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Without --data the checkpoint's own training data is used (FER2013_CSV for a FER
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import save_results
 from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device, resolve_precision
 from fer_core.evaluation.predict import BATCH_SIZE, logits_on_device
@@ -110,10 +110,7 @@ def main() -> None:
           f"bf16 {runs['bf16']['mean_best_val_acc']:.4f}")
     result = {"device": describe_device(device), "bf16_native": native, "agreement": agree,
               "short_runs": {"data": args.train_data, "epochs": args.epochs, **runs}}
-    out = ROOT / "benchmarks" / "results" / f"precision_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
+    save_results(f"precision_{device.type}.json", result)
 
 
 if __name__ == "__main__":

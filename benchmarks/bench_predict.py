@@ -14,7 +14,6 @@ Without --data, FER2013_CSV is used when set (PublicTest is the val split: 3,589
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -26,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.timing import bare_forward_seconds
+from benchmarks.timing import bare_forward_seconds, save_results
 from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
 from fer_core.evaluation.predict import BATCH_SIZE, predict_split
@@ -85,10 +84,7 @@ def main() -> None:
           f"predict_split {result['predict_images_per_s']:.1f} img/s "
           f"({result['predict_seconds']:.3f} s), predict/bare = {result['ratio']:.3f} "
           f"(target >= 0.9)")
-    out = ROOT / "benchmarks" / "results" / f"predict_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
+    save_results(f"predict_{device.type}.json", result)
 
 
 if __name__ == "__main__":

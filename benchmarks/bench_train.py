@@ -14,7 +14,6 @@ noise hits every variant alike; the medians are compared.
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.timing import seconds
+from benchmarks.timing import save_results, seconds
 from fer_core.data.builtin import make_builtin_faces
 from fer_core.device import AUTOCAST_DTYPES, choose_device, describe_device, resolve_precision
 from fer_core.models.architectures import build_model
@@ -129,10 +128,7 @@ def main() -> None:
         print(f"{p:<10}{r['bare_images_per_s']:>12.1f}{r['trainer_images_per_s']:>15.1f}"
               f"{r['trainer_over_bare']:>14.3f}{vs:>14}")
     compiled = "_compiled" if args.compile else ""
-    out = ROOT / "benchmarks" / "results" / f"train_{args.arch}_{device.type}{compiled}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
+    save_results(f"train_{args.arch}_{device.type}{compiled}.json", result)
 
 
 if __name__ == "__main__":

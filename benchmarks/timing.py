@@ -1,10 +1,15 @@
 """Timing helpers the benchmarks share: wall seconds of some work on a device (waiting for a GPU
-to finish, since its calls return before the work is done), and the bare-forward baseline."""
+to finish, since its calls return before the work is done), the bare-forward baseline, and the
+JSON each benchmark leaves in benchmarks/results (where `python -m benchmarks` reads it)."""
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def sync(device: torch.device | None) -> None:
@@ -39,3 +44,12 @@ def apptest_floor_ms(repeats: int) -> list[float]:
     at = AppTest.from_string(FLOOR_SCRIPT)
     at.run()
     return [1e3 * seconds(at.run) for _ in range(repeats)]
+
+
+def save_results(name: str, data: dict) -> Path:
+    """Write `data` to benchmarks/results/`name` and say so."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / name
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"saved {out.relative_to(RESULTS.parent.parent)}")
+    return out
