@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fer_core.cli.main import main
+from fer_core.errors import ExportError
 from fer_core.explain.export_files import load_export
 
 DATA = "builtin:300"
@@ -77,24 +78,34 @@ def test_a_stored_map_is_the_map_the_page_would_compute(root):
     """Within float16 rounding; with other parameters the export is not used."""
     from dashboard.views.saliency import maps
     from fer_core.data.readers import load_dataset
+    from fer_core.explain.export import find_export
     from fer_core.models.checkpoint import load_checkpoint
 
-    export = load_export(export_folder(root))
-    ckpt = load_checkpoint(root / RUN)
-    face = load_dataset(DATA).images[export.rows[4]]
+    ckpt, dataset = load_checkpoint(root / RUN), load_dataset(DATA)
     forwards = []  # the page's model is shared: finding the stored map must not run it
     hook = ckpt.model.register_forward_hook(lambda *_: forwards.append(1))
-    found = {m: maps.exported_map(ckpt, export, 4, m, {}) for m in ("vanilla", "gradcam")}
+    folders = {m: find_export(ckpt, dataset, "val", {m: {}}) for m in ("vanilla", "gradcam")}
     hook.remove()
-    assert forwards == []
-    for method, stored in found.items():
+    assert forwards == [] and set(folders.values()) == {export_folder(root)}
+    export = load_export(export_folder(root), ["vanilla", "gradcam"])
+    face = dataset.images[export.rows[4]]
+    for method in folders:
+        stored = maps.exported_map(export, 4, method)
         computed = maps.face_map(ckpt.model, ("test", method), face, None, method, "pred", ())
         np.testing.assert_allclose(stored.values, computed.values, rtol=1e-2,
                                    atol=1e-3 * np.abs(computed.values).max())
         np.testing.assert_allclose(stored.probs, computed.probs, atol=1e-5)
         assert stored.target == computed.target and stored.params == computed.params
-    assert maps.exported_map(ckpt, export, 4, "ig", {}) is None
-    assert maps.exported_map(ckpt, export, 4, "gradcam", {"layer": "block2.relu"}) is None
+    assert find_export(ckpt, dataset, "val", {"ig": {}}) is None
+    assert find_export(ckpt, dataset, "val", {"gradcam": {"layer": "block2.relu"}}) is None
+
+
+def test_only_the_asked_methods_maps_are_loaded(root):
+    export = load_export(export_folder(root), ["gradcam"])
+    assert export.methods == ["gradcam"] and len(export.maps["gradcam"]) == len(export)
+    assert load_export(export_folder(root)).methods == ["gradcam", "vanilla"]
+    with pytest.raises(ExportError, match="holds no ig maps"):
+        load_export(export_folder(root), ["ig"])
 
 
 @pytest.mark.parametrize("damage", ["truncate", "edit"])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from dashboard.common.exports import split_export
+from dashboard.common.exports import richest
 from fer_core import ExportError, load_export
 from fer_core.cli.main import main
 from fer_core.data.readers import load_dataset
@@ -303,4 +303,4 @@ def test_the_default_folder_lies_in_the_run_folder_where_find_export_finds_it(tm
     assert [f for f, _ in split_exports(ckpt, dataset, "val")] == [folder, other]
     assert find_export(ckpt, dataset, "val", ["gradcam", "vanilla"]) is None
     assert find_export(ckpt, dataset, "val", ["gradcam", "vanilla"], seed=1) == other
-    assert split_export(ckpt, dataset, "val").export.folder == other  # the most methods
+    assert richest(ckpt, dataset, "val") == (other, ["gradcam", "vanilla"])  # the most methods

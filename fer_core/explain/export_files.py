@@ -44,12 +44,13 @@ MAX_MANIFEST_BYTES = 1 << 20
 REQUIRED = {"key": str, "complete": bool, "checkpoint": dict, "dataset": dict, "split": str,
             "faces": int, "chunk_size": int, "chunks": int, "methods": dict, "features": int}
 _CHUNK = re.compile(r"chunk-\d{5}\.npz")
+BASE_ARRAYS = ("rows", "labels", "predictions", "probs", "features")  # then map_<method>
 
 
 @dataclass(frozen=True)
 class Export:
     """A complete export in memory: the manifest and, for every face of the split in split
-    order, its arrays; `maps[method]` is N x 48 x 48 float16."""
+    order, its arrays; `maps[method]` is N x 48 x 48 float16, for the methods loaded."""
 
     folder: Path
     manifest: dict
@@ -69,7 +70,8 @@ class Export:
 
     @property
     def methods(self) -> list[str]:
-        return list(self.manifest["methods"])
+        """The methods whose maps were loaded (all the export holds, unless fewer were asked)."""
+        return list(self.maps)
 
     def params(self, method: str) -> dict:
         """The parameters `method`'s maps were computed with (Grad-CAM's layer included)."""
@@ -217,9 +219,10 @@ def valid_shards(shards, chunks: int) -> bool:
                     and isinstance(s.get("hash"), str) for s in shards))
 
 
-def load_export(folder: str | os.PathLike) -> Export:
+def load_export(folder: str | os.PathLike, methods: list[str] | None = None) -> Export:
     """The complete export in `folder`, every shard checked against the manifest's record of
-    it (size and content hash, then its arrays)."""
+    it (size and content hash, then its arrays); with `methods`, only their maps are kept (a
+    method's maps of FER2013's training split weigh 132 MB)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     if manifest is None:
@@ -228,11 +231,17 @@ def load_export(folder: str | os.PathLike) -> Export:
         raise ExportError(f"{folder}: the export is incomplete ({len(written_chunks(folder))} "
                           f"of {manifest['chunks']} chunks written): run the same export "
                           f"command again to finish it")
-    parts = [read_chunk(folder / chunk_name(k), manifest, k, record)[0]
-             for k, record in enumerate(manifest["shards"])]
-    joined = {name: np.concatenate([part[name] for part in parts])
-              for name in expected_arrays(manifest, 0)}
+    unknown = sorted(set(methods or []) - set(manifest["methods"]))
+    if unknown:
+        raise ExportError(f"{folder}: holds no {', '.join(unknown)} maps (it has "
+                          f"{', '.join(manifest['methods'])})")
+    kept = list(manifest["methods"]) if methods is None else methods
+    names = [*BASE_ARRAYS, *(map_name(m) for m in kept)]
+    parts = []
+    for k, record in enumerate(manifest["shards"]):
+        arrays = read_chunk(folder / chunk_name(k), manifest, k, record)[0]
+        parts.append({name: arrays[name] for name in names})
+    joined = {name: np.concatenate([part[name] for part in parts]) for name in names}
     return Export(folder=folder, manifest=manifest, rows=joined["rows"], labels=joined["labels"],
                   predictions=joined["predictions"], probs=joined["probs"],
-                  features=joined["features"],
-                  maps={m: joined[map_name(m)] for m in manifest["methods"]})
+                  features=joined["features"], maps={m: joined[map_name(m)] for m in kept})

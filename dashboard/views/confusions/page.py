@@ -10,6 +10,8 @@ each face's map can be drawn beside it, and the cell's mean map is the mean of t
 at once, instead of being computed.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -195,29 +197,16 @@ def gallery_positions(ckpt, dataset, preds,
     return title, cell_positions(preds, t, p, sort=None if sort == "default" else sort), True
 
 
-def split_export(ckpt, dataset, preds) -> Export | None:
-    """The export of this split, if there is a usable one (a damaged one gets its message)."""
-    found = exports.split_export(ckpt, dataset, preds.split)
-    if found.problem:
-        st.warning(f"The export of this split is not used: {found.problem}",
-                   icon=":material/warning:")
-    if found.export is not None and not np.array_equal(found.export.rows, preds.rows):
-        st.warning(f"{exports.describe(found.export)} does not hold this split's faces in "
-                   f"order: it is not used", icon=":material/warning:")
-        return None
-    return found.export
-
-
-def export_choice(export: Export) -> tuple[str, bool]:
-    """Which exported method to show, and whether each face's map goes beside it."""
-    methods = export.methods
+def export_choice(folder: Path, methods: list[str]) -> tuple[str, bool]:
+    """Which method of the export in `folder` to show, and whether each face's map goes beside
+    it."""
     if st.session_state.get("cm_export_method") not in methods:
         st.session_state["cm_export_method"] = methods[0]
     cols = st.columns([3, 3, 2])
     method = cols[0].selectbox("Exported maps", methods, key="cm_export_method",
                                format_func=lambda m: METHODS[m].title,
                                help=f"Maps of the predicted class, read from "
-                                    f"{exports.describe(export)}")
+                                    f"{exports.describe(folder)}")
     beside = cols[1].toggle("Each face's map beside it", key="cm_export_maps",
                             persist_state="session")
     return method, beside
@@ -227,8 +216,10 @@ def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
     """The gallery, and beside it the cell's mean saliency. The gallery is drawn first, so the
     browser shows it while the map is computed (or read from an export)."""
     title, positions, one_cell = gallery_positions(ckpt, dataset, preds, cell)
-    export = split_export(ckpt, dataset, preds)
-    method, beside_faces = export_choice(export) if export is not None else (None, False)
+    export, method, beside_faces = None, None, False
+    if (found := exports.richest(ckpt, dataset, preds.split)) is not None:
+        method, beside_faces = export_choice(*found)
+        export = exports.load(found[0], dataset, preds.split, method)
     st.subheader(f"{title}: {len(positions):,} faces")
     if not len(positions):
         t, p = cell
@@ -247,7 +238,7 @@ def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
                 f"Page (of {pages}, {FACES_PER_PAGE} faces each)", 1, pages, key="cm_page")
         shown = positions[(page - 1) * FACES_PER_PAGE:page * FACES_PER_PAGE]
         maps = None
-        if beside_faces:
+        if beside_faces and export is not None:
             maps = TileMaps(export.maps[method][shown].astype(np.float32), METHODS[method].signed,
                             (str(export.folder), export.manifest["key"], method))
         show_gallery(dataset, preds, shown, key="cm_gallery", face_key="cm_face",
@@ -286,7 +277,7 @@ def show_exported_map(export: Export, method: str, cell: tuple[int, int],
     n = len(positions)
     st.caption(f"Mean {spec.title} map of the predicted class, {CLASSES[p]}, over the {n:,} "
                f"face{'s' if n != 1 else ''} of this cell (true {CLASSES[t]}), read from "
-               f"{exports.describe(export)}.")
+               f"{exports.describe(export.folder)}.")
 
 
 def cell_map_caption(t: int, p: int, n: int) -> str:

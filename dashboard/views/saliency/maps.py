@@ -15,10 +15,8 @@ from PIL import Image
 
 from fer_core.data.classes import CLASSES
 from fer_core.explain.attribution import METHODS, Target, explain
-from fer_core.explain.export import resolve_methods
 from fer_core.explain.export_files import Export
 from fer_core.explain.heatmap import SIGNED_CMAP, UNSIGNED_CMAP, colorize, overlay
-from fer_core.models.checkpoint import Checkpoint
 
 ZOOM = 5
 SIGNED_CMAPS = [SIGNED_CMAP, "coolwarm", "bwr", "PiYG"]
@@ -56,14 +54,9 @@ def face_map(_model: torch.nn.Module, model_key: tuple, face: np.ndarray, label:
                output=int(result.outputs[0]), params=result.params, seconds=seconds)
 
 
-def exported_map(ckpt: Checkpoint, export: Export, position: int, method: str,
-                 params: dict) -> Map | None:
-    """The face's map as `export` holds it (the face at `position` of the export's split), when
-    the export has `method` with these parameters (as `explain` would resolve them); else None.
-    An export explains the predicted class only."""
-    if method not in export.methods or resolve_methods(ckpt, {method: params})[method] != \
-            export.params(method):
-        return None
+def exported_map(export: Export, position: int, method: str) -> Map:
+    """The map of `method` that `export` holds for the face at `position` of its split (of the
+    face's predicted class: an export explains that only)."""
     predicted = int(export.predictions[position])
     return Map(values=export.maps[method][position].astype(np.float32),
                probs=export.probs[position], signed=METHODS[method].signed,

@@ -18,6 +18,7 @@ from fer_core.data.classes import CLASSES
 from fer_core.data.readers import is_builtin_spec
 from fer_core.errors import FerError
 from fer_core.explain.attribution import METHODS, cam_layers
+from fer_core.explain.export import find_export
 
 SOURCES = {"dataset": "Dataset face", "upload": "Upload a photo", "camera": "Webcam"}
 COLUMNS = 5
@@ -138,17 +139,14 @@ def one_line(panel, *args) -> None:
 
 
 def stored_map(ckpt, dataset, chosen, method: str, params: dict, target):
-    """A dataset face's map of its predicted class from an export of its split, if one holds
-    the method with these parameters (a damaged export gets its message and is not used)."""
+    """A dataset face's map of its predicted class from an export of its split that holds the
+    method with these parameters (`find_export`'s rule; a damaged export gets its message and
+    is not used)."""
     if chosen.split is None or target.kind != "predicted":
         return None
-    found = exports.split_export(ckpt, dataset, chosen.split)
-    if found.problem:
-        st.warning(f"The export of this split is not used: {found.problem}",
-                   icon=":material/warning:")
-    if found.export is None:
-        return None
-    return maps.exported_map(ckpt, found.export, chosen.position, method, params)
+    folder = find_export(ckpt, dataset, chosen.split, {method: params})
+    export = None if folder is None else exports.load(folder, dataset, chosen.split, method)
+    return None if export is None else maps.exported_map(export, chosen.position, method)
 
 
 def page() -> None:
