@@ -127,7 +127,7 @@ def test_the_command_lists_proponents_and_opponents_and_the_self_ranking(small_r
     epoch 2: best.pt may be of epoch 1, which a snapshot of epoch 2 did not shape)."""
     from fer_core.data.classes import CLASSES
     from fer_core.data.readers import load_dataset
-    from fer_core.explain.influence import build_index, ranked_self_influence
+    from fer_core.explain.influence import build_index, checkpoint_loader, ranked_self_influence
     from fer_core.training.snapshots import list_snapshots
 
     data = DATA
@@ -142,7 +142,7 @@ def test_the_command_lists_proponents_and_opponents_and_the_self_ranking(small_r
     report = json.loads(out.read_text())
     face = torch.from_numpy(dataset.images[dataset.indices("val")[2]].copy())[None]
     predicted = report["pred"]
-    scores = index.scores(face, [CLASSES.index(predicted)])[0]
+    scores = index.scores(face, [CLASSES.index(predicted)], checkpoint_loader("cpu"))[0]
     assert [e["index"] for e in report["proponents"]] == top_positions(scores, 3, 1).tolist()
     assert [e["index"] for e in report["opponents"]] == top_positions(scores, 3, -1).tolist()
     for e in report["proponents"] + report["opponents"]:

@@ -16,6 +16,7 @@ from fer_core.training.snapshots import (
     checkpoint_snapshots,
     list_snapshots,
     snapshot_epochs,
+    snapshot_lr,
 )
 from fer_core.training.trainer import train
 
@@ -47,7 +48,7 @@ def test_a_run_keeps_fp16_snapshots_with_their_learning_rates(probed_run):
         assert "training_state" not in payload and payload["epoch"] == snapshot.epoch
         assert all(v.dtype == torch.float16 for v in payload["model"].values()
                    if v.is_floating_point())
-        assert snapshot.lr() == history[snapshot.epoch]
+        assert snapshot_lr(payload) == history[snapshot.epoch]
     final = load_checkpoint(snapshots[-1].path).model.state_dict()
     last = load_checkpoint(probed_run.last_path).model.state_dict()
     for name, value in last.items():  # the last snapshot is the final weights, rounded to fp16

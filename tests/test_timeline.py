@@ -22,7 +22,7 @@ from fer_core.explain.timeline import (
 )
 from fer_core.models.checkpoint import load_checkpoint
 from fer_core.training.config import TrainConfig
-from fer_core.training.snapshots import list_snapshots
+from fer_core.training.snapshots import list_snapshots, snapshot_lr
 from fer_core.training.trainer import train
 
 DATA = "builtin:300"
@@ -93,10 +93,11 @@ def test_the_command_writes_a_strip_and_per_snapshot_predictions_of_each_snapsho
     assert [s["epoch"] for s in written["snapshots"]] == [s.epoch for s in snapshots] == [1, 2, 3]
     correct = []
     for entry, snapshot in zip(written["snapshots"], snapshots):
+        ckpt = load_checkpoint(snapshot.path)
         with torch.no_grad():
-            probs = load_checkpoint(snapshot.path).model(face).softmax(1)[0].numpy()
+            probs = ckpt.model(face).softmax(1)[0].numpy()
         np.testing.assert_allclose(entry["probs"], probs, atol=1e-5)
-        assert entry["lr"] == snapshot.lr()
+        assert entry["lr"] == snapshot_lr(ckpt.meta)
         assert entry["correct"] == (int(probs.argmax()) == dataset.labels[row])
         correct.append(entry["correct"])
     changes = {kind: epoch for epoch, kind in turning_points([1, 2, 3], correct).items()}

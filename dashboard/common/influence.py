@@ -35,7 +35,7 @@ def influence_index(ckpt: Checkpoint, dataset) -> InfluenceIndex:
 
     def compute(report) -> InfluenceIndex:
         found = checkpoint_snapshots(ckpt.path, int(ckpt.meta.get("epoch", 0)))
-        return build_index(found, dataset, on, progress=report)
+        return build_index(found, dataset, on, progress=report, load=state.checkpoint)
 
     if INDEXES.has(key):
         return INDEXES.get(key, compute)

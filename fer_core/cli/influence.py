@@ -38,7 +38,13 @@ def run(args) -> int:
     from ..data.readers import load_dataset
     from ..device import choose_device
     from ..evaluation.predict import logits_on_device
-    from ..explain.influence import TRAIN, build_index, ranked_self_influence, top_positions
+    from ..explain.influence import (
+        TRAIN,
+        build_index,
+        checkpoint_loader,
+        ranked_self_influence,
+        top_positions,
+    )
     from ..models.checkpoint import load_checkpoint
     from ..training.snapshots import checkpoint_snapshots
 
@@ -67,7 +73,9 @@ def run(args) -> int:
         face, label, _, source, _ = dataset_face(spec, args.split, args.index, ckpt)
         query = (face, None if label is None else int(label[0]), source)
     snapshots = checkpoint_snapshots(ckpt.path, int(ckpt.meta.get("epoch", 0)))
-    index = build_index(snapshots, dataset, device, progress=progress_line(len(snapshots)))
+    load = checkpoint_loader(device)
+    index = build_index(snapshots, dataset, device, progress=progress_line(len(snapshots)),
+                        load=load)
     print(file=sys.stderr)
 
     def entries(positions, values) -> list[dict]:
@@ -87,7 +95,7 @@ def run(args) -> int:
 
         faces = torch.from_numpy(face.copy())[None]
         predicted = int(logits_on_device(ckpt.model, faces.to(device)).argmax(1).item())
-        scores = index.scores(faces, [predicted])[0]
+        scores = index.scores(faces, [predicted], load)[0]
         report |= {"query": source, "pred": CLASSES[predicted],
                    "true": None if label is None else CLASSES[label],
                    "proponents": entries(top_positions(scores, args.top, 1), scores),

@@ -29,7 +29,7 @@ def run(args) -> int:
     from ..device import choose_device
     from ..explain.timeline import face_timeline, strip_image
     from ..models.checkpoint import load_checkpoint
-    from ..training.snapshots import SNAPSHOTS, list_snapshots
+    from ..training.snapshots import SNAPSHOTS, list_snapshots, snapshot_lr
 
     outputs = output_paths(args)
     target, params = explain.method_arguments(args)
@@ -43,8 +43,9 @@ def run(args) -> int:
     device = choose_device(args.device)
     last = load_checkpoint(snapshots[-1].path, device)
     face, label, face_box, source, notes = explain.chosen_face(args, last)
-    models = ((s.epoch, s.lr(), last.model if s is snapshots[-1]
-               else load_checkpoint(s.path, device).model) for s in snapshots)
+    loaded = ((s.epoch, last if s is snapshots[-1] else load_checkpoint(s.path, device))
+              for s in snapshots)
+    models = ((epoch, snapshot_lr(ckpt.meta), ckpt.model) for epoch, ckpt in loaded)
     timeline = face_timeline(models, face, None if label is None else int(label[0]),
                              args.method, target, seed=args.seed, **params)
     print_timeline(timeline)

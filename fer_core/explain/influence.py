@@ -9,16 +9,19 @@ and TracIn sums it over the snapshots k, each weighed by its learning rate:
     score(z, z') = sum_k lr_k (e_k . e'_k) (a_k . a'_k + 1)
 
 A training face z scores positive for a query face z' (a proponent) when a step on z lowered the
-loss of z', negative (an opponent) when it raised it. The query's one-hot is the class the final
-weights predict: the score explains the prediction, not the label. A training face with itself,
-self-influence sum_k lr_k |e_k|^2 (|a_k|^2 + 1) with its own label, is high for the faces the
-model keeps failing to fit: often mislabelled ones.
+loss of z', negative (an opponent) when it raised it. The query's one-hot is the class the
+explained checkpoint predicts: the score explains the prediction, not the label. A training face
+with itself, self-influence sum_k lr_k |e_k|^2 (|a_k|^2 + 1) with its own label, is high for the
+faces the model keeps failing to fit: often mislabelled ones.
 
 Each snapshot's training features and probabilities come from the one prediction path's disk
 cache (one pass over the split per snapshot, the first time); every score after that is a few
-matrix-vector products. Nothing here takes a gradient or touches `requires_grad`.
+matrix-vector products. Nothing here takes a gradient, and only models loaded here are frozen
+(never a caller's). The index holds no model: whoever scores passes a `ModelLoader` (the
+dashboard its cached checkpoints, so a ResNet18's four snapshots are not kept twice).
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +37,8 @@ from ..evaluation.predict import (
     cached_predict_split,
     logits_and_features_on_device,
 )
-from ..models.checkpoint import load_checkpoint
+from ..models.checkpoint import Checkpoint, load_checkpoint
+from ..training.snapshots import snapshot_lr
 from .tensors import device_of
 
 TRAIN = "train"
@@ -52,13 +56,27 @@ class Gradients:
 
 @dataclass(frozen=True)
 class Stage:
-    """One snapshot ready to score: its epoch, file, model (eval mode, no gradients) and the
-    gradient factors of every face of the indexed split."""
+    """One snapshot ready to score: its epoch, file and the gradient factors of every face of
+    the indexed split."""
 
     epoch: int
     path: Path
-    model: nn.Module
     train: Gradients
+
+
+CheckpointLoader = Callable[[Path], Checkpoint]  # a snapshot file loaded, its model in eval mode
+
+
+def checkpoint_loader(device: torch.device | str) -> CheckpointLoader:
+    """Each snapshot loaded on `device` once, its model frozen (only faces get gradients)."""
+
+    @functools.cache
+    def load(path: Path) -> Checkpoint:
+        ckpt = load_checkpoint(path, device)
+        ckpt.model.requires_grad_(False)
+        return ckpt
+
+    return load
 
 
 @dataclass(frozen=True)
@@ -73,11 +91,13 @@ class InfluenceIndex:
     def self_influence(self) -> np.ndarray:
         return self_influence([s.train for s in self.stages])
 
-    def scores(self, faces: torch.Tensor, predicted: Sequence[int]) -> np.ndarray:
+    def scores(self, faces: torch.Tensor, predicted: Sequence[int],
+               load: CheckpointLoader) -> np.ndarray:
         """TracIn scores (Q, N) of every indexed face for each uint8 query face
-        (Q x [1 x] 48 x 48), each query's one-hot being its class in `predicted`."""
+        (Q x [1 x] 48 x 48), each query's one-hot being its class in `predicted`; `load` gives
+        each snapshot."""
         return tracin_scores([s.train for s in self.stages],
-                             [query_gradients(s.model, faces, predicted, s.train.lr)
+                             [query_gradients(load(s.path).model, faces, predicted, s.train.lr)
                               for s in self.stages])
 
 
@@ -124,21 +144,24 @@ def query_gradients(model: nn.Module, faces: torch.Tensor, targets: Sequence[int
 
 
 def build_index(snapshots: Sequence, dataset: FaceDataset, device: torch.device,
-                split: str = TRAIN, progress: ProgressCallback | None = None) -> InfluenceIndex:
-    """The index of `split` over `snapshots` (`fer_core.training.snapshots.Snapshot`s: epoch,
-    path, lr()), each snapshot's features and probabilities read from the prediction cache or
-    computed (one pass over the split), reporting (faces done, faces in all snapshots)."""
+                split: str = TRAIN, progress: ProgressCallback | None = None,
+                load: CheckpointLoader | None = None) -> InfluenceIndex:
+    """The index of `split` over `snapshots` (`fer_core.training.snapshots.Snapshot`s), each
+    snapshot's features and probabilities read from the prediction cache or computed (one pass
+    over the split) with the checkpoint `load` gives (by default loaded here), reporting (faces
+    done, faces in all snapshots)."""
+    load = load or checkpoint_loader(device)
     rows = dataset.indices(split)
     labels = dataset.labels[rows].copy()
     n, stages = len(rows), []
     for k, snapshot in enumerate(snapshots):
-        model = load_checkpoint(snapshot.path, device).model.requires_grad_(False)
+        ckpt = load(Path(snapshot.path))
         report = None if progress is None else _offset(progress, k * n, len(snapshots) * n)
-        preds = cached_predict_split(model, snapshot.path, dataset, split, device,
+        preds = cached_predict_split(ckpt.model, snapshot.path, dataset, split, device,
                                      features=True, progress=report)
-        gradients = Gradients(float(snapshot.lr()), np.ascontiguousarray(preds.features),
+        gradients = Gradients(snapshot_lr(ckpt.meta), np.ascontiguousarray(preds.features),
                               errors_of(preds.probs, labels))
-        stages.append(Stage(snapshot.epoch, Path(snapshot.path), model, gradients))
+        stages.append(Stage(snapshot.epoch, Path(snapshot.path), gradients))
         if progress is not None:
             progress((k + 1) * n, len(snapshots) * n)
     return InfluenceIndex(split, rows, labels, tuple(stages))

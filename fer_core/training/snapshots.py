@@ -26,11 +26,12 @@ class Snapshot:
     epoch: int
     path: Path
 
-    def lr(self) -> float:
-        """The learning rate of the snapshot's epoch (it weighs the snapshot in TracIn)."""
-        payload = read_payload(self.path)
-        lr = payload.get("metrics", {}).get("lr")
-        return float(lr if lr is not None else payload.get("config", {}).get("lr", 1.0))
+
+def snapshot_lr(meta: dict) -> float:
+    """The learning rate of a snapshot's epoch, from its checkpoint's metadata (it weighs the
+    snapshot in TracIn); a best.pt standing for a run without snapshots has its config's."""
+    lr = meta.get("metrics", {}).get("lr")
+    return float(lr if lr is not None else meta.get("config", {}).get("lr", 1.0))
 
 
 def snapshot_epochs(epochs: int, count: int) -> list[int]:

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from dashboard.common import state
 from dashboard.common.clicks import face_from_state
 from dashboard.common.gallery import face_link, gallery_figure
 from dashboard.common.images import GAP, TILE_TEXT, gallery_grid, png_data_uri
@@ -76,8 +77,8 @@ def show_section(choice, ckpt, dataset, chosen, result) -> None:
                     persist_state="session")
     index = influence_index(ckpt, dataset)
     predicted = int(np.asarray(result.probs).argmax())
-    scores = index.scores(torch.from_numpy(np.array(chosen.face))[None],
-                          [predicted])[0]
+    scores = index.scores(torch.from_numpy(np.array(chosen.face))[None], [predicted],
+                          state.checkpoint)[0]
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown(f"**Proponents**: pushed toward {CLASSES[predicted]}")

@@ -19,7 +19,7 @@ from fer_core.explain.timeline import (
     face_timeline,
     strip_image,
 )
-from fer_core.training.snapshots import SNAPSHOTS, Snapshot, list_snapshots
+from fer_core.training.snapshots import SNAPSHOTS, list_snapshots, snapshot_lr
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -27,8 +27,8 @@ def across_training(snapshots: tuple, face: np.ndarray, label: int | None, metho
                     target: str, params: tuple) -> FaceTimeline:
     """The face at each snapshot, given as (epoch, path, stamp) (the stamp keys a rewritten
     file)."""
-    models = ((epoch, Snapshot(epoch, path).lr(), state.checkpoint(path).model)
-              for epoch, path, _stamp in snapshots)
+    loaded = ((epoch, state.checkpoint(path)) for epoch, path, _stamp in snapshots)
+    models = ((epoch, snapshot_lr(ckpt.meta), ckpt.model) for epoch, ckpt in loaded)
     return face_timeline(models, face, label, method, Target.parse(target), **dict(params))
 
 
