@@ -45,11 +45,16 @@ def snapshot_path(run: str | os.PathLike, epoch: int) -> Path:
     return Path(run) / SNAPSHOTS / f"epoch-{epoch:04d}.pt"
 
 
+def saved_snapshots(run: str | os.PathLike) -> list[Snapshot]:
+    """The snapshots the run folder holds, oldest first (a listing: no file is read)."""
+    return sorted(Snapshot(int(m.group(1)), p) for p in (Path(run) / SNAPSHOTS).glob("epoch-*.pt")
+                  if (m := _NAME.fullmatch(p.name)))
+
+
 def list_snapshots(run: str | os.PathLike) -> list[Snapshot]:
     """The run's snapshots, oldest first; [its best.pt, as the last epoch] when it has none."""
     run = Path(run)
-    found = sorted(Snapshot(int(m.group(1)), p) for p in (run / SNAPSHOTS).glob("epoch-*.pt")
-                   if (m := _NAME.fullmatch(p.name)))
+    found = saved_snapshots(run)
     if found or not (run / "best.pt").is_file():
         return found
     return [Snapshot(int(read_payload(run / "best.pt").get("epoch", 0)), run / "best.pt")]
@@ -61,15 +66,13 @@ def checkpoint_snapshots(checkpoint: str | os.PathLike, epoch: int) -> list[Snap
     snapshotted at 3, 5, 8 and 10 takes 3 and 5), or itself when there are none (a run without
     snapshots, a .pt file elsewhere, a checkpoint older than the first snapshot)."""
     checkpoint = Path(checkpoint)
-    found = [s for s in list_snapshots(checkpoint.parent) if s.epoch <= epoch]
-    if found and (found[0].path.parent.name == SNAPSHOTS or found[0].path == checkpoint):
-        return found
-    return [Snapshot(epoch, checkpoint)]
+    found = [s for s in saved_snapshots(checkpoint.parent) if s.epoch <= epoch]
+    return found or [Snapshot(epoch, checkpoint)]
 
 
 def prune_snapshots(run: str | os.PathLike, keep: list[int]) -> None:
     """Delete the snapshots at epochs not in `keep` (a resumed run with another plan keeps the
     spacing of its new plan)."""
-    for snapshot in list_snapshots(run):
-        if snapshot.path.parent.name == SNAPSHOTS and snapshot.epoch not in keep:
+    for snapshot in saved_snapshots(run):
+        if snapshot.epoch not in keep:
             snapshot.path.unlink(missing_ok=True)

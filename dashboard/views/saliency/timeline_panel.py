@@ -19,7 +19,7 @@ from fer_core.explain.timeline import (
     face_timeline,
     strip_image,
 )
-from fer_core.training.snapshots import SNAPSHOTS, list_snapshots, snapshot_lr
+from fer_core.training.snapshots import saved_snapshots, snapshot_lr
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -37,8 +37,8 @@ def show(run: str, chosen: ChosenFace, method: str, params: dict, target: Target
     if not st.toggle("Across training", key="sa_timeline", persist_state="session",
                      help="This face's map and probabilities at each snapshot the run kept"):
         return
-    snapshots = list_snapshots(run_path(run))
-    if not snapshots or snapshots[0].path.parent.name != SNAPSHOTS:
+    snapshots = saved_snapshots(run_path(run))
+    if not snapshots:
         st.info(f"**{run}** kept no snapshots of its weights. Train with `--snapshots N` (the "
                 f"Training form's \"Snapshots of the weights\", 4 by default) to see how its "
                 f"maps changed over training.", icon=":material/history:")
