@@ -62,6 +62,12 @@ def test_an_existing_or_busy_run_folder_is_refused(tmp_path):
     finally:
         busy.release()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "done"]
+
+
+def test_a_missing_init_checkpoint_is_refused_before_any_folder(tmp_path):
+    with pytest.raises(FerError, match="no such checkpoint file or run folder"):
+        start_run(tmp_path, "tuned", TrainConfig(init=str(tmp_path / "nowhere.pt")))
+    assert not (tmp_path / "tuned").exists()
     assert not (tmp_path / "busy" / LAUNCH_FILE).exists()
 
 

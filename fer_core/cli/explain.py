@@ -133,12 +133,13 @@ def photo_face(path: str):
     return found.face, None, box, {"image": path, "crop": list(found.crop)}, notes
 
 
-def dataset_face(data: str, split: str, index: int, ckpt):
+def dataset_face(data: str, split: str, index: int, ckpt, dataset=None):
+    """Face `index` of `split` of the data `data` (`dataset`, when the caller loaded it)."""
     import torch
 
     from ..data.readers import load_dataset
 
-    dataset = load_dataset(data)
+    dataset = load_dataset(data) if dataset is None else dataset
     rows = dataset.indices(split)
     if not 0 <= index < len(rows):
         raise FerError(f"{data}: split {split} has {len(rows)} faces, no index {index}")

@@ -70,7 +70,7 @@ def run(args) -> int:
         face, _, box, source, notes = photo_face(args.image)
         query = (face, None, {**source, "face_box": box})
     else:
-        face, label, _, source, _ = dataset_face(spec, args.split, args.index, ckpt)
+        face, label, _, source, _ = dataset_face(spec, args.split, args.index, ckpt, dataset)
         query = (face, None if label is None else int(label[0]), source)
     snapshots = checkpoint_snapshots(ckpt.path, int(ckpt.meta.get("epoch", 0)))
     load = checkpoint_loader(device)

@@ -28,6 +28,7 @@ from dashboard.common.runs import CHILDREN, LAUNCH_FILE, LOG_FILE, RunInfo, run_
 from fer_core.atomic import write_json
 from fer_core.data.readers import is_builtin_spec
 from fer_core.errors import RunError
+from fer_core.models.checkpoint import resolve_checkpoint_path
 from fer_core.training.config import TrainConfig, train_args
 from fer_core.training.runs import RunFolder, read_json
 
@@ -64,8 +65,9 @@ def start_run(root: Path, name: str, config: TrainConfig, gpus: int = 1) -> RunF
     _check_gpus(config, gpus)
     if not is_builtin_spec(config.data):
         config.data = os.path.abspath(os.path.expanduser(config.data))
-    if config.init:
-        config.init = os.path.abspath(os.path.expanduser(config.init))
+    if config.init:  # a missing checkpoint is said under the form, not as a failed run
+        config.init = str(resolve_checkpoint_path(
+            os.path.abspath(os.path.expanduser(config.init.strip()))))
     folder = RunFolder(Path(root).expanduser().absolute() / name)
     _refuse_busy(folder)
     taken = RunError(f"a run named {name!r} already exists: choose another name (a stopped run "
