@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from ..atomic import atomic_file, write_json
 from ..errors import RunError
-from ..locks import try_lock
+from ..locks import FolderLock, try_lock
 
 PROCESS_STARTED = time.time()  # as early as fer_core is imported (see clear_stale_stop)
 
@@ -39,7 +39,7 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._lock_file = None
+        self._lock = FolderLock(self.lock_path)
 
     @property
     def name(self) -> str:
@@ -60,19 +60,13 @@ class RunFolder:
     def acquire(self) -> None:
         """Take the folder's lock; a second trainer on the same folder is refused."""
         self.path.mkdir(parents=True, exist_ok=True)
-        f = open(self.lock_path, "a+")
-        if not try_lock(f, attempts=5):
-            f.close()
-            status = self.status() or {}
-            pid = f" (pid {status['pid']})" if status.get("pid") else ""
-            raise RunError(f"run folder {self.path} is in use by another trainer{pid}") from None
-        self._lock_file = f
+        if not self._lock.acquire():
+            pid = self._lock.holder()
+            raise RunError(f"run folder {self.path} is in use by another trainer"
+                           + (f" (pid {pid})" if pid else ""))
 
     def release(self) -> None:
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
+        self._lock.release()
 
     def is_locked(self) -> bool:
         """True while some process holds the folder's lock (a trainer is writing to it)."""
