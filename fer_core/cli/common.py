@@ -1,5 +1,5 @@
-"""What two or more commands share: a checkpoint's training data and the warning when other data
-is used, and the PNG + JSON outputs of explain and visualize."""
+"""What two or more commands share: a checkpoint's training data, the data of a split and the
+warning when other data is used, and the PNG + JSON outputs of explain and visualize."""
 
 import contextlib
 import io
@@ -21,6 +21,19 @@ def training_data(ckpt) -> str:
         raise FerError(f"{ckpt.path} was trained on {spec}, which is not on this machine: "
                        f"pass --data")
     return spec
+
+
+def split_data(args, ckpt):
+    """(the data spec, the dataset) of `--data` (default: the checkpoint's training data), which
+    must hold split `--split`."""
+    from ..data.readers import load_dataset
+
+    data = args.data or training_data(ckpt)
+    dataset = load_dataset(data)
+    if args.split not in dataset.present_splits():
+        raise FerError(f"{data} has no {args.split} split (it has "
+                       f"{', '.join(dataset.present_splits())})")
+    return data, dataset
 
 
 def other_data_warning(ckpt, dataset) -> str | None:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import FerError
-from .common import training_data, warn_if_other_data
+from .common import split_data, warn_if_other_data
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,7 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..data.readers import load_dataset
     from ..device import choose_device
     from ..explain.embeddings import METHOD_NAMES, embed_split, embedding_csv
     from ..models.checkpoint import load_checkpoint
@@ -33,11 +32,7 @@ def run(args) -> int:
         raise FerError(f"cannot write {out}: folder {out.parent} does not exist")
     device = choose_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device)
-    data = args.data or training_data(ckpt)
-    dataset = load_dataset(data)
-    if args.split not in dataset.present_splits():
-        raise FerError(f"{data} has no {args.split} split (it has "
-                       f"{', '.join(dataset.present_splits())})")
+    data, dataset = split_data(args, ckpt)
     warn_if_other_data(ckpt, dataset)
     n = len(dataset.indices(args.split))
     if args.method != "pca":  # seconds to minutes: say what is going on

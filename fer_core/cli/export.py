@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import FerError
-from .common import training_data, warn_if_other_data
+from .common import split_data, warn_if_other_data
 from .explain import METHOD_KEYS
 
 
@@ -50,18 +50,13 @@ def run(args) -> int:
 
 
 def export(args, wanted: dict[str, dict], world, device) -> int:
-    from ..data.readers import load_dataset
     from ..explain.export import ExportRequest, export_split, resolve_methods
     from ..explain.export_files import default_folder
     from ..models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint, device)
     ckpt.model.requires_grad_(False)  # gradients are taken with respect to the faces only
-    data = args.data or training_data(ckpt)
-    dataset = load_dataset(data)
-    if args.split not in dataset.present_splits():
-        raise FerError(f"{data} has no {args.split} split (it has "
-                       f"{', '.join(dataset.present_splits())})")
+    data, dataset = split_data(args, ckpt)
     if world.main:
         warn_if_other_data(ckpt, dataset)
     request = ExportRequest(ckpt.model, ckpt.path, dataset, args.split,
