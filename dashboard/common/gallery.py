@@ -82,27 +82,36 @@ def show_gallery(dataset, preds: Predictions, positions: np.ndarray, key: str,
     with `maps`, each face's map beside it, in half as many columns."""
     positions = [int(p) for p in positions[:FACES_PER_PAGE]]
     texts = [face_text(dataset, preds, p) for p in positions]
-    columns = max(1, columns // 2) if maps is not None else columns
-    uri = _grid_uri(dataset, dataset.fingerprint, tuple(int(preds.rows[p]) for p in positions),
-                    tuple(lines for lines, _ in texts), columns, maps,
-                    None if maps is None else maps.key)
-    size = dataset.images.shape[1] * SCALE
-    tile_w, tile_h = size * (2 if maps is not None else 1) + GAP, size + TILE_TEXT
-    i = np.arange(len(positions))
-    centres = np.stack([(i % columns) * tile_w + (tile_w - GAP) / 2,
-                        (i // columns) * tile_h + size / 2], 1)
-    width = min(columns, len(positions)) * tile_w  # one row of 3 faces: 3 faces wide, not 9
-    height = (-(-len(positions) // columns)) * tile_h
-    figure = gallery_figure(uri, width, height, centres, positions, [h for _, h in texts],
-                            face=size, selected=st.session_state.get(face_key),
-                            wide=maps is not None)
     st.caption("Each face: its source, true → predicted class, p = probability of the "
                "prediction, t = probability of the true class"
                + ("; beside it, its map of the predicted class" if maps is not None else "")
                + ". Click a face to open it.")
-    st.plotly_chart(figure, key=key, on_select=partial(on_face_click, key, face_key),
-                    selection_mode="points", width="content",
-                    config={"displayModeBar": False})
+    clickable_faces(dataset, [int(preds.rows[p]) for p in positions], [t for t, _ in texts],
+                    [h for _, h in texts], positions, columns, key=key,
+                    on_select=partial(on_face_click, key, face_key),
+                    selected=st.session_state.get(face_key), maps=maps)
+
+
+def clickable_faces(dataset, rows: list[int], captions: list[tuple], hover: list[str],
+                    points: list[int], columns: int, *, key: str, on_select,
+                    selected: int | None = None, maps: TileMaps | None = None) -> None:
+    """The faces of dataset `rows` as one composed image (PNG cached), `columns` a row (half as
+    many with `maps` beside them), each a clickable point whose customdata is its `points`
+    entry; a click calls `on_select`."""
+    columns = max(1, columns // 2) if maps is not None else columns
+    uri = _grid_uri(dataset, dataset.fingerprint, tuple(rows), tuple(captions), columns, maps,
+                    None if maps is None else maps.key)
+    size = dataset.images.shape[1] * SCALE
+    tile_w, tile_h = size * (2 if maps is not None else 1) + GAP, size + TILE_TEXT
+    i = np.arange(len(rows))
+    centres = np.stack([(i % columns) * tile_w + (tile_w - GAP) / 2,
+                        (i // columns) * tile_h + size / 2], 1)
+    width = min(columns, len(rows)) * tile_w  # one row of 3 faces: 3 faces wide, not 9
+    height = (-(-len(rows) // columns)) * tile_h
+    figure = gallery_figure(uri, width, height, centres, points, hover, face=size,
+                            selected=selected, wide=maps is not None)
+    st.plotly_chart(figure, key=key, on_select=on_select, selection_mode="points",
+                    width="content", config={"displayModeBar": False})
 
 
 def face_query(choice, split: str, position: int) -> dict:

@@ -12,14 +12,13 @@ import torch
 
 from dashboard.common import state
 from dashboard.common.clicks import face_from_state
-from dashboard.common.gallery import face_link, gallery_figure
-from dashboard.common.images import GAP, TILE_TEXT, gallery_grid, png_data_uri
+from dashboard.common.gallery import clickable_faces, face_link
 from dashboard.common.influence import influence_index, snapshot_note
 from dashboard.common.tables import content_height
 from fer_core.data.classes import CLASSES
 from fer_core.explain.influence import TRAIN, top_positions
 
-SCALE, COLUMNS = 2, 5
+COLUMNS = 5
 FORMULA = ("TracIn (Pruthi et al. 2020) on the last layer: score = sum over snapshots k of "
            "lr_k (e_k · e'_k)(a_k · a'_k + 1), with a the penultimate features and e = softmax − "
            "one-hot (the training face's label; this face's predicted class)")
@@ -40,19 +39,11 @@ def show_faces(dataset, index, positions: np.ndarray, scores: np.ndarray, key: s
         return
     labels = [CLASSES[c] if c >= 0 else "?" for c in index.labels[positions]]
     captions = [(f"#{p}", label, f"{scores[p]:+.3g}") for p, label in zip(positions, labels)]
-    columns = min(COLUMNS, len(positions))
-    faces = dataset.images[index.rows[positions]]
-    size = faces.shape[1] * SCALE
-    tile_w, tile_h = size + GAP, size + TILE_TEXT
-    i = np.arange(len(positions))
-    centres = np.stack([(i % columns) * tile_w + size / 2, (i // columns) * tile_h + size / 2], 1)
     hover = [f"train #{p}, labelled <b>{label}</b><br>score {scores[p]:+.4g}"
              for p, label in zip(positions, labels)]
-    figure = gallery_figure(png_data_uri(gallery_grid(faces, captions, columns, SCALE)),
-                            columns * tile_w, -(-len(positions) // columns) * tile_h, centres,
-                            [int(p) for p in positions], hover, face=size)
-    st.plotly_chart(figure, key=key, on_select=partial(open_training_face, key),
-                    selection_mode="points", width="content", config={"displayModeBar": False})
+    clickable_faces(dataset, [int(r) for r in index.rows[positions]], captions, hover,
+                    [int(p) for p in positions], COLUMNS, key=key,
+                    on_select=partial(open_training_face, key))
     table = pd.DataFrame({"face": [int(p) for p in positions], "label": labels,
                           "score": [float(scores[p]) for p in positions],
                           "link": [face_link(choice, TRAIN, int(p)) for p in positions]})
