@@ -71,6 +71,7 @@ def test_probe_maps_are_the_maps_explain_gives_for_each_epoch(probed_run, tiny_f
     np.testing.assert_allclose(timeline.probs.sum(-1), 1, atol=1e-5)
     model = load_checkpoint(probed_run.last_path).model  # the weights of epoch 4
     faces = torch.from_numpy(tiny_faces.images[timeline.rows])
+    np.testing.assert_array_equal(timeline.images, faces.numpy())  # the pixels the page draws
     for method, kept in (("vanilla", timeline.gradient[-1]), ("gradcam", timeline.gradcam[-1])):
         expected = explain(model, faces, method, layer=timeline.layer) if method == "gradcam" \
             else explain(model, faces, method)

@@ -4,6 +4,8 @@ can show how the model learned to look.
 
     <run folder>/probes/faces.json        the probes: split positions, dataset rows, labels, the
                                            Grad-CAM layer
+    <run folder>/probes/faces.npy         their pixels (N x 48 x 48 uint8), so a page draws them
+                                           without loading the run's data
     <run folder>/probes/epoch-0001.npz    per epoch: probs (N x 7 float32), gradient and
                                            gradcam (N x 48 x 48 float16), both of each face's
                                            predicted class
@@ -33,17 +35,19 @@ from ..data.dataset import FaceDataset
 
 PROBES = "probes"
 FACES = "faces.json"
+PIXELS = "faces.npy"
 _EPOCH = re.compile(r"epoch-(\d{4})\.npz")
 MAPS = ("gradient", "gradcam")
 
 
 @dataclass(frozen=True)
 class Probes:
-    """The probe faces: positions within the val split, dataset rows and labels."""
+    """The probe faces: positions within the val split, dataset rows, labels and pixels."""
 
     positions: np.ndarray
     rows: np.ndarray
     labels: np.ndarray
+    images: np.ndarray  # uint8 N x 48 x 48
 
 
 def choose_probes(dataset: FaceDataset, count: int, seed: int) -> Probes:
@@ -57,7 +61,8 @@ def choose_probes(dataset: FaceDataset, count: int, seed: int) -> Probes:
     while len(chosen) < count and any(pools):
         chosen += [pool.pop() for pool in pools if pool][:count - len(chosen)]
     positions = np.asarray(chosen, dtype=np.int64)
-    return Probes(positions=positions, rows=rows[positions], labels=labels[positions])
+    return Probes(positions=positions, rows=rows[positions], labels=labels[positions],
+                  images=dataset.images[rows[positions]])
 
 
 def probe_maps(model: nn.Module, faces: torch.Tensor, layer: str) -> dict[str, np.ndarray]:
@@ -87,6 +92,8 @@ def probe_maps(model: nn.Module, faces: torch.Tensor, layer: str) -> dict[str, n
 def write_faces(run: str | os.PathLike, probes: Probes, layer: str) -> None:
     folder = Path(run) / PROBES
     folder.mkdir(parents=True, exist_ok=True)
+    with atomic_file(folder / PIXELS, "wb") as f:
+        np.save(f, probes.images)
     write_json(folder / FACES, {"split": "val", "positions": probes.positions.tolist(),
                                 "rows": probes.rows.tolist(), "labels": probes.labels.tolist(),
                                 "layer": layer})
@@ -120,6 +127,7 @@ class Timeline:
     positions: np.ndarray
     rows: np.ndarray
     labels: np.ndarray
+    images: np.ndarray | None  # the probes' pixels (None when their file cannot be read)
     layer: str
     probs: np.ndarray
     gradient: np.ndarray
@@ -135,6 +143,10 @@ def read_timeline(run: str | os.PathLike) -> Timeline | None:
         faces = json.loads((run / PROBES / FACES).read_text())
     except (OSError, ValueError):
         return None
+    try:
+        images = np.load(run / PROBES / PIXELS, allow_pickle=False)
+    except (OSError, ValueError):
+        images = None
     epochs, arrays = [], []
     for epoch, path in _epoch_files(run):
         try:
@@ -149,4 +161,4 @@ def read_timeline(run: str | os.PathLike) -> Timeline | None:
                for name in ("probs", *MAPS)}
     return Timeline(epochs=epochs, positions=np.asarray(faces["positions"]),
                     rows=np.asarray(faces["rows"]), labels=np.asarray(faces["labels"]),
-                    layer=faces["layer"], **stacked)
+                    images=images, layer=faces["layer"], **stacked)

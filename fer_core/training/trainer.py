@@ -225,7 +225,7 @@ class Trainer:
         self.probes = chosen if chosen is not None and len(chosen.rows) else None
         if self.probes is None:
             return
-        faces = torch.from_numpy(self.dataset.images[self.probes.rows]).unsqueeze(1)
+        faces = torch.from_numpy(self.probes.images).unsqueeze(1)
         self.probe_faces = faces.to(self.device).float().div_(255)
         self.model.eval()
         self.probe_layer = last_conv_stage(self.model)

@@ -56,7 +56,7 @@ def show(box, info: RunInfo) -> None:
             st.caption("The probe faces' maps appear here as each epoch ends.")
             return
         at = len(found.epochs) - 1 if info.live else epoch_slider(info.name, found.epochs)
-        st.image(strip(found, probe_faces(info.data, found.rows), at), width="stretch",
+        st.image(strip(found, at), width="stretch",
                  output_format="PNG")
         when = "the latest epoch, redrawn as epochs end" if info.live else "the chosen epoch"
         st.caption(f"Epoch {found.epochs[at]}: {len(found.rows)} val faces with the gradient "
@@ -76,18 +76,10 @@ def epoch_slider(run: str, epochs: list[int]) -> int:
     return epochs.index(chosen)
 
 
-def probe_faces(spec: str | None, rows: np.ndarray) -> np.ndarray | None:
-    """The probes' pixels from the run's data, or None when it cannot be read here (the maps
-    are then drawn alone)."""
-    dataset = state.load_faces(spec)[0] if spec else None
-    if dataset is None or rows.max(initial=-1) >= len(dataset):
-        return None
-    return dataset.images[rows]
-
-
-def strip(found: Timeline, faces: np.ndarray | None, at: int) -> Image.Image:
+def strip(found: Timeline, at: int) -> Image.Image:
     """One RGBA picture, PER_ROW probes a row: each the face, its gradient map and its Grad-CAM
-    over it, under a line "true -> predicted probability"."""
+    over it, under a line "true -> predicted probability" (grey faces when their pixels cannot
+    be read)."""
     side = 48 * SCALE
     cell = (3 * side + 2 * GAP, side + CAPTION)
     rows = -(-len(found.rows) // PER_ROW)
@@ -102,7 +94,7 @@ def strip(found: Timeline, faces: np.ndarray | None, at: int) -> Image.Image:
     for i, label in enumerate(found.labels.tolist()):
         x = (i % PER_ROW) * (cell[0] + 3 * GAP)
         y = 18 + (i // PER_ROW) * (cell[1] + GAP)
-        face = np.full((48, 48), 128, np.uint8) if faces is None else faces[i]
+        face = np.full((48, 48), 128, np.uint8) if found.images is None else found.images[i]
         tiles = [np.repeat(face[..., None], 3, axis=2),
                  overlay(face, colorize(found.gradient[at, i], False)),
                  overlay(face, colorize(found.gradcam[at, i], False))]
