@@ -17,7 +17,7 @@ faces the model keeps failing to fit: often mislabelled ones.
 Each snapshot's training features and probabilities come from the one prediction path's disk
 cache (one pass over the split per snapshot, the first time); every score after that is a few
 matrix-vector products. Nothing here takes a gradient, and only models loaded here are frozen
-(never a caller's). The index holds no model: whoever scores passes a `ModelLoader` (the
+(never a caller's). The index holds no model: whoever scores passes a `CheckpointLoader` (the
 dashboard its cached checkpoints, so a ResNet18's four snapshots are not kept twice).
 """
 
