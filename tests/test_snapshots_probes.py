@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fer_core.explain.attribution import explain
-from fer_core.models.checkpoint import load_checkpoint, read_payload
+from fer_core.models.checkpoint import load_checkpoint, read_payload, snapshot_lr
 from fer_core.training.config import TrainConfig
 from fer_core.training.probes import choose_probes, read_timeline
 from fer_core.training.runs import RunFolder
@@ -16,7 +16,6 @@ from fer_core.training.snapshots import (
     checkpoint_snapshots,
     list_snapshots,
     snapshot_epochs,
-    snapshot_lr,
 )
 from fer_core.training.trainer import train
 

@@ -20,9 +20,9 @@ from fer_core.explain.timeline import (
     strip_image,
     turning_points,
 )
-from fer_core.models.checkpoint import load_checkpoint
+from fer_core.models.checkpoint import load_checkpoint, snapshot_lr
 from fer_core.training.config import TrainConfig
-from fer_core.training.snapshots import list_snapshots, snapshot_lr
+from fer_core.training.snapshots import list_snapshots
 from fer_core.training.trainer import train
 
 DATA = "builtin:300"

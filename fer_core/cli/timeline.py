@@ -28,8 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..device import choose_device
     from ..explain.timeline import face_timeline, strip_image
-    from ..models.checkpoint import load_checkpoint
-    from ..training.snapshots import SNAPSHOTS, list_snapshots, snapshot_lr
+    from ..models.checkpoint import load_checkpoint, snapshot_lr
+    from ..training.snapshots import SNAPSHOTS, list_snapshots
 
     outputs = output_paths(args)
     target, params = explain.method_arguments(args)

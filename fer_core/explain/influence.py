@@ -37,8 +37,7 @@ from ..evaluation.predict import (
     cached_predict_split,
     logits_and_features_on_device,
 )
-from ..models.checkpoint import Checkpoint, load_checkpoint
-from ..training.snapshots import snapshot_lr
+from ..models.checkpoint import Checkpoint, load_checkpoint, snapshot_lr
 from .tensors import device_of
 
 TRAIN = "train"

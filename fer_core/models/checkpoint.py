@@ -185,3 +185,10 @@ def _is_zip(path: Path) -> bool:
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
+
+
+def snapshot_lr(meta: dict) -> float:
+    """The learning rate of a checkpoint's epoch, from its metadata (`metrics.lr`, which
+    snapshots record; else its config's): the weight of a snapshot in TracIn."""
+    lr = meta.get("metrics", {}).get("lr")
+    return float(lr if lr is not None else meta.get("config", {}).get("lr", 1.0))

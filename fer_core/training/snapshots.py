@@ -27,13 +27,6 @@ class Snapshot:
     path: Path
 
 
-def snapshot_lr(meta: dict) -> float:
-    """The learning rate of a snapshot's epoch, from its checkpoint's metadata (it weighs the
-    snapshot in TracIn); a best.pt standing for a run without snapshots has its config's."""
-    lr = meta.get("metrics", {}).get("lr")
-    return float(lr if lr is not None else meta.get("config", {}).get("lr", 1.0))
-
-
 def snapshot_epochs(epochs: int, count: int) -> list[int]:
     """The epochs of `count` snapshots evenly spaced over `epochs`, the last included: 4 over 10
     epochs are 3, 5, 8 and 10; as many as there are epochs, at most."""

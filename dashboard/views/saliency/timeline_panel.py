@@ -19,7 +19,8 @@ from fer_core.explain.timeline import (
     face_timeline,
     strip_image,
 )
-from fer_core.training.snapshots import saved_snapshots, snapshot_lr
+from fer_core.models.checkpoint import snapshot_lr
+from fer_core.training.snapshots import saved_snapshots
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -65,9 +65,9 @@ def start_run(root: Path, name: str, config: TrainConfig, gpus: int = 1) -> RunF
     _check_gpus(config, gpus)
     if not is_builtin_spec(config.data):
         config.data = os.path.abspath(os.path.expanduser(config.data))
-    if config.init:  # a missing checkpoint is said under the form, not as a failed run
-        config.init = str(resolve_checkpoint_path(
-            os.path.abspath(os.path.expanduser(config.init.strip()))))
+    if config.init:
+        config.init = os.path.abspath(os.path.expanduser(config.init.strip()))
+        resolve_checkpoint_path(config.init)  # missing: said under the form, not a failed run
     folder = RunFolder(Path(root).expanduser().absolute() / name)
     _refuse_busy(folder)
     taken = RunError(f"a run named {name!r} already exists: choose another name (a stopped run "
