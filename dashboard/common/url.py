@@ -21,3 +21,11 @@ def write(wanted: dict[str, str | None]) -> None:
             st.query_params.pop(key, None)
         elif st.query_params.get(key) != value:
             st.query_params[key] = value
+
+
+def drop(keys: list[str]) -> None:
+    """Remove `keys` from the URL, telling the browser even when this run's copy of the URL
+    lacks them: a URL an earlier, overtaken run wrote may still be on its way to the browser,
+    and the next rerun would bring its parameters back."""
+    st.query_params.from_dict({k: v for k, v in st.query_params.to_dict().items()
+                               if k not in keys})

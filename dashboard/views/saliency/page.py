@@ -48,7 +48,7 @@ def forget_link_face() -> None:
     """A photo is shown: the URL loses the dataset face, so that a later link to that same face
     (Explain this face on another page) is taken as a new arrival."""
     st.session_state["sa_url_face"] = None
-    url.write({"split": None, "idx": None})
+    url.drop(["split", "idx"])
 
 
 def choose_face(dataset, splits: list[str], ckpt, run: str):
@@ -158,9 +158,11 @@ def page() -> None:
     controls.init_from_url([layer.name for layer in cam_layers(ckpt.arch, **options)])
     splits = dataset.present_splits()
     face_from_url(dataset, splits)
-    chosen = choose_face(dataset, splits, ckpt, choice.run)
     if st.session_state["sa_source"] != "dataset":
+        # before the uploader is drawn: the browser has dropped the face from its URL before
+        # anyone can upload, so the upload's rerun cannot bring the old face back as a link
         forget_link_face()
+    chosen = choose_face(dataset, splits, ckpt, choice.run)
     if chosen is None:
         return
     face = None if chosen.split is None else (chosen.split, chosen.position)
