@@ -222,3 +222,27 @@ def test_a_truncated_checkpoint_gives_one_message_on_every_page_that_loads_it(tr
     assert_clean(at)
     why = "not a PyTorch checkpoint (truncated, or another kind of file)"
     assert [e.value for e in at.error] == [f"{truncated_run / 'cut' / 'best.pt'}: {why}"]
+
+
+def test_model_confusions_and_embeddings_predict_the_split_once(dashboard_root, monkeypatch):
+    """The three pages show one checkpoint on one split: one forward pass over its faces, the
+    features taken in the pass that predicts (fresh memory stores, so no earlier test helps)."""
+    import apptest_helpers
+
+    from dashboard.common import state
+    from dashboard.common.memo import MB, Memo
+    from dashboard.views.embeddings import store
+    from fer_core.evaluation import predict
+
+    monkeypatch.setattr(state, "PREDICTIONS", Memo("predictions", budget=128 * MB, heavy=True))
+    monkeypatch.setattr(store, "EMBEDDINGS", Memo("embeddings", budget=192 * MB, heavy=True))
+    passes, real = [], predict.predict_split
+
+    def counted(model, dataset, split, *args, **kwargs):
+        passes.append(split)
+        return real(model, dataset, split, *args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict_split", counted)
+    for page in ("views/model.py", "views/confusions/page.py", "views/embeddings/page.py"):
+        apptest_helpers.open_page(page, data="builtin:300", run="tiny-a")
+    assert passes == ["val"]

@@ -198,17 +198,34 @@ def test_the_cache_hits_and_misses_like_the_prediction_cache(tmp_path, tiny_face
     assert len(counted["predict"]) == 3 and len(counted["project"]) == 4
 
 
-def test_predictions_cached_without_features_are_computed_again_once(tmp_path, tiny_faces,
-                                                                     counted):
+def test_predicting_without_features_keeps_them_for_later(tmp_path, tiny_faces, counted):
+    """The features come from the forward pass that predicts: asking for them later reads them."""
     path = tmp_path / "best.pt"
     model = _cnn3(0)
     _save(model, path)
-    predict.cached_predict_split(model, path, tiny_faces, "val", CPU)
+    plain = predict.cached_predict_split(model, path, tiny_faces, "val", CPU)
     with_features = predict.cached_predict_split(model, path, tiny_faces, "val", CPU,
                                                  features=True)
+    assert counted["predict"] == [("val", True)] and plain.features is None
+    np.testing.assert_array_equal(with_features.probs, plain.probs)
+    expected = predict_split(model, tiny_faces, "val", CPU, features=True).features
+    np.testing.assert_array_equal(with_features.features, expected)
+
+
+def test_an_entry_written_without_features_is_computed_again_once(tmp_path, tiny_faces,
+                                                                  counted):
+    """An entry of an earlier release holds probabilities only: the first wish for features
+    predicts again and stores both."""
+    path = tmp_path / "best.pt"
+    model = _cnn3(0)
+    _save(model, path)
+    key = predict.prediction_key(path, tiny_faces, "val", False)
+    rows = tiny_faces.indices("val")
+    probs = predict_split(model, tiny_faces, "val", CPU).probs
+    predict.cache.save_arrays(key, {"rows": rows, "probs": probs})
+    predict.cached_predict_split(model, path, tiny_faces, "val", CPU, features=True)
     again = predict.cached_predict_split(model, path, tiny_faces, "val", CPU, features=True)
-    assert counted["predict"] == [("val", False), ("val", True)]
-    np.testing.assert_array_equal(again.features, with_features.features)
+    assert counted["predict"] == [("val", True)]
     assert again.features.shape == (len(again.rows), 512)
 
 

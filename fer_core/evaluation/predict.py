@@ -149,21 +149,23 @@ def cached_predict_split(model: nn.Module, checkpoint_path: str | Path, dataset:
     """`predict_split`, served from the disk cache when the same checkpoint file (by content),
     dataset (by fingerprint), split and TTA setting were predicted before.
 
-    Features are stored in the same entry as the probabilities, and read only when asked for: an
-    entry written without them is computed again (both) the first time they are wanted.
+    Without TTA the features are always taken, in the forward pass that predicts, and stored in
+    the same entry as the probabilities, so a page that wants them later (Embeddings after Model,
+    influence after Confusions) reads them instead of predicting the split again. They are read
+    from the entry, and returned, only when asked for.
     """
     rows = dataset.indices(split)
     wanted = ("probs", "features") if features else ("probs",)
 
     def compute() -> dict[str, np.ndarray]:
         made = predict_split(model, dataset, split, device, tta=tta, progress=progress,
-                             features=features)
-        return {name: getattr(made, name) for name in wanted}
+                             features=not tta)
+        return {"probs": made.probs} if tta else {"probs": made.probs, "features": made.features}
 
     arrays = cache.load_or_compute(prediction_key(checkpoint_path, dataset, split, tta), wanted,
                                    compute, rows)
     return Predictions(split=split, rows=rows, labels=dataset.labels[rows].copy(),
-                       probs=arrays["probs"], features=arrays.get("features"))
+                       probs=arrays["probs"], features=arrays["features"] if features else None)
 
 
 def prediction_key(checkpoint_path: str | Path, dataset: FaceDataset, split: str,
