@@ -192,6 +192,43 @@ def test_evaluate_on_a_truncated_checkpoint_exits_2_with_one_line(tmp_path, caps
                                        f"another kind of file)\n")
 
 
+@pytest.mark.parametrize("init,message", [
+    ("cut", "not a PyTorch checkpoint (truncated"),
+    ("nowhere.pt", "no such checkpoint file or run folder"),
+    ("resnet18", "holds a cnn3, not a resnet18"),
+])
+def test_a_training_refused_before_its_first_step_leaves_no_folder(init, message, tmp_path,
+                                                                     capsys):
+    """What can be checked before the run folder is made is checked there: a bad --init leaves
+    no run.lock and no failed status.json behind, and says why in one line."""
+    shipped = ROOT / "checkpoints" / "builtin-cnn3" / "best.pt"
+    cut = tmp_path / "broken.pt"
+    cut.write_bytes(shipped.read_bytes()[:5000])
+    args = {"cut": ["--init", str(cut)], "nowhere.pt": ["--init", str(tmp_path / "nowhere.pt")],
+            "resnet18": ["--init", str(shipped), "--arch", "resnet18"]}[init]
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--data", "builtin:70", "--epochs", "1",
+                 "--device", "cpu", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_a_failure_after_the_folder_is_made_is_a_failed_run(tmp_path, monkeypatch):
+    from fer_core.errors import FerError
+    from fer_core.training import trainer
+
+    def fail(*_args, **_kwargs):
+        raise FerError("the optimizer could not be made")
+
+    monkeypatch.setattr(trainer, "make_optimizer", fail)
+    out = tmp_path / "run"
+    with pytest.raises(FerError):
+        train(TrainConfig(epochs=1, device="cpu"), out, load_dataset("builtin:70"))
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "failed" and status["error"] == "the optimizer could not be made"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_training_gracefully(tmp_path, sig):
     out = tmp_path / "signalled"

@@ -64,9 +64,14 @@ def test_an_existing_or_busy_run_folder_is_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "done"]
 
 
-def test_a_missing_init_checkpoint_is_refused_before_any_folder(tmp_path):
-    with pytest.raises(FerError, match="no such checkpoint file or run folder"):
-        start_run(tmp_path, "tuned", TrainConfig(init=str(tmp_path / "nowhere.pt")))
+@pytest.mark.parametrize("init,message", [
+    ("nowhere.pt", "no such checkpoint file or run folder"),
+    ("broken.pt", "not a PyTorch checkpoint"),
+])
+def test_an_unusable_init_checkpoint_is_refused_before_any_folder(tmp_path, init, message):
+    (tmp_path / "broken.pt").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(FerError, match=message):
+        start_run(tmp_path, "tuned", TrainConfig(init=str(tmp_path / init)))
     assert not (tmp_path / "tuned").exists()
     assert not (tmp_path / "busy" / LAUNCH_FILE).exists()
 

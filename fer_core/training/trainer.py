@@ -38,12 +38,12 @@ from ..models.checkpoint import (
     load_weights,
     make_payload,
     read_payload,
-    resolve_checkpoint_path,
 )
 from .augment import AugmentConfig, augment_batch, erase_batch
 from .averaging import WeightAverage
 from .config import RESUME_SCHEDULES, TrainConfig
 from .mixing import MixConfig, mix_batch
+from .preflight import check_before_folder, load_init, refuse_dataset, refuse_setup
 from .probes import choose_probes, drop_epochs_after, probe_maps, write_epoch, write_faces
 from .runs import HistoryWriter, RunFolder, read_json, truncate_history
 from .snapshots import SNAPSHOTS, prune_snapshots, snapshot_epochs, snapshot_path
@@ -126,7 +126,7 @@ class Trainer:
                  on_step: StepCallback | None = None, on_epoch: StepCallback | None = None):
         config.validate()
         self.config, self.folder, self.dataset = config, run, dataset
-        self._refuse_setup(distributed.launched_world(), choose_device(config.device))
+        refuse_setup(config, distributed.launched_world(), choose_device(config.device))
         self.world, self.device = distributed.join(config.device)
         self.distributed = self.world.launched
         self.main = self.world.main
@@ -137,16 +137,15 @@ class Trainer:
         self.autocast_dtype = AUTOCAST_DTYPES.get(config.precision_used)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=config.precision_used == "fp16")
+        refuse_dataset(dataset)
         self.train_data = DeviceData(dataset, "train", self.device)
         self.val_data = DeviceData(dataset, "val", self.device)
-        if len(self.train_data) < 2:
-            raise FerError(f"dataset {dataset.name} has no labelled training faces to train on")
         self._check_ranks_agree()
         torch.manual_seed(config.seed)
         config.arch_options = arch_options(config.arch, **config.arch_options)
         self.model = self._build_model()
         if config.init and not run.last_path.exists():  # a resume takes last.pt's weights
-            self._start_from(config.init)
+            load_init(config, self.model)
         self.average = WeightAverage(self.model, config.ema) if config.ema > 0 else None
         self.forward = self._step_model()
         self._choose_probes()
@@ -165,17 +164,6 @@ class Trainer:
         self.best_val_acc = -1.0
         self.progress: Progress | None = None
         self.writer = CheckpointWriter()
-
-    def _refuse_setup(self, world: distributed.World, device: torch.device) -> None:
-        """One clear line, before any process group is joined, for settings the ranks cannot
-        train with."""
-        c = self.config
-        if c.sync_bn and device.type != "cuda":
-            raise FerError(f"--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm runs only there), "
-                           f"not {device.type}")
-        if c.batch_size % world.size:
-            raise FerError(f"the global batch of {c.batch_size} faces does not divide among "
-                           f"{world.size} ranks: choose a multiple of {world.size}")
 
     def _check_ranks_agree(self) -> None:
         """Every rank reads the same faces, and enough of them for one global batch."""
@@ -196,16 +184,6 @@ class Trainer:
                 module.share = (self.world.rank, self.world.size)
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
-
-    def _start_from(self, checkpoint: str) -> None:
-        """--init: the weights of another checkpoint (fine-tuning); a resume replaces them with
-        last.pt's."""
-        source = resolve_checkpoint_path(checkpoint)
-        payload = read_payload(source)
-        if payload["arch"] != self.config.arch:
-            raise FerError(f"--init {checkpoint}: it holds a {payload['arch']}, not a "
-                           f"{self.config.arch}")
-        load_weights(self.model, payload["model"], source, payload["arch"])
 
     def _step_model(self) -> nn.Module:
         """What a training step calls: the model, wrapped in DDP under torchrun and compiled
@@ -635,13 +613,15 @@ def train(config: TrainConfig, out: str, dataset: FaceDataset, *, resume: bool =
     """Train `config` into run folder `out`, holding its lock; failures are recorded in status.json.
 
     Returns the final state ('finished' or 'stopped'). A folder that already holds a run is
-    refused unless `resume` is set, so nothing is silently overwritten.
+    refused unless `resume` is set, so nothing is silently overwritten; what can be refused
+    before the folder is touched (`check_before_folder`) leaves no folder.
 
     Under torchrun every rank checks the folder before joining the process group (which rank 0
     must join too before it writes anything); rank 0 alone locks it and records failures.
     """
     main = distributed.launched_world().main
     run = RunFolder(out)
+    check_before_folder(config, dataset, resume=resume)
     if main:
         run.acquire()
     state = None

@@ -28,8 +28,8 @@ from dashboard.common.runs import CHILDREN, LAUNCH_FILE, LOG_FILE, RunInfo, run_
 from fer_core.atomic import write_json
 from fer_core.data.readers import is_builtin_spec
 from fer_core.errors import RunError
-from fer_core.models.checkpoint import resolve_checkpoint_path
 from fer_core.training.config import TrainConfig, train_args
+from fer_core.training.preflight import load_init
 from fer_core.training.runs import RunFolder, read_json
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -67,7 +67,7 @@ def start_run(root: Path, name: str, config: TrainConfig, gpus: int = 1) -> RunF
         config.data = os.path.abspath(os.path.expanduser(config.data))
     if config.init:
         config.init = os.path.abspath(os.path.expanduser(config.init.strip()))
-        resolve_checkpoint_path(config.init)  # missing: said under the form, not a failed run
+        load_init(config)  # unusable: said under the form, not a failed run
     folder = RunFolder(Path(root).expanduser().absolute() / name)
     _refuse_busy(folder)
     taken = RunError(f"a run named {name!r} already exists: choose another name (a stopped run "
