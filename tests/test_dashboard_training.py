@@ -243,3 +243,25 @@ def test_a_failed_run_shows_its_error(run_root):
     assert any("CUDA out of memory" in e.value for e in at.error)
     with pytest.raises(FerError):
         start_run(run_root, "broken", TrainConfig())
+
+
+@pytest.mark.parametrize("run", ["tiny-a", "tiny-b"])
+def test_the_page_follows_the_sidebar_s_checkpoint(dashboard_root, run):
+    """The run panel opens on the sidebar's run, and follows the sidebar when it changes."""
+    import apptest_helpers
+
+    at = apptest_helpers.open_page("views/training/page.py", data="builtin:300", run=run)
+    assert at.selectbox(key="follow").value == run
+    other = {"tiny-a": "tiny-b", "tiny-b": "tiny-a"}[run]
+    at.selectbox(key="ckpt").set_value(other).run()
+    assert at.selectbox(key="follow").value == other and at.query_params["follow"] == other
+
+
+def test_a_run_named_in_the_url_is_followed_over_the_sidebar_s(dashboard_root):
+    import apptest_helpers
+
+    at = apptest_helpers.open_page("views/training/page.py", data="builtin:300", run="tiny-a",
+                                   follow="tiny-b")
+    assert at.selectbox(key="follow").value == "tiny-b"
+    at.run()  # and it stays there while the sidebar does not change
+    assert at.selectbox(key="follow").value == "tiny-b"

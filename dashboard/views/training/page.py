@@ -33,9 +33,10 @@ def history(run_path: Path) -> RunHistory:
 
 # ---- following a run --------------------------------------------------------------------------
 
-def follow_picker(runs: list[RunInfo]) -> RunInfo:
-    """The run whose panel is shown: ?follow=, else this session's choice, else a live run,
-    else the newest."""
+def follow_picker(runs: list[RunInfo], sidebar_run: str | None) -> RunInfo:
+    """The run whose panel is shown: ?follow= on a session's first visit, else the sidebar's
+    checkpoint whenever it changes, else this session's choice (a pick here, a run just
+    started), else a live run, else the newest."""
     by_name = {r.name: r for r in runs}
     wanted = st.query_params.get("follow")
     if "follow" not in st.session_state and wanted is not None:
@@ -43,6 +44,9 @@ def follow_picker(runs: list[RunInfo]) -> RunInfo:
             st.session_state["follow"] = wanted
         else:
             url.ignored("follow", expected="the name of a run on this server")
+    elif st.session_state.get("follow_sidebar") != sidebar_run and sidebar_run in by_name:
+        st.session_state["follow"] = sidebar_run
+    st.session_state["follow_sidebar"] = sidebar_run
     if st.session_state.get("follow") not in by_name:
         st.session_state["follow"] = next((r.name for r in runs if r.live), runs[0].name)
     name = st.selectbox("Run", list(by_name), key="follow", persist_state="session",
@@ -159,7 +163,7 @@ def page() -> None:
         st.caption(f"No runs in `{checkpoints_root()}` yet.")
         return
     st.subheader("Run")
-    followed = follow_picker(runs)
+    followed = follow_picker(runs, state.selection().run)
     if followed.live:
         live_panel(followed.path, (followed.state, followed.epoch))
     else:
