@@ -19,6 +19,7 @@ from dashboard.common.runs import RunInfo, all_runs
 from dashboard.common.state import (
     BUILTIN,
     Selection,
+    checkpoint_problem,
     device,
     device_problem,
     device_text,
@@ -117,6 +118,9 @@ def _checkpoint_picker(data: str) -> str | None:
                         format_func=lambda n: run_label(runs[n]), on_change=_remember,
                         args=("ckpt",))
     st.caption(run_caption(runs[name]))
+    if problem := checkpoint_problem(name):
+        st.error(f"{problem}. The pages that score faces cannot use it; Model shows what its "
+                 f"folder still holds.", icon=":material/error:")
     if note := data_mismatch(runs[name], data):
         st.warning(note, icon=":material/warning:")
     return name
@@ -158,7 +162,10 @@ def data_mismatch(run: RunInfo, data: str) -> str | None:
 
 
 def run_label(run: RunInfo) -> str:
-    """'name · 61.2%' (its best val accuracy): short enough for the sidebar's box."""
+    """'name · 61.2%' (its best val accuracy), or 'name · ⚠ cut short': short enough for the
+    sidebar's box."""
+    if run.checkpoint_cut:
+        return f"{run.name} \u00b7 \u26a0 cut short"
     acc = "\u2014" if run.best_val_acc is None else f"{run.best_val_acc:.1%}"
     return f"{run.name} \u00b7 {acc}"
 

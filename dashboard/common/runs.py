@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dashboard.common.paths import run_roots
+from fer_core.models.checkpoint import looks_whole
 from fer_core.training.runs import RunFolder, read_json
 
 LAUNCH_FILE, LOG_FILE = "launch.json", "train.log"
@@ -37,6 +38,7 @@ class RunInfo:
     started: float | None
     error: str | None
     has_checkpoint: bool
+    checkpoint_cut: bool = False  # its best.pt (or last.pt) is cut short: it cannot load
 
     @property
     def live(self) -> bool:
@@ -56,7 +58,15 @@ def run_info(folder: RunFolder) -> RunInfo:
         epochs=status.get("epochs") or config.get("epochs"),
         best_val_acc=status.get("best_val_acc"),
         started=status.get("started") or launch.get("started"), error=error,
-        has_checkpoint=folder.best_path.exists() or folder.last_path.exists())
+        has_checkpoint=folder.best_path.exists() or folder.last_path.exists(),
+        checkpoint_cut=_checkpoint_cut(folder))
+
+
+def _checkpoint_cut(folder: RunFolder) -> bool:
+    """Whether the checkpoint the pages would load (best.pt, else last.pt) fails the cheap
+    whole-file test (`looks_whole`); a fuller load, which finds other damage, is the pages'."""
+    file = next((p for p in (folder.best_path, folder.last_path) if p.is_file()), None)
+    return file is not None and not looks_whole(file)
 
 
 def _state(folder: RunFolder, status: dict | None, launch: dict) -> tuple[str, str | None]:

@@ -151,6 +151,16 @@ def checkpoint(run_path: str | os.PathLike) -> Checkpoint:
     return CHECKPOINTS.get((str(file), file_stamp(file), str(on)), load)
 
 
+def checkpoint_problem(run: str) -> str | None:
+    """Why the run's checkpoint cannot be loaded (the loader's one line), or None; one that
+    loads stays in memory for the pages."""
+    try:
+        checkpoint(run_path(run))
+    except FerError as e:
+        return str(e)
+    return None
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def architecture_table(arch: str, options: dict) -> tuple[list[dict], int, int]:
     """Layer records, total and trainable parameters of `arch` for one 48x48 face.

@@ -15,8 +15,9 @@ from dashboard.common.paths import checkpoints_root, run_path
 from dashboard.common.tables import content_height, settings_frame
 from fer_core.errors import FerError
 from fer_core.evaluation.confusion import confusion_counts, normalize
-from fer_core.models.architectures import ARCHITECTURES, DEFAULT_OPTIONS
+from fer_core.models.architectures import ARCHITECTURES, DEFAULT_OPTIONS, arch_options
 from fer_core.models.checkpoint import Checkpoint
+from fer_core.training.runs import RunFolder
 
 CHECKPOINT = "checkpoint"
 CONFIG = {"displaylogo": False}
@@ -55,7 +56,13 @@ def options_text(options: dict) -> str:
 
 
 def show_table(arch: str, options: dict, meta: dict | None) -> None:
-    records, total, trainable = state.architecture_table(arch, options)
+    """The parameter counts and the layer table; the reason in one line when `arch` cannot be
+    built here (a ResNet without a working torchvision)."""
+    try:
+        records, total, trainable = state.architecture_table(arch, options)
+    except FerError as e:
+        st.error(str(e), icon=":material/error:")
+        return
     cols = st.columns(4)
     cols[0].metric("Parameters", f"{total:,}")
     cols[1].metric("Trainable", f"{trainable:,}")
@@ -89,6 +96,23 @@ def show_metadata(ckpt: Checkpoint) -> None:
             st.subheader(title)
             st.dataframe(settings_frame(settings), hide_index=True, width="stretch",
                          height=content_height(len(settings)))
+
+
+def show_folder(run_dir: Path) -> None:
+    """What a run whose checkpoint cannot be loaded still shows: the architecture table its
+    config.json names, its curves and its configuration."""
+    config = RunFolder(run_dir).config() or {}
+    arch, options = config.get("arch"), config.get("arch_options")
+    if (arch in ARCHITECTURES and isinstance(options, dict)
+            and options.keys() <= DEFAULT_OPTIONS[arch].keys()):
+        options = arch_options(arch, **options)
+        st.caption(f"**{arch}** ({options_text(options)}), as `config.json` describes it")
+        show_table(arch, options, None)
+    show_curves(run_dir)
+    if config:
+        st.subheader("Training config")
+        st.dataframe(settings_frame(config), hide_index=True, width="stretch",
+                     height=content_height(len(config)))
 
 
 def show_curves(run_dir: Path) -> None:
@@ -135,7 +159,8 @@ def page() -> None:
         try:
             ckpt = state.checkpoint(run_path(choice.run))
         except FerError as e:
-            st.error(str(e), icon=":material/error:")
+            st.error(f"{e}. Below: what the run folder still holds.", icon=":material/error:")
+            show_folder(run_path(choice.run))
             return
         st.caption(f"**{ckpt.arch}** ({options_text(ckpt.arch_options)}) from run "
                    f"`{choice.run}`")

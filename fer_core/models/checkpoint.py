@@ -113,7 +113,7 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
 def read_payload(path: str | os.PathLike) -> dict:
     """The raw checkpoint dict, loaded safely; any failure is a CheckpointError saying why."""
     path = resolve_checkpoint_path(path)
-    if not _is_zip(path):
+    if not looks_whole(path):
         raise CheckpointError(
             f"{path}: not a PyTorch checkpoint (truncated, or another kind of file)")
     try:
@@ -174,8 +174,10 @@ def load_weights(model: nn.Module, state: dict, path: Path, arch: str) -> None:
             f"{path}: weights do not fit architecture {arch!r}: {detail}") from None
 
 
-def _is_zip(path: Path) -> bool:
-    """zipfile.is_zipfile, which raises BadZipFile itself on some damaged directories."""
+def looks_whole(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint file has the zip container every PyTorch checkpoint has: a cheap
+    test (it reads the file's end) that a truncated file fails; it does not load anything.
+    zipfile.is_zipfile raises BadZipFile itself on some damaged directories."""
     try:
         return zipfile.is_zipfile(path)
     except zipfile.BadZipFile:
