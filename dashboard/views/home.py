@@ -1,4 +1,5 @@
-"""Home: the dataset in use (counts and sample faces), the checkpoints found, and the device."""
+"""Home: the dataset in use (counts and sample faces), the checkpoints found, the device, and the
+environment (`python -m fer_core env`): what is broken is said at the top, one line each."""
 
 import io
 
@@ -13,6 +14,7 @@ from dashboard.common.tables import RUN_COLUMNS, runs_frame
 from dashboard.sidebar import shipped_run
 from fer_core.data.classes import CLASSES
 from fer_core.data.readers import is_builtin_spec
+from fer_core.environment import problems, report
 
 SYNTHETIC_NOTE = """
 **The built-in faces are synthetic stand-ins**, drawn procedurally so the app works out of the box
@@ -44,13 +46,25 @@ def counts_frame(dataset) -> pd.DataFrame:
     return table
 
 
+def environment_section(facts) -> None:
+    """The facts of `python -m fer_core env` as a table, opened when something is broken."""
+    with st.expander("Environment", icon=":material/memory:", expanded=bool(problems(facts))):
+        table = pd.DataFrame({"": [f.name for f in facts], "version or state":
+                              [f.value for f in facts]})
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.caption("The same as `python -m fer_core env`.")
+
+
 def page() -> None:
     choice = state.selection()
     dataset = state.page_faces(choice.data)
+    facts = report()
 
     st.title("FER explainability dashboard")
     st.caption("Train facial-expression CNNs and look inside them: curves, layers, the faces they "
                "get wrong, what they look at, and what their filters respond to.")
+    for problem in problems(facts):
+        st.error(problem, icon=":material/error:")
 
     builtin = is_builtin_spec(choice.data)
     runs = [r for r in all_runs() if r.has_checkpoint]
@@ -85,6 +99,7 @@ def page() -> None:
         st.caption(f"No checkpoints in `{checkpoints_root()}` yet. Train one on the Training "
                    "page, or with `python -m fer_core train --data builtin --out "
                    "checkpoints/NAME`.")
+    environment_section(facts)
 
 
 page()

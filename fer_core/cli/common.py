@@ -1,5 +1,6 @@
-"""What two or more commands share: a checkpoint's training data, the data of a split and the
-warning when other data is used, and the PNG + JSON outputs of explain and visualize."""
+"""What two or more commands share: the exit status of an error, a checkpoint's training data,
+the data of a split and the warning when other data is used, and the PNG + JSON outputs of
+explain and visualize."""
 
 import contextlib
 import io
@@ -8,6 +9,8 @@ from pathlib import Path
 
 from ..atomic import atomic_file
 from ..errors import FerError
+
+EXIT_ERROR = 2  # bad input, a failed run or a broken install: one line each on stderr
 
 
 def training_data(ckpt) -> str:

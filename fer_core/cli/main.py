@@ -1,5 +1,5 @@
 """Command line: `python -m fer_core COMMAND`, one of the COMMANDS below (train, evaluate,
-embed, explain, export, influence, trust, timeline, visualize, data).
+embed, explain, export, influence, trust, timeline, visualize, data, env).
 
 Installed, `fer` is the same command. Exit 0 on success; on bad input or a failed run, exit 2
 with one line on stderr.
@@ -14,9 +14,10 @@ import warnings
 from pathlib import Path
 
 from ..errors import FerError
-from . import data, embed, evaluate, explain, export, influence, timeline, train, trust, visualize
+from . import (data, embed, env, evaluate, explain, export, influence, timeline, train, trust,
+               visualize)
+from .common import EXIT_ERROR
 
-EXIT_ERROR = 2
 COMMANDS = {
     "train": (train, "train a model into a run folder"),
     "evaluate": (evaluate, "accuracy, per-class metrics, confusion matrix"),
@@ -29,6 +30,8 @@ COMMANDS = {
     "timeline": (timeline, "one face's map and probabilities at each of a run's snapshots"),
     "visualize": (visualize, "activation maximization of some filters of a layer, as a PNG grid"),
     "data": (data, "the detected layout and the counts per split and class"),
+    "env": (env, "versions, device and memory, torchvision's ops, face finding: what is broken "
+                 "and its fix"),
 }
 
 

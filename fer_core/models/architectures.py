@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..data.classes import IMAGE_SIZE, NUM_CLASSES
+from ..environment import torchvision_problem
 from ..errors import FerError
 
 # Mean and std of FER2013 Training pixels in [0, 1]; close enough for the built-in faces too.
@@ -126,13 +127,22 @@ def build_cnn3(dropout: float = 0.3, head: str = "pool", mean: float = PIXEL_MEA
     return nn.Sequential(blocks)
 
 
+def torchvision_resnet():
+    """torchvision.models.resnet; a FerError naming the fix when torchvision does not import
+    (not installed, or built for another torch: `fer_core.environment`)."""
+    try:
+        from torchvision.models import resnet
+    except Exception as e:  # a broken build can raise anything at import
+        raise FerError(torchvision_problem(e)) from None
+    return resnet
+
+
 @functools.cache
 def hook_safe_basic_block() -> type[nn.Module]:
     """The class HookSafeBasicBlock, made on first use so that torchvision is imported only
     when a ResNet is built."""
-    from torchvision.models.resnet import BasicBlock
 
-    class HookSafeBasicBlock(BasicBlock):
+    class HookSafeBasicBlock(torchvision_resnet().BasicBlock):
         """torchvision's BasicBlock with its two ReLUs as two modules (`relu` after bn1,
         `relu_out` after the residual sum) and the sum made out of place, so a hook on bn2
         keeps its values."""
@@ -153,10 +163,8 @@ def build_resnet18(small_input: bool = True, mean: float = PIXEL_MEAN,
     small_input replaces the ImageNet stem (7x7 stride-2 conv + max-pool, which leaves 2x2 maps
     at layer4 for a 48-pixel face) with a 3x3 stride-1 conv and no max-pool (6x6 at layer4).
     """
-    from torchvision.models import resnet18
-
     block_class = hook_safe_basic_block()
-    net = resnet18(weights=None, num_classes=NUM_CLASSES)
+    net = torchvision_resnet().resnet18(weights=None, num_classes=NUM_CLASSES)
     net.relu = nn.ReLU()
     for block in net.modules():
         if isinstance(block, block_class.__base__):
