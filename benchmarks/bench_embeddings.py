@@ -6,6 +6,9 @@ to the device once, fp32 forward, a hook on the final linear layer keeping its i
 two baselines in the same run, alternating so machine noise hits them alike: the same path
 without features (what the hook costs), and a bare forward to the penultimate layer (the model
 with its final linear layer replaced by an identity, over float batches prepared beforehand).
+Model then Embeddings: the forward passes and seconds of the pages' path (`cached_predict_split`:
+probabilities for Model, then features for Embeddings) with an empty disk cache, beside the
+two passes it cost before the features were kept from the first (probabilities, then both).
 Projections: PCA against t-SNE (and UMAP), each after a small warm-up run (scikit-learn's
 import, numba's compilation), timed on the features of the same split. The issue's budgets on
 this CPU: t-SNE of FER2013 PublicTest (3,589 faces) within 30 s, PCA within 1 s, and the page
@@ -24,7 +27,6 @@ cost the same to compute and to project as a FER2013 model's.
 import argparse
 import copy
 import importlib.util
-import json
 import os
 import shutil
 import statistics
@@ -38,10 +40,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.timing import apptest_floor_ms, bare_forward_seconds
+from benchmarks.timing import apptest_floor_ms, bare_forward_seconds, save_results
 from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
-from fer_core.evaluation.predict import BATCH_SIZE, predict_split
+from fer_core.evaluation import predict
+from fer_core.evaluation.predict import BATCH_SIZE, cached_predict_split, predict_split
 from fer_core.explain.embeddings import project
 from fer_core.models.architectures import final_linear_name
 from fer_core.models.checkpoint import load_checkpoint, resolve_checkpoint_path
@@ -77,6 +80,42 @@ def features_race(model, dataset, split: str, device, repeats: int) -> dict:
     return {name: {"median_s": round(statistics.median(t), 3),
                    "images_per_s": round(len(rows) / statistics.median(t), 1)}
             for name, t in times.items()}
+
+
+def model_then_embeddings(model, path: Path, dataset, split: str, device, repeats: int) -> dict:
+    """Forward passes and median seconds of Model then Embeddings on `split`, each repeat with
+    an empty disk cache: the pages' path against the two passes of before, alternating."""
+    passes, real = [], predict.predict_split
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        return real(*args, **kwargs)
+
+    def pages_path() -> None:
+        os.environ["FER_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_embeddings_cache_")
+        cached_predict_split(model, path, dataset, split, device)
+        cached_predict_split(model, path, dataset, split, device, features=True)
+        shutil.rmtree(os.environ["FER_CACHE_DIR"], ignore_errors=True)
+
+    def two_passes() -> None:
+        counted(model, dataset, split, device)
+        counted(model, dataset, split, device, features=True)
+
+    results, cache_dir = {}, os.environ.get("FER_CACHE_DIR")
+    predict.predict_split = counted
+    try:
+        for name, work in (("one_pass", pages_path), ("two_passes", two_passes)) * repeats:
+            passes.clear()
+            seconds = timed(work)[0]
+            entry = results.setdefault(name, {"passes": len(passes), "s": []})
+            entry["s"].append(seconds)
+    finally:
+        predict.predict_split = real
+        os.environ.pop("FER_CACHE_DIR")
+        if cache_dir is not None:
+            os.environ["FER_CACHE_DIR"] = cache_dir
+    return {name: {"forward_passes": r["passes"], "median_s": round(statistics.median(r["s"]), 2)}
+            for name, r in results.items()}
 
 
 def projections(features, methods: list[str], repeats: int) -> dict:
@@ -139,6 +178,12 @@ def main() -> None:
                "features": features_race(model, dataset, args.split, device, args.repeats)}
     for name, r in results["features"].items():
         print(f"  features, {name:<22} {r['median_s']:7.2f} s  {r['images_per_s']:8.1f} img/s")
+    path = resolve_checkpoint_path(args.checkpoint)
+    results["model_then_embeddings"] = model_then_embeddings(model, path, dataset, args.split,
+                                                             device, args.repeats)
+    for name, r in results["model_then_embeddings"].items():
+        print(f"  Model then Embeddings, {name:<10} {r['forward_passes']} forward passes "
+              f"{r['median_s']:7.2f} s")
     features = predict_split(model, dataset, args.split, device, features=True).features
     methods = ["pca", "tsne"] + (["umap"] if importlib.util.find_spec("umap") else [])
     results["projection_s"] = projections(features, methods, args.repeats)
@@ -155,9 +200,7 @@ def main() -> None:
               f"{page['warm_rerun_ms']['max']}); colouring change median "
               f"{page['colouring_change_ms']['median']} ms; AppTest floor "
               f"{page['apptest_floor_ms']} ms")
-    out = ROOT / "benchmarks" / "results" / "embeddings.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {out}")
+    save_results("embeddings.json", results)
 
 
 if __name__ == "__main__":
