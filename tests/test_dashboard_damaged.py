@@ -59,3 +59,10 @@ def test_model_shows_the_folder_s_curves_layers_and_config(damaged_root):
     assert layers["layer"].iloc[-1] == "total" and layers["params"].iloc[-1] > 0
     config = RunFolder(damaged_root / "cut").config()
     assert any(f.equals(settings_frame(config)) for f in frames)
+
+
+def test_home_flags_the_cut_checkpoint_in_its_runs_table(damaged_root):
+    at = apptest_helpers.open_page("views/home.py", data="builtin:300", run="cut")
+    runs = next(d.value for d in at.main.dataframe if "status" in d.value.columns)
+    status = dict(zip(runs["name"], runs["status"]))
+    assert status == {"cut": "finished, checkpoint cut short", "tiny-a": "finished"}

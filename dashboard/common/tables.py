@@ -14,10 +14,12 @@ RUN_COLUMNS = {
 
 
 def runs_frame(runs: list[RunInfo]) -> pd.DataFrame:
-    """One row per run: name, status, architecture, dataset, epochs, best val acc, started."""
+    """One row per run: name, status (saying when its checkpoint is cut short), architecture,
+    dataset, epochs, best val acc, started."""
     return pd.DataFrame({
         "name": [r.name for r in runs],
-        "status": [r.state for r in runs],
+        "status": [f"{r.state}, checkpoint cut short" if r.checkpoint_cut else r.state
+                   for r in runs],
         "architecture": [r.arch for r in runs],
         "dataset": [r.data for r in runs],
         "epochs": [f"{r.epoch}/{r.epochs or '?'}" for r in runs],

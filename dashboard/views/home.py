@@ -74,7 +74,10 @@ def page() -> None:
     cols[0].metric("Dataset", "Built-in faces" if builtin else "FER2013")
     cols[1].metric("Faces", f"{len(dataset):,}")
     cols[2].metric("Device", state.device().type.upper(), help=state.device_text())
-    if shipped is not None and shipped.best_val_acc is not None:
+    if shipped is not None and shipped.checkpoint_cut:
+        cols[3].metric(shipped.name, "\u26a0 cut short", help="Its checkpoint file is cut short "
+                       "and cannot be loaded: train it again or restore the file")
+    elif shipped is not None and shipped.best_val_acc is not None:
         cols[3].metric(f"{shipped.name} val accuracy", f"{shipped.best_val_acc:.1%}",
                        help="The shipped model for this kind of data, on its validation split "
                             "(PublicTest for FER2013); see its MODEL_CARD.md")
