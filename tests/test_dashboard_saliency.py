@@ -289,25 +289,24 @@ def test_a_face_opened_on_the_confusions_page_links_here(dashboard_root, referen
 
 # ---- trust checks ------------------------------------------------------------------------------
 
-def stored_report(dashboard_root, flag: str | None = None):
-    """A real report of tiny-a on the first 4 val faces for two methods, stored where the page
-    looks for it; with `flag`, that method's entry is marked as failing the sanity check (the
-    page must show what the report says)."""
+def stored_report(dashboard_root, **changes):
+    """A report of tiny-a on the first 4 val faces for two methods that pass every check, stored
+    where the page looks for it; `changes` maps a method to new values of its fields, to make it
+    fail a check (the page must show what the report says)."""
     from dataclasses import replace
 
     from fer_core import cache
-    from fer_core.explain.trust import report_key, trust_report
+    from fer_core.explain.trust import MethodTrust, TrustReport, report_key
 
     ckpt = load_checkpoint(dashboard_root / "tiny-a")
     dataset = load_dataset(DATA)
-    rows = dataset.indices("val")[:4]
-    report = trust_report(ckpt.model, ckpt.arch, ckpt.arch_options,
-                          torch.from_numpy(dataset.images[rows]),
-                          torch.from_numpy(dataset.parts[rows]), methods=["vanilla", "guided"])
-    if flag:
-        report = replace(report, methods=[
-            replace(m, flagged=True, randomization_spearman=[*m.randomization_spearman[:-1], 0.9])
-            if m.method == flag else m for m in report.methods])
+    methods = [MethodTrust("vanilla", METHODS["vanilla"].title, [1.0, 0.7, 0.4, 0.2, 0.1],
+                           deletion_auc=0.21, parts_share=0.48),
+               MethodTrust("guided", METHODS["guided"].title, [1.0, 0.8, 0.6, 0.4, 0.3],
+                           deletion_auc=0.25, parts_share=0.41)]
+    report = TrustReport([replace(m, **changes.get(m.method, {})) for m in methods],
+                         ["head.fc", "block3.conv", "block2.conv", "block1.conv"], 4,
+                         random_deletion_auc=0.341, parts_area_share=0.23)
     text = json.dumps(report.as_dict()).encode()
     cache.save_arrays(report_key(ckpt.path, dataset, "val", 4),
                       {"report": np.frombuffer(text, dtype=np.uint8)})
@@ -344,7 +343,8 @@ def test_without_a_report_the_page_says_so_and_runs_the_checks_in_the_background
 
 
 def test_the_method_list_flags_what_the_report_flags(dashboard_root, trust_cache):
-    report = stored_report(dashboard_root, flag="guided")
+    report = stored_report(dashboard_root,
+                           guided={"randomization_spearman": [1.0, 0.95, 0.9, 0.9, 0.9]})
     at = open_page(run="tiny-a", split="val", idx="1")
     at.number_input(key="sa_trust_n").set_value(4).run()
     options = at.selectbox(key="sa_method").options
@@ -354,7 +354,32 @@ def test_the_method_list_flags_what_the_report_flags(dashboard_root, trust_cache
     at.selectbox(key="sa_method").set_value("guided").run()
     assert any("Fails the sanity check" in w.value and "0.90" in w.value for w in at.warning)
     assert any(c.proto.id.endswith("-sa_randomization") for c in at.get("plotly_chart"))
-    assert any(c.proto.id.endswith("-sa_parts") for c in at.get("plotly_chart"))
+    assert any(c.proto.id.endswith("-sa_checks") for c in at.get("plotly_chart"))
+
+
+def test_a_method_that_deletes_worse_than_random_is_flagged(dashboard_root, trust_cache):
+    stored_report(dashboard_root, guided={"deletion_auc": 0.519})
+    at = open_page(run="tiny-a", split="val", idx="1")
+    at.number_input(key="sa_trust_n").set_value(4).run()
+    no_problems(at)
+    table = at.dataframe[-1].value
+    assert list(table.columns) == ["method", "flags", "ρ, all randomized", "deletion area",
+                                   "on the parts"]  # the baselines once, not a column each
+    assert table.set_index("method")["flags"].to_dict() == {
+        "Vanilla gradient": "passes every check",
+        "Guided Backprop": "⚠ deletion worse than random"}
+    assert any("random order's 0.341" in c.value for c in at.caption)
+    assert "Guided Backprop ⚠" in at.selectbox(key="sa_method").options
+    at.selectbox(key="sa_method").set_value("guided").run()
+    assert any("Deletes worse than a random order" in w.value and "0.519 against 0.341" in w.value
+               for w in at.warning)
+    assert any("Passes the sanity check" in c.value for c in at.caption)
+    checks = figure(at, "sa_checks")
+    deletion = checks["data"][1]
+    assert deletion["y"] == ["Vanilla gradient", "Guided Backprop ⚠"]
+    assert deletion["marker"]["color"][0] != deletion["marker"]["color"][1]
+    assert checks["layout"]["yaxis"]["automargin"] is True
+    assert [s["x0"] for s in checks["layout"]["shapes"]] == [0.5, 0.341, 0.23]
 
 
 def test_the_trust_section_shows_for_an_upload(dashboard_root, trust_cache, astronaut_jpeg):

@@ -4,6 +4,7 @@ region a model decides on, localization measures the share on the expression par
 is cached on disk, and the `trust` command writes it."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +44,13 @@ def test_the_sanity_check_flags_a_method_that_ignores_the_model(shipped, monkeyp
     monkeypatch.setitem(METHODS, "edges", Method("edges", "Edges", False, False, sobel_edges))
     before = {k: v.clone() for k, v in ckpt.model.state_dict().items()}
     report = trust.trust_report(ckpt.model, ckpt.arch, ckpt.meta["arch_options"], faces,
-                                methods=["vanilla", "edges"]).by_method()
-    edges, vanilla = report["edges"], report["vanilla"]
+                                methods=["vanilla", "edges"])
+    edges, vanilla = report.by_method()["edges"], report.by_method()["vanilla"]
     assert edges.randomization_spearman == pytest.approx([1.0] * 5)
-    assert edges.flagged
+    assert "sanity" in report.failed_checks(edges)
     assert vanilla.randomization_spearman[0] == 1.0
-    assert vanilla.randomization_spearman[-1] < trust.FLAG_AT and not vanilla.flagged
+    assert vanilla.randomization_spearman[-1] < trust.FLAG_AT
+    assert "sanity" not in report.failed_checks(vanilla)
     assert all(torch.equal(before[k], v) for k, v in ckpt.model.state_dict().items())
 
 
@@ -120,11 +122,56 @@ def test_localization_of_a_model_that_looks_at_the_mouth(shipped):
     model.weight.data = mouth.flatten().float().expand(7, -1).clone()  # sees only those pixels
     looker = nn.Sequential(nn.Flatten(), model)
     maps = explain(looker, faces[:1], "vanilla", Target("class", 0)).maps
-    share, area = trust.parts_shares(maps, parts[:1])
-    assert share == pytest.approx(1.0)
+    assert trust.parts_share(maps, parts[:1]) == pytest.approx(1.0)
+    area = trust.parts_area(parts[:1])
     assert area == pytest.approx(float((parts[0] > 0).float().mean()))
     spread = torch.ones_like(maps)
-    assert trust.parts_shares(spread, parts[:1])[0] == pytest.approx(area, rel=1e-5)
+    assert trust.parts_share(spread, parts[:1]) == pytest.approx(area, rel=1e-5)
+
+
+def constructed(area: float | None = 0.25, **changes) -> trust.TrustReport:
+    """A report of one method passing every check (random deletion 0.34, parts `area` of the
+    image), with `changes` to that method."""
+    method = trust.MethodTrust(method="guided", title="Guided Backprop",
+                               randomization_spearman=[1.0, 0.6, 0.2], deletion_auc=0.2,
+                               parts_share=None if area is None else 0.5)
+    return trust.TrustReport([replace(method, **changes)], ["head.fc", "block1.conv"], 16,
+                             random_deletion_auc=0.34, parts_area_share=area)
+
+
+@pytest.mark.parametrize("changes, failed", [
+    ({}, []),
+    ({"deletion_auc": 0.52}, ["deletion"]),
+    ({"deletion_auc": 0.34}, ["deletion"]),  # no better than random: lower must be lower
+    ({"parts_share": 0.25}, ["localization"]),  # no more than an evenly spread map
+    ({"randomization_spearman": [1.0, 0.9, 0.5]}, ["sanity"]),
+    ({"randomization_spearman": [1.0, 0.9, 0.8], "deletion_auc": 0.4, "parts_share": 0.1},
+     ["sanity", "deletion", "localization"]),
+    ({"area": None, "deletion_auc": 0.4}, ["deletion"]),  # no parts: no localization check
+])
+def test_a_method_fails_each_check_it_does_no_better_on_than_the_baseline(changes, failed):
+    report = constructed(**changes)
+    assert report.failed_checks(report.methods[0]) == failed
+
+
+def test_the_json_form_names_the_failed_checks_and_reads_back():
+    report = constructed(deletion_auc=0.52)
+    data = json.loads(json.dumps(report.as_dict()))
+    assert data["methods"][0]["failed"] == ["deletion"]
+    assert data["random_deletion_auc"] == 0.34 and data["parts_area_share"] == 0.25
+    assert trust.TrustReport.from_dict(data) == report
+
+
+def test_the_trust_table_says_which_checks_failed():
+    from fer_core.cli.trust import table
+
+    printed = table(constructed(deletion_auc=0.52, parts_share=0.1))
+    line = next(row for row in printed.splitlines() if row.startswith("Guided Backprop"))
+    assert line.endswith("FLAGGED: deletion worse than random, "
+                         "localization no better than an even spread")
+    assert "deletion      0.340, a random order's area" in printed
+    assert "localization  25.0% on the parts" in printed
+    assert table(constructed()).splitlines()[2].endswith("ok")
 
 
 def test_the_report_is_cached_on_disk(shipped, tmp_path, monkeypatch):
@@ -158,11 +205,12 @@ def test_the_trust_command_writes_the_report(tmp_path, monkeypatch, capsys):
     assert code == 0
     report = json.loads(out.read_text())
     assert [m["method"] for m in report["methods"]] == list(METHODS)
+    assert 0 <= report["random_deletion_auc"] <= 1 and 0 < report["parts_area_share"] < 1
     for m in report["methods"]:
         assert m["randomization_spearman"][0] == 1.0 and len(m["randomization_spearman"]) == 5
-        assert m["flagged"] == (m["randomization_spearman"][-1] >= trust.FLAG_AT)
-        assert 0 <= m["deletion_auc"] <= 1 and 0 <= m["random_deletion_auc"] <= 1
-        assert 0 <= m["parts_share"] <= 1 and 0 < m["parts_area_share"] < 1
+        assert ("sanity" in m["failed"]) == (m["randomization_spearman"][-1] >= trust.FLAG_AT)
+        assert ("deletion" in m["failed"]) == (m["deletion_auc"] >= report["random_deletion_auc"])
+        assert 0 <= m["deletion_auc"] <= 1 and 0 <= m["parts_share"] <= 1
     printed = capsys.readouterr().out
     assert "Guided Backprop" in printed and "deletion" in printed
 

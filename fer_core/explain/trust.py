@@ -14,6 +14,10 @@
   falls on the brows, eyes and mouth the generator drew, against the share of the image they
   cover (what an evenly spread map would get).
 
+Each check has a baseline, one per report: FLAG_AT, the random order's deletion area, the
+parts' share of the image. A method fails a check when it does no better than the baseline
+(`TrustReport.failed_checks`), and is flagged when it fails any.
+
 All maps are computed batched on the model's device by `attribution.explain`, with parameters
 sized for a CPU (PROBE_PARAMS). The randomized models are deep copies: the model passed in is
 never modified. Every target is the trained model's predicted class of each face, passed as its
@@ -22,7 +26,7 @@ never modified. Every target is the trained model's predicted class of each face
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +43,19 @@ from .tensors import as_input, device_of, gaussian_blur, working_model
 FLAG_AT = 0.5
 PROBE_FACES = 16
 MAX_PROBE_FACES = 256
-CACHE_VERSION = 2  # 2: a hidden linear layer of the head is its own cascade step
+CACHE_VERSION = 3  # 2: a hidden linear layer of the head is its own cascade step; 3: the
+# baselines are the report's, once
 DELETION_STEPS = 20
 BLUR_SIGMA = 4.0
 INIT_SEED = 0
 # Parameters that keep the whole report within minutes on a CPU (defaults elsewhere).
 PROBE_PARAMS = {"ig": {"steps": 16}, "smoothgrad": {"samples": 8}, "gradshap": {"samples": 8},
                 "deeplift": {}, "occlusion": {"window": 8}}
+
+# What failing each check means, in the order the checks are reported.
+FAILURES = {"sanity": "fails the sanity check",
+            "deletion": "deletion worse than random",
+            "localization": "localization no better than an even spread"}
 
 Progress = Callable[[float, str], None]
 
@@ -57,29 +67,49 @@ class MethodTrust:
     method: str
     title: str
     randomization_spearman: list[float]  # 1.0 with no layer randomized, then one per layer
-    flagged: bool
     deletion_auc: float
-    random_deletion_auc: float
     parts_share: float | None
-    parts_area_share: float | None
 
 
 @dataclass(frozen=True)
 class TrustReport:
-    """Every method's results, the randomized layers in cascade order, the probe size."""
+    """Every method's results, the randomized layers in cascade order, the probe size, and the
+    baselines: a random order's deletion area and the share of the image the parts cover (None
+    without parts)."""
 
     methods: list[MethodTrust]
     layers: list[str]
     faces: int
+    random_deletion_auc: float
+    parts_area_share: float | None
+
+    def failed_checks(self, m: MethodTrust) -> list[str]:
+        """The checks (keys of FAILURES, in its order) on which `m` does no better than their
+        baseline: sanity, when its maps still correlate FLAG_AT or more with every layer
+        randomized; deletion, when its area is not below the random order's (lower is more
+        faithful); localization, when it puts no more of its attribution on the parts than an
+        evenly spread map does."""
+        failed = {"sanity": m.randomization_spearman[-1] >= FLAG_AT,
+                  "deletion": m.deletion_auc >= self.random_deletion_auc,
+                  "localization": (m.parts_share is not None
+                                   and m.parts_share <= self.parts_area_share)}
+        return [check for check in FAILURES if failed[check]]
 
     def as_dict(self) -> dict:
-        return {"methods": [asdict(m) for m in self.methods], "layers": self.layers,
-                "faces": self.faces, "flag_at": FLAG_AT}
+        """The JSON form, each method with its failed checks for readers of the file (derived
+        from the numbers, so `from_dict` leaves them out)."""
+        methods = [asdict(m) | {"failed": self.failed_checks(m)} for m in self.methods]
+        return {"methods": methods, "layers": self.layers, "faces": self.faces,
+                "random_deletion_auc": self.random_deletion_auc,
+                "parts_area_share": self.parts_area_share, "flag_at": FLAG_AT}
 
     @staticmethod
     def from_dict(data: dict) -> "TrustReport":
-        return TrustReport([MethodTrust(**m) for m in data["methods"]], list(data["layers"]),
-                           int(data["faces"]))
+        names = {f.name for f in fields(MethodTrust)}
+        methods = [MethodTrust(**{k: v for k, v in m.items() if k in names})
+                   for m in data["methods"]]
+        return TrustReport(methods, list(data["layers"]), int(data["faces"]),
+                           data["random_deletion_auc"], data["parts_area_share"])
 
     def by_method(self) -> dict[str, MethodTrust]:
         return {m.method: m for m in self.methods}
@@ -185,12 +215,18 @@ def face_deletion(model: nn.Module, face: np.ndarray, values: np.ndarray,
 # ---- localization ---------------------------------------------------------------------------
 
 
-def parts_shares(maps: torch.Tensor, parts: torch.Tensor) -> tuple[float, float]:
-    """(mean share of |map| on the part pixels, mean share of the image the parts cover)."""
+def parts_share(maps: torch.Tensor, parts: torch.Tensor) -> float:
+    """Mean share of |map| on the part pixels."""
     inside = (parts > 0).to(maps.device, torch.float32).reshape(len(maps), -1)
     weight = maps.abs().reshape(len(maps), -1)
     total = weight.sum(1).clamp_min(1e-12)
-    return float(((weight * inside).sum(1) / total).mean()), float(inside.mean())
+    return float(((weight * inside).sum(1) / total).mean())
+
+
+def parts_area(parts: torch.Tensor) -> float:
+    """Mean share of the image the parts cover: what an evenly spread map puts on them, the
+    baseline of localization."""
+    return float((parts > 0).float().mean())
 
 
 # ---- the report -----------------------------------------------------------------------------
@@ -235,15 +271,13 @@ def trust_report(model: nn.Module, arch: str, options: dict, faces: torch.Tensor
             rho = spearman_rows(trained_ranks[key], other.cpu().numpy())
             correlations[key].append(float(rho.mean()))
     say(1.0, "done")
-    results = []
-    for key in methods:
-        share, area_share = parts_shares(base[key], parts) if parts is not None else (None, None)
-        results.append(MethodTrust(
-            method=key, title=METHODS[key].title,
-            randomization_spearman=correlations[key], flagged=correlations[key][-1] >= FLAG_AT,
-            deletion_auc=deletion[key], random_deletion_auc=random_area, parts_share=share,
-            parts_area_share=area_share))
-    return TrustReport(methods=results, layers=[group[0] for group in groups], faces=len(x))
+    results = [MethodTrust(method=key, title=METHODS[key].title,
+                           randomization_spearman=correlations[key], deletion_auc=deletion[key],
+                           parts_share=None if parts is None else parts_share(base[key], parts))
+               for key in methods]
+    return TrustReport(methods=results, layers=[group[0] for group in groups], faces=len(x),
+                       random_deletion_auc=random_area,
+                       parts_area_share=None if parts is None else parts_area(parts))
 
 
 # ---- a checkpoint's report, cached on disk --------------------------------------------------

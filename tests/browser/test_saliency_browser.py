@@ -1,8 +1,10 @@
 """Real browser: on the Saliency page, upload a photo and see the face found in it, the model's
 prediction (the same as the checkpoint gives for those bytes) and the map alone and over the
-face; switch a builtin-trained model to the FER2013 one for the photo; and follow a face from
-the Confusions gallery's "Explain this face" link to its map here."""
+face; switch a builtin-trained model to the FER2013 one for the photo; follow a face from
+the Confusions gallery's "Explain this face" link to its map here; and read the trust checks'
+chart: every method's full name, a method that deletes worse than random in red."""
 
+import json
 import re
 import shutil
 import time
@@ -19,9 +21,12 @@ from browser_helpers import (
     streamlit_server,
 )
 
+from fer_core import cache
 from fer_core.data.readers import load_dataset
 from fer_core.evaluation.confusion import cell_positions
 from fer_core.evaluation.predict import predict_split
+from fer_core.explain.attribution import METHODS
+from fer_core.explain.trust import PROBE_FACES, MethodTrust, TrustReport, report_key
 from fer_core.models.checkpoint import load_checkpoint
 
 CHECKPOINTS = REPO / "checkpoints"
@@ -38,6 +43,23 @@ IMAGES_LOADED_JS = """(n) => {
 # The probability chart's bar lengths, in class order.
 PROBS_JS = """() => Array.from(
   document.querySelector('.st-key-sa_probs .js-plotly-plot').data[0].x).map(Number)"""
+
+# The trust checks' chart: its y tick labels top to bottom (text, left edge from the chart's),
+# and per facet the bars' fill colour and drawn width, in method order.
+CHECKS_JS = """() => {
+  const gd = document.querySelector('.st-key-sa_checks .js-plotly-plot');
+  const box = gd.getBoundingClientRect();
+  const ticks = Array.from(gd.querySelectorAll('.ytick text')).map(t => {
+    const r = t.getBoundingClientRect();
+    return {text: t.textContent, left: r.left - box.left, top: r.top};
+  }).sort((a, b) => a.top - b.top);
+  const bars = Array.from(gd.querySelectorAll('.barlayer .trace')).map(trace =>
+    Array.from(trace.querySelectorAll('.point path')).map(
+      bar => ({fill: getComputedStyle(bar).fill, width: bar.getBoundingClientRect().width})));
+  return {ticks: ticks, bars: bars};
+}"""
+RED = "rgb(255, 75, 75)"  # trust_charts.FLAGGED
+
 
 @pytest.fixture
 def photo_root(tmp_path):
@@ -205,4 +227,53 @@ def test_follow_a_face_from_the_confusions_gallery(shipped_root, tmp_path, brows
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "saliency-confusions-failure.png"),
                             full_page=True)
+            raise
+
+
+def stored_trust_report() -> TrustReport:
+    """A report of every method for the shipped builtin-cnn3 on the page's default probe, stored
+    in FER_CACHE_DIR where the page looks: Guided Backprop and Guided Grad-CAM delete worse than
+    a random order (the areas issue 30 saw), every other check passes."""
+    worse = {"guided": 0.519, "guidedgradcam": 0.508}
+    methods = [MethodTrust(key, spec.title, [1.0, 0.6, 0.4, 0.3, 0.2],
+                           deletion_auc=worse.get(key, 0.25), parts_share=0.4)
+               for key, spec in METHODS.items()]
+    report = TrustReport(methods, ["head.fc", "block3.conv", "block2.conv", "block1.conv"],
+                         PROBE_FACES, random_deletion_auc=0.341, parts_area_share=0.23)
+    key = report_key(CHECKPOINTS / BUILTIN_RUN / "best.pt", load_dataset(DATA), "val",
+                     PROBE_FACES)
+    text = json.dumps(report.as_dict()).encode()
+    cache.save_arrays(key, {"report": np.frombuffer(text, dtype=np.uint8)})
+    return report
+
+
+def test_the_trust_chart_names_every_method_in_full_and_flags_bad_deletion(
+        shipped_root, tmp_path, browser_page, monkeypatch):
+    page = browser_page
+    page.set_viewport_size(TALL)
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    report = stored_trust_report()
+    names = [m.title + (" ⚠" if report.failed_checks(m) else "") for m in report.methods]
+    (ARTIFACTS / "saliency-trust-failure.png").unlink(missing_ok=True)
+    with streamlit_server(tmp_path / "streamlit.log", FER_CHECKPOINTS_DIR=str(shipped_root),
+                          FER_DATA=DATA, FER_CACHE_DIR=str(tmp_path / "cache")) as url:
+        try:
+            page.goto(f"{url}/saliency")
+            chart = page.locator(".st-key-sa_checks .js-plotly-plot .barlayer").first
+            chart.wait_for()
+            chart.scroll_into_view_if_needed()
+            time.sleep(1)  # plotly draws after the script ends; let it settle
+            shown = page.evaluate(CHECKS_JS)
+            assert [t["text"] for t in shown["ticks"]] == names
+            assert "Guided Backprop ⚠" in names and "Vanilla gradient" in names
+            cut = [t for t in shown["ticks"] if t["left"] < 0]
+            assert not cut, f"tick labels start left of the chart: {cut}"
+            sanity, deletion = shown["bars"][0], shown["bars"][1]
+            for m, bar in zip(report.methods, deletion):
+                assert bar["width"] > 0, f"{m.title}'s deletion bar is not drawn"
+                assert (bar["fill"] == RED) == (m.method in ("guided", "guidedgradcam")), m
+            assert all(bar["fill"] != RED for bar in sanity)
+            page.screenshot(path=str(ARTIFACTS / "saliency_trust.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "saliency-trust-failure.png"), full_page=True)
             raise

@@ -1,6 +1,8 @@
-"""The Saliency page's trust checks: a flag per method from the sanity check, and the "Can I
-trust this map?" section (this map's deletion curve against a random order, every method's
-randomization curve, localization on the built-in faces, and a table comparing the methods).
+"""The Saliency page's trust checks: a flag per method that fails any check (the sanity
+check, deletion, localization on the built-in faces, each against its baseline), and the "Can I
+trust this map?" section (this map's deletion curve against a random order, every check of every
+method against its baseline, a table comparing the methods, every method's randomization
+curve).
 
 The report covers the first N faces of a split (N adjustable) and is computed once per
 checkpoint in a background thread (`trust_jobs`), then read from the disk cache.
@@ -15,7 +17,7 @@ from dashboard.common.tables import content_height
 from dashboard.views.saliency import trust_charts, trust_jobs
 from fer_core.data.classes import CLASSES
 from fer_core.explain.attribution import output_classes
-from fer_core.explain.trust import FLAG_AT, face_deletion
+from fer_core.explain.trust import FAILURES, FLAG_AT, face_deletion
 
 CONFIG = {"displayModeBar": False}
 
@@ -35,7 +37,8 @@ def current_report(ckpt, dataset):
 
 
 def flag_note(report, method: str) -> None:
-    """One line under the method selector: what the sanity check says of this method."""
+    """Under the method selector: the checks this method fails (a warning) and those it passes
+    (a caption), each with its numbers against the baseline."""
     if report is None:
         st.caption("Sanity check not run for this checkpoint yet: see *Can I trust this map?* "
                    "below.")
@@ -43,20 +46,43 @@ def flag_note(report, method: str) -> None:
     m = report.by_method().get(method)
     if m is None:
         return
+    failed = report.failed_checks(m)
+    verdicts = check_sentences(report, m)
+    if failed:
+        st.warning(" ".join(verdicts[c][0] for c in failed), icon=":material/flag:")
+    passed = [verdicts[c][1] for c in verdicts if c not in failed]
+    if passed:
+        st.caption(":material/check: Passes " + "; ".join(passed) + ".")
+
+
+def check_sentences(report, m) -> dict[str, tuple[str, str]]:
+    """Per check of `m` (localization only with parts): (what failing it says, what passing it
+    says), with the numbers."""
     rho, layers = m.randomization_spearman[-1], len(report.layers)
-    if m.flagged:
-        st.warning(f"Fails the sanity check: with all {layers} layers randomized its maps still "
+    auc, floor = m.deletion_auc, report.random_deletion_auc
+    sentences = {
+        "sanity": (f"Fails the sanity check: with all {layers} layers randomized its maps still "
                    f"correlate {rho:.2f} (Spearman) with the trained model's, so they show the "
-                   f"image more than what the model learned.", icon=":material/flag:")
-    else:
-        st.caption(f":material/check: Passes the sanity check: with all {layers} layers "
-                   f"randomized its maps correlate {rho:.2f} with the trained model's "
-                   f"(flag at {FLAG_AT}).")
+                   f"image more than what the model learned.",
+                   f"the sanity check: with all {layers} layers randomized its maps correlate "
+                   f"{rho:.2f} with the trained model's (flag at {FLAG_AT})"),
+        "deletion": (f"Deletes worse than a random order: removing its top pixels first leaves "
+                     f"an area of {auc:.3f} against {floor:.3f} (lower is more faithful).",
+                     f"deletion: area {auc:.3f} against {floor:.3f} for a random order")}
+    if m.parts_share is not None:
+        share, area = m.parts_share, report.parts_area_share
+        sentences["localization"] = (
+            f"Localizes no better than an evenly spread map: {share:.0%} of its attribution on "
+            f"the brows, eyes and mouth, which cover {area:.0%} of the image.",
+            f"localization: {share:.0%} on the brows, eyes and mouth against {area:.0%} for an "
+            f"evenly spread map")
+    return sentences
 
 
 def method_label(report):
-    """The method selector's labels: the title, with a flag when the sanity check fails."""
-    flagged = set() if report is None else {m.method for m in report.methods if m.flagged}
+    """The method selector's labels: the title, with a flag when the method fails any check."""
+    flagged = set() if report is None else {m.method for m in report.methods
+                                            if report.failed_checks(m)}
     return lambda title, key: f"{title} ⚠" if key in flagged else title
 
 
@@ -135,26 +161,40 @@ def follow(job) -> None:
 
 
 def show_report(report) -> None:
+    """The checks against their baselines, the table of the methods below, then the sanity
+    check's randomization curves."""
+    st.plotly_chart(trust_charts.checks_figure(report), config=CONFIG, key="sa_checks")
+    st.dataframe(comparison(report), hide_index=True, height=content_height(len(report.methods)),
+                 column_config={"on the parts": st.column_config.NumberColumn(format="percent")})
+    st.caption(baselines(report))
     st.plotly_chart(trust_charts.randomization_figure(report), config=CONFIG,
                     key="sa_randomization")
-    if report.methods[0].parts_share is not None:
-        st.plotly_chart(trust_charts.parts_figure(report), config=CONFIG, key="sa_parts")
-    st.dataframe(comparison(report), hide_index=True, height=content_height(len(report.methods)),
-                 column_config={"on the parts": st.column_config.NumberColumn(format="percent"),
-                                "parts' area": st.column_config.NumberColumn(format="percent")})
-    st.caption(f"Means over {report.faces} faces. Sanity: flagged when the maps still correlate "
-               f"{FLAG_AT} or more with every layer randomized. Deletion: area under the "
-               f"probability curve (lower is more faithful); random order for comparison.")
+
+
+def baselines(report) -> str:
+    """What the table's numbers are and the baselines they are judged against (one per report,
+    so not repeated in the table)."""
+    text = (f"Means over {report.faces} faces. Sanity: flagged when the maps still correlate "
+            f"{FLAG_AT} or more with every layer randomized. Deletion: area under the "
+            f"probability curve (lower is more faithful); flagged at a random order's "
+            f"{report.random_deletion_auc:.3f} or more.")
+    if report.parts_area_share is not None:
+        text += (f" On the parts: share of the attribution on the drawn brows, eyes and mouth; "
+                 f"flagged at the {report.parts_area_share:.1%} an evenly spread map puts there "
+                 f"or less.")
+    return text
 
 
 def comparison(report) -> pd.DataFrame:
+    """One row per method: the checks it fails, then its value on each check."""
     rows = []
     for m in report.methods:
-        row = {"method": m.title, "sanity": "⚠ flagged" if m.flagged else "passes",
+        failed = report.failed_checks(m)
+        row = {"method": m.title,
+               "flags": ", ".join(f"⚠ {FAILURES[c]}" for c in failed) or "passes every check",
                "ρ, all randomized": round(m.randomization_spearman[-1], 3),
-               "deletion area": round(m.deletion_auc, 3),
-               "random order": round(m.random_deletion_auc, 3)}
+               "deletion area": round(m.deletion_auc, 3)}
         if m.parts_share is not None:
-            row |= {"on the parts": m.parts_share, "parts' area": m.parts_area_share}
+            row["on the parts"] = m.parts_share
         rows.append(row)
     return pd.DataFrame(rows)
