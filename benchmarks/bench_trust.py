@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
 from fer_core.explain.attribution import METHODS, Target, explain
-from fer_core.explain.trust import PROBE_PARAMS, probe_faces, trust_report
+from fer_core.explain.settings import probe_params
+from fer_core.explain.trust import probe_faces, trust_report
 from fer_core.models.checkpoint import load_checkpoint
 
 
@@ -46,7 +47,7 @@ def main() -> None:
     per_method = {}
     for key in METHODS:
         t = time.perf_counter()
-        explain(ckpt.model, faces, key, Target("predicted"), **PROBE_PARAMS.get(key, {}))
+        explain(ckpt.model, faces, key, Target("predicted"), **probe_params(key))
         per_method[key] = time.perf_counter() - t
     floor = time.perf_counter() - start
 

@@ -4,6 +4,7 @@ import os
 
 import torch
 
+from .choices import PRECISIONS
 from .errors import FerError
 
 
@@ -55,7 +56,6 @@ def describe_device(device: torch.device) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

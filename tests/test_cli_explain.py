@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.cli.explain import METHOD_KEYS
+from fer_core.explain.settings import METHOD_KEYS
 from fer_core.cli.main import main
 from fer_core.data.classes import CLASSES
 from fer_core.explain.attribution import METHODS
@@ -45,7 +45,7 @@ def test_the_method_list_is_the_engines():
 def test_a_dataset_face_gives_prediction_png_and_json(tmp_path, capsys):
     out, report = tmp_path / "map.png", tmp_path / "map.json"
     assert explain("--data", DATA, "--split", "val", "--index", 3, "--method", "ig",
-                   "--steps", 8, "--target", "true", "--out", out, "--json", report) == 0
+                   "--param", "steps=8", "--target", "true", "--out", out, "--json", report) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("predicted: ") and "(true class " in printed
     assert all(f"  {name:<9} " in printed for name in CLASSES)
@@ -102,11 +102,16 @@ BAD = {
     "index too large": lambda t: ["--data", DATA, "--index", 10_000],
     "no index": lambda t: ["--data", DATA],
     "index with image": lambda t: ["--image", t / "x.jpg", "--index", 1],
-    "parameter of another method": lambda t: ["--data", DATA, "--index", 0, "--window", 4],
+    "parameter of another method": lambda t: ["--data", DATA, "--index", 0, "--param",
+                                             "window=4"],
     "steps out of range": lambda t: ["--data", DATA, "--index", 0, "--method", "ig",
-                                     "--steps", 0],
+                                     "--param", "steps=0"],
     "no such layer": lambda t: ["--data", DATA, "--index", 0, "--method", "gradcam",
-                                "--layer", "head.fc"],
+                                "--param", "layer=head.fc"],
+    "parameter of a method not chosen": lambda t: ["--data", DATA, "--index", 0, "--param",
+                                                   "ig.steps=8"],
+    "malformed parameter": lambda t: ["--data", DATA, "--index", 0, "--method", "ig",
+                                      "--param", "steps"],
     "unknown method": lambda t: ["--data", DATA, "--index", 0, "--method", "lime"],
 }
 
@@ -147,7 +152,7 @@ def test_the_data_command_imports_no_torch_captum_or_opencv():
 
 def test_the_png_shows_face_map_and_overlay(tmp_path, capsys):
     out = tmp_path / "map.png"
-    assert explain("--data", DATA, "--index", 1, "--method", "occlusion", "--window", 12,
+    assert explain("--data", DATA, "--index", 1, "--method", "occlusion", "--param", "window=12",
                    "--out", out) == 0
     picture = np.asarray(Image.open(io.BytesIO(out.read_bytes())).convert("RGB"), dtype=int)
     third = (picture.shape[1] + 4) // 3

@@ -262,7 +262,7 @@ BAD = {
     "parameter of a method not asked for": ["--methods", "gradcam", "--param", "ig.steps=4"],
     "unknown parameter": ["--methods", "ig", "--param", "ig.window=4"],
     "parameter out of range": ["--methods", "ig", "--param", "ig.steps=0"],
-    "malformed parameter": ["--methods", "ig", "--param", "steps=4"],
+    "malformed parameter": ["--methods", "ig", "--param", "ig.steps"],
     "no such layer": ["--methods", "gradcam", "--param", "gradcam.layer=head.fc"],
     "split missing from the data": ["--methods", "gradcam", "--data", "builtin:5",
                                     "--split", "test"],

@@ -113,7 +113,7 @@ def test_the_command_writes_a_strip_and_per_snapshot_predictions_of_each_snapsho
     (["--checkpoint", "{root}/missing", "--data", DATA, "--index", "0"], "not a run folder"),
     (["--checkpoint", "{root}/probed", "--data", DATA], "--data needs --index"),
     (["--checkpoint", "{root}/probed", "--data", DATA, "--index", "0", "--method", "ig",
-      "--window", "3"], "takes no parameter window")])
+      "--param", "window=3"], "no chosen method takes window")])
 def test_bad_input_is_one_line_and_exit_2_with_nothing_written(root, tmp_path, capsys, args,
                                                                  message):
     out = tmp_path / "t.png"

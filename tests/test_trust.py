@@ -217,7 +217,10 @@ def test_the_trust_command_writes_the_report(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--faces", "0"], "1 to 256 faces"),
-    (["--split", "nope"], "no nope split"),
+    (["--split", "nope"], "invalid choice: 'nope'"),
+    (["--split", "test", "--data", "builtin:5"], "has no test split"),
+    (["--param", "steps=0"], "steps must lie in [1, 512], got 0"),
+    (["--param", "ig.window=4"], "no chosen method takes window"),
     (["--checkpoint", "/no/such/run"], "/no/such/run"),
 ])
 def test_bad_trust_input_exits_2_with_one_line_and_no_file(tmp_path, capsys, args, message):
@@ -225,7 +228,10 @@ def test_bad_trust_input_exits_2_with_one_line_and_no_file(tmp_path, capsys, arg
     base = {"--checkpoint": str(SHIPPED), "--data": "builtin:300", "--json": str(out)}
     for flag, value in zip(args[::2], args[1::2]):
         base[flag] = value
-    code = main(["trust", *[item for pair in base.items() for item in pair]])
+    try:
+        code = main(["trust", *[item for pair in base.items() for item in pair]])
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not out.exists()

@@ -8,9 +8,15 @@ import sys
 from pathlib import Path
 
 from ..atomic import atomic_file
+from ..choices import SPLITS
 from ..errors import FerError
 
 EXIT_ERROR = 2  # bad input, a failed run or a broken install: one line each on stderr
+
+
+def add_split_argument(p, default: str | None = "val", help: str = "default val") -> None:
+    """--split, restricted to the split names, as every command takes it."""
+    p.add_argument("--split", choices=SPLITS, default=default, help=help)
 
 
 def training_data(ckpt) -> str:

@@ -6,15 +6,16 @@ import sys
 from pathlib import Path
 
 from ..errors import FerError
-from .common import split_data, warn_if_other_data
+from ..explain.settings import PROJECTIONS
+from .common import add_split_argument, split_data, warn_if_other_data
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
     p.add_argument("--data", default=None, help="FER2013 path or 'builtin' (default: the "
                                                 "checkpoint's training data)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="val")
-    p.add_argument("--method", choices=("pca", "tsne", "umap"), default="pca",
+    add_split_argument(p)
+    p.add_argument("--method", choices=tuple(PROJECTIONS), default="pca",
                    help="pca (instant), tsne or umap (seconds for 3,589 faces, minutes for "
                         "28,709); default pca")
     p.add_argument("--out", required=True,
@@ -24,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..device import choose_device
-    from ..explain.embeddings import METHOD_NAMES, embed_split, embedding_csv
+    from ..explain.embeddings import embed_split, embedding_csv
     from ..models.checkpoint import load_checkpoint
 
     out = Path(args.out)
@@ -36,10 +37,10 @@ def run(args) -> int:
     warn_if_other_data(ckpt, dataset)
     n = len(dataset.indices(args.split))
     if args.method != "pca":  # seconds to minutes: say what is going on
-        print(f"{METHOD_NAMES[args.method]} of {n:,} {args.split} faces (cached after the "
+        print(f"{PROJECTIONS[args.method]} of {n:,} {args.split} faces (cached after the "
               f"first time)...", file=sys.stderr, flush=True)
     embedding = embed_split(ckpt.model, ckpt.path, dataset, args.split, args.method, device)
     out.write_text(embedding_csv(embedding))
-    print(f"wrote {n:,} faces of {data}, split {args.split}, by {METHOD_NAMES[args.method]} "
+    print(f"wrote {n:,} faces of {data}, split {args.split}, by {PROJECTIONS[args.method]} "
           f"({embedding.predictions.features.shape[1]} features each) to {out}")
     return 0

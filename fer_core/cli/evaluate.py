@@ -5,14 +5,14 @@ JSON."""
 import argparse
 from pathlib import Path
 
-from .common import training_data, warn_if_other_data
+from .common import add_split_argument, training_data, warn_if_other_data
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
     p.add_argument("--data", default=None, help="FER2013 path or 'builtin' (default: the "
                                                 "checkpoint's training data)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="val")
+    add_split_argument(p)
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     p.add_argument("--tta", action="store_true",
                    help="also report test-time augmentation (flip and 2-pixel shifts, "

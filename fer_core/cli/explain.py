@@ -8,12 +8,8 @@ import argparse
 import sys
 
 from ..errors import FerError
-from .common import other_data_warning, output_paths, png_bytes, write_all
-
-# The keys of attribution.METHODS, listed here so that building the parser imports no torch
-# (tests/test_cli_explain.py checks that they agree).
-METHOD_KEYS = ("vanilla", "smoothgrad", "ig", "gradcam", "guided", "occlusion", "inputxgrad",
-               "deeplift", "gradshap", "guidedgradcam")
+from ..explain.settings import METHOD_KEYS, add_param_argument, given_params
+from .common import add_split_argument, other_data_warning, output_paths, png_bytes, write_all
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,29 +27,18 @@ def add_face_arguments(p: argparse.ArgumentParser, checkpoint_help: str) -> None
     source.add_argument("--image", help="a photo (JPEG, PNG, WebP, BMP, GIF): its largest face, "
                                         "or a centre crop when none is found")
     source.add_argument("--data", help="FER2013 path or 'builtin': the face --index of --split")
-    p.add_argument("--split", choices=("train", "val", "test"), default="val")
+    add_split_argument(p)
     p.add_argument("--index", type=int, help="the face's position within the split (with --data)")
 
 
 def add_method_arguments(p: argparse.ArgumentParser) -> None:
-    """--method, --target, the methods' parameters and --seed (`method_arguments`)."""
+    """--method, --target, --param and --seed (`method_arguments`)."""
     p.add_argument("--method", choices=METHOD_KEYS, default="vanilla", help="default vanilla")
     p.add_argument("--target", default="pred",
                    help="pred (default), true, a class by name or index, or A-B: why A rather "
                         "than B (logit A minus logit B)")
-    p.add_argument("--steps", type=int, help="ig: path steps (default 32)")
-    p.add_argument("--baseline", choices=("black", "blurred"), help="ig, deeplift: reference "
-                                                                    "face (default black)")
-    p.add_argument("--samples", type=int, help="smoothgrad (default 25), gradshap (default 16)")
-    p.add_argument("--noise", type=float, help="smoothgrad: noise std in pixel units (default "
-                                               "0.15)")
-    p.add_argument("--layer", help="gradcam, guidedgradcam: a conv, BN or ReLU layer name "
-                                   "(default the last conv stage)")
-    p.add_argument("--window", type=int, help="occlusion: square side in pixels (default 8)")
+    add_param_argument(p)
     p.add_argument("--seed", type=int, default=0, help="smoothgrad, gradshap: random seed")
-
-
-PARAMETERS = ("steps", "baseline", "samples", "noise", "layer", "window")
 
 
 def run(args) -> int:
@@ -94,12 +79,12 @@ def run(args) -> int:
 
 
 def method_arguments(args):
-    """(target, the method's parameters given as flags), each checked before any work."""
+    """(target, the method's parameters given with --param), each checked before any work."""
     from ..explain.attribution import METHODS, Target, method_params
 
     target = Target.parse(args.target)
-    params = {k: getattr(args, k) for k in PARAMETERS if getattr(args, k) is not None}
-    method_params(METHODS[args.method], params)
+    params = method_params(METHODS[args.method], given_params(args.param, [args.method])[
+        args.method])
     return target, params
 
 

@@ -8,20 +8,18 @@ import sys
 from pathlib import Path
 
 from ..errors import FerError
-from .common import split_data, warn_if_other_data
-from .explain import METHOD_KEYS
+from ..explain.settings import METHOD_KEYS, add_param_argument, given_params
+from .common import add_split_argument, split_data, warn_if_other_data
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
     p.add_argument("--data", default=None, help="FER2013 path or 'builtin' (default: the "
                                                 "checkpoint's training data)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="val")
+    add_split_argument(p)
     p.add_argument("--methods", required=True,
                    help=f"comma-separated saliency methods, or 'all': {', '.join(METHOD_KEYS)}")
-    p.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
-                   help="a method's parameter, e.g. ig.steps=16 or gradcam.layer=block2.relu "
-                        "(repeat for more; the others keep their defaults)")
+    add_param_argument(p)
     p.add_argument("--seed", type=int, default=0, help="smoothgrad, gradshap: random seed")
     p.add_argument("--out", default=None, help="the export's folder (default: "
                                                "<run folder>/exports/<data>-<split>)")
@@ -73,24 +71,15 @@ def export(args, wanted: dict[str, dict], world, device) -> int:
 
 
 def wanted_methods(methods: str, params: list[str]) -> dict[str, dict]:
-    """--methods and --param as {method: {name: value text}}, checked for names and form
-    (`resolve_methods` checks the parameters themselves)."""
+    """--methods and --param as {method: {name: value text}} (`settings.given_params`;
+    `resolve_methods` checks the values)."""
     names = list(METHOD_KEYS) if methods.strip() == "all" else [
         m.strip() for m in methods.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHOD_KEYS]
     if unknown or not names:
         raise FerError(f"--methods {methods!r}: unknown method {', '.join(unknown) or '(none)'}; "
                        f"choose among {', '.join(METHOD_KEYS)}, or 'all'")
-    wanted = {m: {} for m in dict.fromkeys(names)}
-    for text in params:
-        method, _, rest = text.partition(".")
-        name, equals, value = rest.partition("=")
-        if not (method and name and equals):
-            raise FerError(f"--param {text!r}: expected METHOD.NAME=VALUE, e.g. ig.steps=16")
-        if method not in wanted:
-            raise FerError(f"--param {text!r}: {method} is not among --methods")
-        wanted[method][name.strip()] = value.strip()
-    return wanted
+    return given_params(params, dict.fromkeys(names))
 
 
 def chunk_reporter(world):

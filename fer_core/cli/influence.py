@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..errors import FerError
-from .common import training_data, warn_if_other_data
+from .common import add_split_argument, training_data, warn_if_other_data
 from .explain import dataset_face, photo_face
 
 
@@ -26,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     source.add_argument("--index", type=int, help="the face's position within --split")
     source.add_argument("--self", action="store_true", dest="self_influence",
                         help="rank the training faces by self-influence (likely label errors)")
-    p.add_argument("--split", choices=("train", "val", "test"), default=None,
-                   help="the split of --index (default val); --self ranks train, its default")
+    add_split_argument(p, default=None, help="the split of --index (default val); --self "
+                                             "ranks train, its default")
     p.add_argument("--top", type=int, default=10, help="faces listed per list (default 10)")
     p.add_argument("--json", default=None, help="also write the lists here")
     p.add_argument("--device", default=None)

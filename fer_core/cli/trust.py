@@ -10,26 +10,29 @@ from pathlib import Path
 
 from ..atomic import write_text
 from ..errors import FerError
-from .common import training_data, warn_if_other_data
+from ..explain.settings import METHOD_KEYS, add_param_argument, given_params
+from .common import add_split_argument, training_data, warn_if_other_data
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
     p.add_argument("--data", help="FER2013 path or 'builtin' (default: the data the checkpoint "
                                   "was trained on)")
-    p.add_argument("--split", default="val", help="the probe's split (default val)")
+    add_split_argument(p, help="the probe's split (default val)")
     p.add_argument("--faces", type=int, default=16, help="probe size: the split's first N faces "
                                                          "(default 16)")
     p.add_argument("--json", required=True, help="file for the report")
+    add_param_argument(p)
     p.add_argument("--device", default=None)
 
 
 def run(args) -> int:
     from ..data.readers import load_dataset
     from ..device import choose_device
-    from ..explain.trust import cached_trust_report, probe_faces
+    from ..explain.trust import cached_trust_report, probe_faces, probe_settings
     from ..models.checkpoint import load_checkpoint
 
+    params = given_params(args.param, METHOD_KEYS)
     out = Path(args.json)
     if not out.parent.is_dir():
         raise FerError(f"cannot write {out}: folder {out.parent} does not exist")
@@ -40,11 +43,12 @@ def run(args) -> int:
     data = args.data or training_data(ckpt)
     dataset = load_dataset(data)
     probe_faces(dataset, args.split, args.faces)  # refuse a bad split or size before any work
+    probe_settings(params)  # and bad parameter values
     warn_if_other_data(ckpt, dataset)
     with progress_bar() as progress:
         report = cached_trust_report(ckpt.model, ckpt.path, ckpt.arch,
                                      ckpt.arch_options, dataset, args.split,
-                                     args.faces, progress=progress)
+                                     args.faces, progress=progress, params=params)
     print(table(report))
     write_text(out, json.dumps(report.as_dict(), indent=2) + "\n")
     print(f"wrote {out}")

@@ -8,6 +8,7 @@ and no output file appears."""
 import argparse
 
 from ..errors import FerError
+from ..explain.settings import PARAMETERIZATIONS
 from .common import output_paths, png_bytes, write_all
 
 
@@ -18,7 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--filters", required=True, help="e.g. 0-15 or 3,7,9")
     p.add_argument("--steps", type=int, default=128, help="default 128")
     p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
-    p.add_argument("--param", choices=("pixels", "fourier"), default="pixels")
+    p.add_argument("--parameterization", choices=PARAMETERIZATIONS, default="pixels",
+                   help="the image as pixels, or as a Fourier spectrum scaled by 1/frequency "
+                        "(default pixels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="builtin", help="whose val split gives the best real "
                                                      "faces (default: the built-in faces)")
@@ -35,7 +38,7 @@ def run(args) -> int:
     from ..models.checkpoint import load_checkpoint
 
     outputs = output_paths(args)
-    settings = Settings(steps=args.steps, lr=args.lr, param=args.param, seed=args.seed)
+    settings = Settings(steps=args.steps, lr=args.lr, param=args.parameterization, seed=args.seed)
     settings.check()
     ckpt = load_checkpoint(args.checkpoint, choose_device(args.device))
     options = ckpt.arch_options

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..choices import SPLITS
 from .classes import CLASSES, IMAGE_SIZE
 
-SPLITS = ("train", "val", "test")
 PART_BITS = {"brows": 1, "eyes": 2, "mouth": 4}
 
 

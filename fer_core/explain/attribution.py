@@ -6,9 +6,11 @@ each a small function below that says what it computes and cites its paper. Targ
 (`Target`): the predicted class, the true class, any class, or a contrast "logit A minus logit
 B" (why A rather than B).
 
-Every method scores the model through `Scores`, a wrapper whose outputs are the 7 logits and all
-49 pairwise logit differences, so a target is one output index per face and Captum's own target
-handling expands it over steps, samples and perturbations.
+Every method scores the model through `Scores`, a wrapper that indexes the 7 logits and all 49
+pairwise logit differences (a target is one index per face) and outputs, for every image
+Captum feeds it, the one score its face explains. It also predicts: the first batch most methods
+feed the model holds the faces themselves, and their logits are the prediction, so no separate
+forward pass is made for it (that pass had cost a third of a vanilla gradient's time).
 
 The model is shared (the dashboard caches one per checkpoint for every tab), so it is treated as
 read-only. Gradients are taken with respect to the input only (Captum uses
@@ -21,7 +23,6 @@ points from a generator of each call's own (Captum's NoiseTunnel and GradientSha
 global generators, which every thread shares), so no call waits for another.
 """
 
-import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from torch import nn
 from ..data.classes import CLASSES, NUM_CLASSES
 from ..errors import FerError
 from ..models.architectures import SPATIAL, LayerInfo, last_conv_stage, layer_registry
+from . import settings
+from .settings import BASELINES, METHOD_TITLES, method_defaults
 from .tensors import as_input, default_batch, device_of, gaussian_blur, working_model
 
 BLUR_SIGMA = 4.0        # pixels: the blurred baseline keeps the face's layout, not its features
@@ -123,17 +126,42 @@ def describe_output(index: int) -> str:
 
 
 class Scores(nn.Module):
-    """The model's 7 logits followed by all 49 differences: output 7 + 7a + b is logit a minus
-    logit b."""
+    """The score a target explains, one output per image (Captum's target 0), for copies of n
+    faces: of the model's 7 logits followed by all 49 differences (output 7 + 7a + b is logit a
+    minus logit b), row r gives output `outputs[r % n]`, since Captum stacks the copies of IG's
+    steps, of the samples, of Occlusion's perturbations and of DeepLift's baselines in blocks of
+    n, as it expands a per-face target.
 
-    def __init__(self, model: nn.Module):
+    The first call resolves the target. When its first n rows are the faces themselves (vanilla,
+    Input x Gradient, Guided Backprop, Grad-CAM, Occlusion, DeepLift), their logits are the
+    prediction; otherwise (IG's path, SmoothGrad's and GradientSHAP's random points) the faces
+    are scored once without gradients first.
+    """
+
+    def __init__(self, model: nn.Module, faces: torch.Tensor, target: Target,
+                 labels: torch.Tensor | None):
         super().__init__()
-        self.model = model
+        self.model, self.faces, self.target, self.labels = model, faces, target, labels
+        self.logits: torch.Tensor | None = None
+        self.outputs: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.model(x)
-        pairs = logits[:, :, None] - logits[:, None, :]
-        return torch.cat([logits, pairs.flatten(1)], 1)
+        if self.outputs is None:
+            self.resolve(x, logits)
+        scores = torch.cat([logits, (logits[:, :, None] - logits[:, None, :]).flatten(1)], 1)
+        return scores.gather(1, self.outputs.repeat(len(x) // len(self.faces))[:, None])
+
+    def resolve(self, x: torch.Tensor, logits: torch.Tensor) -> None:
+        """The faces' logits and output indices, from the first call's rows when they are the
+        faces."""
+        n = len(self.faces)
+        if len(x) >= n and torch.equal(x[:n], self.faces):
+            self.logits = logits[:n].detach()
+        else:
+            with torch.no_grad():
+                self.logits = self.model(self.faces)
+        self.outputs = self.target.output_indices(self.logits, self.labels)
 
 
 # ---- methods ---------------------------------------------------------------------------------
@@ -151,25 +179,25 @@ class Method:
     compute: Callable[..., torch.Tensor]
 
     def defaults(self) -> dict:
-        """The method's parameters and their defaults (the keyword-only arguments)."""
-        return {name: p.default for name, p in inspect.signature(self.compute).parameters.items()
-                if p.kind is p.KEYWORD_ONLY and name not in ("seed", "batch")}
+        """The method's parameters and their defaults, as `settings` declares them."""
+        return method_defaults(self.key)
 
 
 METHODS: dict[str, Method] = {}
 
 
-def method(key: str, title: str, *, signed: bool, hooks: bool = False):
-    """Register a compute function `f(scores, x, target, *, batch, seed, **params)` -> maps."""
+def method(key: str, *, signed: bool, hooks: bool = False):
+    """Register a compute function `f(scores, x, target, *, batch, seed, **params)` -> maps,
+    the method `key` of `settings` (its title and its parameters' defaults are declared there)."""
 
     def register(compute):
-        METHODS[key] = Method(key, title, signed, hooks, compute)
+        METHODS[key] = Method(key, METHOD_TITLES[key], signed, hooks, compute)
         return compute
 
     return register
 
 
-@method("vanilla", "Vanilla gradient", signed=False)
+@method("vanilla", signed=False)
 def vanilla_gradient(scores, x, target, *, batch, seed):
     """|d score / d pixel|: how much a small change of each pixel moves the target score.
 
@@ -181,8 +209,8 @@ def vanilla_gradient(scores, x, target, *, batch, seed):
     return Saliency(scores).attribute(x, target=target, abs=True)
 
 
-@method("smoothgrad", "SmoothGrad", signed=False)
-def smoothgrad(scores, x, target, *, batch, seed, samples=25, noise=0.15):
+@method("smoothgrad", signed=False)
+def smoothgrad(scores, x, target, *, batch, seed, samples, noise):
     """The vanilla gradient averaged over `samples` copies of the face with Gaussian noise of std
     `noise` (in pixel units: 0.15 is 15% of the [0, 1] range, inside the paper's 10-20%).
 
@@ -200,8 +228,8 @@ def smoothgrad(scores, x, target, *, batch, seed, samples=25, noise=0.15):
     return sample_mean(at_samples, x, target, samples, batch)
 
 
-@method("ig", "Integrated Gradients", signed=True)
-def integrated_gradients(scores, x, target, *, batch, seed, steps=32, baseline="black"):
+@method("ig", signed=True)
+def integrated_gradients(scores, x, target, *, batch, seed, steps, baseline):
     """The gradient integrated along the straight path from a baseline (black, or the face
     blurred) to the face, times (face - baseline): the attributions sum to score(face) -
     score(baseline) (completeness).
@@ -217,8 +245,8 @@ def integrated_gradients(scores, x, target, *, batch, seed, steps=32, baseline="
         internal_batch_size=max(len(x), batch))
 
 
-@method("gradcam", "Grad-CAM", signed=False, hooks=True)
-def gradcam(scores, x, target, *, batch, seed, layer=None):
+@method("gradcam", signed=False, hooks=True)
+def gradcam(scores, x, target, *, batch, seed, layer):
     """ReLU of the layer's channels weighted by their spatially averaged gradients, upsampled
     (bilinear) from the layer's size to 48 x 48. Default layer: the last conv stage.
 
@@ -232,7 +260,7 @@ def gradcam(scores, x, target, *, batch, seed, layer=None):
     return LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")
 
 
-@method("guided", "Guided Backprop", signed=True, hooks=True)
+@method("guided", signed=True, hooks=True)
 def guided_backprop(scores, x, target, *, batch, seed):
     """The input gradient with every ReLU passing back only positive gradients (and only where
     its input was positive).
@@ -245,8 +273,8 @@ def guided_backprop(scores, x, target, *, batch, seed):
     return GuidedBackprop(scores).attribute(x, target=target)
 
 
-@method("occlusion", "Occlusion", signed=True)
-def occlusion(scores, x, target, *, batch, seed, window=8):
+@method("occlusion", signed=True)
+def occlusion(scores, x, target, *, batch, seed, window):
     """How much the target score drops when a `window` x `window` square (stride half the
     window) is filled with grey, averaged over the windows covering each pixel.
 
@@ -261,7 +289,7 @@ def occlusion(scores, x, target, *, batch, seed, window=8):
         baselines=OCCLUDER, target=target, perturbations_per_eval=max(1, batch // len(x)))
 
 
-@method("inputxgrad", "Input x Gradient", signed=True)
+@method("inputxgrad", signed=True)
 def input_x_gradient(scores, x, target, *, batch, seed):
     """The face times its gradient: a first-order estimate of each pixel's contribution against
     a black face.
@@ -274,8 +302,8 @@ def input_x_gradient(scores, x, target, *, batch, seed):
     return InputXGradient(scores).attribute(x, target=target)
 
 
-@method("deeplift", "DeepLift", signed=True, hooks=True)
-def deeplift(scores, x, target, *, batch, seed, baseline="black"):
+@method("deeplift", signed=True, hooks=True)
+def deeplift(scores, x, target, *, batch, seed, baseline):
     """Each pixel's contribution to score(face) - score(baseline), propagated back with the
     Rescale rule (nonlinearities pass on difference ratios instead of gradients); the
     attributions sum to that difference.
@@ -293,8 +321,8 @@ def deeplift(scores, x, target, *, batch, seed, baseline="black"):
     return DeepLift(scores).attribute(x, baselines=baseline_images(x, baseline), target=target)
 
 
-@method("gradshap", "GradientSHAP", signed=True)
-def gradient_shap(scores, x, target, *, batch, seed, samples=16):
+@method("gradshap", signed=True)
+def gradient_shap(scores, x, target, *, batch, seed, samples):
     """Expected gradients: (face - baseline) times the gradient at a random point between them,
     averaged over `samples` draws of a baseline among flat grey images (black to white); an
     approximation of SHAP values. Computed as Captum's GradientShap computes it (stdevs 0), with
@@ -320,8 +348,8 @@ def gradient_shap(scores, x, target, *, batch, seed, samples=16):
     return sample_mean(at_samples, x, target, samples, batch)
 
 
-@method("guidedgradcam", "Guided Grad-CAM", signed=True, hooks=True)
-def guided_gradcam(scores, x, target, *, batch, seed, layer=None):
+@method("guidedgradcam", signed=True, hooks=True)
+def guided_gradcam(scores, x, target, *, batch, seed, layer):
     """Guided Backprop times the Grad-CAM map (upsampled bilinearly): fine detail where the
     class evidence is.
 
@@ -335,9 +363,6 @@ def guided_gradcam(scores, x, target, *, batch, seed, layer=None):
 
 
 # ---- baselines, layers, randomness -----------------------------------------------------------
-
-BASELINES = ("black", "blurred")
-
 
 def baseline_images(x: torch.Tensor, kind: str) -> torch.Tensor:
     """The reference faces of IG and DeepLift: black, or each face blurred (Gaussian,
@@ -419,16 +444,13 @@ class Explanation:
         return [describe_output(i) for i in self.outputs.tolist()]
 
 
-PARAM_BOUNDS = {"samples": (1, 256), "noise": (0.0, 1.0), "steps": (1, 512), "window": (1, 48)}
-
-
 def explain(model: nn.Module, faces: torch.Tensor, method: str = "vanilla",
             target: Target = Target(), labels: torch.Tensor | None = None, *, seed: int = 0,
             batch: int | None = None, **params) -> Explanation:
     """Explain a batch of faces (float N x 1 x 48 x 48 in [0, 1]; uint8 N x 48 x 48 is
     converted) on the model's device with one method for one target.
 
-    params: the method's own (`METHODS[key].defaults()`), bounded by PARAM_BOUNDS. `batch` bounds
+    params: the method's own (declared in `settings`), checked there. `batch` bounds
     how many images one forward pass holds (default 128 on the CPU, 1024 on a GPU): more faces
     than that are explained in chunks of `batch`. The model is never modified (see the module
     docstring).
@@ -455,30 +477,8 @@ def explain(model: nn.Module, faces: torch.Tensor, method: str = "vanilla",
                        logits=logits)
 
 
-def method_params(spec: Method, given: dict) -> dict:
-    """The method's parameters: defaults overridden by `given`, each checked."""
-    defaults = spec.defaults()
-    unknown = set(given) - set(defaults)
-    if unknown:
-        allowed = ", ".join(defaults) or "none"
-        raise FerError(f"{spec.key} takes no parameter {', '.join(sorted(unknown))} "
-                       f"(parameters: {allowed})")
-    params = {**defaults, **{name: coerced(name, defaults[name], v) for name, v in given.items()}}
-    for name, value in params.items():
-        low_high = PARAM_BOUNDS.get(name)
-        if low_high and not low_high[0] <= value <= low_high[1]:
-            raise FerError(f"{spec.key}: {name} must lie in [{low_high[0]}, {low_high[1]}], "
-                           f"got {value}")
-    if "baseline" in params and params["baseline"] not in BASELINES:
-        raise FerError(f"unknown baseline {params['baseline']!r}: choose one of "
-                       f"{', '.join(BASELINES)}")
-    return params
-
-
-def coerced(name: str, default, value):
-    """`value` as the type of the parameter's default (values may arrive as text: a URL, a flag)."""
-    kind = str if default is None else type(default)
-    try:
-        return kind(value) if value is not None else None
-    except (TypeError, ValueError):
-        raise FerError(f"parameter {name}: {value!r} is not a valid {kind.__name__}") from None
+def method_params(spec: Method, given: dict, defaults: dict | None = None) -> dict:
+    """The method's parameters: `defaults` (default: its own) overridden by `given` (values or
+    text), each checked (`settings.method_params`)."""
+    return settings.method_params(spec.key, given,
+                                  defaults=spec.defaults() if defaults is None else defaults)

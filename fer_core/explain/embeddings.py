@@ -29,9 +29,8 @@ from ..data.dataset import FaceDataset
 from ..errors import FerError
 from ..evaluation.predict import CACHE_VERSION as PREDICTION_VERSION
 from ..evaluation.predict import Predictions, ProgressCallback, cached_predict_split
+from .settings import PROJECTIONS
 
-METHODS = ("pca", "tsne", "umap")
-METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 SEED = 0
 PCA_DIMS = 50          # components kept before t-SNE and UMAP
 PERPLEXITY = 30.0      # t-SNE
@@ -57,14 +56,14 @@ class Embedding:
 
 def available_methods() -> list[str]:
     """The methods this machine can run: UMAP only where umap-learn is installed."""
-    return [m for m in METHODS if m != "umap" or importlib.util.find_spec("umap") is not None]
+    return [m for m in PROJECTIONS if m != "umap" or importlib.util.find_spec("umap") is not None]
 
 
 def project(features: np.ndarray, method: str, seed: int = SEED) -> np.ndarray:
     """(N, 2) float32 coordinates of the rows of `features` (N, D) by `method`, seeded: the same
     features, method and seed give the same picture."""
-    if method not in METHODS:
-        raise FerError(f"unknown projection {method!r}: choose one of {', '.join(METHODS)}")
+    if method not in PROJECTIONS:
+        raise FerError(f"unknown projection {method!r}: choose one of {', '.join(PROJECTIONS)}")
     features = np.asarray(features, dtype=np.float32)
     if len(features) < MIN_FACES:
         raise FerError(f"a projection needs at least {MIN_FACES} faces, got {len(features)}")
@@ -135,8 +134,8 @@ def embed_split(model: nn.Module, checkpoint_path: str | Path, dataset: FaceData
                 progress: ProgressCallback | None = None) -> Embedding:
     """The embedding of `split` by `method`: features from the prediction path (cached with the
     predictions, reporting to `progress` when computed) and the projection from its own cache."""
-    if method not in METHODS:
-        raise FerError(f"unknown projection {method!r}: choose one of {', '.join(METHODS)}")
+    if method not in PROJECTIONS:
+        raise FerError(f"unknown projection {method!r}: choose one of {', '.join(PROJECTIONS)}")
     preds = cached_predict_split(model, checkpoint_path, dataset, split, device,
                                  progress=progress, features=True)
     key = projection_key(checkpoint_path, dataset, split, method)

@@ -19,7 +19,7 @@ parts' share of the image. A method fails a check when it does no better than th
 (`TrustReport.failed_checks`), and is flagged when it fails any.
 
 All maps are computed batched on the model's device by `attribution.explain`, with parameters
-sized for a CPU (PROBE_PARAMS). The randomized models are deep copies: the model passed in is
+sized for a CPU (`settings.probe_params`, which --param overrides). The randomized models are deep copies: the model passed in is
 never modified. Every target is the trained model's predicted class of each face, passed as its
 "label" so the randomized models explain the same outputs.
 """
@@ -37,7 +37,8 @@ from .. import cache
 from ..data.dataset import FaceDataset
 from ..errors import FerError
 from ..models.architectures import arch_options, build_model, layer_registry
-from .attribution import METHODS, Target, explain
+from .attribution import METHODS, Target, explain, method_params
+from .settings import probe_params
 from .tensors import as_input, device_of, gaussian_blur, working_model
 
 FLAG_AT = 0.5
@@ -48,9 +49,6 @@ CACHE_VERSION = 3  # 2: a hidden linear layer of the head is its own cascade ste
 DELETION_STEPS = 20
 BLUR_SIGMA = 4.0
 INIT_SEED = 0
-# Parameters that keep the whole report within minutes on a CPU (defaults elsewhere).
-PROBE_PARAMS = {"ig": {"steps": 16}, "smoothgrad": {"samples": 8}, "gradshap": {"samples": 8},
-                "deeplift": {}, "occlusion": {"window": 8}}
 
 # What failing each check means, in the order the checks are reported.
 FAILURES = {"sanity": "fails the sanity check",
@@ -234,14 +232,17 @@ def parts_area(parts: torch.Tensor) -> float:
 
 def trust_report(model: nn.Module, arch: str, options: dict, faces: torch.Tensor,
                  parts: torch.Tensor | None = None, methods: list[str] | None = None,
-                 progress: Progress | None = None, seed: int = 0) -> TrustReport:
+                 progress: Progress | None = None, seed: int = 0,
+                 params: dict[str, dict] | None = None) -> TrustReport:
     """Every check for every method (or `methods`) on the probe `faces` (uint8 N x 48 x 48),
-    with `parts` (N x 48 x 48 bit masks) for localization on the built-in faces. `progress`
-    gets (fraction done, what is running)."""
+    with `parts` (N x 48 x 48 bit masks) for localization on the built-in faces, each method with
+    the probes' parameters overridden by `params` ({method: {name: value}}). `progress` gets
+    (fraction done, what is running)."""
     methods = list(methods or METHODS)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise FerError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
+    used = probe_settings(params, methods)
     say = progress or (lambda *_: None)
     device = device_of(model)
     x = as_input(faces).to(device)
@@ -254,7 +255,7 @@ def trust_report(model: nn.Module, arch: str, options: dict, faces: torch.Tensor
     def maps_of(key: str, step: int, level: int) -> torch.Tensor:
         say(step / total, f"{METHODS[key].title}, {level} of {len(groups)} layers randomized")
         return explain(working, x, key, Target("true"), labels=classes, seed=seed,
-                       **PROBE_PARAMS.get(key, {})).maps
+                       **used[key]).maps
 
     base = {key: maps_of(key, i, 0) for i, key in enumerate(methods)}
     deletion = {key: float(curve_area(deletion_curves(working, x, base[key], classes)).mean())
@@ -296,9 +297,22 @@ def probe_faces(dataset: FaceDataset, split: str, n: int) -> tuple[torch.Tensor,
     return torch.from_numpy(dataset.images[rows]), parts
 
 
-def report_key(checkpoint_path: str | Path, dataset: FaceDataset, split: str, n: int) -> str:
-    """The cache key: checkpoint content hash, dataset fingerprint, split, probe size."""
-    return cache.entry_key("trust", CACHE_VERSION, checkpoint_path, dataset.fingerprint, split, n)
+def probe_settings(params: dict[str, dict] | None = None,
+                   methods: list[str] | None = None) -> dict[str, dict]:
+    """Each method's parameters in the checks: the probes' (`settings.probe_params`) overridden
+    by `params`, checked."""
+    params = params or {}
+    return {key: method_params(METHODS[key], params.get(key, {}),
+                               defaults=probe_params(key)) for key in methods or METHODS}
+
+
+def report_key(checkpoint_path: str | Path, dataset: FaceDataset, split: str, n: int,
+               params: dict[str, dict] | None = None) -> str:
+    """The cache key: checkpoint content hash, dataset fingerprint, split, probe size and every
+    method's parameters as the checks use them."""
+    used = json.dumps(probe_settings(params), sort_keys=True)
+    return cache.entry_key("trust", CACHE_VERSION, checkpoint_path, dataset.fingerprint, split, n,
+                           used)
 
 
 def stored_report(key: str) -> TrustReport | None:
@@ -308,16 +322,18 @@ def stored_report(key: str) -> TrustReport | None:
 
 def cached_trust_report(model: nn.Module, checkpoint_path: str | Path, arch: str, options: dict,
                         dataset: FaceDataset, split: str, n: int = PROBE_FACES,
-                        progress: Progress | None = None) -> TrustReport:
+                        progress: Progress | None = None,
+                        params: dict[str, dict] | None = None) -> TrustReport:
     """`trust_report` on the first `n` faces of `split`: from the disk cache when this
     checkpoint file (by content), dataset, split and probe size were checked before."""
     def compute() -> dict[str, np.ndarray]:
         faces, parts = probe_faces(dataset, split, n)
-        report = trust_report(model, arch, options, faces, parts, progress=progress)
+        report = trust_report(model, arch, options, faces, parts, progress=progress,
+                              params=params)
         text = json.dumps(report.as_dict()).encode()
         return {"report": np.frombuffer(text, dtype=np.uint8)}
 
-    key = report_key(checkpoint_path, dataset, split, n)
+    key = report_key(checkpoint_path, dataset, split, n, params)
     return _decoded(cache.load_or_compute(key, ("report",), compute))
 
 

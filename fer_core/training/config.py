@@ -8,13 +8,13 @@ This module imports no torch: the CLI's parser is built from it for every comman
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..choices import PRECISIONS
 from ..errors import FerError
 
-# The keys of models.architectures.ARCHITECTURES, its cnn3 heads and device.PRECISIONS, spelled
-# out so that this module imports no torch (tests/test_train_config.py checks that they agree).
+# The keys of models.architectures.ARCHITECTURES and its cnn3 heads, spelled out so that this
+# module imports no torch (tests/test_train_config.py checks that they agree).
 ARCHS = ("cnn3", "resnet18")
 CNN3_HEADS = ("pool", "flat")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "onecycle", "plateau", "none")
 CLASS_WEIGHTS = ("none", "balanced")

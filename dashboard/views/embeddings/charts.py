@@ -15,7 +15,8 @@ active (clickmode "event"), so a click picks a face only in zoom or pan mode.
 import numpy as np
 
 from fer_core.data.classes import CLASSES
-from fer_core.explain.embeddings import METHOD_NAMES, Embedding
+from fer_core.explain.embeddings import Embedding
+from fer_core.explain.settings import PROJECTIONS
 
 COLOURINGS = ("true", "pred", "correct", "confidence")
 COLOURING_NAMES = {"true": "True class", "pred": "Predicted class", "correct": "Correct / wrong",
@@ -104,7 +105,7 @@ def scatter_figure(embedding: Embedding, colouring: str, errors: np.ndarray | No
         data.append(highlight_trace(embedding, errors, threshold))
     if chosen is not None:
         data.append(chosen_trace(embedding, chosen))
-    method = METHOD_NAMES[embedding.method]
+    method = PROJECTIONS[embedding.method]
     layout = {
         "height": 640, "margin": {"l": 10, "r": 10, "t": 36, "b": 10},
         "xaxis": {"title": {"text": f"{method} 1"}, "showticklabels": False, "zeroline": False},

@@ -18,7 +18,8 @@ from dashboard.views.embeddings import store
 from dashboard.views.embeddings.charts import COLOURING_NAMES, COLOURINGS, scatter_figure
 from fer_core.errors import FerError
 from fer_core.evaluation.confusion import likely_label_errors
-from fer_core.explain.embeddings import METHOD_NAMES, available_methods, nearest_neighbours
+from fer_core.explain.embeddings import available_methods, nearest_neighbours
+from fer_core.explain.settings import PROJECTIONS
 
 LARGE = 10_000  # faces above which a t-SNE or UMAP is started by a button, not by a visit
 CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]}
@@ -66,7 +67,7 @@ def load_embedding(ckpt, dataset, split: str, method: str):
     while a slow projection of a large split waits for its button."""
     if store.in_memory(ckpt, dataset, split, method):
         return store.embedding(ckpt, dataset, split, method)
-    n, name = len(dataset.indices(split)), METHOD_NAMES[method]
+    n, name = len(dataset.indices(split)), PROJECTIONS[method]
     cached = store.ready(ckpt, dataset, split, method)
     if not cached and method != "pca" and n > LARGE:
         st.info(f"{name} of {n:,} faces takes a few minutes (it runs on the CPU). It is "
@@ -100,7 +101,7 @@ def show_controls(splits: list[str], methods: list[str]) -> tuple[str, str, str,
     split = cols[0].segmented_control("Split", splits, key="em_split", required=True,
                                       persist_state="session", on_change=on_split_change)
     method = cols[1].segmented_control("Method", methods, key="em_method", required=True,
-                                       persist_state="session", format_func=METHOD_NAMES.get)
+                                       persist_state="session", format_func=PROJECTIONS.get)
     colour = cols[2].segmented_control("Colour by", COLOURINGS, key="em_colour", required=True,
                                        persist_state="session",
                                        format_func=COLOURING_NAMES.get)
@@ -172,7 +173,7 @@ def page() -> None:
     accuracy = preds.accuracy()
     st.caption(f"Checkpoint **{choice.run}** ({ckpt.arch}) on `{choice.data}`, {split} split: "
                f"{n:,} faces, {preds.features.shape[1]} penultimate features each, by "
-               f"{METHOD_NAMES[method]}"
+               f"{PROJECTIONS[method]}"
                + ("" if accuracy is None else f"; accuracy {accuracy:.1%}") + ".")
     face = chosen_face(n)
     show_scatter(embedding, colour, threshold, face)

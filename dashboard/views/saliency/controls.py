@@ -3,7 +3,9 @@ state under `sa_*` keys and mirrored into the URL (?method=ig&steps=64&baseline=
 target=Happy-Sad), so a shared link reproduces the map.
 
 A parameter's widget key includes its method (`sa_smoothgrad_samples`), since two methods may
-share a parameter name with different defaults.
+share a parameter name with different defaults. The parameters, their widgets' ranges and help
+are `fer_core.explain.settings`'s: a number takes a slider, a text its choices (the layer: the
+model's).
 """
 
 import streamlit as st
@@ -11,22 +13,8 @@ import streamlit as st
 from dashboard.common import url
 from fer_core.data.classes import CLASSES
 from fer_core.errors import FerError
-from fer_core.explain.attribution import METHODS, Target, cam_layers, coerced
-
-# Slider bounds per numeric parameter: (min, max, step). Within attribution.PARAM_BOUNDS.
-SLIDERS = {"samples": (1, 100, 1), "noise": (0.01, 0.5, 0.01), "steps": (4, 256, 4),
-           "window": (2, 24, 1)}
-PARAM_HELP = {
-    "samples": "Noisy copies (SmoothGrad) or baselines (GradientSHAP) averaged",
-    "noise": "Standard deviation of the Gaussian noise, in pixel units (pixels lie in [0, 1])",
-    "steps": "Points on the path from the baseline to the face",
-    "baseline": "The reference face: black, or the face blurred (keeps its layout, not its "
-                "features)",
-    "layer": "The layer whose activations and gradients make the map (default: the last "
-             "convolutional stage; later layers are coarser and more class-specific)",
-    "window": "Side of the grey square slid over the face, in pixels (stride half of it)",
-}
-PARAM_NAMES = tuple(SLIDERS) + ("baseline", "layer")
+from fer_core.explain.attribution import METHODS, Target, cam_layers
+from fer_core.explain.settings import PARAMS
 TARGET_KINDS = {"predicted": "Predicted class", "true": "True class", "class": "A class",
                 "contrast": "A rather than B"}
 
@@ -46,28 +34,29 @@ def init_from_url(layers: list[str]) -> None:
         url.ignored("method", expected=f"one of {', '.join(METHODS)}")
         method = "vanilla"
     st.session_state["sa_method"] = method
-    for name in PARAM_NAMES:
+    for name in PARAMS:
         if q.get(name) is not None:
             take_param(method, name, q.get(name), layers)
     set_target(q.get("target", "pred"))
 
 
 def take_param(method: str, name: str, text: str, layers: list[str]) -> None:
-    defaults = METHODS[method].defaults()
-    if name not in defaults:
+    """A parameter from the URL into its widget's state, when the method takes it and its widget
+    can show it (a number within the slider's range, one of the choices or layers)."""
+    param = PARAMS[name]
+    if method not in param.defaults:
         url.ignored(name, expected=f"no such parameter for {METHODS[method].title}")
         return
-    allowed = {"baseline": ["black", "blurred"], "layer": layers}.get(name)
+    allowed = param.choices or (layers if param.kind is str else None)
+    slider = param.slider_range()
     try:
-        value = coerced(name, defaults[name], text)
+        value = param.parse(text, bounds=slider and slider[:2])
     except FerError:
         value = None
     if allowed is not None and value not in allowed:
         url.ignored(name, expected=f"one of {', '.join(allowed)}")
-    elif allowed is None and not (value is not None and SLIDERS[name][0] <= value <=
-                                  SLIDERS[name][1]):
-        low, high, _ = SLIDERS[name]
-        url.ignored(name, expected=f"a number from {low} to {high}")
+    elif value is None:
+        url.ignored(name, expected=f"a number from {slider[0]} to {slider[1]}")
     else:
         st.session_state[param_key(method, name)] = value
 
@@ -100,16 +89,17 @@ def params_choice(method: str, arch: str, arch_options: dict) -> dict:
     for name, default in defaults.items():
         key = param_key(method, name)
         st.session_state.setdefault(key, default)
-        if name == "layer":
-            params[name] = layer_choice(key, arch, arch_options)
-        elif name == "baseline":
-            params[name] = st.segmented_control("Baseline", ["black", "blurred"], key=key,
-                                                required=True, help=PARAM_HELP[name],
+        param = PARAMS[name]
+        if param.choices:
+            params[name] = st.segmented_control(name.capitalize(), param.choices, key=key,
+                                                required=True, help=param.help,
                                                 persist_state="session")
+        elif param.kind is str:
+            params[name] = layer_choice(key, arch, arch_options)
         else:
-            low, high, step = SLIDERS[name]
+            low, high, step = param.slider_range()
             params[name] = st.slider(name.capitalize(), low, high, step=step, key=key,
-                                     help=PARAM_HELP[name], persist_state="session")
+                                     help=param.help, persist_state="session")
     return params
 
 
@@ -119,7 +109,7 @@ def layer_choice(key: str, arch: str, arch_options: dict) -> str:
              for layer in cam_layers(arch, **arch_options)}
     if st.session_state.get(key) not in sizes:  # a layer of another architecture
         st.session_state[key] = list(sizes)[-1]
-    return st.selectbox("Layer", list(sizes), key=key, help=PARAM_HELP["layer"],
+    return st.selectbox("Layer", list(sizes), key=key, help=PARAMS["layer"].help,
                         format_func=lambda n: f"{n} ({sizes[n]})", persist_state="session")
 
 
@@ -154,6 +144,6 @@ def write_url(method: str, params: dict, target: Target, face: tuple | None) -> 
     """The URL after this run: the face (split and idx, for a dataset face), method, the method's
     parameters and the target; other methods' parameters removed."""
     wanted = {"method": method, "target": target.text(),
-              **{name: str(params[name]) if name in params else None for name in PARAM_NAMES},
+              **{name: str(params[name]) if name in params else None for name in PARAMS},
               "split": face[0] if face else None, "idx": str(face[1]) if face else None}
     url.write(wanted)
