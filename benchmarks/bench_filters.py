@@ -12,6 +12,12 @@ Success: for --success (8) random filters of each conv block's output, the optim
 mean activation divided by the highest mean activation any face of the val split reaches (>= 1
 means the image beats every real face); --success 0 skips it.
 
+After the ascent: what the Filters page computes once a run ends, for 16 filters of the same
+layer on the val split of --data: the real-face statistics (every val face through the model up
+to the layer, into an empty cache), the same read back from the cache, and the grid of each
+filter's image beside its top faces (composed and PNG-encoded), beside the bare forward of the
+whole model over the same faces (the floor of any pass over them).
+
 The Filters page (--browser): in headless Chromium, the seconds from a click on Run to the
 "(done)" caption for 16 filters x 128 steps of the same layer, against the same ascent with the
 page's snapshots (`filters.maximize`, one every views.filters.jobs.SNAPSHOT_EVERY steps) and no
@@ -26,12 +32,15 @@ Results are printed and saved to benchmarks/results/filters_<device>.json.
 
 import argparse
 import copy
+import io
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -40,15 +49,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
-from benchmarks.timing import seconds
+from benchmarks.timing import bare_forward_seconds, seconds
 from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
+from fer_core.explain.contact_sheet import gallery_grid
 from fer_core.explain.filter_stats import filter_stats
 from fer_core.explain.filters import Settings, ascent_dtype, visualize
+from fer_core.explain.tensors import as_input, default_batch
 from fer_core.models.checkpoint import load_checkpoint
 
 LAYER, STEPS = "block3.relu", 128
 PAGE_FILTERS, PAGE_RUNS = 16, 3  # the page's default choice (0-15) and timed runs
+TOP_FACES = 4  # dashboard/views/filters/page.py: each filter's top real faces beside its image
 
 
 def naive(model: torch.nn.Module, layer: str, channel: int, device: torch.device) -> None:
@@ -113,6 +125,46 @@ def success(ckpt, options: dict, dataset, count: int) -> dict:
         print(f"  {layer:<14} optimized / best real face: min {ratio.min():.2f}, median "
               f"{np.median(ratio):.2f}, max {ratio.max():.2f} (filters {chosen})")
     return ratios
+
+
+def after_ascent(ckpt, dataset, device: torch.device) -> dict:
+    """Seconds of what the page computes once a run ends, beside the bare forward of the whole
+    model over the same val faces."""
+    rows = dataset.indices("val")
+    faces = torch.from_numpy(dataset.images[rows]).to(device)
+    batch = default_batch(device)
+    batches = [as_input(faces[i:i + batch]) for i in range(0, len(faces), batch)]
+    bare_forward_seconds(ckpt.model, batches[:1], device)  # warm-up
+    bare = bare_forward_seconds(ckpt.model, batches, device)
+
+    def stats():
+        return filter_stats(ckpt.model, ckpt.path, dataset, "val", LAYER, k=TOP_FACES)
+
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, FER_CACHE_DIR=tmp):
+        computed = seconds(stats, device)
+        cached = seconds(stats, device)
+        result = stats()
+    grid = seconds(lambda: grid_png(dataset, rows, result))
+    print(f"after the ascent, {LAYER} over {len(rows):,} val faces ({len(batches)} batches of "
+          f"{batch}): statistics {computed:.2f} s (the bare forward of the whole model over "
+          f"them: {bare:.2f} s); read back from the cache {cached:.3f} s; grid of "
+          f"{PAGE_FILTERS} filters x {TOP_FACES} faces {grid:.3f} s")
+    return {"faces": len(rows), "batches": len(batches), "stats_s": round(computed, 3),
+            "bare_s": round(bare, 3), "cached_s": round(cached, 4), "grid_s": round(grid, 4)}
+
+
+def grid_png(dataset, rows, stats) -> bytes:
+    """The page's finished grid for PAGE_FILTERS filters (grey stand-ins for their images)."""
+    tiles, captions = [], []
+    for f in range(PAGE_FILTERS):
+        tiles.append(np.full((48, 48), 128, np.uint8))
+        captions.append((f"filter {f}", "1.00"))
+        for position, value in zip(stats.top_positions[f], stats.top_values[f]):
+            tiles.append(dataset.images[rows[position]])
+            captions.append((f"#{position}", f"{value:.2f}"))
+    buffer = io.BytesIO()
+    gallery_grid(np.stack(tiles), captions, columns=1 + TOP_FACES, scale=2).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def page_speed(checkpoint: Path) -> dict:
@@ -188,9 +240,11 @@ def main() -> None:
     options = ckpt.arch_options
     print(f"{ckpt.arch} ({Path(args.checkpoint).name}), {describe_device(device)}")
     results = {"speed": speed(ckpt, options, device, args)}
+    dataset = load_dataset(args.data)
+    results["after"] = after_ascent(ckpt, dataset, device)
     if args.success:
         print(f"success on {args.data} val:")
-        results["success"] = success(ckpt, options, load_dataset(args.data), args.success)
+        results["success"] = success(ckpt, options, dataset, args.success)
     if args.browser:
         results["page"] = page_speed(Path(args.checkpoint).resolve())
     out = ROOT / "benchmarks" / "results" / f"filters_{device.type}.json"

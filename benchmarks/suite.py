@@ -167,6 +167,11 @@ def filters_rows(r: dict) -> list[dict]:
     rows = [row("filters", measure, s["batch_per_filter_s"], "one-filter runs", s["single_s"]),
             row("filters", measure, s["batch_per_filter_s"], "naive full-model loop",
                 s["naive_s"])]
+    if "after" in r:
+        after = r["after"]
+        rows.append(row("filters", f"real-face statistics after the ascent, {after['faces']:,} "
+                        "val faces", after["stats_s"], "bare forward of the whole model over "
+                        "them", after["bare_s"]))
     if "page" in r:
         page = r["page"]
         rows.append(row("filters", f"{page['filters']} filters x {page['steps']} steps on the "

@@ -3,15 +3,20 @@ filter's activation beside the best real face's; bad filter choices get a messag
 view is one click; the feature maps of a face show every channel of the chosen layer."""
 
 
+import threading
+
 import apptest_helpers
 import numpy as np
 import pytest
+import streamlit as st
 import torch
 from apptest_helpers import APP
 from streamlit.testing.v1 import AppTest
 
+from dashboard.views.filters import jobs
 from fer_core.data.readers import load_dataset
 from fer_core.explain.filter_stats import filter_stats, mean_activations
+from fer_core.explain.filters import Snapshot
 from fer_core.models.checkpoint import load_checkpoint
 
 PAGE = "views/filters/page.py"
@@ -54,6 +59,67 @@ def test_a_short_run_shows_the_images_and_the_best_real_faces(dashboard_root, tm
                                atol=1e-3)
     np.testing.assert_allclose(table["image"], job.latest.activations.round(3))
     assert len(at.image) >= 1
+
+
+def curves(at: AppTest) -> list:
+    return [c for c in at.get("plotly_chart") if c.proto.id.endswith("-fi_curve")]
+
+
+def test_done_only_once_the_real_faces_are_shown(dashboard_root, tmp_path, monkeypatch):
+    """While the split's statistics compute, the caption says so and a bar follows the pass; the
+    run's images and curve stay. The page is caught there by stopping the script at the
+    statistics' first progress report (a real pass outlasts a rerun on large data: FER2013's
+    val split took 68 s)."""
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path))
+    jobs.STATS.clear()  # none kept from an earlier test
+    computed = jobs.real_face_stats
+
+    def under_way(*args, **kwargs):
+        args[5](128, 3589)
+        st.stop()
+
+    monkeypatch.setattr(jobs, "real_face_stats", under_way)
+    at = open_page(run="tiny-a")
+    run_to_the_end(at, "0-1", steps=8)
+    captions = [c.value for c in at.caption]
+    assert not any("(done)" in c for c in captions), captions
+    assert any(c.endswith("step 8 of 8 · finding the real faces that drive each filter...")
+               for c in captions), captions
+    bars = [bar.text for bar in at.get("progress")]
+    assert any("val faces that drive each filter of block3.relu hardest: 128 of 3,589" in text
+               for text in bars), bars
+    assert len(at.image) >= 1 and curves(at) and not at.dataframe
+
+    monkeypatch.setattr(jobs, "real_face_stats", computed)
+    at.run()
+    assert any(c.value.endswith("step 8 of 8 (done)") for c in at.caption)
+    assert at.dataframe and not at.get("progress")
+
+
+def test_no_curve_before_the_second_snapshot(dashboard_root, monkeypatch):
+    """At step 0 the run has one point: no chart (it drew empty axes from -1 to 1), until the
+    next snapshot makes a line."""
+    go_on = threading.Event()
+
+    def two_snapshots(model, arch, options, layer, filters, settings, **_):
+        def snapshot(step):
+            return Snapshot(step, np.zeros((len(filters), 48, 48), np.uint8),
+                                 np.full(len(filters), 0.1 * step, np.float32))
+        yield snapshot(0)
+        go_on.wait(timeout=60)
+        yield snapshot(4)
+
+    monkeypatch.setattr(jobs, "maximize", two_snapshots)
+    at = open_page(run="tiny-a")
+    at.text_input(key="fi_filters").set_value("0-1").run()
+    at.button(key="fi_run").click().run()
+    assert at.session_state["fi_job"].steps == [0]
+    assert any("step 0 of 128 (running)" in c.value for c in at.caption)
+    assert not curves(at)
+    go_on.set()
+    finish(at)
+    assert apptest_helpers.array(apptest_helpers.figure(at, "fi_curve")["data"][0]["x"]) \
+        .tolist() == [0, 4]
 
 
 @pytest.mark.parametrize("text, message", [("0-999", "filters 0-511"), ("a,b", "numbers"),

@@ -178,11 +178,11 @@ def test_mean_activations_of_the_first_conv_and_of_the_logits_by_hand():
         torch.testing.assert_close(mean_activations(net, "head.fc", faces, batch=2), net(x))
 
 
-def test_progress_hears_each_batch():
+def test_progress_hears_the_start_and_each_batch():
     heard = []
     mean_activations(model(), "block1.relu", uint8_faces(5), batch=2,
                      progress=lambda done, total: heard.append((done, total)))
-    assert heard == [(2, 5), (4, 5), (5, 5)]
+    assert heard == [(0, 5), (2, 5), (4, 5), (5, 5)]
 
 
 # ---- feature maps ------------------------------------------------------------------------------

@@ -117,7 +117,9 @@ def _activations(model: nn.Module, layer: str, relu: str | None, faces: torch.Te
                  batch: int | None, progress: ProgressCallback | None,
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`mean_activations` of `layer` and, when `relu` is given, the largest output of `relu` at
-    any position, per face and filter (N, C): both from one batched pass, in fp32."""
+    any position, per face and filter (N, C): both from one batched pass, in fp32. `progress`
+    hears (0, N) as the pass starts (a page tells a pass under way from one still waiting to
+    start), then (faces done, N) after each batch."""
     _check_layer(layer_kinds(model), layer)
     if len(faces) == 0:
         raise FerError("no faces to take activations on")
@@ -127,6 +129,8 @@ def _activations(model: nn.Module, layer: str, relu: str | None, faces: torch.Te
     batch = batch or default_batch(device)
     names = tuple(dict.fromkeys(name for name in (layer, relu) if name is not None))
     means, peaks = [], []
+    if progress is not None:
+        progress(0, len(faces))
     with torch.autocast(device.type, enabled=False):
         for start in range(0, len(faces), batch):
             outputs = outputs_of(working, names, as_input(faces[start:start + batch]))

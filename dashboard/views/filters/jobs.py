@@ -100,5 +100,14 @@ def real_face_stats(ckpt, dataset, split: str, layer: str, k: int,
                     progress=None) -> FilterStats:
     """The layer's per-filter statistics over `split`: from memory, else the disk cache, else
     computed in a thread of its own (`memo`), so the page's polling reruns never restart it."""
-    return STATS.get((*source_of(ckpt, dataset), split, layer, k), lambda report: filter_stats(
+    return STATS.get(stats_key(ckpt, dataset, split, layer, k), lambda report: filter_stats(
         ckpt.model, ckpt.path, dataset, split, layer, k=k, progress=report), progress)
+
+
+def stats_kept(ckpt, dataset, split: str, layer: str, k: int) -> bool:
+    """Whether `real_face_stats` has these statistics in memory (it returns them at once)."""
+    return STATS.has(stats_key(ckpt, dataset, split, layer, k))
+
+
+def stats_key(ckpt, dataset, split: str, layer: str, k: int) -> tuple:
+    return *source_of(ckpt, dataset), split, layer, k

@@ -25,6 +25,7 @@ POLL_SECONDS = 0.5
 TOP_FACES = 4
 CONFIG = {"displayModeBar": False}
 KEEP = {"persist_state": "session"}
+FINDING = "finding the real faces that drive each filter..."
 
 
 def layer_label(entry) -> str:
@@ -132,48 +133,87 @@ def show_run(ckpt, dataset) -> None:
     elif job.running:
         poll(ckpt, dataset)
     else:
-        render(ckpt, dataset, job)
+        render_ended(ckpt, dataset, job)
 
 
 @st.fragment(run_every=POLL_SECONDS)
 def poll(ckpt, dataset) -> None:
     """Redraws the running job's latest images every POLL_SECONDS; reruns the page when the
-    run ends."""
+    run ends, so the real faces are looked for in a full run, never in this fragment."""
     job = jobs.current(ckpt, dataset)
     if job is None or not job.running:
         st.rerun()
-    render(ckpt, dataset, job)
+    render_running(dataset, job)
 
 
-def render(ckpt, dataset, job) -> None:
+def render_running(dataset, job) -> None:
+    """The run as it climbs: its latest images and the activation curve."""
+    snap = latest_snapshot(job)
+    if snap is None:
+        return
+    st.caption(run_caption(job, snap, "(running)"))
+    picture, side = run_columns()
+    picture.image(grid_png(dataset, job, snap, None))
+    show_curve(side, job)
+
+
+def render_ended(ckpt, dataset, job) -> None:
+    """The ended run: its images and curve at once; while the split's statistics compute, a
+    caption and a progress bar say so (right under the caption, where the eye is); then each
+    filter's top real faces and the table, and only then "(done)"."""
+    snap = latest_snapshot(job)
+    if snap is None:
+        return
+    caption, bar = st.empty(), st.empty()
+    picture, side = run_columns()
+    show_curve(side, job)
+    split = dataset.default_split()
+    if not jobs.stats_kept(ckpt, dataset, split, job.layer, TOP_FACES):
+        caption.caption(run_caption(job, snap, f"· {FINDING}"))
+        picture.image(grid_png(dataset, job, snap, None))
+    stats = real_faces(ckpt, dataset, split, job.layer, bar)
+    picture.image(grid_png(dataset, job, snap, stats))
+    with side:
+        show_table(job, snap, stats)
+    caption.caption(run_caption(job, snap, "(stopped)" if job.stop.is_set() else "(done)"))
+
+
+def latest_snapshot(job):
+    """The snapshot to draw, or None after saying why there is none (the run failed, or its
+    start image is not in yet)."""
     if job.error:
         st.error(f"The run failed: {job.error}", icon=":material/error:")
-        return
-    snap = job.latest
-    if snap is None:
+        return None
+    if job.latest is None:
         st.caption("Starting...")
-        return
-    state_text = "running" if job.running else ("stopped" if job.stop.is_set() else "done")
-    st.caption(f"{job.layer}, {len(job.filters)} filters: step {snap.step} of "
-               f"{job.settings.steps} ({state_text})")
+    return job.latest
+
+
+def run_caption(job, snap, state: str) -> str:
+    return f"{job.layer}, {len(job.filters)} filters: step {snap.step} of " \
+           f"{job.settings.steps} {state}"
+
+
+def run_columns() -> tuple:
+    """The slot of the run's picture (left) and the column of its chart and table (right)."""
     left, right = st.columns([3, 2], gap="large")
-    stats = None if job.running else real_faces(ckpt, dataset, job.layer)
-    with left:
-        st.image(grid_png(dataset, job, snap, stats))
-    with right:
-        st.plotly_chart(curve_figure(job), config=CONFIG, key="fi_curve")
-        if stats is not None:
-            show_table(job, snap, stats)
+    return left.empty(), right
 
 
-def real_faces(ckpt, dataset, layer: str):
-    """The layer's per-filter statistics over the val split (cached), or None without one."""
-    split = dataset.default_split()
-    slot = st.empty()
+def show_curve(side, job) -> None:
+    figure = curve_figure(job)
+    if figure is not None:
+        side.plotly_chart(figure, config=CONFIG, key="fi_curve")
+
+
+def real_faces(ckpt, dataset, split: str, layer: str, bar):
+    """The layer's per-filter statistics over `split` (kept, or computed while `bar` follows the
+    pass over the faces)."""
     stats = jobs.real_face_stats(ckpt, dataset, split, layer, TOP_FACES, on_bar(
-        slot, lambda done, total: f"Real faces of {split} that drive each filter (once per "
-                                  f"checkpoint): {done:,} of {total:,}"))
-    slot.empty()
+        bar, lambda done, total: f"Finding the {split} faces that drive each filter of {layer} "
+                                 f"hardest: {done:,} of {total:,} faces through the model "
+                                 f"(once per checkpoint and layer)"))
+    bar.empty()
     return stats
 
 
@@ -207,10 +247,13 @@ def result_grid(dataset, job, snap, stats):
                         scale=2)
 
 
-def curve_figure(job) -> dict:
-    """Each filter's activation against the step (their mean and range beyond 12 filters)."""
+def curve_figure(job) -> dict | None:
+    """Each filter's activation against the step (their mean and range beyond 12 filters); None
+    before the run's second snapshot: one point draws no line, only empty axes."""
     steps = list(job.steps)  # appended after activations: never longer
-    values = np.stack(job.activations[:len(steps)]) if steps else np.zeros((0, 1))
+    if len(steps) < 2:
+        return None
+    values = np.stack(job.activations[:len(steps)])
     if values.shape[1] <= 12:
         data = [{"type": "scatter", "mode": "lines", "x": steps, "y": values[:, i].tolist(),
                  "name": f"filter {f}"} for i, f in enumerate(job.filters)]
