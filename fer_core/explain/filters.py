@@ -36,17 +36,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..choices import FILTER_PRECISIONS
 from ..data.classes import IMAGE_SIZE
 from ..device import native_bf16
 from ..errors import FerError
 from ..models.architectures import layer_registry
 from .filter_stats import outputs_of
+from .settings import PARAMETERIZATIONS
 from .tensors import device_of, gaussian_blur
 
 OPTIMIZERS = ("adam", "sgd")
 INITS = ("noise", "grey", "face")
-PARAMS = ("pixels", "fourier")
-PRECISIONS = ("auto", "fp32", "bf16")
 BLUR_SIGMA = 0.5
 MARGIN = 0.05  # the sigmoid is stretched by this much beyond [0, 1] on each side, then clipped
 MAX_FILTERS = 256
@@ -75,8 +75,9 @@ class Settings:
 
     def check(self) -> None:
         for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS),
-                                     ("init", self.init, INITS), ("param", self.param, PARAMS),
-                                     ("precision", self.precision, PRECISIONS)):
+                                     ("init", self.init, INITS),
+                                     ("param", self.param, PARAMETERIZATIONS),
+                                     ("precision", self.precision, FILTER_PRECISIONS)):
             if value not in allowed:
                 raise FerError(f"{name} {value!r}: choose one of {', '.join(allowed)}")
         bounds = {"steps": (1, 4096), "lr": (1e-5, 10.0), "l2": (0.0, 100.0), "tv": (0.0, 100.0),

@@ -18,7 +18,8 @@ from dashboard.views.filters import jobs
 from fer_core.errors import FerError
 from fer_core.explain.contact_sheet import map_grid
 from fer_core.explain.filter_stats import feature_maps
-from fer_core.explain.filters import INITS, OPTIMIZERS, PARAMS, Settings, parse_filters
+from fer_core.explain.filters import INITS, OPTIMIZERS, Settings, parse_filters
+from fer_core.explain.settings import PARAMETERIZATIONS
 from fer_core.models.architectures import layer_registry
 
 POLL_SECONDS = 0.5
@@ -78,7 +79,7 @@ def choose_settings() -> Settings:
     init = cols[0].segmented_control("Start from", INITS, default=d.init, key="fi_init",
                                      required=True, **KEEP, help="Grey with a little noise, "
                                                                  "plain grey, or a real face")
-    param = cols[1].segmented_control("Parameterization", PARAMS, default=d.param,
+    param = cols[1].segmented_control("Parameterization", PARAMETERIZATIONS, default=d.param,
                                       key="fi_param", required=True, **KEEP,
                                       help="Plain pixels, or frequencies scaled by 1/f (Lucid's "
                                            "Fourier parameterization: smoother images)")
