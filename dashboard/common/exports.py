@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from dashboard.common import state
+from dashboard.common.keys import memo_key
 from dashboard.common.memo import MB, Memo
 from fer_core.errors import ExportError
 from fer_core.explain.export import split_exports
@@ -48,10 +48,10 @@ def load(folder: Path, dataset, split: str, method: str) -> Export | None:
     """The export in `folder` with the maps of `method` alone, for `dataset`'s `split`; None,
     with a warning, when it is damaged or does not hold the split's faces in order."""
     try:
-        stamps = tuple((p.name, state.file_stamp(p)) for p in sorted(folder.iterdir()))
+        files = tuple(sorted(folder.iterdir()))
     except OSError:  # removed since it was found
         return None
-    found = LOADED.get((str(folder), stamps, method), lambda _: _read(folder, method))
+    found = LOADED.get(memo_key(folder, files, method), lambda _: _read(folder, method))
     if found.problem:
         st.warning(f"The export of this split is not used: {found.problem}",
                    icon=":material/warning:")

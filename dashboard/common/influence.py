@@ -4,10 +4,13 @@ prediction cache and computed once (`memo.Memo`), with a progress bar the first 
 Saliency page's proponents and opponents and the Confusions page's self-influence ranking read
 it."""
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
 from dashboard.common import state
+from dashboard.common.keys import memo_key
 from dashboard.common.memo import MB, Memo
 from dashboard.common.progress import on_bar
 from fer_core.explain.influence import TRAIN, InfluenceIndex, build_index, ranked_self_influence
@@ -22,8 +25,7 @@ RANKINGS: Memo[tuple[np.ndarray, np.ndarray]] = Memo("self-influence", budget=8 
 
 def _key(ckpt: Checkpoint, dataset) -> tuple:
     snapshots = checkpoint_snapshots(ckpt.path, int(ckpt.meta.get("epoch", 0)))
-    return (str(ckpt.path), state.file_stamp(ckpt.path), dataset.fingerprint,
-            tuple((s.epoch, str(s.path), state.file_stamp(s.path)) for s in snapshots))
+    return memo_key(ckpt, dataset, tuple((s.epoch, Path(s.path)) for s in snapshots))
 
 
 def influence_index(ckpt: Checkpoint, dataset) -> InfluenceIndex:

@@ -1,9 +1,9 @@
 """Where things are, and the loaders every page shares.
 
 Datasets, checkpoints, predictions and architecture tables are loaded once per process and shared
-by every tab (`memo.Memo` stores, bounded in bytes and let go when unused). Each cache key
-carries a stamp of what is on disk (a file's size and mtime; for an image folder, its images'
-names, sizes and mtimes), so data that changes on disk (a best.pt rewritten by a running trainer,
+by every tab (`memo.Memo` stores, bounded in bytes and let go when unused). Each key
+carries a stamp of what is on disk (`keys.memo_key`: a file's size and mtime; for an image
+folder, its images' names, sizes and mtimes), so data that changes on disk (a best.pt rewritten by a running trainer,
 a fixed CSV, a replaced image) is loaded again.
 
 What the caches share is read-only: dataset arrays cannot be written and model parameters take
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
+from dashboard.common.keys import memo_key
 from dashboard.common.memo import MB, Memo
 from dashboard.common.paths import run_path
 from dashboard.common.progress import on_bar
@@ -61,15 +62,6 @@ def startup_data_spec() -> str:
 def selection() -> Selection:
     """The current sidebar choice (set by the sidebar on every run, before the page runs)."""
     return st.session_state["selection"]
-
-
-def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
-    """(mtime_ns, size) of a file or folder, or None when it does not exist."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_mtime_ns, info.st_size
 
 
 FACES: Memo[FaceDataset | str] = Memo("faces", budget=384 * MB)  # FER2013: 84 MB
@@ -148,7 +140,7 @@ def checkpoint(run_path: str | os.PathLike) -> Checkpoint:
         ckpt.model.requires_grad_(False)
         return ckpt
 
-    return CHECKPOINTS.get((str(file), file_stamp(file), str(on)), load)
+    return CHECKPOINTS.get(memo_key(file, str(on)), load)
 
 
 def checkpoint_problem(run: str) -> str | None:
@@ -176,24 +168,20 @@ def architecture_table(arch: str, options: dict) -> tuple[list[dict], int, int]:
 PREDICTIONS: Memo[Predictions] = Memo("predictions", budget=128 * MB, heavy=True)
 
 
-def _predictions_key(ckpt: Checkpoint, dataset, split: str) -> tuple:
-    return (str(ckpt.path), file_stamp(ckpt.path), dataset.fingerprint, split)
-
-
 def predictions(ckpt: Checkpoint, dataset, split: str,
                 progress: ProgressCallback | None = None) -> Predictions:
     """Every face of `split` predicted by `ckpt`: from memory, else from the disk cache (keyed by
     the checkpoint file's content), else computed (see `memo`: once, however many tabs ask,
     and never halfway), reporting to `progress` while this call waits."""
     on = device()
-    return PREDICTIONS.get(_predictions_key(ckpt, dataset, split), lambda report: (
+    return PREDICTIONS.get(memo_key(ckpt, dataset, split), lambda report: (
         cached_predict_split(ckpt.model, ckpt.path, dataset, split, on, progress=report)),
         progress)
 
 
 def predictions_ready(ckpt: Checkpoint, dataset, split: str) -> bool:
     """Whether `predictions` would answer from memory (no progress bar needed)."""
-    return PREDICTIONS.has(_predictions_key(ckpt, dataset, split))
+    return PREDICTIONS.has(memo_key(ckpt, dataset, split))
 
 
 def shown_predictions(ckpt: Checkpoint, dataset, split: str) -> Predictions:

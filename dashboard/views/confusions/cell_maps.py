@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from dashboard.common import state
+from dashboard.common.keys import memo_key
 from dashboard.common.memo import MB, Memo
 from fer_core.evaluation.predict import Predictions, ProgressCallback
 from fer_core.explain.cell_saliency import cached_cell_saliency
@@ -17,7 +17,7 @@ def cell_map(ckpt: Checkpoint, dataset, preds: Predictions, cell: tuple[int, int
     """The cell's mean saliency (float32 48 x 48, read-only) on the split of `preds`: from
     memory, else the disk cache, else computed on the checkpoint's shared model, reporting to
     `progress` while this call waits."""
-    key = (str(ckpt.path), state.file_stamp(ckpt.path), dataset.fingerprint, preds.split, cell)
+    key = memo_key(ckpt, dataset, preds.split, cell)
 
     def compute(report) -> np.ndarray:
         result = cached_cell_saliency(ckpt.model, ckpt.path, dataset, preds, *cell,

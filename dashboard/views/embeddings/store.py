@@ -2,6 +2,7 @@
 (`memo.Memo`: each computed once, however many tabs ask)."""
 
 from dashboard.common import state
+from dashboard.common.keys import memo_key
 from dashboard.common.memo import MB, Memo
 from fer_core.evaluation.predict import ProgressCallback
 from fer_core.explain.embeddings import Embedding, embed_split, projection_cached
@@ -12,7 +13,7 @@ EMBEDDINGS: Memo[Embedding] = Memo("embeddings", budget=192 * MB, heavy=True)
 
 
 def _key(ckpt: Checkpoint, dataset, split: str, method: str) -> tuple:
-    return (str(ckpt.path), state.file_stamp(ckpt.path), dataset.fingerprint, split, method)
+    return memo_key(ckpt, dataset, split, method)
 
 
 def ready(ckpt: Checkpoint, dataset, split: str, method: str) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from dashboard.common import state
+from dashboard.common.keys import memo_key
 from dashboard.common.memo import MB, Memo
 from fer_core.explain.filter_stats import FilterStats, filter_stats
 from fer_core.explain.filters import Settings, Snapshot, maximize
@@ -61,7 +61,7 @@ class FilterJob:
 
 def source_of(ckpt, dataset) -> tuple:
     """What a run's results belong to: the checkpoint file's version and the dataset."""
-    return str(ckpt.path), state.file_stamp(ckpt.path), dataset.fingerprint
+    return memo_key(ckpt, dataset)
 
 
 def current(ckpt, dataset) -> FilterJob | None:

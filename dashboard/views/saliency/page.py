@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard import sidebar
 from dashboard.common import exports, face_picker, state, url
 from dashboard.common.gallery import probability_figure
+from dashboard.common.keys import memo_key
 from dashboard.common.runs import all_runs
 from dashboard.views.saliency import controls, influence_panel, maps, timeline_panel, trust_panel
 from fer_core.data.classes import CLASSES
@@ -174,7 +175,7 @@ def page() -> None:
         trust_panel.flag_note(report, method)
         params = controls.params_choice(method, ckpt.arch, options)
         target = controls.target_choice(chosen.label is not None)
-    model_key = (str(ckpt.path), state.file_stamp(ckpt.path))
+    model_key = memo_key(ckpt)
     target_text = target.text()
     try:
         result = stored_map(ckpt, dataset, chosen, method, params, target)

@@ -5,11 +5,14 @@ toggle, so nothing is computed until asked; each snapshot is loaded once per pro
 shared checkpoint store) and each timeline kept in memory.
 """
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
 from dashboard.common import state
 from dashboard.common.face_picker import ChosenFace
+from dashboard.common.keys import memo_key
 from dashboard.common.paths import run_path
 from fer_core.explain.attribution import Target
 from fer_core.explain.timeline import (
@@ -26,9 +29,9 @@ from fer_core.training.snapshots import saved_snapshots
 @st.cache_data(max_entries=32, show_spinner=False)
 def across_training(snapshots: tuple, face: np.ndarray, label: int | None, method: str,
                     target: str, params: tuple) -> FaceTimeline:
-    """The face at each snapshot, given as (epoch, path, stamp) (the stamp keys a rewritten
-    file)."""
-    loaded = ((epoch, state.checkpoint(path)) for epoch, path, _stamp in snapshots)
+    """The face at each snapshot, given as (epoch, (path, disk version)) (`memo_key`: the
+    version keys a rewritten file)."""
+    loaded = ((epoch, state.checkpoint(path)) for epoch, (path, _version) in snapshots)
     models = ((epoch, snapshot_lr(ckpt.meta), ckpt.model) for epoch, ckpt in loaded)
     return face_timeline(models, face, label, method, Target.parse(target), **dict(params))
 
@@ -44,7 +47,7 @@ def show(run: str, chosen: ChosenFace, method: str, params: dict, target: Target
                 f"Training form's \"Snapshots of the weights\", 4 by default) to see how its "
                 f"maps changed over training.", icon=":material/history:")
         return
-    keys = tuple((s.epoch, s.path, state.file_stamp(s.path)) for s in snapshots)
+    keys = memo_key(*((s.epoch, Path(s.path)) for s in snapshots))
     with st.spinner(f"Explaining the face at {len(snapshots)} snapshots..."):
         timeline = across_training(keys, chosen.face, chosen.label, method, target.text(),
                                    tuple(sorted(params.items())))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard.common import state
+from dashboard.common.keys import memo_key
 from dashboard.common.tables import content_height
 from dashboard.views.saliency import trust_charts, trust_jobs
 from fer_core.data.classes import CLASSES
@@ -113,7 +113,7 @@ def show_deletion(ckpt, chosen, result) -> None:
     """This face's deletion curve for the current map, following the class the map explains,
     against a random order."""
     explained, _ = output_classes(result.output)
-    curve, floor = deletion_pair(ckpt.model, (str(ckpt.path), state.file_stamp(ckpt.path)),
+    curve, floor = deletion_pair(ckpt.model, memo_key(ckpt),
                                  chosen.face, result.values, explained)
     st.plotly_chart(trust_charts.deletion_figure(curve, floor, result.title, CLASSES[explained]),
                     config=CONFIG, key="sa_deletion")

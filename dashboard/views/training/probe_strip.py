@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
 
-from dashboard.common import state
+from dashboard.common.keys import memo_key
 from dashboard.common.memo import MB, Memo
 from dashboard.common.runs import RunInfo
 from fer_core.data.classes import CLASSES
@@ -41,8 +41,7 @@ def beside(path: Path):
 def timeline(path: Path) -> Timeline | None:
     """The probe maps written so far, read again when the probes folder changes."""
     folder = Path(path) / PROBES
-    return TIMELINES.get((str(folder), state.file_stamp(folder)),
-                         lambda report: read_timeline(path))
+    return TIMELINES.get(memo_key(folder), lambda report: read_timeline(path))
 
 
 def show(box, info: RunInfo) -> None:
