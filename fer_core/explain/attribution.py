@@ -221,11 +221,11 @@ def smoothgrad(scores, x, target, *, batch, seed, samples, noise):
 
     saliency, draws = Saliency(scores), generator(seed, x.device)
 
-    def at_samples(faces: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def at_samples(faces: torch.Tensor) -> torch.Tensor:
         noisy = faces + noise * torch.randn(faces.shape, generator=draws, device=x.device)
-        return saliency.attribute(noisy.requires_grad_(True), target=targets, abs=True)
+        return saliency.attribute(noisy.requires_grad_(True), target=target, abs=True)
 
-    return sample_mean(at_samples, x, target, samples, batch)
+    return sample_mean(at_samples, x, samples, batch)
 
 
 @method("ig", signed=True)
@@ -337,15 +337,15 @@ def gradient_shap(scores, x, target, *, batch, seed, samples):
     saliency, draws = Saliency(scores), generator(seed, x.device)
     greys = torch.linspace(0, 1, GREY_BASELINES, device=x.device)
 
-    def at_samples(faces: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def at_samples(faces: torch.Tensor) -> torch.Tensor:
         n, shape = len(faces), (len(faces), 1, 1, 1)
         pick = torch.randint(GREY_BASELINES, (n,), generator=draws, device=x.device)
         baselines = greys[pick].view(shape)
         alphas = torch.rand(shape, generator=draws, device=x.device)
         points = (baselines + alphas * (faces - baselines)).requires_grad_(True)
-        return saliency.attribute(points, target=targets, abs=False) * (faces - baselines)
+        return saliency.attribute(points, target=target, abs=False) * (faces - baselines)
 
-    return sample_mean(at_samples, x, target, samples, batch)
+    return sample_mean(at_samples, x, samples, batch)
 
 
 @method("guidedgradcam", signed=True, hooks=True)
@@ -401,16 +401,17 @@ def generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def sample_mean(at_samples: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                x: torch.Tensor, target: torch.Tensor, samples: int, batch: int) -> torch.Tensor:
-    """The mean over `samples` random draws of `at_samples(faces, targets)`, which explains
-    stacked copies of the faces; as many copies go in one call as `batch` images allow."""
+def sample_mean(at_samples: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                samples: int, batch: int) -> torch.Tensor:
+    """The mean over `samples` random draws of `at_samples(faces)`, which explains copies of
+    the faces stacked in blocks of N (see `Scores`); as many copies go in one call as `batch`
+    images allow."""
     copies = max(1, batch // len(x))
     total = torch.zeros_like(x)
     for start in range(0, samples, copies):
         k = min(copies, samples - start)
         faces = x.detach().repeat(k, 1, 1, 1)
-        total += at_samples(faces, target.repeat(k)).view(k, *x.shape).sum(0)
+        total += at_samples(faces).view(k, *x.shape).sum(0)
     return total / samples
 
 
@@ -462,19 +463,21 @@ def explain(model: nn.Module, faces: torch.Tensor, method: str = "vanilla",
     x = as_input(faces).to(device_of(model))
     batch = batch or default_batch(x.device)
     working = working_model(model, spec.hooks)
-    scores = Scores(working)
-    with torch.no_grad():
-        logits = working(x)
-    outputs = target.output_indices(logits, labels)
     if spec.compute in (gradcam, guided_gradcam):
         params["layer"] = params["layer"] or last_conv_stage(working)
+    maps, scored = [], []
     with torch.autocast(x.device.type, enabled=False):
-        maps = torch.cat([spec.compute(scores, part.clone().requires_grad_(True), part_outputs,
-                                       batch=batch, seed=seed, **params)
-                          for part, part_outputs in zip(x.split(batch), outputs.split(batch))])
-    return Explanation(maps=maps.detach().float().squeeze(1), method=spec.key, title=spec.title,
-                       signed=spec.signed, params=params, target=target, outputs=outputs,
-                       logits=logits)
+        for start in range(0, len(x), batch):
+            part = x[start:start + batch].clone().requires_grad_(True)
+            part_labels = (labels[start:start + batch]
+                           if labels is not None and len(labels) == len(x) else None)
+            scores = Scores(working, part, target, part_labels)
+            maps.append(spec.compute(scores, part, 0, batch=batch, seed=seed, **params))
+            scored.append(scores)
+    return Explanation(maps=torch.cat(maps).detach().float().squeeze(1), method=spec.key,
+                       title=spec.title, signed=spec.signed, params=params, target=target,
+                       outputs=torch.cat([s.outputs for s in scored]),
+                       logits=torch.cat([s.logits for s in scored]))
 
 
 def method_params(spec: Method, given: dict, defaults: dict | None = None) -> dict:
