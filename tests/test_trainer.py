@@ -114,13 +114,13 @@ def test_an_existing_run_is_not_overwritten(tmp_path, tiny_faces):
     assert run.status()["state"] == "finished"
 
 
-def test_a_failed_run_records_its_error(tmp_path, tiny_faces):
+def test_data_without_training_faces_is_refused_before_any_folder(tmp_path, tiny_faces):
+    """(A failure once the folder is made is a failed run: tests/test_cli.py.)"""
     no_train = subset_of(tiny_faces, tiny_faces.indices("val"))
     run = RunFolder(tmp_path / "run")
     with pytest.raises(FerError, match="no labelled training faces"):
         train(_config(), run.path, no_train)
-    status = run.status()
-    assert status["state"] == "failed" and "no labelled training faces" in status["error"]
+    assert not run.path.exists()
 
 
 def test_a_running_status_without_its_trainer_reads_as_failed(tmp_path):
