@@ -220,8 +220,13 @@ def test_a_truncated_checkpoint_gives_one_message_on_every_page_that_loads_it(tr
     at.switch_page(page).run()
     at.sidebar.selectbox(key="ckpt").set_value("cut").run()
     assert_clean(at)
-    why = "not a PyTorch checkpoint (truncated, or another kind of file)"
-    assert [e.value for e in at.error] == [f"{truncated_run / 'cut' / 'best.pt'}: {why}"]
+    why = f"{truncated_run / 'cut' / 'best.pt'}: not a PyTorch checkpoint (truncated, or " \
+          f"another kind of file)"
+    [message] = [e.value for e in at.main.error]
+    assert message.startswith(why)
+    assert [e.value for e in at.sidebar.error] == [
+        f"{why}. The pages that score faces cannot use it; Model shows what its folder still "
+        f"holds."]
 
 
 def test_model_confusions_and_embeddings_predict_the_split_once(dashboard_root, monkeypatch):
