@@ -139,11 +139,14 @@ def predict_rows(r: dict) -> list[dict]:
 
 
 def attribution_rows(r: dict) -> list[dict]:
-    bare = r["bare_backward_ms"] / 1e3
-    return [row("attribution", "vanilla gradient, one face", r["vanilla_one_face_ms"] / 1e3,
+    bare, n = r["bare_backward_ms"] / 1e3, r["batched_faces"]
+    faces = f"{r['faces']} val faces of {Path(r['data']).name}, {Path(r['checkpoint']).name}"
+    return [row("attribution", f"{m['title']}, {faces}", m["ours_s"], "Captum direct",
+                m["captum_s"]) for m in r["methods"].values()] + [
+            row("attribution", "vanilla gradient, one face", r["vanilla_one_face_ms"] / 1e3,
                 "bare backward()", bare),
-            row("attribution", "vanilla, 64 faces in one call (per face)",
-                r["batched_ms_per_face"] / 1e3, "64 single-face calls (per face)",
+            row("attribution", f"vanilla, {n} faces in one call (per face)",
+                r["batched_ms_per_face"] / 1e3, f"{n} single-face calls (per face)",
                 r["single_calls_ms_per_face"] / 1e3),
             row("attribution", "Integrated Gradients, 32 steps, one face",
                 r["ig32_one_face_ms"] / 1e3, "bare backward()", bare)]
@@ -302,7 +305,9 @@ def predict_args(ctx: Context) -> list[str]:
 
 
 def attribution_args(ctx: Context) -> list[str]:
-    return ctx.pick(["--repeats", "3"], [])
+    """Full mode: the script's defaults (200 FER2013 val faces when FER2013_CSV is set)."""
+    return ctx.pick(["--data", QUICK_DATA, "--checkpoint", BUILTIN_RUN, "--faces", "8",
+                     "--repeats", "3"], [])
 
 
 def export_args(ctx: Context) -> list[str]:

@@ -12,7 +12,9 @@ import torch
 from benchmarks import report, runner, suite
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--args", "builtin=--n 300 --repeats 1 --loop 20", "--args", "attribution=--repeats 1"]
+TINY = ["--args", "builtin=--n 300 --repeats 1 --loop 20",
+        "--args", "attribution=--repeats 1 --faces 2 --methods vanilla,gradcam"]
+ATTRIBUTION_ROWS = 2 + 3  # the two methods beside Captum-direct, then the one-face figures
 
 
 def run_suite(out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -36,7 +38,8 @@ def test_a_tiny_run_rows_pair_each_time_with_its_baseline(tiny_run):
         ("builtin", "ok", 0), ("attribution", "ok", 0)]
     assert data["benchmarks"][0]["raw"]["n"] == 300
     rows = [r for b in data["benchmarks"] for r in b["rows"]]
-    assert [r["benchmark"] for r in rows] == ["builtin"] + ["attribution"] * 3
+    assert [r["benchmark"] for r in rows] == ["builtin"] + ["attribution"] * ATTRIBUTION_ROWS
+    assert [r["baseline"] for r in rows[1:3]] == ["Captum direct"] * 2
     for r in rows:
         assert r["unit"] == "s" and r["value"] > 0 and r["baseline_value"] > 0
         assert r["speedup"] == pytest.approx(r["baseline_value"] / r["value"])
@@ -48,7 +51,8 @@ def test_a_tiny_run_writes_the_markdown_and_streams_progress(tiny_run):
     first = text.splitlines()[0]
     assert first.startswith("Machine: ") and f"torch {torch.__version__}" in first
     assert f"Command: `python -m benchmarks --quick --out {out}" in text
-    assert text.count("\n| builtin |") == 1 and text.count("\n| attribution |") == 3
+    assert text.count("\n| builtin |") == 1
+    assert text.count("\n| attribution |") == ATTRIBUTION_ROWS
     assert report.SPEEDUP_NOTE in text and "Failed" not in text
     assert "[builtin] make_builtin_faces(300)" in done.stdout
     assert text in done.stdout

@@ -16,14 +16,16 @@ The model is shared (the dashboard caches one per checkpoint for every tab), so 
 read-only. Gradients are taken with respect to the input only (Captum uses
 `torch.autograd.grad`), so nothing accumulates in the weights' `.grad`, and methods work when the
 parameters have `requires_grad=False`. Methods that attach hooks (Grad-CAM, Guided Backprop,
-DeepLift) run on a per-call deep copy (cnn3 is 2.7 MB, resnet18 45 MB), so no hook is ever seen
-by another tab and two calls never interleave on one model; hook-free methods read the shared
-model directly. Random methods (SmoothGrad, GradientSHAP) draw their noise, baselines and path
-points from a generator of each call's own (Captum's NoiseTunnel and GradientShap draw from the
-global generators, which every thread shares), so no call waits for another.
+DeepLift) run on a per-call copy of the model's modules that shares its weights (`hook_model`:
+no weight is copied), so no hook is ever seen by another tab and two calls never interleave on
+one model; hook-free methods read the shared model directly (one in train mode, through such a
+copy in eval mode). Random methods (SmoothGrad, GradientSHAP) draw their noise, baselines and
+path points from a generator of each call's own (Captum's NoiseTunnel and GradientShap draw from
+the global generators, which every thread shares), so no call waits for another.
 """
 
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,7 +37,7 @@ from ..errors import FerError
 from ..models.architectures import SPATIAL, LayerInfo, last_conv_stage, layer_registry
 from . import settings
 from .settings import BASELINES, METHOD_TITLES, method_defaults
-from .tensors import as_input, default_batch, device_of, gaussian_blur, working_model
+from .tensors import as_input, default_batch, device_of, gaussian_blur, hook_model
 
 BLUR_SIGMA = 4.0        # pixels: the blurred baseline keeps the face's layout, not its features
 OCCLUDER = 0.5          # grey value that fills an occluded window
@@ -135,7 +137,7 @@ class Scores(nn.Module):
     The first call resolves the target. When its first n rows are the faces themselves (vanilla,
     Input x Gradient, Guided Backprop, Grad-CAM, Occlusion, DeepLift), their logits are the
     prediction; otherwise (IG's path, SmoothGrad's and GradientSHAP's random points) the faces
-    are scored once without gradients first.
+    are scored once without gradients first, as they are after a method that never calls it.
     """
 
     def __init__(self, model: nn.Module, faces: torch.Tensor, target: Target,
@@ -148,20 +150,19 @@ class Scores(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.model(x)
         if self.outputs is None:
-            self.resolve(x, logits)
+            n = len(self.faces)
+            faces = len(x) >= n and torch.equal(x[:n], self.faces)
+            self.predict(logits[:n].detach() if faces else None)
         scores = torch.cat([logits, (logits[:, :, None] - logits[:, None, :]).flatten(1)], 1)
         return scores.gather(1, self.outputs.repeat(len(x) // len(self.faces))[:, None])
 
-    def resolve(self, x: torch.Tensor, logits: torch.Tensor) -> None:
-        """The faces' logits and output indices, from the first call's rows when they are the
-        faces."""
-        n = len(self.faces)
-        if len(x) >= n and torch.equal(x[:n], self.faces):
-            self.logits = logits[:n].detach()
-        else:
+    def predict(self, logits: torch.Tensor | None = None) -> None:
+        """Keep `logits` as the faces' (None: score the faces without gradients) and the output
+        each face explains."""
+        if logits is None:
             with torch.no_grad():
-                self.logits = self.model(self.faces)
-        self.outputs = self.target.output_indices(self.logits, self.labels)
+                logits = self.model(self.faces)
+        self.logits, self.outputs = logits, self.target.output_indices(logits, self.labels)
 
 
 # ---- methods ---------------------------------------------------------------------------------
@@ -393,6 +394,18 @@ def cam_module(scores: Scores, layer: str | None) -> nn.Module:
     return module
 
 
+_CAM_LAYERS: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
+
+
+def default_cam_layer(model: nn.Module, working: nn.Module) -> str:
+    """The last conv stage of `model`, found once per model on its working copy (finding it
+    runs a face through the model, as long as a one-face Grad-CAM takes)."""
+    name = _CAM_LAYERS.get(model)
+    if name is None:
+        name = _CAM_LAYERS[model] = last_conv_stage(working)
+    return name
+
+
 def generator(seed: int, device: torch.device) -> torch.Generator:
     """A generator of one call's own on `device`: the global generators are shared by every
     thread (a page's map and a trust report running beside it), so a draw from them would
@@ -462,9 +475,9 @@ def explain(model: nn.Module, faces: torch.Tensor, method: str = "vanilla",
     params = method_params(spec, params)
     x = as_input(faces).to(device_of(model))
     batch = batch or default_batch(x.device)
-    working = working_model(model, spec.hooks)
+    working = hook_model(model) if spec.hooks or model.training else model
     if spec.compute in (gradcam, guided_gradcam):
-        params["layer"] = params["layer"] or last_conv_stage(working)
+        params["layer"] = params["layer"] or default_cam_layer(model, working)
     maps, scored = [], []
     with torch.autocast(x.device.type, enabled=False):
         for start in range(0, len(x), batch):
@@ -473,6 +486,8 @@ def explain(model: nn.Module, faces: torch.Tensor, method: str = "vanilla",
                            if labels is not None and len(labels) == len(x) else None)
             scores = Scores(working, part, target, part_labels)
             maps.append(spec.compute(scores, part, 0, batch=batch, seed=seed, **params))
+            if scores.outputs is None:
+                scores.predict()
             scored.append(scores)
     return Explanation(maps=torch.cat(maps).detach().float().squeeze(1), method=spec.key,
                        title=spec.title, signed=spec.signed, params=params, target=target,
