@@ -67,7 +67,8 @@ def bare_backward(model, face: torch.Tensor) -> torch.Tensor:
 
 def captum_direct(key: str, model: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor,
                   params: dict, batch: int) -> torch.Tensor:
-    """Method `key` as one would call Captum on the model itself: N x 1 x 48 x 48 maps."""
+    """Method `key` as one would call Captum on the model itself: N x C x H x W maps (Occlusion's
+    window covers every channel, as `explain`'s does: N x 1 x H x W)."""
     from captum import attr
 
     n = len(x)
@@ -88,11 +89,12 @@ def captum_direct(key: str, model: torch.nn.Module, x: torch.Tensor, targets: to
     if key == "guided":
         return attr.GuidedBackprop(model).attribute(x, target=targets)
     if key == "occlusion":
-        window = params["window"]
+        window, channels = params["window"], x.shape[1]
         stride = max(1, window // 2)
         return attr.Occlusion(model).attribute(
-            x, sliding_window_shapes=(1, window, window), strides=(1, stride, stride),
-            baselines=OCCLUDER, target=targets, perturbations_per_eval=max(1, batch // n))
+            x, sliding_window_shapes=(channels, window, window),
+            strides=(channels, stride, stride), baselines=OCCLUDER, target=targets,
+            perturbations_per_eval=max(1, batch // n))[:, :1]
     if key == "inputxgrad":
         return attr.InputXGradient(model).attribute(x, target=targets)
     if key == "deeplift":
@@ -132,7 +134,7 @@ def ours(key: str, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def captum(key: str, model: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor,
            params: dict, batch: int) -> torch.Tensor:
-    return captum_direct(key, model, x, targets, params, batch).squeeze(1)
+    return captum_direct(key, model, x, targets, params, batch).sum(1)  # as `explain` adds up
 
 
 def kept(results: dict, name: str, work: Callable[..., torch.Tensor], *args) -> None:
@@ -154,7 +156,7 @@ def method_figures(model, x: torch.Tensor, methods: list[str], repeats: int,
         params = spec.defaults()
         given = dict(params)
         if "layer" in given:
-            given["layer"] = given["layer"] or last_conv_stage(model)
+            given["layer"] = given["layer"] or last_conv_stage(model, tuple(x.shape[1:]))
         maps = {}
         cases = {"ours": partial(kept, maps, "ours", ours, key, model, x),
                  "captum": partial(kept, maps, "captum", captum, key, model, inputs, targets,
@@ -214,7 +216,7 @@ def main() -> None:
     model = load_checkpoint(args.checkpoint, device).model.requires_grad_(False)
     dataset = load_dataset(args.data)
     rows = dataset.indices("val")[:args.faces]
-    x = torch.from_numpy(dataset.images[rows]).to(device).float().div(255).unsqueeze(1)
+    x = torch.from_numpy(dataset.images[rows]).to(device).float().div(255)
     print(f"{describe_device(device)}, {torch.get_num_threads()} torch threads; {len(x)} val "
           f"faces of {Path(args.data).name}, {Path(args.checkpoint).name}; medians of "
           f"{args.repeats}", flush=True)

@@ -34,7 +34,6 @@ sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from fer_core.data.classes import CLASSES
 from fer_core.evaluation.confusion import confusion_counts, ranked_pairs
 
 PAGE = "views/confusions/page.py"
@@ -68,8 +67,9 @@ def busiest_cells(data: str, run_dir: Path) -> list[tuple[int, int]]:
     ckpt = load_checkpoint(run_dir)
     preds = cached_predict_split(ckpt.model, ckpt.path, load_dataset(data), "val",
                                  torch.device("cpu"))
-    known = preds.labelled
-    pairs = ranked_pairs(confusion_counts(preds.labels[known], preds.predicted[known]))
+    known, classes = preds.labelled, ckpt.task.classes
+    pairs = ranked_pairs(confusion_counts(preds.labels[known], preds.predicted[known], classes),
+                         classes)
     return [(p["true"], p["pred"]) for p in pairs[:12]]
 
 
@@ -88,14 +88,14 @@ def cell_map_times(data: str, run_dir: Path, cache_dir: Path) -> dict:
     os.environ["FER_CACHE_DIR"] = str(cache_dir)
     device = choose_device()
     ckpt = load_checkpoint(run_dir, device)
-    model = ckpt.model.requires_grad_(False)
+    model, classes = ckpt.model.requires_grad_(False), ckpt.task.classes
     dataset = load_dataset(data)
     cell_mean_saliency(model, torch.from_numpy(dataset.images[:8]), 0, 1)  # warm-up
     preds = predict_split(model, dataset, "val", device)  # also warms the forward kernels
     predict_ms = timed(lambda: predict_split(model, dataset, "val", device))
     known = preds.labelled
-    counts = confusion_counts(preds.labels[known], preds.predicted[known])
-    top = ranked_pairs(counts)[0]
+    counts = confusion_counts(preds.labels[known], preds.predicted[known], classes)
+    top = ranked_pairs(counts, classes)[0]
     diagonal = int(np.argmax(counts.diagonal()))
     results = {"device": device.type, "val_faces": len(preds.rows),
                "predict_split_ms": round(predict_ms, 1)}
@@ -106,7 +106,7 @@ def cell_map_times(data: str, run_dir: Path, cache_dir: Path) -> dict:
 
         cold_ms = timed(mean_map)
         warm_ms = statistics.median(timed(mean_map) for _ in range(5))
-        results[name] = {"cell": f"{CLASSES[t]} -> {CLASSES[p]}", "faces": int(counts[t, p]),
+        results[name] = {"cell": f"{classes[t]} -> {classes[p]}", "faces": int(counts[t, p]),
                          "cold_ms": round(cold_ms, 1), "warm_ms": round(warm_ms, 2)}
     return results
 
@@ -127,6 +127,13 @@ def apptest_clicks(at: AppTest, cells: list, repeats: int) -> list[float]:
         at.run()
         times.append((time.perf_counter() - start) * 1000)
     return times
+
+
+def run_classes(run_dir: Path) -> tuple[str, ...]:
+    """The class names of the run's checkpoint, in its output order (the matrix's)."""
+    from fer_core.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(run_dir).task.classes
 
 
 def apptest_reruns(at: AppTest, repeats: int) -> list[float]:
@@ -179,7 +186,10 @@ def browser_floor(root: Path, repeats: int) -> list[float]:
     return times
 
 
-def browser_clicks(root: Path, data: str, run: str, cells: list, repeats: int) -> list[float]:
+def browser_clicks(root: Path, data: str, run: str, cells: list, classes: tuple[str, ...],
+                   repeats: int) -> list[float]:
+    """Milliseconds from a click on each of `cells` of the matrix (of the run's `classes`) until
+    its gallery's title shows."""
     from browser_helpers import BROWSER_ARGS, CHROMIUM, streamlit_server
     from playwright.sync_api import sync_playwright
 
@@ -190,7 +200,7 @@ def browser_clicks(root: Path, data: str, run: str, cells: list, repeats: int) -
         page = browser.new_page(viewport={"width": 1400, "height": 1500})
         page.set_default_timeout(120_000)
         page.goto(f"{url}/confusions?run={run}&true=0&pred=0")
-        page.get_by_text("True Angry, predicted Angry").first.wait_for()
+        page.get_by_text(f"True {classes[0]}, predicted {classes[0]}").first.wait_for()
         area = page.locator(".st-key-cm_matrix .nsewdrag").first
         for i in range(repeats):
             t, p = cells[i % len(cells)]
@@ -199,9 +209,9 @@ def browser_clicks(root: Path, data: str, run: str, cells: list, repeats: int) -
             time.sleep(0.5)
             box = area.bounding_box()
             start = time.perf_counter()
-            page.mouse.click(box["x"] + (p + 0.5) / 7 * box["width"],
-                             box["y"] + (t + 0.5) / 7 * box["height"])
-            page.get_by_text(f"True {CLASSES[t]}, predicted {CLASSES[p]}:").first.wait_for()
+            page.mouse.click(box["x"] + (p + 0.5) / len(classes) * box["width"],
+                             box["y"] + (t + 0.5) / len(classes) * box["height"])
+            page.get_by_text(f"True {classes[t]}, predicted {classes[p]}:").first.wait_for()
             page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')")
             times.append((time.perf_counter() - start) * 1000)
         browser.close()
@@ -235,8 +245,8 @@ def main() -> None:
                    "cell_click_apptest": summary(apptest_clicks(at, cells, args.repeats)),
                    "warm_rerun_apptest": summary(apptest_reruns(at, args.repeats))}
         if args.browser:
-            results["cell_click_browser"] = summary(
-                browser_clicks(root, args.data, run_dir.name, cells, args.repeats))
+            results["cell_click_browser"] = summary(browser_clicks(
+                root, args.data, run_dir.name, cells, run_classes(run_dir), args.repeats))
             results["button_click_browser"] = summary(browser_floor(root, args.repeats))
     out = ROOT / "benchmarks" / "results" / "confusions.json"
     out.parent.mkdir(parents=True, exist_ok=True)

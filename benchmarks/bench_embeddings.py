@@ -68,7 +68,7 @@ def penultimate_model(model: torch.nn.Module) -> torch.nn.Module:
 def features_race(model, dataset, split: str, device, repeats: int) -> dict:
     """Images per second of the three ways to the features, medians over alternating runs."""
     rows = dataset.indices(split)
-    faces = torch.from_numpy(dataset.images[rows]).to(device).unsqueeze(1).float().div(255)
+    faces = torch.from_numpy(dataset.images[rows]).to(device).float().div(255)
     batches = list(faces.split(BATCH_SIZE))
     bare = penultimate_model(model)
     times = {"predict_with_features": [], "predict_without": [], "bare_penultimate": []}

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.timing import save_results, seconds, sync
+from fer_core.data.task import FER2013
 from fer_core.device import choose_device, describe_device
 from fer_core.models.architectures import build_model
 from fer_core.models.checkpoint import make_payload, save_atomic
@@ -63,8 +64,8 @@ def epoch_end_ms(arch: str, device: torch.device, background: bool, folder: Path
     model = model_with_grads(arch, device)
     opt = OPTIMIZERS["adam"](model.parameters(), None)
     opt.step()
-    best = make_payload(model, arch=arch, arch_options={}, dataset={}, epoch=1, metrics={},
-                        config={})
+    best = make_payload(model, arch=arch, arch_options={}, task=FER2013, dataset={}, epoch=1,
+                        metrics={}, config={})
     last = {**best, "training_state": {"optimizer": opt.state_dict()}}
     files = [(best, folder / "best.pt"), (last, folder / "last.pt")]
     writer = CheckpointWriter()

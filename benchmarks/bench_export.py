@@ -78,7 +78,8 @@ def main() -> None:
         os.environ["FER_CACHE_DIR"] = str(Path(scratch) / "cache")
         cached_predict_split(model, ckpt.path, dataset, args.split, device, features=True)
         for method, params in methods.items():
-            request = ExportRequest(model, ckpt.path, dataset, args.split, {method: params})
+            request = ExportRequest(model, ckpt.path, ckpt.task, dataset, args.split,
+                                    {method: params})
             explain(model, naive_faces[:1], method, Target("predicted"), **params)  # warm-up
             batched = export_seconds(request, Path(scratch) / method, device, args.batch)
             naive = naive_seconds(model, naive_faces, method, params, device)

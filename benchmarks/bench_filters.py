@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
 from benchmarks.timing import bare_forward_seconds, seconds
+from fer_core.data.pictures import picture
 from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
 from fer_core.explain.contact_sheet import gallery_grid
@@ -63,13 +64,14 @@ PAGE_FILTERS, PAGE_RUNS = 16, 3  # the page's default choice (0-15) and timed ru
 TOP_FACES = 4  # dashboard/views/filters/page.py: each filter's top real faces beside its image
 
 
-def naive(model: torch.nn.Module, layer: str, channel: int, device: torch.device) -> None:
+def naive(model: torch.nn.Module, shape: tuple[int, int, int], layer: str, channel: int,
+          device: torch.device) -> None:
     """The textbook loop: full forward to the logits, a hook keeping the layer's output, every
-    weight's gradient computed, Adam on sigmoid pixels."""
+    weight's gradient computed, Adam on sigmoid pixels (one image of `shape`, C x H x W)."""
     net = copy.deepcopy(model).eval().requires_grad_(True)
     kept = {}
     net.get_submodule(layer).register_forward_hook(lambda _m, _i, out: kept.update(out=out))
-    values = torch.zeros(1, 1, 48, 48, device=device, requires_grad=True)
+    values = torch.zeros(1, *shape, device=device, requires_grad=True)
     optimizer = torch.optim.Adam([values], lr=0.05)
     for _ in range(STEPS):
         optimizer.zero_grad()
@@ -82,21 +84,22 @@ def naive(model: torch.nn.Module, layer: str, channel: int, device: torch.device
 def speed(ckpt, options: dict, device: torch.device, args) -> dict:
     """Per-filter seconds: the 64-filter batch (timed before and after the others), and
     one-filter engine runs and naive runs alternating, so machine noise hits all alike."""
-    settings = Settings(steps=STEPS)
+    settings, task = Settings(steps=STEPS), ckpt.task
     filters = list(range(args.filters))
-    visualize(ckpt.model, ckpt.arch, options, LAYER, [0], Settings(steps=2))  # warm-up
+    visualize(ckpt.model, ckpt.arch, options, LAYER, [0], Settings(steps=2), task=task)  # warm-up
 
     def batch() -> float:
-        return seconds(lambda: visualize(ckpt.model, ckpt.arch, options, LAYER, filters, settings),
-                     device) / len(filters)
+        return seconds(lambda: visualize(ckpt.model, ckpt.arch, options, LAYER, filters, settings,
+                                         task=task), device) / len(filters)
 
     batches, singles, naives = [batch()], [], []
     for f in filters[:max(args.single, args.naive)]:
         if len(singles) < args.single:
             singles.append(seconds(lambda f=f: visualize(ckpt.model, ckpt.arch, options, LAYER,
-                                                       [f], settings), device))
+                                                         [f], settings, task=task), device))
         if len(naives) < args.naive:
-            naives.append(seconds(lambda f=f: naive(ckpt.model, LAYER, f, device), device))
+            naives.append(seconds(lambda f=f: naive(ckpt.model, task.shape, LAYER, f, device),
+                                  device))
     batches.append(batch())
     per_batch, single, slow = np.median(batches), np.median(singles), np.median(naives)
     print(f"{LAYER}, {STEPS} steps, per filter (ascent precision: "
@@ -119,7 +122,8 @@ def success(ckpt, options: dict, dataset, count: int) -> dict:
         stats = filter_stats(ckpt.model, ckpt.path, dataset, "val", layer, k=1)
         chosen = sorted(np.random.default_rng(0).choice(len(stats.max_activation), count,
                                                        replace=False).tolist())
-        result = visualize(ckpt.model, ckpt.arch, options, layer, chosen, Settings(steps=STEPS))
+        result = visualize(ckpt.model, ckpt.arch, options, layer, chosen, Settings(steps=STEPS),
+                           task=ckpt.task)
         ratio = result.activations / np.maximum(stats.max_activation[chosen], 1e-6)
         ratios[layer] = {"filters": chosen, "ratio": np.round(ratio, 2).tolist()}
         print(f"  {layer:<14} optimized / best real face: min {ratio.min():.2f}, median "
@@ -157,10 +161,10 @@ def grid_png(dataset, rows, stats) -> bytes:
     """The page's finished grid for PAGE_FILTERS filters (grey stand-ins for their images)."""
     tiles, captions = [], []
     for f in range(PAGE_FILTERS):
-        tiles.append(np.full((48, 48), 128, np.uint8))
+        tiles.append(np.full_like(picture(dataset.images[rows[0]]), 128))
         captions.append((f"filter {f}", "1.00"))
         for position, value in zip(stats.top_positions[f], stats.top_values[f]):
-            tiles.append(dataset.images[rows[position]])
+            tiles.append(picture(dataset.images[rows[position]]))
             captions.append((f"#{position}", f"{value:.2f}"))
     buffer = io.BytesIO()
     gallery_grid(np.stack(tiles), captions, columns=1 + TOP_FACES, scale=2).save(buffer, "PNG")
@@ -183,7 +187,7 @@ def page_speed(checkpoint: Path) -> dict:
 
     def bare() -> None:
         for _ in maximize(ckpt.model, ckpt.arch, options, LAYER, filters, settings,
-                          every=SNAPSHOT_EVERY):
+                          every=SNAPSHOT_EVERY, task=ckpt.task):
             pass
 
     done = filters_done(PAGE_FILTERS, STEPS)
@@ -221,7 +225,7 @@ def page_speed(checkpoint: Path) -> dict:
 def ckpt_layers(ckpt):
     from fer_core.models.architectures import layer_registry
 
-    return layer_registry(ckpt.arch, **ckpt.arch_options)
+    return layer_registry(ckpt.arch, ckpt.task, **ckpt.arch_options)
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ def per_face_gradients_s(model: nn.Module, faces: np.ndarray, labels: np.ndarray
         for face, label in zip(faces, labels):
             captured.clear()
             with torch.no_grad():
-                model(torch.from_numpy(face).float().div(255)[None, None])
+                model(torch.from_numpy(face).float().div(255)[None])
             logits = nn.functional.linear(captured[0], weight, bias)
             loss = nn.functional.cross_entropy(logits, torch.tensor([int(label)]))
             torch.autograd.grad(loss, (weight, bias))

@@ -41,7 +41,7 @@ def bf16_predictions(model: torch.nn.Module, faces: torch.Tensor) -> torch.Tenso
     out = []
     with torch.autocast(faces.device.type, dtype=torch.bfloat16):
         for start in range(0, len(faces), BATCH_SIZE):
-            x = faces[start:start + BATCH_SIZE].unsqueeze(1).float().div(255)
+            x = faces[start:start + BATCH_SIZE].float().div(255)
             out.append(model(x).float().argmax(1))
     return torch.cat(out)
 

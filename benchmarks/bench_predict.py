@@ -57,11 +57,11 @@ def main() -> None:
         name = str(args.checkpoint)
     else:
         torch.manual_seed(0)
-        model = build_model(args.arch).to(device).eval()
+        model = build_model(args.arch, dataset.task).to(device).eval()
         name = args.arch
     rows = dataset.indices(args.split)
     n = len(rows)
-    faces = torch.from_numpy(dataset.images[rows]).to(device).unsqueeze(1).float().div(255)
+    faces = torch.from_numpy(dataset.images[rows]).to(device).float().div(255)
     batches = [faces[i:i + BATCH_SIZE].contiguous() for i in range(0, n, BATCH_SIZE)]
     bare_forward_seconds(model, batches[:1], device)  # warm up
     bare, ours = [], []

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.timing import save_results, seconds
 from fer_core.data.builtin import make_builtin_faces
+from fer_core.data.task import Task
 from fer_core.device import AUTOCAST_DTYPES, choose_device, describe_device, resolve_precision
 from fer_core.models.architectures import build_model
 from fer_core.training.config import TrainConfig
@@ -38,16 +39,16 @@ OPTIONS: dict[str, dict] = {}
 CPU_FACES, GPU_FACES = 2048, 32768
 
 
-def bare_loop(arch: str, batch_size: int, steps: int, device: torch.device, precision: str,
-              compiled: bool) -> float:
-    """Images/s of forward + backward + the trainer's Adam step on one ready batch, nothing else,
-    in the trainer's memory layout and precision, so that the trainer's overhead is all that
-    differs."""
+def bare_loop(arch: str, task: Task, batch_size: int, steps: int, device: torch.device,
+              precision: str, compiled: bool) -> float:
+    """Images/s of forward + backward + the trainer's Adam step on one ready batch of faces of
+    `task` (the trainer's data's), nothing else, in the trainer's memory layout and precision, so
+    that the trainer's overhead is all that differs."""
     torch.manual_seed(0)
-    model = build_model(arch, **OPTIONS.get(arch, {})).to(device).train()
+    model = build_model(arch, task, **OPTIONS.get(arch, {})).to(device).train()
     loss_fn = torch.nn.CrossEntropyLoss()
-    x = torch.rand(batch_size, 1, 48, 48, device=device)
-    y = torch.randint(0, 7, (batch_size,), device=device)
+    x = torch.rand(batch_size, *task.shape, device=device)
+    y = torch.randint(0, task.num_classes, (batch_size,), device=device)
     dtype = AUTOCAST_DTYPES.get(precision)
     if uses_channels_last(device):
         model = model.to(memory_format=torch.channels_last)
@@ -105,7 +106,8 @@ def main() -> None:
     trainer = {p: [] for p in precisions}
     for _ in range(args.repeats):  # alternate, so machine noise hits every variant alike
         for p in precisions:
-            bare[p].append(bare_loop(args.arch, args.batch_size, steps, device, p, args.compile))
+            bare[p].append(bare_loop(args.arch, dataset.task, args.batch_size, steps, device, p,
+                                     args.compile))
             trainer[p].append(trainer_run(args.arch, args.batch_size, dataset, device, p,
                                           args.compile))
             print(f"  {p}: bare {bare[p][-1]:8.1f} img/s   trainer {trainer[p][-1]:8.1f} img/s",

@@ -52,7 +52,7 @@ def main() -> None:
     floor = time.perf_counter() - start
 
     start = time.perf_counter()
-    report = trust_report(ckpt.model, ckpt.arch, options, faces, parts)
+    report = trust_report(ckpt.model, ckpt.arch, options, faces, parts, task=ckpt.task)
     whole = time.perf_counter() - start
 
     for key, seconds in per_method.items():

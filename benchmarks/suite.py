@@ -100,6 +100,15 @@ def load_rows(r: dict) -> list[dict]:
                 r["baseline_s"])]
 
 
+def tree_rows(r: dict) -> list[dict]:
+    source = f"{r['faces']:,} faces of {r['tree']} ({r['task']})"
+    pillow = "Pillow loop, one thread"
+    return [row("tree", f"cold read (decode + cache write), {source}", r["cold_median_s"],
+                pillow, r["baseline_median_s"]),
+            row("tree", f"cached read, {source}", r["cached_median_s"], pillow,
+                r["baseline_median_s"])]
+
+
 def train_rows(r: dict) -> list[dict]:
     rows, runs = [], r["precisions"]
     epoch = f"{r['steps_per_epoch']} steps of {r['batch_size']} per epoch"
@@ -286,6 +295,10 @@ def load_args(ctx: Context) -> list[str]:
     return ["--csv", ctx.csv]
 
 
+def tree_args(ctx: Context) -> list[str]:
+    return ctx.pick(["--faces", "2000", "--repeats", "1"], [])
+
+
 def train_args(ctx: Context) -> list[str]:
     return ["--head", "flat", *ctx.pick(["--faces", "512", "--repeats", "1"], [])]
 
@@ -373,6 +386,7 @@ BENCHMARKS = (
     Benchmark("builtin", "bench_builtin.py", "builtin.json", builtin_args, builtin_rows),
     Benchmark("load", "bench_load.py", "load.json", load_args, load_rows,
               needs_csv=True),
+    Benchmark("tree", "bench_tree.py", "tree.json", tree_args, tree_rows),
     Benchmark("cli_start", "bench_cli_start.py", "cli_start.json", cli_start_args,
               cli_start_rows, quick=False, needs_csv=True),
     Benchmark("train", "bench_train.py", "train_cnn3_*.json", train_args, train_rows),

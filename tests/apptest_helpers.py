@@ -1,5 +1,6 @@
-"""Helpers of the page tests (AppTest): point the dashboard at a checkpoints root, open the app
-on a page with a URL, and read a plotly figure and its arrays back from the page."""
+"""Helpers of the page tests (AppTest): point the dashboard at a checkpoints root and at a
+dataset held in memory, open the app on a page with a URL, and read a plotly figure and its
+arrays back from the page."""
 
 import base64
 import json
@@ -17,6 +18,18 @@ def serve(monkeypatch, root: Path) -> Path:
     monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(root))
     monkeypatch.delenv("FER_DATA", raising=False)
     return root
+
+
+def serve_dataset(monkeypatch, spec: str, dataset) -> str:
+    """Make the dashboard load `dataset` for the data spec `spec` (any other spec loads as
+    usual), as if a reader had read it there. `spec` must be new to this test process: the
+    dashboard keeps what it loaded by spec."""
+    from dashboard.common import state
+
+    real = state.load_dataset
+    monkeypatch.setattr(state, "load_dataset",
+                        lambda wanted, **kw: dataset if wanted == spec else real(wanted, **kw))
+    return spec
 
 
 def open_page(page: str, *, timeout: float = TIMEOUT, **query) -> AppTest:

@@ -18,3 +18,35 @@ def subset_of(dataset: FaceDataset, rows: np.ndarray) -> FaceDataset:
         split_codes=dataset.split_codes[rows], sources=dataset.sources[rows],
         fingerprint=f"{dataset.fingerprint}:{digest}",
         parts=None if dataset.parts is None else dataset.parts[rows])
+
+
+# RAF-DB's seven basic emotions in its label order (1 surprise ... 7 neutral), as folder names.
+RAF_DB_NAMES = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
+
+
+def in_other_task(dataset: FaceDataset, size: int = 64, channels: int = 3,
+                  classes: tuple[str, ...] = RAF_DB_NAMES) -> FaceDataset:
+    """The faces of a FER2013-task dataset as another task would hold them: resized to `size`
+    (antialiased), tinted into colour when `channels` is 3 (R, G and B differ), and relabelled to
+    `classes`, names matched to FER2013's by meaning (RAF-DB's names in RAF-DB's order by
+    default), so that a test can tell matching by name from matching by position."""
+    import torch
+    import torch.nn.functional as F
+
+    from fer_core.data.classes import CLASSES
+    from fer_core.data.task import Task
+
+    synonyms = {"surprise": "Surprise", "fear": "Fear", "disgust": "Disgust", "happiness": "Happy",
+                "sadness": "Sad", "anger": "Angry", "neutral": "Neutral"}
+    new_index = {CLASSES.index(synonyms.get(name, name)): k for k, name in enumerate(classes)}
+    labels = np.array([new_index.get(int(k), -1) if k >= 0 else -1 for k in dataset.labels],
+                      dtype=np.int64)
+    x = F.interpolate(torch.from_numpy(dataset.images).float(), size=(size, size),
+                      mode="bilinear", antialias=True, align_corners=False)
+    if channels == 3:
+        x = torch.cat([x, x * 0.85, x * 0.7 + 20], dim=1)
+    images = x.round().clamp(0, 255).to(torch.uint8).numpy()
+    return dataclasses.replace(
+        dataset, images=images, labels=labels, parts=None,
+        task=Task(tuple(classes), size, channels),
+        fingerprint=f"{dataset.fingerprint}:task-{size}-{channels}-{'-'.join(classes)}")

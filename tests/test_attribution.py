@@ -9,7 +9,7 @@ import torch
 from thread_helpers import run_at_once
 from torch import nn
 
-from fer_core.data.classes import NUM_CLASSES
+from fer_core.data.task import FER2013, Task
 from fer_core.errors import FerError
 from fer_core.explain.attribution import (
     METHODS,
@@ -22,19 +22,24 @@ from fer_core.explain.attribution import (
 )
 from fer_core.models.architectures import build_model
 
+CLASSES = FER2013.classes
 ARCHS = [("cnn3", {}), ("cnn3", {"head": "flat"}), ("resnet18", {})]
+# Other tasks: colour 64-pixel faces, RAF-DB's seven names in its order, and five classes.
+RAF_DB = Task(("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"), 64, 3)
+FIVE = Task(("a", "b", "c", "d", "e"), 64, 3)
+OTHER_TASKS = [("cnn3", RAF_DB, {}), ("cnn3", RAF_DB, {"head": "flat"}), ("resnet18", FIVE, {})]
 # Small settings so each method runs in well under a second on a busy 2-core CPU.
 FAST = {"smoothgrad": {"samples": 3}, "ig": {"steps": 4}, "gradshap": {"samples": 3},
         "occlusion": {"window": 24}}
 
 
-def faces(n: int, seed: int = 0) -> torch.Tensor:
-    return torch.rand(n, 1, 48, 48, generator=torch.Generator().manual_seed(seed))
+def faces(n: int, seed: int = 0, task: Task = FER2013) -> torch.Tensor:
+    return torch.rand(n, *task.shape, generator=torch.Generator().manual_seed(seed))
 
 
-def frozen(arch: str, **options) -> nn.Module:
+def frozen(arch: str, task: Task = FER2013, **options) -> nn.Module:
     torch.manual_seed(0)
-    return build_model(arch, **options).eval().requires_grad_(False)
+    return build_model(arch, task, **options).eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module", params=ARCHS, ids=lambda a: f"{a[0]}-{a[1].get('head', '')}")
@@ -65,14 +70,30 @@ def weights(linear, index: int) -> torch.Tensor:
 @pytest.mark.parametrize("target", ["Happy", "Sad-Fear"])
 def test_gradient_methods_of_a_linear_model_are_analytic(linear, target):
     x = faces(2)
-    index = Target.parse(target).output_indices(torch.zeros(2, 7), None)[0].item()
+    index = Target.parse(target, CLASSES).output_indices(torch.zeros(2, 7), None)[0].item()
     w = weights(linear, index)
     cases = {"vanilla": w.abs().expand(2, -1, -1), "ig": x[:, 0] * w,
              "inputxgrad": x[:, 0] * w, "deeplift": x[:, 0] * w,
              "occlusion": (x[:, 0] - 0.5) * w}
     params = {"ig": {"steps": 3}, "occlusion": {"window": 1}}
     for key, expected in cases.items():
-        maps = explain(linear, x, key, Target.parse(target), **params.get(key, {})).maps
+        maps = explain(linear, x, key, Target.parse(target, CLASSES), **params.get(key, {})).maps
+        torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_a_colour_face_s_map_adds_up_its_channels():
+    """A linear model of colour 16-pixel faces, 3 classes: each method's map is the sum over
+    the channels of what it gives one channel (Occlusion's square covers all three)."""
+    torch.manual_seed(3)
+    task = Task(("x", "y", "z"), 16, 3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 3)).eval()
+    x = faces(2, task=task)
+    w = model[1].weight.detach()[2].view(3, 16, 16)
+    cases = {"vanilla": w.abs().sum(0).expand(2, -1, -1), "ig": (x * w).sum(1),
+             "inputxgrad": (x * w).sum(1), "occlusion": ((x - 0.5) * w).sum(1)}
+    params = {"ig": {"steps": 3}, "occlusion": {"window": 1}}
+    for key, expected in cases.items():
+        maps = explain(model, x, key, Target.parse("z", task.classes), **params.get(key, {})).maps
         torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-6, msg=key)
 
 
@@ -105,7 +126,7 @@ def test_deeplift_sums_to_the_score_difference_on_resnet18():
     """(Not on cnn3: Captum 0.9 mishandles a ReLU followed by a max-pool, see `deeplift`.)"""
     model = frozen("resnet18")
     x = faces(2)
-    result = explain(model, x, "deeplift", Target.parse("Angry-Neutral"))
+    result = explain(model, x, "deeplift", Target.parse("Angry-Neutral", CLASSES))
     with torch.no_grad():
         logits, base = model(x), model(torch.zeros_like(x))
     difference = (logits[:, 0] - logits[:, 6]) - (base[:, 0] - base[:, 6])
@@ -115,8 +136,26 @@ def test_deeplift_sums_to_the_score_difference_on_resnet18():
 def test_a_contrast_is_the_difference_of_its_two_classes(model):
     x = faces(2)
     a, b = (explain(model, x, "inputxgrad", Target("class", k)).maps for k in (5, 2))
-    contrast = explain(model, x, "inputxgrad", Target.parse("Surprise-Fear")).maps
+    contrast = explain(model, x, "inputxgrad", Target.parse("Surprise-Fear", CLASSES)).maps
     torch.testing.assert_close(contrast, a - b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_contrast_of_a_five_class_model_is_the_difference_of_its_two_classes():
+    model, x = frozen("resnet18", FIVE), faces(2, task=FIVE)
+    a, b = (explain(model, x, "inputxgrad", Target("class", k)).maps for k in (4, 1))
+    result = explain(model, x, "inputxgrad", Target.parse("e-b", FIVE.classes))
+    torch.testing.assert_close(result.maps, a - b, rtol=1e-4, atol=1e-6)
+    assert result.target_names(FIVE.classes) == ["e - b", "e - b"]
+
+
+def test_integrated_gradients_of_a_colour_face_are_complete():
+    model, x = frozen("cnn3", RAF_DB), faces(2, task=RAF_DB)
+    result = explain(model, x, "ig", Target("class", 3), steps=64, baseline="blurred")
+    from fer_core.explain.attribution import baseline_images
+
+    with torch.no_grad():
+        difference = model(x)[:, 3] - model(baseline_images(x, "blurred"))[:, 3]
+    torch.testing.assert_close(result.maps.sum((1, 2)), difference, rtol=0.02, atol=2e-3)
 
 
 # ---- every method, every architecture -------------------------------------------------------
@@ -132,6 +171,23 @@ def test_each_method_gives_finite_deterministic_maps(model, key):
     torch.testing.assert_close(first.maps, again.maps, rtol=0, atol=0)
     if not first.signed:
         assert (first.maps >= 0).all()
+    assert hooks_left(model) == 0
+
+
+@pytest.fixture(scope="module", params=OTHER_TASKS,
+                ids=lambda a: f"{a[0]}-{a[2].get('head', '')}-{a[1].num_classes}")
+def other_task_model(request):
+    arch, task, options = request.param
+    return frozen(arch, task, **options), task
+
+
+@pytest.mark.parametrize("key", list(METHODS))
+def test_each_method_explains_colour_faces_of_another_size_and_class_count(other_task_model,
+                                                                         key):
+    model, task = other_task_model
+    result = explain(model, faces(2, task=task), key, **FAST.get(key, {}))
+    assert result.maps.shape == (2, 64, 64) and result.maps.isfinite().all()
+    assert result.maps.abs().sum() > 0 and result.logits.shape == (2, task.num_classes)
     assert hooks_left(model) == 0
 
 
@@ -153,9 +209,12 @@ def test_more_faces_than_a_batch_are_explained_in_chunks():
 
 def test_the_default_cam_layer_is_the_last_conv_stage():
     for arch, options in ARCHS:
-        assert last_conv_stage(frozen(arch, **options)) == cam_layers(arch, **options)[-1].name
-    assert cam_layers("cnn3")[-1].name == "block3.relu"
-    assert cam_layers("resnet18")[-1].name == "resnet.layer4.1.relu_out"
+        assert last_conv_stage(frozen(arch, **options), FER2013.shape) == \
+            cam_layers(arch, FER2013, **options)[-1].name
+    assert cam_layers("cnn3", FER2013)[-1].name == "block3.relu"
+    assert cam_layers("resnet18", FIVE)[-1].name == "resnet.layer4.1.relu_out"
+    colour = explain(frozen("cnn3", RAF_DB), faces(1, task=RAF_DB), "gradcam")
+    assert colour.params["layer"] == "block3.relu" and colour.maps.shape == (1, 64, 64)
 
 
 def test_gradcam_takes_any_spatial_layer():
@@ -170,30 +229,46 @@ def test_gradcam_takes_any_spatial_layer():
 def test_targets_parse_and_resolve():
     logits = torch.tensor([[0.0, 0, 0, 5, 0, 0, 0], [0, 0, 0, 0, 0, 0, 9]])
     labels = torch.tensor([4, 2])
-    assert Target.parse("pred").output_indices(logits, labels).tolist() == [3, 6]
-    assert Target.parse("true").output_indices(logits, labels).tolist() == [4, 2]
-    assert Target.parse("happy").output_indices(logits, None).tolist() == [3, 3]
-    assert Target.parse("5").describe() == "Surprise"
-    contrast = Target.parse("Fear-Surprise")
-    assert contrast.describe() == "Fear - Surprise"
-    assert describe_output(contrast.output_indices(logits, None)[0].item()) == "Fear - Surprise"
+    assert Target.parse("pred", CLASSES).output_indices(logits, labels).tolist() == [3, 6]
+    assert Target.parse("true", CLASSES).output_indices(logits, labels).tolist() == [4, 2]
+    assert Target.parse("happy", CLASSES).output_indices(logits, None).tolist() == [3, 3]
+    assert Target.parse("5", CLASSES).describe(CLASSES) == "Surprise"
+    contrast = Target.parse("Fear-Surprise", CLASSES)
+    assert contrast.describe(CLASSES) == "Fear - Surprise"
+    index = contrast.output_indices(logits, None)[0].item()
+    assert describe_output(index, CLASSES) == "Fear - Surprise"
+
+
+def test_targets_take_the_model_s_own_class_names_and_order():
+    names = RAF_DB.classes
+    assert Target.parse("happiness", names) == Target("class", 3)
+    assert Target.parse("Anger-Neutral", names) == Target("contrast", 5, 6)
+    assert Target.parse("6", names).describe(names) == "neutral"
+    with pytest.raises(FerError, match="0-6"):
+        Target.parse("Happy", names)
+    with pytest.raises(FerError, match="0-4"):
+        Target.parse("5", FIVE.classes)
+    with pytest.raises(FerError, match="classes 0-4"):
+        Target("class", 6).output_indices(torch.zeros(1, 5), None)
 
 
 @pytest.mark.parametrize("target", [Target("predicted"), Target("true"), Target("class", 3),
                                     Target("contrast", 2, 5)], ids=lambda t: t.kind)
 def test_a_target_survives_its_text_form(target):
-    assert Target.parse(target.text()) == target
+    assert Target.parse(target.text(CLASSES), CLASSES) == target
 
 
 def test_an_output_names_the_classes_it_explains():
-    assert output_classes(4) == (4, None)
-    assert output_classes(NUM_CLASSES + 2 * NUM_CLASSES + 5) == (2, 5)
+    assert output_classes(4, 7) == (4, None)
+    assert output_classes(7 + 2 * 7 + 5, 7) == (2, 5)
+    assert output_classes(5 + 3 * 5 + 1, 5) == (3, 1)
+    assert describe_output(5 + 3 * 5 + 1, FIVE.classes) == "d - b"
 
 
 @pytest.mark.parametrize("text", ["Joy", "7", "Happy-Happy", "-Sad", ""])
 def test_bad_targets_are_refused(text):
     with pytest.raises(FerError):
-        Target.parse(text)
+        Target.parse(text, CLASSES)
 
 
 def test_the_true_class_must_be_known():
@@ -206,7 +281,7 @@ def test_the_explanation_carries_what_a_page_shows():
                      steps=4, baseline="blurred")
     assert result.signed and result.title == "Integrated Gradients"
     assert result.params == {"steps": 4, "baseline": "blurred"}
-    assert result.target_names() == ["Disgust", "Neutral"]
+    assert result.target_names(CLASSES) == ["Disgust", "Neutral"]
     torch.testing.assert_close(result.probs.sum(1), torch.ones(2))
 
 

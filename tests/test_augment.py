@@ -1,26 +1,34 @@
+import pytest
 import torch
 
 from fer_core.training.augment import AugmentConfig, augment_batch
 
+# FER2013's grey 48-pixel faces, and colour faces of another size (RAF-DB's at 64 pixels).
+SHAPES = [(1, 48, 48), (3, 64, 64)]
 
-def _faces(n=64, seed=0):
+
+def _faces(n=64, seed=0, shape=(1, 48, 48)):
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 1, 48, 48, generator=g)
+    return torch.rand(n, *shape, generator=g)
 
 
-def test_shift_only_moves_whole_pixels_without_resampling():
-    x = _faces()
+@pytest.mark.parametrize("shape", SHAPES)
+def test_shift_only_moves_whole_pixels_without_resampling(shape):
+    x = _faces(shape=shape)
+    size = shape[-1]
     out = augment_batch(x, AugmentConfig(shift=3, flip=False, rotate=0),
                         torch.Generator().manual_seed(1))
     for face, moved in zip(x, out):
         found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
-                 if torch.equal(face[0, 3:-3, 3:-3], moved[0, 3 + dy:45 + dy, 3 + dx:45 + dx])]
-        assert len(found) == 1
+                 if torch.equal(face[:, 3:-3, 3:-3],
+                                moved[:, 3 + dy:size - 3 + dy, 3 + dx:size - 3 + dx])]
+        assert len(found) == 1  # every channel moved alike
     assert set(out.unique().tolist()) <= set(x.unique().tolist())
 
 
-def test_flip_mirrors_about_half_the_faces():
-    x = _faces(200)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_flip_mirrors_about_half_the_faces(shape):
+    x = _faces(200, shape=shape)
     out = augment_batch(x, AugmentConfig(shift=0, flip=True, rotate=0),
                         torch.Generator().manual_seed(2))
     flipped = [torch.equal(o, f.flip(-1)) for o, f in zip(out, x)]

@@ -14,8 +14,10 @@ from fer_core.data.builtin import (
     make_builtin_faces,
     render_faces,
 )
-from fer_core.data.classes import CLASSES, NUM_CLASSES
+from fer_core.data.classes import CLASSES
 from fer_core.data.dataset import PART_BITS, SPLITS
+
+NUM_CLASSES = len(CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +46,14 @@ def _expression(name):
 
 def test_contract(faces):
     n = 400
-    assert faces.images.shape == (n, 48, 48) and faces.images.dtype == np.uint8
+    assert faces.images.shape == (n, 1, 48, 48) and faces.images.dtype == np.uint8
     assert faces.labels.shape == (n,) and faces.labels.dtype == np.int64
     assert faces.split_codes.dtype == np.uint8
     assert faces.parts.shape == (n, 48, 48) and faces.parts.dtype == np.uint8
     assert faces.parts.max() <= sum(PART_BITS.values())
     assert faces.sources[0] == "builtin #0" and faces.sources[-1] == f"builtin #{n - 1}"
     assert (faces.name, faces.layout) == ("builtin", "builtin")
+    assert faces.task.classes == CLASSES and faces.task.shape == (1, 48, 48)
     assert faces.fingerprint == f"builtin-v{VERSION}-n{n}-s3"
 
 
@@ -102,7 +105,7 @@ def test_parts_cover_a_small_share_of_the_image(faces):
 
 
 def test_nuisance_factors_vary_the_pixels(faces):
-    pixels = faces.images.astype(np.float32)
+    pixels = faces.images[:, 0].astype(np.float32)
     assert pixels.mean(axis=(1, 2)).std() > 15          # lighting, skin, background levels
     assert pixels.std(axis=(1, 2)).std() > 4            # contrast
     corners = pixels[:, :4, :4].mean(axis=(1, 2))

@@ -4,6 +4,7 @@ reference on a small nonlinear one, batching, the shared-model rules, and the di
 import numpy as np
 import pytest
 import torch
+from dataset_helpers import in_other_task
 from torch import nn
 
 from fer_core.data.builtin import make_builtin_faces
@@ -34,14 +35,14 @@ def small_cnn(seed: int = 2) -> nn.Module:
 
 
 def per_face_reference(model: nn.Module, x: torch.Tensor, t: int, p: int) -> torch.Tensor:
-    """The definition, one face at a time."""
-    total = torch.zeros(48, 48, dtype=torch.float64)
+    """The definition, one face at a time (a colour face's channels added up)."""
+    total = torch.zeros(x.shape[-2:], dtype=torch.float64)
     for face in x:
         face = face[None].clone().requires_grad_(True)
         logits = model(face)[0]
         score = logits[p] - logits[t] if t != p else logits[t]
         (grad,) = torch.autograd.grad(score, face)
-        total += (grad if t != p else grad.abs())[0, 0].double()
+        total += (grad if t != p else grad.abs())[0].sum(0).double()
     return (total / len(x)).float()
 
 
@@ -61,6 +62,20 @@ def test_a_linear_model_gives_the_weight_difference_and_on_the_diagonal_its_magn
     torch.testing.assert_close(off, (w[4] - w[2]).view(48, 48), atol=1e-6, rtol=1e-5)
     diagonal = cell_mean_saliency(model, x, true_class=3, pred_class=3)
     torch.testing.assert_close(diagonal, w[3].abs().view(48, 48), atol=1e-6, rtol=1e-5)
+
+
+def test_a_colour_model_of_five_classes_adds_up_the_channels():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 5)).eval()
+    w = model[1].weight.detach().view(5, 3, 32, 32)
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    off = cell_mean_saliency(model, x, true_class=1, pred_class=4)
+    assert off.shape == (32, 32)
+    torch.testing.assert_close(off, (w[4] - w[1]).sum(0), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(cell_mean_saliency(model, x, 2, 2), w[2].abs().sum(0),
+                               atol=1e-6, rtol=1e-5)
+    with pytest.raises(FerError, match="0-4"):
+        cell_mean_saliency(model, x, 5, 1)
 
 
 def test_uint8_faces_give_the_map_of_their_pixels_over_255():
@@ -167,7 +182,7 @@ def test_the_cached_map_is_the_cell_mean_and_a_second_call_reads_it(scored, tmp_
         assert len(rows) > 1 and set(rows) == {
             preds.rows[i] for i in range(len(preds.rows))
             if preds.labels[i] == t and preds.predicted[i] == p}
-        expected = per_face_reference(model, torch.from_numpy(dataset.images[rows])[:, None]
+        expected = per_face_reference(model, torch.from_numpy(dataset.images[rows])
                                       .float() / 255, t, p).numpy()
         first = cached_cell_saliency(model, checkpoint, dataset, preds, t, p)
         assert first.dtype == np.float32 and first.shape == (48, 48)
@@ -195,9 +210,25 @@ def test_another_cell_or_another_checkpoint_content_is_computed_again(scored, tm
     save_checkpoint(retrained, checkpoint)  # same path, new content
     again = cached_cell_saliency(retrained, checkpoint, dataset, preds, t, p)
     assert computed == [(d, d), (t, p)]
-    x = torch.from_numpy(dataset.images[cell_rows(preds, t, p)])[:, None].float() / 255
+    x = torch.from_numpy(dataset.images[cell_rows(preds, t, p)]).float() / 255
     np.testing.assert_allclose(again, per_face_reference(retrained, x, t, p).numpy(),
                                atol=1e-6, rtol=1e-4)
+
+
+def test_a_colour_dataset_s_cell_map_has_its_size(scored, tmp_path):
+    dataset = in_other_task(scored[0], size=32)
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),
+                          nn.Flatten(), nn.Linear(4 * 8 * 8, 7)).eval()
+    checkpoint = tmp_path / "colour.pt"
+    save_checkpoint(model, checkpoint)
+    preds = predict_split(model, dataset, "val", torch.device("cpu"))
+    (t, p), _ = busiest_cells(preds)
+    x = torch.from_numpy(dataset.images[cell_rows(preds, t, p)]).float() / 255
+    result = cached_cell_saliency(model, checkpoint, dataset, preds, t, p)
+    assert result.shape == (32, 32)
+    np.testing.assert_allclose(result, per_face_reference(model, x, t, p).numpy(), atol=1e-6,
+                               rtol=1e-4)
 
 
 def test_an_entry_for_other_faces_is_not_served(scored, tmp_path, monkeypatch):

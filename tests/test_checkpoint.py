@@ -3,6 +3,7 @@ import os
 import pytest
 import torch
 
+from fer_core.data.task import FER2013, Task
 from fer_core.errors import CheckpointError
 from fer_core.models.architectures import build_model
 from fer_core.models.checkpoint import (
@@ -14,9 +15,13 @@ from fer_core.models.checkpoint import (
 )
 
 
-def _payload(arch="cnn3", model=None, **options):
-    model = model or build_model(arch, **options)
-    return make_payload(model, arch=arch, arch_options=options, epoch=3,
+RAF_COLOUR = Task(("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"),
+                  64, 3)
+
+
+def _payload(arch="cnn3", model=None, task=FER2013, **options):
+    model = model or build_model(arch, task, **options)
+    return make_payload(model, arch=arch, arch_options=options, task=task, epoch=3,
                         dataset={"name": "builtin", "layout": "builtin", "fingerprint": "f"},
                         metrics={"val_acc": 0.5}, config={"lr": 0.001})
 
@@ -98,8 +103,8 @@ def test_the_input_normalization_travels_with_the_weights_not_as_buffers(tmp_pat
 
     options = arch_options("cnn3", mean=0.4, std=0.2)
     model = build_model("cnn3", **options)
-    save_atomic(make_payload(model, arch="cnn3", arch_options=options, epoch=1, dataset={},
-                             metrics={}, config={}), tmp_path / "own.pt")
+    save_atomic(make_payload(model, arch="cnn3", arch_options=options, task=FER2013, epoch=1,
+                             dataset={}, metrics={}, config={}), tmp_path / "own.pt")
     ckpt = load_checkpoint(tmp_path / "own.pt")
     assert (ckpt.model.normalize.mean, ckpt.model.normalize.std) == (0.4, 0.2)
     assert ckpt.meta["arch_options"]["mean"] == 0.4
@@ -141,3 +146,21 @@ def test_a_half_precision_copy_is_half_the_size_and_predicts_as_the_original(tmp
         full, small = (load_checkpoint(p).model(x) for p in (source, tmp_path / "best.pt"))
     assert next(load_checkpoint(tmp_path / "best.pt").model.parameters()).dtype == torch.float32
     assert torch.allclose(full.softmax(1), small.softmax(1), atol=5e-3)
+
+
+@pytest.mark.parametrize("arch", ["cnn3", "resnet18"])
+def test_a_colour_task_of_other_classes_travels_with_the_weights(tmp_path, arch):
+    save_atomic(_payload(arch, task=RAF_COLOUR), tmp_path / "raf.pt")
+    ckpt = load_checkpoint(tmp_path / "raf.pt")
+    assert ckpt.task == RAF_COLOUR and ckpt.meta["channels"] == 3
+    assert ckpt.meta["classes"] == list(RAF_COLOUR.classes) and ckpt.meta["input_size"] == 64
+    with torch.no_grad():
+        assert ckpt.model(torch.rand(2, 3, 64, 64)).shape == (2, 7)
+
+
+def test_a_checkpoint_saved_before_channels_were_recorded_loads_as_grey(tmp_path):
+    payload = _payload()
+    del payload["channels"]
+    save_atomic(payload, tmp_path / "old.pt")
+    ckpt = load_checkpoint(tmp_path / "old.pt")
+    assert ckpt.task == FER2013 and ckpt.model.block1.conv.in_channels == 1

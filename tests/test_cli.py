@@ -10,15 +10,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from dataset_helpers import RAF_DB_NAMES, in_other_task
 
 from fer_core.cli.main import main
-from fer_core.data.classes import CLASSES
+from fer_core.data import readers
 from fer_core.data.readers import load_dataset
-from fer_core.models.checkpoint import FORMAT, save_atomic
+from fer_core.data.task import FER2013
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import FORMAT, make_payload, save_atomic
 from fer_core.training.config import TrainConfig
 from fer_core.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
+CLASSES = FER2013.classes
 
 
 def run_cli(*args, timeout=120):
@@ -90,6 +94,7 @@ def test_evaluate_prints_metrics_and_writes_json(trained_run, tmp_path, capsys):
                  "--json", str(out_json)]) == 0
     printed = capsys.readouterr().out
     assert "confusion matrix (rows = true class, columns = predicted)" in printed
+    assert printed.count("task: 7 classes, 48x48 grey: Angry, Disgust") == 1
     metrics = json.loads(out_json.read_text())
     assert {"n", "accuracy", "per_class", "confusion_matrix"} <= metrics.keys()
     matrix = metrics["confusion_matrix"]
@@ -113,6 +118,7 @@ def test_train_then_resume_from_the_command_line(tmp_path):
                     "--out", out)
     assert first.returncode == 0, first.stderr
     assert "finished: 1/1 epochs, best val acc" in first.stdout
+    assert first.stdout.count("task: 7 classes, 48x48 grey: Angry, Disgust") == 1
     assert "epoch 1/1  train loss" in first.stdout
     again = run_cli("train", "--data", "builtin:140", "--epochs", "1", "--out", out)
     assert again.returncode == 2
@@ -332,3 +338,51 @@ def test_evaluate_with_tta_reports_both_accuracies(trained_run, tmp_path, capsys
     assert tta["n"] == metrics["n"] and {"accuracy", "confusion_matrix", "pairs"} <= tta.keys()
     assert (f"with test-time augmentation (flip and shifts): accuracy = {tta['accuracy']:.4f} "
             f"(without: {metrics['accuracy']:.4f})") in printed
+
+
+# ---- evaluate: tasks other than FER2013's -----------------------------------------------------
+
+@pytest.fixture
+def raf_data(monkeypatch, tiny_faces):
+    """`--data raf` reads the tiny faces in colour at 64 pixels with RAF-DB's class names (until
+    a reader of such trees exists)."""
+    raf = in_other_task(tiny_faces)
+    real = readers.load_dataset
+    monkeypatch.setattr(readers, "load_dataset",
+                        lambda spec, **kw: raf if spec == "raf" else real(spec, **kw))
+    return raf
+
+
+def test_evaluate_names_the_classes_of_the_checkpoint_s_task(raf_data, tmp_path, capsys):
+    source = tmp_path / "raf.pt"
+    save_atomic(make_payload(build_model("cnn3", raf_data.task), arch="cnn3", arch_options={},
+                             task=raf_data.task, dataset={}, epoch=1, metrics={}, config={}),
+                source)
+    out_json = tmp_path / "metrics.json"
+    assert main(["evaluate", "--checkpoint", str(source), "--data", "raf",
+                 "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("task: 7 classes, 64x64 colour: surprise, fear, disgust") == 1
+    metrics = json.loads(out_json.read_text())
+    assert metrics["classes"] == list(metrics["per_class"]) == list(RAF_DB_NAMES)
+    assert len(metrics["confusion_matrix"]) == 7 and all(len(r) == 7
+                                                         for r in metrics["confusion_matrix"])
+    header = printed.splitlines()[printed.splitlines().index(
+        "confusion matrix (rows = true class, columns = predicted)") + 1]
+    assert header.split() == [name[:8] for name in RAF_DB_NAMES]
+
+
+def test_evaluate_of_a_checkpoint_on_data_of_another_task_matches_classes_by_name(
+        trained_run, raf_data, tmp_path, capsys):
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", "--checkpoint", str(trained_run), "--data", "raf", "--json",
+                 str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["classes"] == list(CLASSES)
+    assert metrics["notes"] == ["the data's classes matched to the model's by name",
+                                "faces converted from 64x64 colour to the model's 48x48 grey"]
+    val = raf_data.labels[raf_data.indices("val")]
+    expected = {CLASSES[k]: int((val == RAF_DB_NAMES.index(name)).sum())
+                for k, name in enumerate(("anger", "disgust", "fear", "happiness", "sadness",
+                                          "surprise", "neutral"))}
+    assert {c: row["support"] for c, row in metrics["per_class"].items()} == expected

@@ -10,13 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dataset_helpers import RAF_DB_NAMES
+from explain_helpers import untrained_checkpoint
 from PIL import Image
 
 from fer_core.explain.settings import METHOD_KEYS
 from fer_core.cli.main import main
-from fer_core.data.classes import CLASSES
+from fer_core.data.task import FER2013, Task
 from fer_core.explain.attribution import METHODS
 
+CLASSES = FER2013.classes
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "builtin-cnn3"
 DATA = "builtin:100"
@@ -160,3 +163,40 @@ def test_the_png_shows_face_map_and_overlay(tmp_path, capsys):
     assert face_tile.std() > 0
     assert (face_tile == face_tile[..., :1]).all()       # the face is grey
     assert (map_tile != map_tile[..., :1]).any()         # the map is in colour
+
+
+@pytest.fixture(scope="module")
+def colour_run(tmp_path_factory) -> Path:
+    """An untrained colour 64-pixel model of RAF-DB's seven classes, in RAF-DB's order."""
+    return untrained_checkpoint(tmp_path_factory.mktemp("colour"), Task(RAF_DB_NAMES, 64, 3))
+
+
+def test_a_colour_model_s_png_shows_the_face_in_colour_at_its_size(tmp_path, photo, colour_run,
+                                                                    capsys):
+    out, report = tmp_path / "map.png", tmp_path / "map.json"
+    assert main(["explain", "--checkpoint", str(colour_run), "--image", str(photo), "--method",
+                 "ig", "--param", "steps=4", "--target", "happiness-anger", "--out", str(out),
+                 "--json", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["target"] == "happiness - anger" and data["pred"] in RAF_DB_NAMES
+    assert len(data["probs"]) == 7
+    printed = capsys.readouterr().out
+    assert all(f"  {name:<9} " in printed for name in RAF_DB_NAMES)
+    picture = np.asarray(Image.open(out).convert("RGB"), dtype=int)
+    side = 64 * 4  # the face at the model's size, zoomed 4 times
+    assert picture.shape[:2] == (side + 18, 3 * side + 8)
+    face_tile = picture[18:, :side]
+    assert (face_tile != face_tile[..., :1]).any()       # the face is in colour
+    overlay = picture[18:, 2 * side + 8:]
+    assert overlay.std() > 0
+
+
+def test_a_colour_model_explains_grey_data_converted_and_matched_by_name(tmp_path, colour_run,
+                                                                          capsys):
+    out = tmp_path / "map.png"
+    assert main(["explain", "--checkpoint", str(colour_run), "--data", DATA, "--index", "0",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "note: the data's classes matched to the model's by name" in err
+    assert "note: faces converted from 48x48 grey to the model's 64x64 colour" in err
+    assert Image.open(out).mode == "RGB"

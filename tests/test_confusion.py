@@ -8,11 +8,12 @@ import warnings
 import numpy as np
 import pytest
 
-from fer_core.data.classes import CLASSES
+from fer_core.data.task import FER2013
 from fer_core.errors import FerError
 from fer_core.evaluation import confusion
 from fer_core.evaluation.predict import Predictions
 
+CLASSES = FER2013.classes
 # Eleven val faces: (label, probabilities of Angry, Disgust, Fear; the other classes get 0).
 # Face 8 has no label. Faces 1 and 10 are identical, to check that ties keep position order.
 FACES = [
@@ -48,7 +49,7 @@ def pred() -> Predictions:
 
 @pytest.fixture
 def counts(pred) -> np.ndarray:
-    return confusion.confusion_counts(pred.labels, pred.predicted)
+    return confusion.confusion_counts(pred.labels, pred.predicted, CLASSES)
 
 
 def test_counts_put_true_classes_in_rows_and_skip_unknown_labels(counts):
@@ -67,7 +68,7 @@ def test_row_normalization_is_recall_and_column_normalization_is_precision(pred,
     columns = confusion.normalize(counts, "column")
     assert columns[:3, :3] == pytest.approx(
         np.array([[1 / 3, 4 / 6, 0], [1 / 3, 2 / 6, 0], [1 / 3, 0, 1]]))
-    metrics = confusion.class_metrics(pred.labels, pred.predicted)
+    metrics = confusion.class_metrics(pred.labels, pred.predicted, CLASSES)
     assert np.diag(rows) == pytest.approx([m["recall"] for m in metrics])
     assert np.diag(columns) == pytest.approx([m["precision"] for m in metrics])
 
@@ -85,7 +86,7 @@ def test_empty_rows_and_columns_normalize_to_zeros_and_counts_to_a_float_copy(co
 
 
 def test_class_metrics_in_class_order(pred):
-    metrics = confusion.class_metrics(pred.labels, pred.predicted)
+    metrics = confusion.class_metrics(pred.labels, pred.predicted, CLASSES)
     assert [m["class"] for m in metrics] == list(CLASSES)
     angry, disgust = metrics[0], metrics[1]
     assert angry["support"] == 5 and angry["recall"] == pytest.approx(0.2)
@@ -153,7 +154,7 @@ def test_ranked_pairs_by_count_then_true_then_predicted_class():
     matrix = np.zeros((7, 7), dtype=np.int64)
     matrix[3, 4] = matrix[1, 5] = matrix[1, 2] = 2
     matrix[0, 6], matrix[2, 2], matrix[6, 0], matrix[1, 1] = 5, 9, 1, 4
-    pairs = confusion.ranked_pairs(matrix)
+    pairs = confusion.ranked_pairs(matrix, CLASSES)
     assert [(p["true"], p["pred"], p["count"]) for p in pairs] == [
         (0, 6, 5), (1, 2, 2), (1, 5, 2), (3, 4, 2), (6, 0, 1)]
     assert pairs[1]["share"] == pytest.approx(2 / 8)  # row 1 holds 2 + 2 + 4 faces
@@ -163,11 +164,11 @@ def test_ranked_pairs_by_count_then_true_then_predicted_class():
 
 
 def test_ranked_pairs_of_the_example_keep_orientation(counts):
-    pairs = confusion.ranked_pairs(counts)
+    pairs = confusion.ranked_pairs(counts, CLASSES)
     assert [(p["true_name"], p["pred_name"], p["count"]) for p in pairs] == [
         ("Angry", "Disgust", 4), ("Disgust", "Angry", 1), ("Fear", "Angry", 1)]
     assert [p["share"] for p in pairs] == pytest.approx([4 / 5, 1 / 3, 1 / 2])
-    assert confusion.ranked_pairs(np.eye(7, dtype=np.int64)) == []
+    assert confusion.ranked_pairs(np.eye(7, dtype=np.int64), CLASSES) == []
 
 
 def test_likely_label_errors_are_confident_mistakes_most_confident_first(pred):
@@ -212,7 +213,7 @@ def test_pr_curves_score_a_perfect_classifier_1_and_skip_absent_classes():
     probs = np.eye(7)[np.where(labels >= 0, labels, 6)] * 0.9 + 0.1 / 7
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        curves = confusion.pr_curves(probs, labels)
+        curves = confusion.pr_curves(probs, labels, CLASSES)
     assert [c["class"] for c in curves] == list(CLASSES)
     assert [c["ap"] for c in curves[:6]] == [1.0] * 6
     assert curves[6]["ap"] is None and len(curves[6]["precision"]) == 0
@@ -223,7 +224,7 @@ def test_pr_curve_average_precision_on_a_ranking():
     # Angry scores rank the faces: Angry, Disgust, Angry -> AP = 1/2 * 1 + 1/2 * 2/3
     probs = np.array([[0.9, 0.1, 0, 0, 0, 0, 0], [0.5, 0.5, 0, 0, 0, 0, 0],
                       [0.3, 0.7, 0, 0, 0, 0, 0]])
-    curves = confusion.pr_curves(probs, np.array([0, 1, 0]))
+    curves = confusion.pr_curves(probs, np.array([0, 1, 0]), CLASSES)
     assert curves[0]["ap"] == pytest.approx(0.5 + 1 / 3)
 
 
@@ -241,12 +242,12 @@ def test_disagreements_between_two_models_on_the_same_faces(pred):
 
 
 def test_matrix_csv_has_true_classes_in_rows(counts):
-    rows = list(csv.reader(io.StringIO(confusion.matrix_csv(counts))))
+    rows = list(csv.reader(io.StringIO(confusion.matrix_csv(counts, CLASSES))))
     assert rows[0] == ["true\\pred", *CLASSES]
     assert [row[0] for row in rows[1:]] == list(CLASSES)
     assert rows[1][1:4] == ["1", "4", "0"] and rows[2][1:4] == ["1", "2", "0"]
     normalized = confusion.normalize(counts, "row")
-    parsed = list(csv.reader(io.StringIO(confusion.matrix_csv(normalized))))[1:]
+    parsed = list(csv.reader(io.StringIO(confusion.matrix_csv(normalized, CLASSES))))[1:]
     assert np.array([[float(v) for v in row[1:]] for row in parsed]).tolist() == \
         normalized.tolist()
 
@@ -255,7 +256,8 @@ def test_label_errors_csv_traces_each_face_to_its_source(pred):
     sources = [f"line {i + 2}" for i in range(120)]
     sources[106] = "faces/a,b.png"  # the source of face 6 (split row 100 + 6)
     sources = np.array(sources)
-    text = confusion.label_errors_csv(pred, confusion.likely_label_errors(pred, 0.58), sources)
+    text = confusion.label_errors_csv(pred, confusion.likely_label_errors(pred, 0.58), sources,
+                                      CLASSES)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert list(rows[0]) == ["split", "index", "source", "label", "prediction", "confidence"]
     assert [r["index"] for r in rows] == ["6", "3", "1", "10"]
@@ -263,3 +265,33 @@ def test_label_errors_csv_traces_each_face_to_its_source(pred):
                        "prediction": "Angry", "confidence": "0.9500"}
     assert rows[1]["source"] == "line 105" and rows[1]["label"] == "Angry"
     assert rows[1]["prediction"] == "Disgust" and rows[1]["confidence"] == "0.7000"
+
+
+# Five classes in another order: the matrix, its names and its CSV follow the classes given.
+FIVE = ("surprise", "fear", "happiness", "sadness", "anger")
+
+
+def test_a_five_class_task_gets_a_five_by_five_matrix_named_by_its_classes():
+    labels, predicted = np.array([0, 0, 1, 4, 4, 4, -1]), np.array([0, 3, 1, 4, 2, 2, 1])
+    counts = confusion.confusion_counts(labels, predicted, FIVE)
+    assert counts.shape == (5, 5) and counts.sum() == 6
+    pairs = confusion.ranked_pairs(counts, FIVE)
+    assert [(p["true_name"], p["pred_name"], p["count"]) for p in pairs] == [
+        ("anger", "happiness", 2), ("surprise", "sadness", 1)]
+    assert [m["class"] for m in confusion.class_metrics(labels, predicted, FIVE)] == list(FIVE)
+    rows = list(csv.reader(io.StringIO(confusion.matrix_csv(counts, FIVE))))
+    assert rows[0] == ["true\\pred", *FIVE] and [r[0] for r in rows[1:]] == list(FIVE)
+    probs = np.eye(5)[predicted]
+    assert [c["class"] for c in confusion.pr_curves(probs, labels, FIVE)] == list(FIVE)
+
+
+def test_classes_beyond_the_task_and_a_matrix_of_another_size_are_refused():
+    with pytest.raises(FerError, match="class index 5 is beyond the 5 classes"):
+        confusion.confusion_counts(np.array([0, 5]), np.array([0, 1]), FIVE)
+    with pytest.raises(FerError, match="expected a 5 x 5 matrix"):
+        confusion.ranked_pairs(np.zeros((7, 7), dtype=np.int64), FIVE)
+    five = Predictions(split="val", rows=np.arange(2), labels=np.array([0, 4]),
+                       probs=np.eye(5, dtype=np.float32)[[0, 4]])
+    assert confusion.cell_positions(five, 4, 4).tolist() == [1]
+    with pytest.raises(FerError, match="class index must be 0 to 4, got 5"):
+        confusion.cell_positions(five, 5, 0)

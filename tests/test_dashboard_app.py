@@ -154,7 +154,7 @@ def test_model_page_shows_the_runs_curves_and_its_confusion_matrix(dashboard_roo
     assert validation == [[e["val_loss"] for e in epochs], [e["val_acc"] for e in epochs]]
     ckpt = load_checkpoint(dashboard_root / "tiny-a", torch.device("cpu"))
     preds = predict_split(ckpt.model, load_dataset("builtin:300"), "val", torch.device("cpu"))
-    expected = confusion_counts(preds.labels, preds.predicted)
+    expected = confusion_counts(preds.labels, preds.predicted, ckpt.task.classes)
     matrix = figure(at, "model_matrix")["data"]
     assert len(matrix) == 1  # shown, not clickable: no overlay
     shown = [[int(text.split("<br>")[0]) for text in row] for row in matrix[0]["text"]]

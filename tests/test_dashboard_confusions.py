@@ -61,15 +61,17 @@ def test_the_page_shows_the_accuracy_evaluate_reports_and_the_matrix(dashboard_r
     assert metric(at, "Labelled faces") == f"{len(preds.labelled):,}"
     heat = figure(at, "cm_matrix")["data"][0]
     known = preds.labelled
-    counts = confusion_counts(preds.labels[known], preds.predicted[known])
+    counts = confusion_counts(preds.labels[known], preds.predicted[known], CLASSES)
     assert [[int(v) for v in row] for row in heat["z"]] == counts.tolist()  # rows = true class
+    assert heat["x"] == heat["y"] == list(CLASSES)
 
 
 def test_the_default_cell_is_the_most_confused_pair_in_default_order(dashboard_root, reference):
     _, preds, _ = reference
     at = open_page(run="tiny-a")
     known = preds.labelled
-    top = ranked_pairs(confusion_counts(preds.labels[known], preds.predicted[known]))[0]
+    counts = confusion_counts(preds.labels[known], preds.predicted[known], CLASSES)
+    top = ranked_pairs(counts, CLASSES)[0]
     assert (at.query_params["true"], at.query_params["pred"]) == (str(top["true"]),
                                                                    str(top["pred"]))
     assert gallery_faces(at) == cell_positions(preds, top["true"], top["pred"]).tolist()
@@ -139,25 +141,30 @@ def test_a_checkpoint_for_other_classes_gets_a_clear_message(dashboard_root, tmp
     save_atomic(payload, root / "odd" / "best.pt")
     monkeypatch.setenv("FER_CHECKPOINTS_DIR", str(root))
     at = open_page(run="odd")
-    assert any("not the 7 FER2013 classes" in e.value for e in at.error)
+    assert not at.exception
+    [message] = [e.value for e in at.main.error]
+    assert message.startswith("odd is a model of 7 classes, 48x48 grey (cat, dog, a, b, c, d, e), "
+                              f"and the dataset holds 7 classes, 48x48 grey "
+                              f"({', '.join(CLASSES)})")
 
 
 def test_clicks_are_read_back_from_plotly_selection_states():
     point = {"curve_number": 1, "point_number": 9, "customdata": [1, 2]}
-    assert cell_from_state({"selection": {"points": [point]}}) == (1, 2)
+    assert cell_from_state({"selection": {"points": [point]}}, 7) == (1, 2)
+    assert cell_from_state({"selection": {"points": [point]}}, 2) is None  # no class 2 of 2
     old_plotly = {**point, "customdata": {"0": 3, "1": 4}}
-    assert cell_from_state({"selection": {"points": [old_plotly]}}) == (3, 4)
-    assert cell_from_state({"selection": {"points": [{**point, "curve_number": 0}]}}) is None
-    assert cell_from_state({"selection": {"points": []}}) is None
-    assert cell_from_state(None) is None
+    assert cell_from_state({"selection": {"points": [old_plotly]}}, 7) == (3, 4)
+    assert cell_from_state({"selection": {"points": [{**point, "curve_number": 0}]}}, 7) is None
+    assert cell_from_state({"selection": {"points": []}}, 7) is None
+    assert cell_from_state(None, 7) is None
     assert face_from_state({"selection": {"points": [{"curve_number": 1, "customdata": 17}]}}) == 17
     assert face_from_state({"selection": {"points": [point]}}) is None  # a cell, not a face
 
 
 def test_url_values_are_validated():
-    assert parse_cell(("2", "5")) == (2, 5)
-    assert parse_cell(("2", "7")) is None and parse_cell((None, "1")) is None
-    assert parse_cell(("-1", "0")) is None and parse_cell(("x", "0")) is None
+    assert parse_cell(("2", "5"), 7) == (2, 5) and parse_cell(("2", "7"), 8) == (2, 7)
+    assert parse_cell(("2", "7"), 7) is None and parse_cell((None, "1"), 7) is None
+    assert parse_cell(("-1", "0"), 7) is None and parse_cell(("x", "0"), 7) is None
     assert parse_index("12", 13) == 12
     assert parse_index("13", 13) is None and parse_index("-1", 13) is None
     assert parse_index("1e9", 13) is None and parse_index(None, 13) is None
@@ -244,11 +251,11 @@ def test_the_cells_mean_saliency_is_shown_beside_its_gallery(dashboard_root, ref
                                                             shown_maps, monkeypatch, diagonal):
     dataset, preds, _ = reference
     known = preds.labelled
-    counts = confusion_counts(preds.labels[known], preds.predicted[known])
+    counts = confusion_counts(preds.labels[known], preds.predicted[known], CLASSES)
     if diagonal:
         t = p = int(counts.diagonal().argmax())
     else:
-        t, p = ranked_pairs(counts)[0]["true"], ranked_pairs(counts)[0]["pred"]
+        t, p = ranked_pairs(counts, CLASSES)[0]["true"], ranked_pairs(counts, CLASSES)[0]["pred"]
     at = open_page(run="tiny-a")
     at.session_state["cm_cell"] = (t, p)
     at.run()

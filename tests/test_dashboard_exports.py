@@ -90,8 +90,10 @@ def test_a_stored_map_is_the_map_the_page_would_compute(root):
     export = load_export(export_folder(root), ["vanilla", "gradcam"])
     face = dataset.images[export.rows[4]]
     for method in folders:
-        stored = maps.exported_map(export, 4, method)
-        computed = maps.face_map(ckpt.model, ("test", method), face, None, method, "pred", ())
+        classes = ckpt.task.classes
+        stored = maps.exported_map(export, 4, method, classes)
+        computed = maps.face_map(ckpt.model, ("test", method), classes, face, None, method, "pred",
+                                 ())
         np.testing.assert_allclose(stored.values, computed.values, rtol=1e-2,
                                    atol=1e-3 * np.abs(computed.values).max())
         np.testing.assert_allclose(stored.probs, computed.probs, atol=1e-5)

@@ -8,10 +8,12 @@ import io
 import numpy as np
 import pytest
 import torch
+from dataset_helpers import RAF_DB_NAMES, in_other_task
+from explain_helpers import untrained_checkpoint
 from torch import nn
 
 from fer_core.cli.main import main
-from fer_core.data.classes import CLASSES
+from fer_core.data.task import FER2013, Task
 from fer_core.errors import FerError
 from fer_core.evaluation import predict
 from fer_core.evaluation.predict import predict_split
@@ -21,17 +23,19 @@ from fer_core.models.architectures import build_model
 from fer_core.models.checkpoint import make_payload, save_atomic
 
 CPU = torch.device("cpu")
+CLASSES = FER2013.classes
 HAS_UMAP = importlib.util.find_spec("umap") is not None
 
 
-def _cnn3(seed: int) -> nn.Module:
+def _cnn3(seed: int, task: Task = FER2013) -> nn.Module:
     torch.manual_seed(seed)
-    return build_model("cnn3").eval()
+    return build_model("cnn3", task).eval()
 
 
-def _save(model: nn.Module, path) -> None:
-    save_atomic(make_payload(model, arch="cnn3", arch_options={}, epoch=1, metrics={}, config={},
-                             dataset={"name": "builtin", "layout": "builtin", "fingerprint": "f"}),
+def _save(model: nn.Module, path, task: Task = FER2013) -> None:
+    save_atomic(make_payload(model, arch="cnn3", arch_options={}, task=task, epoch=1, metrics={},
+                             config={}, dataset={"name": "builtin", "layout": "builtin",
+                                                 "fingerprint": "f"}),
                 path)
 
 
@@ -55,7 +59,7 @@ def test_cnn3_features_are_its_pooled_block3_and_the_probabilities_do_not_change
     model = _cnn3(0)
     preds = predict_split(model, tiny_faces, "val", CPU, features=True)
     plain = predict_split(model, tiny_faces, "val", CPU)
-    x = torch.from_numpy(tiny_faces.images[preds.rows]).float().div(255).unsqueeze(1)
+    x = torch.from_numpy(tiny_faces.images[preds.rows]).float().div(255)
     with torch.no_grad():
         pooled = model.head.flatten(model.head.pool(model[:-1](x)))
     assert preds.features.shape == (len(preds.rows), 512)
@@ -141,7 +145,7 @@ def test_the_embedding_csv_has_one_row_per_face(tiny_faces):
     model = _cnn3(0)
     preds = predict_split(model, tiny_faces, "val", CPU, features=True)
     embedding = embeddings.Embedding(preds, project(preds.features, "pca"), "pca")
-    rows = list(csv.DictReader(io.StringIO(embedding_csv(embedding))))
+    rows = list(csv.DictReader(io.StringIO(embedding_csv(embedding, CLASSES))))
     assert list(rows[0]) == ["split", "index", "x", "y", "label", "pred", "confidence"]
     assert [int(r["index"]) for r in rows] == list(range(len(preds.rows)))
     assert {r["split"] for r in rows} == {"val"}
@@ -150,6 +154,21 @@ def test_the_embedding_csv_has_one_row_per_face(tiny_faces):
     np.testing.assert_allclose([float(r["x"]) for r in rows], embedding.xy[:, 0], rtol=1e-5)
     np.testing.assert_allclose([float(r["confidence"]) for r in rows], preds.probs.max(1),
                                atol=1e-4)
+
+
+def test_a_colour_split_is_embedded_with_its_own_class_names(tmp_path, tiny_faces):
+    colour = in_other_task(tiny_faces)
+    path = tmp_path / "colour.pt"
+    model = _cnn3(0, colour.task)
+    _save(model, path, colour.task)
+    embedding = embed_split(model, path, colour, "val", "pca", CPU)
+    assert embedding.xy.shape == (len(colour.indices("val")), 2)
+    assert embedding.predictions.probs.shape[1] == 7
+    rows = list(csv.DictReader(io.StringIO(embedding_csv(embedding, colour.task.classes))))
+    names = colour.task.classes
+    assert [r["label"] for r in rows] == [names[k] if k >= 0 else "" for k in
+                                          embedding.predictions.labels]
+    assert {r["pred"] for r in rows} <= set(names)
 
 
 # ---- the disk cache ----------------------------------------------------------------------------
@@ -281,6 +300,16 @@ def test_embed_bad_input_exits_2_with_one_line(checkpoint_file, tmp_path, capsys
     assert main(["embed", "--checkpoint", str(checkpoint_file), *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_embed_of_data_of_another_task_converts_it_and_matches_classes(tmp_path, capsys):
+    run = untrained_checkpoint(tmp_path, Task(RAF_DB_NAMES, 64, 3))
+    out = tmp_path / "x.csv"
+    assert main(["embed", "--checkpoint", str(run), "--data", "builtin:300", "--out",
+                 str(out)]) == 0
+    assert "faces converted from 48x48 grey to the model's 64x64 colour" in \
+        capsys.readouterr().err
+    assert set(out.read_text().splitlines()[1].split(",")) & set(RAF_DB_NAMES)
 
 
 def test_embed_refuses_an_unknown_method(checkpoint_file, tmp_path, capsys):

@@ -5,6 +5,8 @@ to the declaration (with a method that uses it) reaches the command line, the pa
 with no other edit."""
 
 import json
+import subprocess
+import sys
 
 import apptest_helpers
 import pytest
@@ -12,6 +14,7 @@ import torch
 
 from dashboard.views.saliency.controls import param_key
 from fer_core.cli.main import build_parser, main
+from fer_core.data.task import FER2013, Task
 from fer_core.errors import FerError
 from fer_core.explain import attribution, settings
 from fer_core.explain.settings import PARAMS, Param, given_params, method_defaults
@@ -46,7 +49,7 @@ def away_value(method: str, name: str):
         return next(c for c in param.choices if c != param.defaults[method])
     if param.kind is str:
         return LAYER
-    low, high, _ = param.slider_range()
+    low, high, _ = param.slider_range(FER2013.size)
     return high if param.defaults[method] != high else low
 
 
@@ -61,12 +64,12 @@ def test_a_value_goes_from_the_flag_to_the_widget_the_url_and_back(dashboard_roo
                                       "--out", "x.png"])
     from fer_core.cli.explain import method_arguments
 
-    _, parsed = method_arguments(args)
+    _, parsed = method_arguments(args, FER2013)
     assert parsed == {**method_defaults(method), name: value}
     at = apptest_helpers.open_page(PAGE, data=DATA, run="tiny-a", method=method,
                                    **{n: str(v) for n, v in parsed.items() if v is not None})
     assert at.session_state[param_key(method, name)] == value
-    assert PARAMS[name].parse(at.query_params[name]) == value
+    assert PARAMS[name].parse(at.query_params[name], FER2013.size) == value
 
 
 def test_name_value_goes_to_every_chosen_method_that_takes_it():
@@ -84,8 +87,24 @@ def test_a_bound_that_depends_on_the_image_size_follows_it():
     assert PARAMS["window"].bounds(100) == (1, 100)
     assert PARAMS["window"].slider_range(100) == (2, 50, 1)
     with pytest.raises(FerError, match=r"window must lie in \[1, 48\], got 60"):
-        settings.method_params("occlusion", {"window": "60"})
+        settings.method_params("occlusion", {"window": "60"}, 48)
     assert settings.method_params("occlusion", {"window": "60"}, size=100) == {"window": 60}
+
+
+def test_explain_checks_a_bound_against_the_faces_size():
+    from fer_core.models.architectures import build_model
+
+    task = Task(("a", "b", "c"), 64, 3)
+    model = build_model("cnn3", task).eval()
+    faces = torch.rand(1, *task.shape)
+    assert attribution.explain(model, faces, "occlusion", window=60).params == {"window": 60}
+    with pytest.raises(FerError, match=r"window must lie in \[1, 64\], got 65"):
+        attribution.explain(model, faces, "occlusion", window=65)
+
+
+def test_the_settings_need_no_torch():
+    code = "import sys, fer_core.explain.settings; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def brightness_gradient(scores, x, target, *, batch, seed, gain):

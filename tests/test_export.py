@@ -14,14 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dataset_helpers import in_other_task
+from explain_helpers import untrained_checkpoint
 
 from dashboard.common.exports import richest
-from fer_core import ExportError, load_export
+from fer_core import ExportError, FerError, load_export
 from fer_core.cli.main import main
 from fer_core.data.readers import load_dataset
+from fer_core.data.task import FER2013
 from fer_core.evaluation.predict import cached_predict_split
 from fer_core.explain.attribution import Target, explain
-from fer_core.explain.export import find_export, split_exports
+from fer_core.explain.export import ExportRequest, export_split, find_export, resolve_methods
+from fer_core.explain.export import split_exports
 from fer_core.explain.export_files import LOCK, MANIFEST, chunk_name
 from fer_core.locks import FolderLock
 from fer_core.models.checkpoint import load_checkpoint
@@ -84,6 +88,7 @@ def test_an_export_round_trips_through_load_export(solo):
     for method in done.methods:
         assert done.maps[method].shape == (n, 48, 48) and done.maps[method].dtype == np.float16
     assert done.probs.shape == (n, 7) and done.probs.dtype == np.float32
+    assert done.task == FER2013 and done.manifest["checkpoint"]["task"] == FER2013.to_meta()
     assert done.features.shape == (n, 512) and done.features.dtype == np.float32
     assert done.predictions.dtype == done.rows.dtype == done.labels.dtype == np.int64
 
@@ -98,6 +103,31 @@ def test_an_export_round_trips_through_load_export(solo):
     for method in done.methods:
         want = explain(ckpt.model, faces, method, Target("predicted"), **done.params(method))
         close_maps(done.maps[method], want.maps.numpy())
+
+
+def test_a_colour_model_of_five_classes_exports_at_its_size(tmp_path, monkeypatch):
+    """An (untrained) colour 64-pixel model of five of the emotions on the same faces in colour:
+    the manifest records its task, the export reads back with five probabilities and 64 x 64
+    maps, and data of another task is refused naming both."""
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    names = ("happiness", "sadness", "anger", "surprise", "neutral")
+    colour = in_other_task(load_dataset("builtin:300"), classes=names)
+    ckpt = load_checkpoint(untrained_checkpoint(tmp_path, colour.task))
+    request = ExportRequest(ckpt.model, ckpt.path, ckpt.task, colour, "val",
+                            resolve_methods(ckpt, {"gradcam": {}, "occlusion": {"window": 64}}))
+    export_split(request, tmp_path / "export", torch.device("cpu"), chunk_size=16)
+    done = load_export(tmp_path / "export")
+    n = len(colour.indices("val"))
+    assert done.task == colour.task and done.manifest["classes"] == list(names)
+    assert done.probs.shape == (n, 5) and done.params("gradcam") == {"layer": "block3.relu"}
+    for method in ("gradcam", "occlusion"):
+        assert done.maps[method].shape == (n, 64, 64)
+        assert np.isfinite(done.maps[method].astype(np.float32)).all()
+    grey = ExportRequest(ckpt.model, ckpt.path, ckpt.task, load_dataset("builtin:300"), "val",
+                         request.methods)
+    with pytest.raises(FerError, match=r"5 classes, 64x64 colour, but .* 48x48 grey"):
+        export_split(grey, tmp_path / "grey", torch.device("cpu"))
+    assert not (tmp_path / "grey").exists()
 
 
 def test_load_export_imports_no_torch(solo):

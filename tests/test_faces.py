@@ -17,6 +17,7 @@ from fer_core.data.photos import (
     face_from_upload,
     fer_frame,
 )
+from fer_core.data.task import FER2013
 from fer_core.errors import FerError
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -80,7 +81,7 @@ PHOTOS = {
 @pytest.mark.parametrize("kind", list(PHOTOS))
 def test_every_format_and_mode_gives_the_astronauts_face(astronaut, reference_box, kind):
     result = face_from_upload(PHOTOS[kind](astronaut), f"astronaut.{kind}")
-    assert result.face.shape == (48, 48) and result.face.dtype == np.uint8
+    assert result.face.shape == (1, 48, 48) and result.face.dtype == np.uint8
     assert result.photo.gray.shape == (512, 512)
     assert 0 <= result.photo.gray.min() and result.photo.gray.max() <= 1
     assert result.face_box is not None and overlap(result.face_box, reference_box) > 0.7
@@ -134,7 +135,7 @@ def test_no_face_falls_back_to_a_centre_crop():
     moved = face_from_upload(data, centre=CentreCrop(cx=0.25, cy=0.5, size=0.5))
     assert moved.crop == (25, 75, 150, 150)
     expected = Image.fromarray(noise[75:225, 25:175]).resize((48, 48), Image.Resampling.BICUBIC)
-    assert np.abs(moved.face.astype(int) - np.asarray(expected, dtype=int)).max() <= 1
+    assert np.abs(moved.face[0].astype(int) - np.asarray(expected, dtype=int)).max() <= 1
 
 
 @pytest.mark.parametrize("hidden", ["CascadeClassifier", "haarcascades", "cv2"])
@@ -160,13 +161,37 @@ def test_a_crop_reaching_past_the_edge_repeats_the_edge():
     result = face_from_upload(encode(Image.fromarray(ramp), "PNG"),
                               centre=CentreCrop(cx=0.0, cy=0.5, size=1.0))
     assert result.crop == (-50, 0, 100, 100)
-    assert (result.face[:, :20] == 0).all()
+    assert (result.face[..., :20] == 0).all()
 
 
 def test_a_centre_crop_can_be_asked_for_when_a_face_was_found(astronaut):
     result = face_from_upload(encode(astronaut, "PNG"), centre=CentreCrop())
     assert result.face_box is None and len(result.boxes) == 1
     assert result.crop == (0, 0, 512, 512)
+
+
+COLOUR_64 = FER2013.with_input(size=64, channels=3)
+
+
+def test_a_colour_photo_for_a_colour_model_keeps_its_colour_at_the_models_size(astronaut):
+    data = encode(astronaut, "PNG")
+    grey, colour = face_from_upload(data), face_from_upload(data, task=COLOUR_64)
+    assert grey.face.shape == (1, 48, 48) and colour.face.shape == (3, 64, 64)
+    assert colour.face.dtype == np.uint8 and colour.crop == grey.crop
+    red, green, blue = colour.face.astype(int)
+    assert np.abs(red - blue).mean() > 20  # the astronaut's skin and suit: far from grey
+    x, y, w, h = colour.crop
+    expected = astronaut.crop((x, y, x + w, y + h)).resize((64, 64), Image.Resampling.BICUBIC)
+    np.testing.assert_array_equal(np.moveaxis(colour.face, 0, -1), np.asarray(expected))
+
+
+def test_a_grey_photo_for_a_colour_model_repeats_its_channel(astronaut):
+    grey = encode(astronaut.convert("L"), "PNG")
+    result = face_from_upload(grey, task=COLOUR_64, centre=CentreCrop())
+    assert result.face.shape == (3, 64, 64) and result.photo.rgb is None
+    assert (result.face == result.face[:1]).all()
+    expected = astronaut.convert("L").resize((64, 64), Image.Resampling.BICUBIC)
+    assert np.abs(result.face[0].astype(int) - np.asarray(expected, dtype=int)).mean() < 0.5
 
 
 @pytest.mark.parametrize("crop", [dict(cx=1.5), dict(size=0.0), dict(cy=-0.1)])

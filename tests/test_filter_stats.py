@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from dataset_helpers import in_other_task
+from explain_helpers import untrained_checkpoint
 
 from fer_core.data.dataset import SPLITS, FaceDataset
 from fer_core.data.readers import load_dataset
@@ -38,7 +40,7 @@ def pixels(n: int, seed: int = 0) -> torch.Tensor:
 
 
 def uint8_faces(n: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 48, 48), dtype=torch.uint8,
+    return torch.randint(0, 256, (n, 1, 48, 48), dtype=torch.uint8,
                          generator=torch.Generator().manual_seed(seed))
 
 
@@ -170,7 +172,7 @@ def test_mean_activations_do_not_depend_on_the_batch_size():
 
 def test_mean_activations_of_the_first_conv_and_of_the_logits_by_hand():
     net, faces = model(), uint8_faces(5)
-    x = faces[:, None].float() / 255
+    x = faces.float() / 255
     normalized = (x - net.normalize.mean) / net.normalize.std
     by_hand = F.conv2d(normalized, net.block1.conv.weight, padding=1).mean((2, 3))
     torch.testing.assert_close(mean_activations(net, "block1.conv", faces), by_hand)
@@ -191,11 +193,28 @@ def test_feature_maps_are_one_faces_layer_output():
     net, face = model(), uint8_faces(1)[0]
     maps = feature_maps(net, "block2.bn", face)
     assert maps.shape == (128, 24, 24)
-    torch.testing.assert_close(maps, layer_output(net, "block2.bn", face[None, None] / 255)[0])
+    torch.testing.assert_close(maps, layer_output(net, "block2.bn", face[None] / 255)[0])
     with pytest.raises(FerError, match="not spatial"):
         feature_maps(net, "head.fc", face)
-    with pytest.raises(FerError, match="48 x 48"):
-        feature_maps(net, "block2.bn", face[:40])
+    with pytest.raises(FerError, match="C x H x W"):
+        feature_maps(net, "block2.bn", face[None, None])
+
+
+def test_a_colour_model_s_feature_maps_and_statistics_take_its_faces(tmp_path, faces300):
+    """A colour 64-pixel model of RAF-DB's classes on the same faces in colour: feature maps at
+    its size, filter statistics over its split (the logits are its 7 classes)."""
+    colour = in_other_task(faces300)
+    run = untrained_checkpoint(tmp_path, colour.task)
+    net = load_checkpoint(run).model
+    face = torch.from_numpy(colour.images[0])
+    assert feature_maps(net, "block2.bn", face).shape == (128, 32, 32)
+    stats = filter_stats(net, run / "best.pt", colour, "val", "block3.relu", k=3)
+    assert stats.top_positions.shape == (512, 3) and np.isfinite(stats.max_activation).all()
+    logits = filter_stats(net, run / "best.pt", colour, "val", "head.fc", k=2)
+    with torch.no_grad():
+        x = torch.from_numpy(colour.images[colour.indices("val")]).float() / 255
+        np.testing.assert_allclose(logits.max_activation, net(x).max(0).values.numpy(),
+                                   rtol=1e-5, atol=1e-5)
 
 
 # ---- filter statistics -------------------------------------------------------------------------

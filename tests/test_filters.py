@@ -14,11 +14,13 @@ from PIL import Image
 
 from fer_core.cli.main import main
 from fer_core.data.readers import load_dataset
+from fer_core.data.task import FER2013, Task
 from fer_core.errors import FerError
 from fer_core.explain.filter_stats import filter_stats, outputs_of
 from fer_core.explain.filters import (
     Settings,
     climbs_pre_activation,
+    maximize,
     module_input,
     parse_filters,
     total_variation,
@@ -38,7 +40,7 @@ def shipped():
 
 def run(ckpt, layer="block3.relu", filters=(0, 1, 2), settings=QUICK):
     return visualize(ckpt.model, ckpt.arch, ckpt.arch_options, layer, list(filters),
-                     settings)
+                     settings, task=ckpt.task)
 
 
 def test_a_seed_gives_the_same_images(shipped):
@@ -72,7 +74,7 @@ def test_each_regularizer_does_what_it_says(shipped, name, value):
     plain = run(shipped, filters=range(4))
     regular = run(shipped, filters=range(4), settings=Settings(steps=24, jitter=1, scale=0.05,
                                                                 **{name: value}))
-    x, y = (torch.from_numpy(s.images).float()[:, None] / 255 for s in (plain, regular))
+    x, y = (torch.from_numpy(s.images).float() / 255 for s in (plain, regular))
     if name == "l2":
         assert ((y - 0.5) ** 2).mean() < ((x - 0.5) ** 2).mean()
     else:
@@ -89,7 +91,7 @@ def test_a_class_logit_is_a_target(shipped):
     result = run(shipped, layer="head.fc" if "head" in dict(shipped.model.named_modules())
                  else "fc", filters=(3,), settings=Settings(steps=32))
     with torch.no_grad():
-        logits = shipped.model(torch.from_numpy(result.images).float()[:, None] / 255)
+        logits = shipped.model(torch.from_numpy(result.images).float() / 255)
     assert int(logits.argmax(1)) == 3  # the model's idea of Happy is, to it, Happy
 
 
@@ -98,8 +100,8 @@ def test_a_class_logit_is_a_target(shipped):
 def test_a_relu_layer_is_climbed_at_its_own_input(arch, layer):
     """The climbed pre-activation is what the ReLU itself receives: for ResNet's relu_out the
     residual sum, not bn2 alone."""
-    assert climbs_pre_activation(arch, {}, layer)
-    assert not climbs_pre_activation(arch, {}, layer.replace("relu_out", "conv2")
+    assert climbs_pre_activation(arch, {}, FER2013, layer)
+    assert not climbs_pre_activation(arch, {}, FER2013, layer.replace("relu_out", "conv2")
                                      .replace("relu", "conv"))
     net = build_model(arch).eval()
     x = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(0))
@@ -115,10 +117,44 @@ def test_a_conv_layer_is_climbed_at_its_own_output(shipped):
     """Folding BN into the convs must not make a conv target report its BN's output."""
     result = run(shipped, layer="block1.conv", filters=(0, 5), settings=Settings(steps=8))
     with torch.no_grad():
-        x = torch.from_numpy(result.images).float()[:, None] / 255
+        x = torch.from_numpy(result.images).float() / 255
         out = outputs_of(shipped.model, ("block1.conv",), x)["block1.conv"]
     expected = out[[0, 1], [0, 5]].flatten(1).mean(1).numpy()
     np.testing.assert_allclose(result.activations, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_a_grey_model_s_images_are_grey_at_its_size(shipped):
+    assert run(shipped, filters=(0, 1), settings=Settings(steps=2)).images.shape == (2, 1, 48, 48)
+
+
+@pytest.mark.parametrize("arch, param, init", [("cnn3", "pixels", "grey"),
+                                               ("cnn3", "fourier", "noise"),
+                                               ("resnet18", "pixels", "face")])
+def test_a_colour_model_s_images_are_colour_at_its_size(arch, param, init):
+    """A colour 64-pixel model (5 classes) gets 3-channel 64 x 64 images that climb, from every
+    start (its own colour face too) and in both parameterizations."""
+    task = Task(("a", "b", "c", "d", "e"), 64, 3)
+    torch.manual_seed(0)
+    model = build_model(arch, task).eval()
+    layer = "block2.relu" if arch == "cnn3" else "resnet.layer1.0.relu_out"
+    face = torch.randint(0, 256, task.shape, dtype=torch.uint8, generator=torch.Generator()
+                         .manual_seed(0))
+    snaps = list(maximize(model, arch, {}, layer, [0, 3], Settings(steps=8, param=param,
+                                                                   init=init),
+                          face if init == "face" else None, every=4, task=task))
+    first, last = snaps[0], snaps[-1]
+    assert last.images.shape == (2, 3, 64, 64) and last.images.dtype == np.uint8
+    assert not np.array_equal(last.images[:, 0], last.images[:, 1])  # the channels differ
+    assert (last.activations > first.activations).all()
+    assert visualize(model, arch, {}, "head.fc" if arch == "cnn3" else "resnet.fc", [4],
+                     Settings(steps=2), task=task).images.shape == (1, 3, 64, 64)
+
+
+def test_a_face_of_another_shape_is_refused_as_a_start(shipped):
+    with pytest.raises(FerError, match="48x48 grey"):
+        visualize(shipped.model, shipped.arch, shipped.arch_options, "block1.relu", [0],
+                  Settings(steps=2, init="face"), torch.zeros(3, 64, 64, dtype=torch.uint8),
+                  task=shipped.task)
 
 
 @pytest.mark.parametrize("text, expected", [("0-3", [0, 1, 2, 3]), ("7, 3,9", [7, 3, 9]),

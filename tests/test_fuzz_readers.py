@@ -22,6 +22,7 @@ from PIL import Image
 from fer_core.data.classes import FOLDER_NAMES
 from fer_core.data.dataset import FaceDataset
 from fer_core.data.readers import load_dataset
+from fer_core.data.task import FER2013
 from fer_core.errors import FerError
 from fer_core.models.architectures import build_model
 from fer_core.models.checkpoint import load_checkpoint, make_payload, save_atomic
@@ -158,7 +159,7 @@ def test_the_image_folder_reader_loads_or_raises_a_one_line_fer_error(entries):
             (root / top / emotion / name).write_bytes(content)
         dataset = loads_or_fails_cleanly(lambda: load_dataset(root, use_cache=False))
     if dataset is not None:
-        assert dataset.images.shape[1:] == (48, 48) and len(dataset) > 0
+        assert dataset.images.shape[1:] == dataset.task.shape and len(dataset) > 0
 
 
 # ---- checkpoints -------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ def test_the_image_folder_reader_loads_or_raises_a_one_line_fer_error(entries):
 def checkpoint_bytes(arch: str = "cnn3") -> bytes:
     torch.manual_seed(0)
     buffer = io.BytesIO()
-    torch.save(make_payload(build_model(arch), arch=arch, arch_options={}, epoch=1,
+    torch.save(make_payload(build_model(arch), arch=arch, arch_options={}, task=FER2013, epoch=1,
                             dataset={"name": "builtin"}, metrics={}, config={}), buffer)
     return buffer.getvalue()
 
@@ -205,6 +206,7 @@ FIELDS = {
                                     max_size=3) | values,
     "classes": values,
     "input_size": st.just(48) | values,
+    "channels": st.just(1) | values,
     "model": st.just("weights") | values,
     "dataset": values,
     "epoch": values,
@@ -242,5 +244,5 @@ def test_checkpoints_with_odd_metadata_load_or_raise_a_one_line_fer_error(tmp_pa
     ckpt = loads_or_fails_cleanly(lambda: load_checkpoint(path))
     if ckpt is not None:
         with torch.no_grad():
-            assert ckpt.model(torch.rand(2, 1, 48, 48)).shape == (2, 7)
+            assert ckpt.model(torch.rand(2, *ckpt.task.shape)).shape == (2, ckpt.task.num_classes)
 

@@ -11,16 +11,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dataset_helpers import in_other_task
+from explain_helpers import untrained_checkpoint
 from torch import nn
 
+from fer_core.data.builtin import make_builtin_faces
+from fer_core.data.task import FER2013
+from fer_core.errors import FerError
 from fer_core.explain.influence import (
     Gradients,
+    build_index,
+    checkpoint_loader,
     errors_of,
     query_gradients,
     self_influence,
     top_positions,
     tracin_scores,
 )
+from fer_core.training.snapshots import Snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +77,7 @@ class Snap:
 
 
 def autograd_gradient(model: Tiny, face: torch.Tensor, target: int) -> torch.Tensor:
-    x = face.float().div(255)[None, None]
+    x = face.float().div(255)[None]
     weight, bias = (p.detach().clone().requires_grad_(True) for p in (model.fc.weight,
                                                                        model.fc.bias))
     logits = nn.functional.linear(model.body(x), weight, bias)
@@ -78,7 +86,7 @@ def autograd_gradient(model: Tiny, face: torch.Tensor, target: int) -> torch.Ten
 
 
 def test_scores_equal_the_lr_weighted_dot_products_of_autograd_gradients():
-    faces = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (5, 48, 48),
+    faces = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (5, 1, 48, 48),
                                                                dtype=np.uint8))
     labels, query_class = [0, 3, 3, 6, 1], 3
     snaps = [Snap(Tiny(seed).eval().requires_grad_(False), lr) for seed, lr in ((1, 0.1),
@@ -93,6 +101,26 @@ def test_scores_equal_the_lr_weighted_dot_products_of_autograd_gradients():
                                       .sum()) for s in snaps) for i in range(4)]
     np.testing.assert_allclose(self_influence(train), self_expected, rtol=1e-4)
     assert all(not p.requires_grad for s in snaps for p in s.model.parameters())
+
+
+def test_a_colour_run_of_five_classes_is_indexed_and_scored(tmp_path):
+    """Two snapshots of an (untrained) colour 32-pixel model of five of the emotions: errors of
+    five classes, faces without one of them (-1) scoring 0, and data of another task refused."""
+    names = ("happiness", "sadness", "anger", "surprise", "neutral")
+    dataset = in_other_task(make_builtin_faces(70, seed=2), size=32, classes=names)
+    snapshots = [Snapshot(epoch, untrained_checkpoint(tmp_path / str(epoch), dataset.task,
+                                                      seed=epoch) / "best.pt")
+                 for epoch in (1, 2)]
+    index = build_index(snapshots, dataset, torch.device("cpu"))
+    assert [s.train.errors.shape[1] for s in index.stages] == [5, 5]
+    unknown = index.labels < 0
+    assert unknown.any() and np.all(index.self_influence()[unknown] == 0)
+    face = torch.from_numpy(dataset.images[dataset.indices("val")[:1]])
+    scores = index.scores(face, [4], checkpoint_loader("cpu"))
+    assert scores.shape == (1, len(index.rows)) and np.isfinite(scores).all()
+    assert np.all(scores[0, unknown] == 0)
+    with pytest.raises(FerError, match="5 classes, 32x32 colour, but .* 7 classes, 48x48 grey"):
+        build_index(snapshots, make_builtin_faces(70, seed=2), torch.device("cpu"))
 
 
 def test_top_positions_keep_one_sign_strongest_first():
@@ -125,9 +153,8 @@ def small_run(tmp_path_factory):
 def test_the_command_lists_proponents_and_opponents_and_the_self_ranking(small_run, tmp_path):
     """The command's lists are the library's, on the run's two snapshots (those of last.pt,
     epoch 2: best.pt may be of epoch 1, which a snapshot of epoch 2 did not shape)."""
-    from fer_core.data.classes import CLASSES
     from fer_core.data.readers import load_dataset
-    from fer_core.explain.influence import build_index, checkpoint_loader, ranked_self_influence
+    from fer_core.explain.influence import ranked_self_influence
     from fer_core.training.snapshots import list_snapshots
 
     data = DATA
@@ -142,12 +169,13 @@ def test_the_command_lists_proponents_and_opponents_and_the_self_ranking(small_r
     report = json.loads(out.read_text())
     face = torch.from_numpy(dataset.images[dataset.indices("val")[2]].copy())[None]
     predicted = report["pred"]
-    scores = index.scores(face, [CLASSES.index(predicted)], checkpoint_loader("cpu"))[0]
+    classes = FER2013.classes
+    scores = index.scores(face, [classes.index(predicted)], checkpoint_loader("cpu"))[0]
     assert [e["index"] for e in report["proponents"]] == top_positions(scores, 3, 1).tolist()
     assert [e["index"] for e in report["opponents"]] == top_positions(scores, 3, -1).tolist()
     for e in report["proponents"] + report["opponents"]:
         assert e["split"] == "train" and e["score"] == pytest.approx(scores[e["index"]], rel=1e-4)
-        assert e["label"] == CLASSES[dataset.labels[dataset.indices("train")[e["index"]]]]
+        assert e["label"] == classes[dataset.labels[dataset.indices("train")[e["index"]]]]
     done = run_cli("--checkpoint", final, "--data", data, "--self", "--split", "train",
                    "--top", "4", "--json", str(out))
     assert done.returncode == 0, done.stderr

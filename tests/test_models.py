@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from fer_core.data.task import Task
 from fer_core.errors import FerError
-from fer_core.models.architectures import Normalize, build_model
+from fer_core.models.architectures import Normalize, build_model, last_conv_stage
 from fer_core.models.layer_table import summarize
 
 
@@ -120,3 +121,29 @@ def test_every_registered_layer_is_a_module_of_the_model(arch, options):
     model = build_model(arch, **options)
     for layer in layer_registry(arch, **options):
         model.get_submodule(layer.name)
+
+
+# Five of RAF-DB's classes, colour, 64 pixels: nothing about the models may be FER2013's.
+FIVE_COLOUR = Task(("surprise", "fear", "happiness", "sadness", "anger"), 64, 3)
+
+
+@pytest.mark.parametrize("arch,options", ARCHS)
+def test_models_are_built_for_the_task_s_channels_size_and_classes(arch, options):
+    model = build_model(arch, FIVE_COLOUR, **options).eval()
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 64, 64)).shape == (2, 5)
+    with pytest.raises(RuntimeError):
+        model(torch.rand(2, 1, 64, 64))
+
+
+def test_the_layer_table_and_registry_take_the_task_s_face():
+    from fer_core.models.architectures import layer_registry
+
+    summary = summarize(build_model("cnn3", FIVE_COLOUR, head="flat"), FIVE_COLOUR)
+    convs = [r for r in summary.rows if r.type == "Conv2d"]
+    assert [r.output_shape for r in convs] == [(64, 64, 64), (128, 32, 32), (512, 16, 16)]
+    assert convs[0].params == 3 * 64 * 9 and summary.rows[-1].output_shape == (5,)
+    layers = layer_registry("cnn3", FIVE_COLOUR)
+    assert layers[0].size == (64, 64) and layers[-1].channels == 5
+    model = build_model("resnet18", FIVE_COLOUR).eval()
+    assert last_conv_stage(model, FIVE_COLOUR.shape) == "resnet.layer4.1.relu_out"

@@ -6,9 +6,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from dataset_helpers import subset_of
+from dataset_helpers import in_other_task, subset_of
 
 from fer_core.data.builtin import make_builtin_faces
+from fer_core.data.task import FER2013
+from fer_core.errors import FerError
 from fer_core.evaluation import predict
 from fer_core.evaluation.predict import predict_split
 from fer_core.evaluation.report import evaluate_split
@@ -26,7 +28,8 @@ def _model(seed: int) -> torch.nn.Module:
 
 
 def _save(model: torch.nn.Module, path) -> None:
-    save_atomic(make_payload(model, arch="cnn3", arch_options={}, epoch=1, metrics={}, config={},
+    save_atomic(make_payload(model, arch="cnn3", arch_options={}, task=FER2013, epoch=1,
+                             metrics={}, config={},
                              dataset={"name": "builtin", "layout": "builtin", "fingerprint": "f"}),
                 path)
 
@@ -75,7 +78,7 @@ def test_other_data_is_a_miss(tmp_path, tiny_faces, calls):
     model = _model(0)
     _save(model, path)
     # the same rows and labels with other pixels: only the fingerprint tells them apart
-    mirrored = dataclasses.replace(tiny_faces, images=tiny_faces.images[:, :, ::-1].copy(),
+    mirrored = dataclasses.replace(tiny_faces, images=tiny_faces.images[..., ::-1].copy(),
                                    fingerprint=f"{tiny_faces.fingerprint}-mirrored")
     other = make_builtin_faces(n=210, seed=4)
     half = subset_of(tiny_faces, np.arange(0, len(tiny_faces), 2))
@@ -116,3 +119,20 @@ def test_tta_predictions_are_probabilities_that_differ_from_plain(tiny_faces):
     assert (tta.probs >= 0).all()
     assert np.allclose(tta.probs.sum(1), 1, atol=1e-5)
     assert not np.allclose(tta.probs, plain.probs)
+
+
+def test_a_colour_model_of_five_classes_predicts_five_probabilities_per_face(tiny_faces):
+    five = in_other_task(tiny_faces, classes=("surprise", "fear", "happiness", "sadness", "anger"))
+    torch.manual_seed(0)
+    model = build_model("cnn3", five.task, head="flat").eval()  # its head depends on the size
+    preds = predict_split(model, five, "val", CPU, features=True)
+    assert preds.probs.shape == (len(five.indices("val")), 5)
+    assert preds.features.shape == (len(five.indices("val")), 256)
+    assert np.allclose(preds.probs.sum(1), 1, atol=1e-5)
+    tta = predict_split(model, five, "val", CPU, tta=True)
+    assert tta.probs.shape == preds.probs.shape and not np.allclose(tta.probs, preds.probs)
+
+
+def test_faces_without_a_channel_axis_are_refused_in_one_line():
+    with pytest.raises(FerError, match=r"faces must be N x C x H x W, got shape \(2, 48, 48\)"):
+        predict.logits_on_device(_model(0), torch.zeros(2, 48, 48, dtype=torch.uint8))

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from fer_core import cache
 from fer_core.data import readers
-from fer_core.data.classes import FOLDER_NAMES
 from fer_core.data.dataset import stratified_val_split
 from fer_core.data.readers import load_dataset
 from fer_core.errors import DataError
@@ -26,8 +24,8 @@ USAGE_NAMES = ("Training", "PublicTest", "PrivateTest")
 
 def random_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n, 48, 48), dtype=np.uint8)
-    images[0, 0, :4] = (0, 7, 42, 255)  # one-, two- and three-digit values and both extremes
+    images = rng.integers(0, 256, size=(n, 1, 48, 48), dtype=np.uint8)
+    images[0, 0, 0, :4] = (0, 7, 42, 255)  # one-, two- and three-digit values and both extremes
     return images, rng.integers(0, 7, size=n).astype(np.int64)
 
 
@@ -60,11 +58,6 @@ def bad_kaggle_file(tmp_path: Path, line: int, replace) -> Path:
     rows = kaggle_text(images, labels, [TRAIN] * 5).splitlines()
     rows[line - 1] = replace(rows[line - 1])
     return write(tmp_path / "bad.csv", "\n".join(rows) + "\n")
-
-
-def save_image(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image, mode="L").save(path)
 
 
 # ------------------------------------------------------------------------------ Kaggle CSV
@@ -167,46 +160,6 @@ def test_homework_unlabelled_csv_is_an_unlabelled_test_set(tmp_path):
     assert ds.sources.tolist() == ["line 2", "line 3", "line 4", "line 5"]
 
 
-# ---------------------------------------------------------------------------- image folder
-
-
-def test_image_folder_with_prefixes_takes_splits_from_file_names(tmp_path):
-    images, _ = random_faces(3)
-    files = ["train/angry/Training_7.png", "test/happy/PublicTest_8.png",
-             "test/neutral/PrivateTest_9.png"]
-    for image, relative in zip(images, files):
-        save_image(tmp_path / "fer" / relative, image)
-    (tmp_path / "fer" / "train" / "angry" / "notes.txt").write_text("not an image")
-    ds = load_dataset(tmp_path / "fer")
-    np.testing.assert_array_equal(ds.images, images)
-    assert ds.sources.tolist() == files
-    assert ds.labels.tolist() == [0, 3, 6]
-    assert ds.split_codes.tolist() == [TRAIN, VAL, TEST]
-    assert ds.layout == "image-folder"
-
-
-def test_image_folder_without_prefixes_uses_the_top_folder(tmp_path):
-    images, _ = random_faces(24)
-    for i, image in enumerate(images):
-        top = "test" if i < 4 else "train"
-        save_image(tmp_path / top / FOLDER_NAMES[i % 2] / f"{i:02d}.jpg", image)
-    ds = load_dataset(tmp_path)
-    assert ds.images.shape == (24, 48, 48)
-    assert (ds.counts()["test"]["Angry"], ds.counts()["test"]["Disgust"]) == (2, 2)
-    assert ds.present_splits() == ["train", "val", "test"]
-    assert (ds.split_codes == VAL).sum() == 2  # 10% of each class's 10 training faces
-
-
-def test_a_folder_holding_only_test_is_a_test_set(tmp_path):
-    images, _ = random_faces(2)
-    save_image(tmp_path / "test" / "sad" / "a.png", images[0])
-    save_image(tmp_path / "test" / "Surprise" / "b.png", images[1])
-    ds = load_dataset(tmp_path)
-    assert ds.present_splits() == ["test"]
-    assert ds.labels.tolist() == [5, 4]  # folders in sorted order, case-sensitively
-    np.testing.assert_array_equal(ds.images, images[::-1])
-
-
 # ---------------------------------------------------------------------------------- caching
 
 
@@ -222,13 +175,6 @@ def test_second_load_is_served_from_the_cache_without_parsing(tmp_path, monkeypa
     for field in ("images", "labels", "split_codes", "sources"):
         np.testing.assert_array_equal(getattr(second, field), getattr(first, field))
     assert (second.layout, second.fingerprint) == (first.layout, first.fingerprint)
-
-
-def test_folder_loads_are_cached_too(tmp_path, monkeypatch):
-    save_image(tmp_path / "test" / "fear" / "a.png", random_faces(1)[0][0])
-    first = load_dataset(tmp_path)
-    monkeypatch.setattr(readers, "_parse_folder", None)
-    np.testing.assert_array_equal(load_dataset(tmp_path).images, first.images)
 
 
 def test_cache_is_keyed_on_content(tmp_path):
@@ -418,28 +364,6 @@ def test_damaged_gzip(tmp_path):
     expect_error(path, "cut.csv.gz", "damaged gzip")
 
 
-def test_unreadable_image(tmp_path):
-    save_image(tmp_path / "train" / "angry" / "good.png", random_faces(1)[0][0])
-    (tmp_path / "train" / "angry" / "broken.png").write_bytes(b"\x89PNG not really")
-    expect_error(tmp_path, str(Path("train", "angry", "broken.png")), "cannot read image")
-
-
-def test_image_of_the_wrong_size(tmp_path):
-    save_image(tmp_path / "test" / "happy" / "big.png", np.zeros((64, 48), np.uint8))
-    expect_error(tmp_path, str(Path("test", "happy", "big.png")), "48x64, expected 48x48")
-
-
-def test_folder_without_train_or_test_emotion_folders(tmp_path):
-    (tmp_path / "train").mkdir()
-    (tmp_path / "other" / "angry").mkdir(parents=True)
-    expect_error(tmp_path, str(tmp_path), "no train/ or test/ folder with emotion sub-folders")
-
-
-def test_unknown_emotion_folder(tmp_path):
-    save_image(tmp_path / "train" / "contempt" / "a.png", np.zeros((48, 48), np.uint8))
-    expect_error(tmp_path, "contempt", "unknown emotion folder")
-
-
 # ---------------------------------------------------------------------------------- builtin
 
 
@@ -466,7 +390,7 @@ PUBLIC_TEST_COUNTS = [467, 56, 496, 895, 653, 415, 607]
 @pytest.mark.skipif(not REAL_CSV, reason="FER2013_CSV is not set")
 def test_real_fer2013_csv():
     ds = load_dataset(REAL_CSV)
-    assert ds.images.shape == (len(ds), 48, 48) and len(ds) in (32298, 35887)
+    assert ds.images.shape == (len(ds), 1, 48, 48) and len(ds) in (32298, 35887)
     assert ds.labels.min() == 0 and ds.labels.max() == 6
     assert ds.layout == "kaggle-csv" and ds.sources[0] == "line 2"
     if len(ds) == 32298:

@@ -81,6 +81,20 @@ def test_probe_maps_are_the_maps_explain_gives_for_each_epoch(probed_run, tiny_f
     assert np.abs(timeline.gradient[0] - timeline.gradient[-1]).max() > 0  # the maps moved
 
 
+def test_probe_faces_of_a_run_written_before_tasks_read_as_one_grey_channel(probed_run,
+                                                                            tmp_path):
+    import shutil
+
+    from fer_core.training.probes import PIXELS, PROBES
+
+    old = tmp_path / "old"
+    shutil.copytree(probed_run.path, old)
+    faces = np.load(old / PROBES / PIXELS)
+    assert faces.shape == (8, 1, 48, 48)
+    np.save(old / PROBES / PIXELS, faces[:, 0])  # as a run saved them before: N x 48 x 48
+    np.testing.assert_array_equal(read_timeline(old).images, faces)
+
+
 def test_probes_are_chosen_by_the_seed_alone(tiny_faces):
     a, b = choose_probes(tiny_faces, 8, 3), choose_probes(tiny_faces, 8, 3)
     assert np.array_equal(a.positions, b.positions)

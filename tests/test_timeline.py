@@ -11,15 +11,19 @@ from apptest_helpers import open_page, serve
 
 from fer_core.cli.main import main
 from fer_core.data.readers import load_dataset
+from fer_core.data.task import FER2013, Task
+from fer_core.explain.attribution import Target
 from fer_core.explain.timeline import (
     BECAME_RIGHT,
     MARKS,
     STOPPED_BEING_RIGHT,
     FaceTimeline,
     Moment,
+    face_timeline,
     strip_image,
     turning_points,
 )
+from fer_core.models.architectures import build_model
 from fer_core.models.checkpoint import load_checkpoint, snapshot_lr
 from fer_core.training.config import TrainConfig
 from fer_core.training.snapshots import list_snapshots
@@ -62,7 +66,7 @@ def constructed(predicted: list[int], label: int | None) -> FaceTimeline:
                       values=np.ones((48, 48), np.float32), target="x")
                for e, p in zip([1, 2, 3], predicted)]
     return FaceTimeline(moments=moments, label=label, method="vanilla", title="Gradient",
-                        signed=False, params={})
+                        signed=False, params={}, classes=FER2013.classes)
 
 
 def test_the_became_right_snapshot_is_framed_in_the_strip_and_named_in_the_report():
@@ -76,6 +80,27 @@ def test_the_became_right_snapshot_is_framed_in_the_strip_and_named_in_the_repor
     assert framed == [(0, 0, 0), MARKS[BECAME_RIGHT], (0, 0, 0)]  # transparent around the others
     unknown = constructed([4, 3, 3], label=None).report()
     assert unknown["became_right"] is None and unknown["snapshots"][0]["correct"] is None
+    assert report["true"] == "Happy" and report["snapshots"][0]["pred"] == "Sad"
+
+
+def test_a_colour_face_of_a_five_class_run_across_its_snapshots():
+    """Two (untrained) snapshots of a colour 64-pixel model of five classes: maps at its size,
+    five probabilities, its class names, and a strip with five bars under each colour face."""
+    task = Task(("calm", "glad", "cross", "low", "shocked"), 64, 3)
+    snapshots = []
+    for epoch in (1, 2):
+        torch.manual_seed(epoch)
+        snapshots.append((epoch, 0.1 / epoch, build_model("cnn3", task).eval()))
+    face = np.random.default_rng(0).integers(0, 256, task.shape, dtype=np.uint8)
+    timeline = face_timeline(snapshots, face, 1, "gradcam", Target("class", 4),
+                             classes=task.classes)
+    assert [m.values.shape for m in timeline.moments] == [(64, 64)] * 2
+    assert [m.probs.shape for m in timeline.moments] == [(5,)] * 2
+    assert {m.target for m in timeline.moments} == {"shocked"}
+    report = timeline.report()
+    assert report["true"] == "glad" and report["snapshots"][0]["pred"] in task.classes
+    picture = strip_image(timeline, face, zoom=1)
+    assert picture.size == (2 * (64 + 6) + 6, 30 + 64 + 5 * 9 + 4 + 18)
 
 
 def test_the_command_writes_a_strip_and_per_snapshot_predictions_of_each_snapshot(root, tmp_path,
@@ -88,7 +113,7 @@ def test_the_command_writes_a_strip_and_per_snapshot_predictions_of_each_snapsho
     written = json.loads(report.read_text())
     dataset = load_dataset(DATA)
     row = dataset.indices("val")[5]
-    face = torch.from_numpy(dataset.images[row]).float()[None, None] / 255
+    face = torch.from_numpy(dataset.images[row]).float()[None] / 255
     snapshots = list_snapshots(root / "probed")
     assert [s["epoch"] for s in written["snapshots"]] == [s.epoch for s in snapshots] == [1, 2, 3]
     correct = []

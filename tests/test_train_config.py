@@ -34,7 +34,8 @@ AWAY = {"data": "builtin:300", "epochs": 3, "batch_size": 16, "optimizer": "sgd"
         "compile": True, "sync_bn": True, "snapshots": 2, "probes": 3,
         "init": str(Path(__file__).resolve().parent.parent / "checkpoints" / "builtin-cnn3"),
         "device": "cpu", "precision": "bf16", "class_weights": "balanced", "log_every": 1,
-        "dropout": 0.5, "head": "flat", "small_input": False}
+        "dropout": 0.5, "head": "flat", "small_input": False, "classes": "calm,cross",
+        "size": 64, "channels": 3}
 
 
 def option_names(arch: str) -> set[str]:

@@ -1,15 +1,24 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
-from dataset_helpers import subset_of
+from dataset_helpers import RAF_DB_NAMES, in_other_task, subset_of
 
 from fer_core.errors import FerError, RunError
-from fer_core.models.checkpoint import load_checkpoint, read_payload
+from fer_core.evaluation.predict import predict_split
+from fer_core.evaluation.report import evaluate_split, format_report
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import load_checkpoint, make_payload, read_payload, save_atomic
 from fer_core.training.config import TrainConfig
+from fer_core.training.preflight import check_before_folder
+from fer_core.training.probes import read_timeline
 from fer_core.training.runs import RunFolder
+from fer_core.training.snapshots import saved_snapshots
 from fer_core.training.trainer import train
+
+CPU = torch.device("cpu")
 
 EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
               "images_per_s"}
@@ -166,3 +175,102 @@ def test_a_run_without_validation_faces_still_saves_a_best_checkpoint(tmp_path, 
     assert run.epochs()[0]["val_acc"] is None
     assert load_checkpoint(run.path).path == run.best_path
     assert run.status()["best_val_acc"] is None
+
+
+# ---- tasks other than FER2013's ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def raf_faces(tiny_faces):
+    """The tiny faces in colour at 64 pixels, labelled with RAF-DB's names in RAF-DB's order."""
+    return in_other_task(tiny_faces)
+
+
+@pytest.fixture(scope="module", params=["cnn3", "resnet18"])
+def raf_run(request, tmp_path_factory, raf_faces):
+    """One epoch of each architecture on `raf_faces`, with a snapshot and four probes. ResNet18
+    keeps its ImageNet stem here: the small-input stem keeps 64x64 maps through layer1, which
+    takes minutes on a shared 2-core CPU (tests/test_models.py builds that one for colour)."""
+    arch = request.param
+    options = {"small_input": False} if arch == "resnet18" else {}
+    run = RunFolder(tmp_path_factory.mktemp("raf") / arch)
+    train(_config(arch=arch, arch_options=options, epochs=1, snapshots=1, probes=4, device="cpu"),
+          run.path, raf_faces)
+    return run
+
+
+def test_every_checkpoint_of_a_run_on_colour_faces_of_other_classes_keeps_their_task(
+        raf_run, raf_faces):
+    paths = [raf_run.best_path, raf_run.last_path, *(s.path for s in saved_snapshots(raf_run.path))]
+    assert len(paths) == 3
+    for path in paths:
+        ckpt = load_checkpoint(path)
+        assert ckpt.task == raf_faces.task
+        assert ckpt.meta["classes"] == list(RAF_DB_NAMES)
+        assert (ckpt.meta["input_size"], ckpt.meta["channels"]) == (64, 3)
+        with torch.no_grad():
+            assert ckpt.model(torch.rand(2, 3, 64, 64)).shape == (2, 7)
+
+
+def test_a_run_on_another_task_evaluates_with_that_task_s_class_names(raf_run, raf_faces):
+    ckpt = load_checkpoint(raf_run.path)
+    metrics = evaluate_split(ckpt.model, raf_faces, "val", CPU)
+    assert metrics["classes"] == list(metrics["per_class"]) == list(RAF_DB_NAMES)
+    assert np.array(metrics["confusion_matrix"]).shape == (7, 7)
+    assert metrics["n"] == (raf_faces.labels[raf_faces.indices("val")] >= 0).sum()
+    assert metrics["accuracy"] == pytest.approx(raf_run.epochs()[0]["val_acc"])
+    report = format_report(metrics)
+    assert "happiness" in report and "Happy" not in report
+    probs = predict_split(ckpt.model, raf_faces, "val", CPU, tta=True).probs
+    assert probs.shape == (len(raf_faces.indices("val")), 7)
+
+
+def test_probes_of_a_colour_run_keep_colour_faces_and_maps_of_their_size(raf_run):
+    timeline = read_timeline(raf_run.path)
+    assert timeline.images.shape == (4, 3, 64, 64) and timeline.images.dtype == np.uint8
+    assert timeline.probs.shape == (1, 4, 7)
+    assert timeline.gradient.shape == timeline.gradcam.shape == (1, 4, 64, 64)
+    assert timeline.gradient.max() > 0
+
+
+FIVE = ("surprise", "fear", "happiness", "sadness", "anger")
+
+
+def test_a_five_class_task_trains_and_evaluates_five_classes(tmp_path, tiny_faces):
+    five = in_other_task(tiny_faces, size=48, channels=1, classes=FIVE)
+    five = subset_of(five, np.flatnonzero(five.labels >= 0))  # Disgust and Neutral dropped
+    run = RunFolder(tmp_path / "five")
+    assert train(_config(epochs=1, class_weights="balanced"), run.path, five) == "finished"
+    ckpt = load_checkpoint(run.path)
+    assert ckpt.task.classes == FIVE and ckpt.task.num_classes == 5
+    with torch.no_grad():
+        assert ckpt.model(torch.rand(2, 1, 48, 48)).shape == (2, 5)
+    metrics = evaluate_split(ckpt.model, five, "val", CPU)
+    assert np.array(metrics["confusion_matrix"]).shape == (5, 5)
+    assert all(p["true_name"] in FIVE and p["pred_name"] in FIVE for p in metrics["pairs"])
+
+
+def test_resuming_on_data_of_another_task_is_refused(tmp_path, tiny_faces):
+    run = RunFolder(tmp_path / "run")
+    train(_config(epochs=1), run.path, tiny_faces)
+    before = run.last_path.read_bytes()
+    renamed = in_other_task(tiny_faces, size=48, channels=1)  # the same faces, RAF-DB's names
+    with pytest.raises(RunError, match=r"cannot resume .*: its last.pt was trained for 7 "
+                                       r"classes, 48x48 grey: Angry, Disgust.*; the data is 7 "
+                                       r"classes, 48x48 grey: surprise, fear"):
+        train(_config(epochs=2), run.path, renamed, resume=True)
+    assert run.last_path.read_bytes() == before
+    assert [e["epoch"] for e in run.epochs()] == [1]
+
+
+def test_init_from_a_checkpoint_of_another_task_is_refused_before_any_folder(tmp_path, tiny_faces,
+                                                                            raf_faces):
+    source = tmp_path / "raf.pt"
+    save_atomic(make_payload(build_model("cnn3", raf_faces.task), arch="cnn3", arch_options={},
+                             task=raf_faces.task, dataset={}, epoch=1, metrics={}, config={}),
+                source)
+    run = RunFolder(tmp_path / "run")
+    with pytest.raises(FerError, match=r"--init .*raf.pt was trained for 7 classes, 64x64 colour: "
+                                       r"surprise.*; the data is 7 classes, 48x48 grey: Angry"):
+        train(_config(init=str(source)), run.path, tiny_faces)
+    assert not run.path.exists()
+    check_before_folder(_config(init=str(source)), raf_faces)  # its own task: accepted

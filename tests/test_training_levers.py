@@ -19,22 +19,25 @@ from fer_core.training.runs import RunFolder
 from fer_core.training.trainer import Trainer, train
 
 
-def faces(n: int = 16, seed: int = 0) -> torch.Tensor:
-    return torch.rand(n, 1, 48, 48, generator=torch.Generator().manual_seed(seed))
+def faces(n: int = 16, seed: int = 0, shape: tuple = (1, 48, 48)) -> torch.Tensor:
+    return torch.rand(n, *shape, generator=torch.Generator().manual_seed(seed))
 
 
 # ---- random erasing ---------------------------------------------------------------------------
 
-def test_erasing_puts_one_box_of_the_drawn_size_on_each_chosen_face():
-    x = faces(64)
+@pytest.mark.parametrize("shape", [(1, 48, 48), (3, 64, 64)])
+def test_erasing_puts_one_box_of_the_drawn_size_on_each_chosen_face(shape):
+    x = faces(64, shape=shape)
     erased = erase_batch(x, 1.0, torch.Generator().manual_seed(1))
     for before, after in zip(x, erased):
-        rows, cols = torch.nonzero(before[0] != after[0], as_tuple=True)
+        changed_pixels = before != after
+        assert all(torch.equal(channel, changed_pixels.any(0)) for channel in changed_pixels)
+        rows, cols = torch.nonzero(changed_pixels[0], as_tuple=True)
         assert len(rows) > 0
         top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        changed = (before[0] != after[0])[top:bottom, left:right]
+        changed = changed_pixels[0][top:bottom, left:right]
         assert changed.float().mean() > 0.99  # one filled box (noise may repeat a pixel's value)
-        area = (bottom - top) * (right - left) / 48**2
+        area = (bottom - top) * (right - left) / shape[-1] ** 2
         assert 0.02 * 0.8 <= area <= 0.33 * 1.2 and 0.3 / 1.5 <= (bottom - top) / (right - left)
     assert erased.min() >= 0 and erased.max() <= 1
 

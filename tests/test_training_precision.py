@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from dataset_helpers import subset_of
+from dataset_helpers import in_other_task, subset_of
 
 import fer_core.device
 from fer_core.cli.main import main
@@ -167,7 +167,7 @@ def _faces_with_counts(tiny_faces):
     return dataclasses.replace(subset, labels=subset_labels)
 
 
-def test_balanced_class_weights_are_n_over_7_times_each_count(tmp_path, tiny_faces):
+def test_balanced_class_weights_are_n_over_k_times_each_count(tmp_path, tiny_faces):
     dataset = _faces_with_counts(tiny_faces)
     run = RunFolder(tmp_path / "run")
     run.path.mkdir()
@@ -178,6 +178,15 @@ def test_balanced_class_weights_are_n_over_7_times_each_count(tmp_path, tiny_fac
     assert trainer.run() == "finished"
     assert json.loads(run.config_path.read_text())["class_weights"] == "balanced"
     assert load_checkpoint(run.path).meta["config"]["class_weights"] == "balanced"
+
+
+def test_balanced_class_weights_count_the_task_s_classes_not_fer2013_s(tmp_path, tiny_faces):
+    five = in_other_task(_faces_with_counts(tiny_faces), size=48, channels=1,
+                         classes=("surprise", "fear", "happiness", "sadness", "anger"))
+    trainer = Trainer(_config(class_weights="balanced"), RunFolder(tmp_path / "run"), five)
+    counts = (5, 6, 8, 3, 4)  # COUNTS of Surprise, Fear, Happy, Sad and Angry
+    expected = torch.tensor([sum(counts) / (5 * count) for count in counts])
+    torch.testing.assert_close(trainer.loss_fn.weight, expected)
 
 
 def test_no_class_weights_by_default(tmp_path, tiny_faces):

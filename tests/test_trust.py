@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dataset_helpers import in_other_task
 from torch import nn
 
 from fer_core.cli.main import main
 from fer_core.data.dataset import PART_BITS
 from fer_core.data.readers import load_dataset
+from fer_core.data.task import FER2013
+from fer_core.errors import FerError
 from fer_core.explain import trust
 from fer_core.explain.attribution import METHODS, Method, Target, explain
 from fer_core.models.architectures import build_model
@@ -44,7 +47,7 @@ def test_the_sanity_check_flags_a_method_that_ignores_the_model(shipped, monkeyp
     monkeypatch.setitem(METHODS, "edges", Method("edges", "Edges", False, False, sobel_edges))
     before = {k: v.clone() for k, v in ckpt.model.state_dict().items()}
     report = trust.trust_report(ckpt.model, ckpt.arch, ckpt.meta["arch_options"], faces,
-                                methods=["vanilla", "edges"])
+                                methods=["vanilla", "edges"], task=ckpt.task)
     edges, vanilla = report.by_method()["edges"], report.by_method()["vanilla"]
     assert edges.randomization_spearman == pytest.approx([1.0] * 5)
     assert "sanity" in report.failed_checks(edges)
@@ -62,7 +65,7 @@ def test_the_sanity_check_flags_a_method_that_ignores_the_model(shipped, monkeyp
                       "resnet.layer4.0.conv2"])])
 def test_the_cascade_goes_from_the_head_down_and_covers_every_weight(arch, options, starts):
     model = build_model(arch, **options)
-    groups = trust.cascade_groups(model, arch, options)
+    groups = trust.cascade_groups(model, arch, options, FER2013)
     assert [group[0] for group in groups][:len(starts)] == starts
     assert groups[-1][0] == ("resnet.conv1" if arch == "resnet18" else "block1.conv")
     assert len(groups) == {"cnn3": 3 + (2 if options else 1), "resnet18": 18}[arch]
@@ -74,7 +77,7 @@ def test_the_cascade_goes_from_the_head_down_and_covers_every_weight(arch, optio
 def test_randomizing_a_layer_gives_its_construction_values():
     model = build_model("cnn3")
     nn.init.constant_(model.get_submodule("head.fc").weight, 0.5)
-    fresh = trust.fresh_weights("cnn3", {})
+    fresh = trust.fresh_weights("cnn3", {}, FER2013)
     trust.randomize(model, ["head.fc"], fresh)
     assert torch.equal(model.get_submodule("head.fc").weight, fresh.get_submodule("head.fc").weight)
 
@@ -187,14 +190,40 @@ def test_the_report_is_cached_on_disk(shipped, tmp_path, monkeypatch):
 
     monkeypatch.setattr(trust, "trust_report", counted)
     first = trust.cached_trust_report(ckpt.model, ckpt.path, ckpt.arch, ckpt.meta["arch_options"],
-                                      dataset, "val", 3)
+                                      dataset, "val", 3, task=ckpt.task)
     again = trust.cached_trust_report(ckpt.model, ckpt.path, ckpt.arch, ckpt.meta["arch_options"],
-                                      dataset, "val", 3)
+                                      dataset, "val", 3, task=ckpt.task)
     assert len(calls) == 1 and again == first
     assert first.faces == 3 and first.methods[0].parts_share is not None
     trust.cached_trust_report(ckpt.model, ckpt.path, ckpt.arch, ckpt.meta["arch_options"],
-                              dataset, "val", 2)
+                              dataset, "val", 2, task=ckpt.task)
     assert len(calls) == 2  # another probe size is another report
+
+
+def test_a_colour_model_of_another_size_is_checked_without_localization(tmp_path, monkeypatch):
+    """Colour 64-pixel faces with RAF-DB's classes have no part masks: sanity and deletion
+    only. The model is untrained (its own cascade still starts from its head)."""
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path))
+    colour = in_other_task(load_dataset("builtin:300"))
+    torch.manual_seed(0)
+    model = build_model("cnn3", colour.task).eval()
+    faces, parts = trust.probe_faces(colour, "val", 3)
+    assert faces.shape == (3, 3, 64, 64) and parts is None
+    report = trust.trust_report(model, "cnn3", {}, faces, methods=["vanilla", "occlusion"],
+                                task=colour.task)
+    assert report.parts_area_share is None and report.layers[0] == "head.fc"
+    for m in report.methods:
+        assert m.parts_share is None and 0 <= m.deletion_auc <= 1
+        assert len(m.randomization_spearman) == 5
+        assert np.isfinite(m.randomization_spearman).all()
+
+
+def test_data_of_another_task_is_refused_naming_both(shipped):
+    ckpt, _, _ = shipped
+    colour = in_other_task(load_dataset("builtin:300"))
+    with pytest.raises(FerError, match=r"7 classes, 48x48 grey, but .* 7 classes, 64x64 colour"):
+        trust.cached_trust_report(ckpt.model, ckpt.path, ckpt.arch, ckpt.arch_options, colour,
+                                  "val", 2, task=ckpt.task)
 
 
 def test_the_trust_command_writes_the_report(tmp_path, monkeypatch, capsys):

@@ -7,8 +7,6 @@ plotly gave a dict {'0': a, '1': b}: both are accepted.
 
 from collections.abc import Mapping
 
-from fer_core.data.classes import NUM_CLASSES
-
 OVERLAY = 1  # curve number of the clickable overlay in the matrix and gallery figures
 
 
@@ -29,12 +27,12 @@ def _values(customdata) -> list:
     return [customdata]
 
 
-def cell_from_state(state) -> tuple[int, int] | None:
-    """(true, predicted) of the clicked matrix cell, or None."""
+def cell_from_state(state, num_classes: int) -> tuple[int, int] | None:
+    """(true, predicted) of the clicked cell of a matrix of `num_classes` classes, or None."""
     for point in clicked_points(state):
         values = _values(point.get("customdata"))
         if len(values) == 2:
-            cell = parse_cell(values)
+            cell = parse_cell(values, num_classes)
             if cell is not None:
                 return cell
     return None
@@ -49,13 +47,14 @@ def face_from_state(state) -> int | None:
     return None
 
 
-def parse_cell(values) -> tuple[int, int] | None:
-    """Two class indices 0-6 (ints, or their text as in a URL), else None."""
+def parse_cell(values, num_classes: int) -> tuple[int, int] | None:
+    """Two class indices from 0 to num_classes - 1 (ints, or their text as in a URL), else
+    None."""
     try:
         t, p = (int(v) for v in values)
     except (TypeError, ValueError):
         return None
-    return (t, p) if 0 <= t < NUM_CLASSES and 0 <= p < NUM_CLASSES else None
+    return (t, p) if 0 <= t < num_classes and 0 <= p < num_classes else None
 
 
 def parse_index(text: str | None, size: int) -> int | None:

@@ -1,5 +1,6 @@
 """The face the Saliency page explains: a face of the dataset (by split and position), or one
-cut from an uploaded photo or a webcam picture through `fer_core.data.photos` (in memory only).
+cut from an uploaded photo or a webcam picture through `fer_core.data.photos` (in memory only),
+as the checkpoint's task takes faces (its size; colour for a colour model).
 
 Photos are shown with every detected face boxed (the one used in red) and, when no face is
 found or the user asks, a centre crop they move and size with sliders.
@@ -14,6 +15,7 @@ from PIL import Image, ImageDraw
 from dashboard.common import url
 from dashboard.common.clicks import parse_index
 from fer_core.data.photos import MAX_PHOTO_BYTES, CentreCrop, FaceInput, face_from_upload
+from fer_core.data.task import Task
 from fer_core.errors import FerError
 
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
@@ -23,7 +25,8 @@ USED, OTHER = (230, 40, 40), (250, 200, 0)
 
 @dataclass(frozen=True)
 class ChosenFace:
-    """uint8 48 x 48 face, its true class (None when unknown) and where it came from."""
+    """uint8 face (C x H x W, as the model takes it), its true class (None when unknown) and
+    where it came from."""
 
     face: np.ndarray
     label: int | None
@@ -65,9 +68,9 @@ def random_face(key: str, n: int) -> None:
     st.session_state[key] = int(np.random.default_rng().integers(n))
 
 
-def photo_face(source: str, prefix: str = "sa") -> ChosenFace | None:
-    """The face cut from an uploaded photo or a webcam picture, or None (nothing given yet, or
-    the file was refused: then the message is shown)."""
+def photo_face(source: str, task: Task, prefix: str = "sa") -> ChosenFace | None:
+    """The face cut from an uploaded photo or a webcam picture for a model of `task`, or None
+    (nothing given yet, or the file was refused: then the message is shown)."""
     if source == "camera":
         file = st.camera_input("Take a picture", key=f"{prefix}_camera", on_change=new_photo,
                                args=(prefix,))
@@ -80,13 +83,13 @@ def photo_face(source: str, prefix: str = "sa") -> ChosenFace | None:
     if file is None:
         return None
     data = file.getvalue()
-    found = faces_in(data, file.name)
+    found = faces_in(data, file.name, task)
     if isinstance(found, str):
         st.error(found, icon=":material/error:")
         return None
     photo, controls = st.columns([3, 2])  # the face picker and crop beside the photo
     with controls:
-        found = cut(data, file.name, found, prefix)
+        found = cut(data, file.name, task, found, prefix)
     if found is None:
         return None
     with photo:
@@ -103,16 +106,16 @@ def new_photo(prefix: str) -> None:
 
 
 @st.cache_data(max_entries=8, show_spinner="Finding faces...")
-def faces_in(data: bytes, name: str) -> FaceInput | str:
-    """The photo decoded with its faces found (the largest cut), or the reason it was refused.
-    In memory only."""
+def faces_in(data: bytes, name: str, task: Task) -> FaceInput | str:
+    """The photo decoded with its faces found (the largest cut for `task`), or the reason it was
+    refused. In memory only."""
     try:
-        return face_from_upload(data, name)
+        return face_from_upload(data, name, task=task)
     except FerError as e:
         return str(e)
 
 
-def cut(data: bytes, name: str, found: FaceInput, prefix: str) -> FaceInput | None:
+def cut(data: bytes, name: str, task: Task, found: FaceInput, prefix: str) -> FaceInput | None:
     """The face the user picks among those found, or the centre crop they set by hand."""
     boxes, pick_key = found.boxes, f"{prefix}_pick"
     by_hand = not boxes
@@ -131,7 +134,8 @@ def cut(data: bytes, name: str, found: FaceInput, prefix: str) -> FaceInput | No
         st.warning(f"{why} the centre crop below is used. Move and size it with the sliders so "
                    f"that it frames the face.", icon=":material/warning:")
     crop = centre_crop(prefix) if by_hand else None
-    result = cut_face(data, name, min(st.session_state.get(pick_key, 0), max(len(boxes) - 1, 0)),
+    result = cut_face(data, name, task, min(st.session_state.get(pick_key, 0),
+                                            max(len(boxes) - 1, 0)),
                       None if crop is None else (crop.cx, crop.cy, crop.size))
     if isinstance(result, str):
         st.error(result, icon=":material/error:")
@@ -140,11 +144,13 @@ def cut(data: bytes, name: str, found: FaceInput, prefix: str) -> FaceInput | No
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def cut_face(data: bytes, name: str, pick: int, centre: tuple | None) -> FaceInput | str:
-    """The face `pick`, or the centre crop (cx, cy, size), cut from the photo; or the reason it
-    cannot be. Kept in memory, so moving a slider elsewhere does not decode the photo again."""
+def cut_face(data: bytes, name: str, task: Task, pick: int,
+             centre: tuple | None) -> FaceInput | str:
+    """The face `pick`, or the centre crop (cx, cy, size), cut from the photo for `task`; or
+    the reason it cannot be. Kept in memory, so moving a slider elsewhere does not decode the
+    photo again."""
     try:
-        return face_from_upload(data, name, pick=pick,
+        return face_from_upload(data, name, task=task, pick=pick,
                                 centre=None if centre is None else CentreCrop(*centre))
     except FerError as e:
         return str(e)
@@ -165,10 +171,11 @@ def show_photo(found: FaceInput) -> None:
 
 
 def boxed_photo(found: FaceInput) -> Image.Image:
-    """The photo (grey, at most PREVIEW_SIDE wide) with every detected face in yellow and the
-    square cut for the model in red."""
-    gray = (found.photo.gray * 255).round().astype(np.uint8)
-    image = Image.fromarray(gray).convert("RGB")
+    """The photo (in colour when stored so, at most PREVIEW_SIDE wide) with every detected face
+    in yellow and the square cut for the model in red."""
+    photo = found.photo
+    pixels = photo.rgb if photo.rgb is not None else (photo.gray * 255).round().astype(np.uint8)
+    image = Image.fromarray(pixels).convert("RGB")
     scale = min(1.0, PREVIEW_SIDE / max(image.size))
     image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
     draw = ImageDraw.Draw(image)

@@ -2,9 +2,11 @@
 
 The gallery is one composed image (one PNG for up to 100 faces, not 100 widgets) inside a
 plotly figure whose invisible overlay makes each face clickable; a click stores the face's
-index within its split in session state under `face_key`.
+index within its split in session state under `face_key`. Classes are named by `classes`, the
+checkpoint's (`checkpoint.task.classes`), in which the predictions are.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlencode
@@ -15,7 +17,8 @@ import streamlit as st
 from dashboard.common import state
 from dashboard.common.clicks import face_from_state
 from dashboard.common.images import GAP, TILE_TEXT, gallery_grid, png_data_uri
-from fer_core.data.classes import CLASSES
+from fer_core.data.pictures import picture, pictures
+from fer_core.data.task import Task
 from fer_core.evaluation.predict import Predictions
 from fer_core.explain.heatmap import beside_maps
 
@@ -24,14 +27,15 @@ FACES_PER_PAGE = 100
 COLUMNS = 9  # 9 faces of 96 pixels fit the main column of a 1400-pixel-wide window
 BESIDE_COLUMNS = 6  # with a narrow column beside the gallery (3 : 1)
 SCALE = 2
-SHORT = [name[:3] for name in CLASSES]
+LARGE = 192  # pixels: the width of one face shown large
 
 
-def _name(label: int) -> str:
-    return CLASSES[label] if label >= 0 else "unknown"
+def _name(label: int, classes: Sequence[str]) -> str:
+    return classes[label] if label >= 0 else "unknown"
 
 
-def face_text(dataset, preds: Predictions, position: int) -> tuple[tuple[str, ...], str]:
+def face_text(dataset, preds: Predictions, classes: Sequence[str],
+              position: int) -> tuple[tuple[str, ...], str]:
     """A face's three caption lines (source, true->predicted, both probabilities) and its
     hover text."""
     row, label = preds.rows[position], int(preds.labels[position])
@@ -40,16 +44,16 @@ def face_text(dataset, preds: Predictions, position: int) -> tuple[tuple[str, ..
     p_true = float(preds.probs[position, label]) if label >= 0 else float("nan")
     source = str(dataset.sources[row])
     lines = (source if len(source) <= 16 else "…" + source[-15:],
-             f"{SHORT[label] if label >= 0 else '?'} > {SHORT[pred]}",
+             f"{classes[label][:3] if label >= 0 else '?'} > {classes[pred][:3]}",
              f"p {p_pred:.2f} · t {p_true:.2f}" if label >= 0 else f"p {p_pred:.2f}")
-    hover = (f"#{position} ({source})<br>true <b>{_name(label)}</b> "
-             f"p={p_true:.3f}<br>predicted <b>{CLASSES[pred]}</b> p={p_pred:.3f}")
+    hover = (f"#{position} ({source})<br>true <b>{_name(label, classes)}</b> "
+             f"p={p_true:.3f}<br>predicted <b>{classes[pred]}</b> p={p_pred:.3f}")
     return lines, hover
 
 
 @dataclass(frozen=True)
 class TileMaps:
-    """Saliency maps to draw beside the gallery's faces: `values` (N x 48 x 48, one per face
+    """Saliency maps to draw beside the gallery's faces: `values` (N x H x W, one per face
     shown, in order), named by `key` (where they come from) so the picture can be cached."""
 
     values: np.ndarray
@@ -60,7 +64,7 @@ class TileMaps:
 @st.cache_data(max_entries=32, show_spinner=False)
 def _grid_uri(_dataset, fingerprint: str, rows: tuple, captions: tuple, columns: int,
               _maps: TileMaps | None = None, maps_key: tuple | None = None) -> str:
-    faces = _dataset.images[np.asarray(rows, dtype=np.int64)]
+    faces = pictures(_dataset.images[np.asarray(rows, dtype=np.int64)])
     if _maps is not None:
         faces = beside_maps(faces, _maps.values, _maps.signed)
     return png_data_uri(gallery_grid(faces, list(captions), columns, SCALE))
@@ -75,13 +79,14 @@ def on_face_click(key: str, face_key: str) -> None:
         st.session_state[f"{face_key}_open"] = True
 
 
-def show_gallery(dataset, preds: Predictions, positions: np.ndarray, key: str,
-                 face_key: str, columns: int = COLUMNS, maps: TileMaps | None = None) -> None:
+def show_gallery(dataset, preds: Predictions, classes: Sequence[str], positions: np.ndarray,
+                 key: str, face_key: str, columns: int = COLUMNS,
+                 maps: TileMaps | None = None) -> None:
     """Up to FACES_PER_PAGE faces of `preds.split` as one clickable composed image, `columns`
     faces a row (fewer where the gallery shares the page's width with something beside it);
     with `maps`, each face's map beside it, in half as many columns."""
     positions = [int(p) for p in positions[:FACES_PER_PAGE]]
-    texts = [face_text(dataset, preds, p) for p in positions]
+    texts = [face_text(dataset, preds, classes, p) for p in positions]
     st.caption("Each face: its source, true → predicted class, p = probability of the "
                "prediction, t = probability of the true class"
                + ("; beside it, its map of the predicted class" if maps is not None else "")
@@ -101,7 +106,7 @@ def clickable_faces(dataset, rows: list[int], captions: list[tuple], hover: list
     columns = max(1, columns // 2) if maps is not None else columns
     uri = _grid_uri(dataset, dataset.fingerprint, tuple(rows), tuple(captions), columns, maps,
                     None if maps is None else maps.key)
-    size = dataset.images.shape[1] * SCALE
+    size = dataset.task.size * SCALE
     tile_w, tile_h = size * (2 if maps is not None else 1) + GAP, size + TILE_TEXT
     i = np.arange(len(rows))
     centres = np.stack([(i % columns) * tile_w + (tile_w - GAP) / 2,
@@ -127,25 +132,32 @@ def face_link(choice, split: str, position: int) -> str:
     return "saliency?" + urlencode(face_query(choice, split, position))
 
 
-def show_face(dataset, preds: Predictions, position: int, choice) -> None:
-    """One face large, its 7 probabilities, where it came from, and a link to it."""
+def show_face(dataset, preds: Predictions, classes: Sequence[str], position: int,
+              choice) -> None:
+    """One face large, its class probabilities, where it came from, and a link to it."""
     row, label = preds.rows[position], int(preds.labels[position])
     pred = int(preds.predicted[position])
     st.subheader(f"Face #{position} of {preds.split}")
     left, right = st.columns([1, 2])
-    left.image(dataset.images[row], width=192, clamp=True)
+    left.image(picture(dataset.images[row]), width=LARGE, clamp=True)
     with right:
         st.plotly_chart(probability_figure(preds.probs[position], label if label >= 0 else None,
-                                           pred), config={"displayModeBar": False})
+                                           pred, classes), config={"displayModeBar": False})
     mark = ":green[correct]" if pred == label else ":red[wrong]"
-    st.markdown(f"True **{_name(label)}** · predicted **{CLASSES[pred]}** "
+    st.markdown(f"True **{_name(label, classes)}** · predicted **{classes[pred]}** "
                 f"({preds.probs[position, pred]:.1%}) {mark if label >= 0 else ''}  \n"
                 f"Source: `{dataset.sources[row]}`  \n"
                 f"[Link to this face]({face_link(choice, preds.split, position)}) (opens it "
                 f"on the Saliency page in a new tab)")
     st.page_link("views/saliency/page.py", label="Explain this face", icon=":material/visibility:",
                  query_params=face_query(choice, preds.split, position))
-    st.caption(f"Model input: the 48x48 face, shown at 4x. Device: {state.device().type}.")
+    st.caption(f"Model input: the {input_text(dataset.task)} face, shown {LARGE} pixels wide. "
+               f"Device: {state.device().type}.")
+
+
+def input_text(task: Task) -> str:
+    """'48 x 48 grey': the faces a task's model takes."""
+    return f"{task.size} x {task.size} {'colour' if task.colour else 'grey'}"
 
 
 face_dialog = st.dialog("Face", width="large")(show_face)
@@ -183,10 +195,12 @@ def gallery_figure(source: str, width: int, height: int, centres: np.ndarray, po
     return {"data": [image, overlay], "layout": layout}
 
 
-def probability_figure(probs: np.ndarray, true: int | None, predicted: int) -> dict:
-    """The 7 class probabilities as horizontal bars: the prediction red, the true class marked."""
-    colours = [SELECTED if k == predicted else "#0068c9" for k in range(7)]
-    labels = [f"{n} (true)" if k == true else n for k, n in enumerate(CLASSES)]
+def probability_figure(probs: np.ndarray, true: int | None, predicted: int,
+                       classes: Sequence[str]) -> dict:
+    """The probabilities of `classes` as horizontal bars: the prediction red, the true class
+    marked."""
+    colours = [SELECTED if k == predicted else "#0068c9" for k in range(len(classes))]
+    labels = [f"{n} (true)" if k == true else n for k, n in enumerate(classes)]
     bars = {
         "type": "bar", "orientation": "h", "x": probs.tolist(), "y": labels,
         "marker": {"color": colours}, "text": [f"{p:.1%}" for p in probs],
@@ -194,7 +208,7 @@ def probability_figure(probs: np.ndarray, true: int | None, predicted: int) -> d
         "hovertemplate": "%{y}: %{x:.2%}<extra></extra>",
     }
     layout = {
-        "height": 260, "margin": {"l": 10, "r": 40, "t": 10, "b": 10},
+        "height": 50 + 30 * len(classes), "margin": {"l": 10, "r": 40, "t": 10, "b": 10},
         "xaxis": {"range": [0, 1.15], "tickformat": ".0%", "fixedrange": True},
         "yaxis": {"autorange": "reversed", "fixedrange": True},
     }

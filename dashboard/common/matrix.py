@@ -6,24 +6,27 @@ invisible scatter overlay, one square marker per cell, whose `customdata` is (tr
 `dashboard.common.clicks` reads it back.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from dashboard.common.gallery import SELECTED
-from fer_core.data.classes import CLASSES
 
-NAMES = list(CLASSES)
 AXIS_FONT = {"size": 13}
+HEIGHT = 520
+MARKER_SPAN = 322  # pixels the overlay's markers of one row add up to (46 each for 7 classes)
 
 
-def matrix_figure(counts: np.ndarray, colour: np.ndarray, mode: str,
+def matrix_figure(counts: np.ndarray, colour: np.ndarray, mode: str, classes: Sequence[str],
                   selected: tuple[int, int] | None = None, clickable: bool = True) -> dict:
-    """The 7x7 matrix, rows = true class (top to bottom), columns = predicted: counts in the
-    cells, `colour` (counts, row or column shares) as the colour, the selected cell outlined;
-    clickable through the overlay (curve OVERLAY), else with the counts in the heatmap's hover."""
-    share = mode != "counts"
-    text = [[_cell_text(counts[t, p], colour[t, p], share) for p in range(7)] for t in range(7)]
+    """The K x K matrix of `classes`, rows = true class (top to bottom), columns = predicted:
+    counts in the cells, `colour` (counts, row or column shares) as the colour, the selected
+    cell outlined; clickable through the overlay (curve OVERLAY), else with the counts in the
+    heatmap's hover."""
+    share, names, k = mode != "counts", list(classes), len(classes)
+    text = [[_cell_text(counts[t, p], colour[t, p], share) for p in range(k)] for t in range(k)]
     heat = {
-        "type": "heatmap", "z": colour.tolist(), "x": NAMES, "y": NAMES, "text": text,
+        "type": "heatmap", "z": colour.tolist(), "x": names, "y": names, "text": text,
         "texttemplate": "%{text}", "textfont": {"size": 12}, "colorscale": "Blues",
         "zmin": 0, "zmax": 1 if share else max(int(counts.max()), 1), "hoverinfo": "skip",
         "colorbar": {"title": {"text": {"counts": "faces", "row": "of true class",
@@ -31,7 +34,7 @@ def matrix_figure(counts: np.ndarray, colour: np.ndarray, mode: str,
                      "tickformat": ".0%" if share else "d", "thickness": 14},
     }
     layout = {
-        "height": 520, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "height": HEIGHT, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
         "xaxis": {"title": {"text": "predicted class"}, "side": "bottom", "tickfont": AXIS_FONT,
                   "fixedrange": True},
         "yaxis": {"title": {"text": "true class"}, "autorange": "reversed", "tickfont": AXIS_FONT,
@@ -39,28 +42,28 @@ def matrix_figure(counts: np.ndarray, colour: np.ndarray, mode: str,
         "dragmode": False, "clickmode": "event+select" if clickable else "none",
         "shapes": [_outline(*selected)] if selected else [],
     }
-    hover = _hover_texts(counts)
+    hover = _hover_texts(counts, names)
     if not clickable:
-        heat |= {"hoverinfo": "text", "hovertext": np.reshape(hover, (7, 7)).tolist()}
+        heat |= {"hoverinfo": "text", "hovertext": np.reshape(hover, (k, k)).tolist()}
         return {"data": [heat], "layout": layout}
-    t_idx, p_idx = np.divmod(np.arange(49), 7)
+    t_idx, p_idx = np.divmod(np.arange(k * k), k)
     overlay = {
         "type": "scatter", "mode": "markers", "showlegend": False,
-        "x": [NAMES[p] for p in p_idx], "y": [NAMES[t] for t in t_idx],
+        "x": [names[p] for p in p_idx], "y": [names[t] for t in t_idx],
         "customdata": np.stack([t_idx, p_idx], 1).tolist(),
-        "marker": {"symbol": "square", "size": 46, "color": "rgba(0,0,0,0)"},
+        "marker": {"symbol": "square", "size": MARKER_SPAN / k, "color": "rgba(0,0,0,0)"},
         "selected": {"marker": {"opacity": 1}}, "unselected": {"marker": {"opacity": 1}},
         "hovertemplate": [h + "<extra>click to browse</extra>" for h in hover],
     }
     return {"data": [heat, overlay], "layout": layout}
 
 
-def _hover_texts(counts: np.ndarray) -> list[str]:
+def _hover_texts(counts: np.ndarray, names: list[str]) -> list[str]:
     """One line per cell, row by row: the pair, its faces and their share of the true class."""
-    rows = counts.sum(1)
-    return [f"true <b>{NAMES[t]}</b>, predicted <b>{NAMES[p]}</b><br>{counts[t, p]} faces "
-            f"({counts[t, p] / max(rows[t], 1):.1%} of {NAMES[t]})"
-            for t in range(7) for p in range(7)]
+    rows, k = counts.sum(1), len(names)
+    return [f"true <b>{names[t]}</b>, predicted <b>{names[p]}</b><br>{counts[t, p]} faces "
+            f"({counts[t, p] / max(rows[t], 1):.1%} of {names[t]})"
+            for t in range(k) for p in range(k)]
 
 
 def _cell_text(count: int, value: float, share: bool) -> str:

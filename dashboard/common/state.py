@@ -25,9 +25,9 @@ from dashboard.common.keys import memo_key
 from dashboard.common.memo import MB, Memo
 from dashboard.common.paths import run_path
 from dashboard.common.progress import on_bar
-from fer_core.data.classes import CLASSES, IMAGE_SIZE
 from fer_core.data.dataset import FaceDataset
 from fer_core.data.readers import load_dataset, source_stamp
+from fer_core.data.task import Task
 from fer_core.device import choose_device, describe_device
 from fer_core.errors import FerError
 from fer_core.evaluation.predict import Predictions, ProgressCallback, cached_predict_split
@@ -154,13 +154,14 @@ def checkpoint_problem(run: str) -> str | None:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def architecture_table(arch: str, options: dict) -> tuple[list[dict], int, int]:
-    """Layer records, total and trainable parameters of `arch` for one 48x48 face.
+def architecture_table(arch: str, options: dict, task: Task) -> tuple[list[dict], int, int]:
+    """Layer records, total and trainable parameters of `arch` built for `task`, for one face of
+    the task's size.
 
     A fresh CPU model is summarized rather than a cached checkpoint's, since summarize() attaches
     hooks and a cached model is shared by every tab.
     """
-    summary = summarize(build_model(arch, **arch_options(arch, **options)))
+    summary = summarize(build_model(arch, task, **arch_options(arch, **options)), task)
     return summary.as_records(), summary.total_params, summary.trainable_params
 
 
@@ -197,22 +198,25 @@ def shown_predictions(ckpt: Checkpoint, dataset, split: str) -> Predictions:
     return result
 
 
-def fit_problem(meta: dict) -> str | None:
-    """Why a checkpoint cannot score this project's faces (other classes or input size), or
-    None."""
-    classes = list(meta.get("classes") or [])
-    if classes != list(CLASSES):
-        return (f"this checkpoint predicts the classes {', '.join(map(str, classes)) or '(none)'}, "
-                f"not the 7 FER2013 classes ({', '.join(CLASSES)})")
-    if meta.get("input_size") != IMAGE_SIZE:
-        return (f"this checkpoint takes {meta.get('input_size')}-pixel faces, not "
-                f"{IMAGE_SIZE}x{IMAGE_SIZE}")
-    return None
+def task_text(task: Task) -> str:
+    """'7 classes, 48x48 grey (Angry, Disgust, ...)'."""
+    return f"{task.describe()} ({', '.join(task.classes)})"
 
 
-def page_checkpoint(run: str | None) -> Checkpoint | None:
-    """The chosen run's checkpoint for a page that scores faces, or None after showing why it
-    cannot be used (no run, an unreadable file, other classes or input size)."""
+def task_mismatch(run: str, ckpt: Checkpoint, dataset: FaceDataset) -> str | None:
+    """Why the run's checkpoint cannot score the dataset's faces (its task, the classes it
+    outputs or the faces it takes, is not the dataset's), or None."""
+    if ckpt.task == dataset.task:
+        return None
+    return (f"{run} is a model of {task_text(ckpt.task)}, and the dataset holds "
+            f"{task_text(dataset.task)}. This page needs a checkpoint of the dataset's task: "
+            f"choose another checkpoint or dataset in the sidebar.")
+
+
+def page_checkpoint(run: str | None, dataset: FaceDataset) -> Checkpoint | None:
+    """The chosen run's checkpoint for a page that scores the dataset's faces, or None after
+    showing why it cannot be used (no run, an unreadable file, another task than the
+    dataset's)."""
     if run is None:
         st.info("No checkpoint yet: train one on the Training page.", icon=":material/info:")
         return None
@@ -221,8 +225,8 @@ def page_checkpoint(run: str | None) -> Checkpoint | None:
     except FerError as e:
         st.error(str(e), icon=":material/error:")
         return None
-    if problem := fit_problem(ckpt.meta):
-        st.error(f"{run}: {problem}", icon=":material/error:")
+    if problem := task_mismatch(run, ckpt, dataset):
+        st.error(problem, icon=":material/error:")
         return None
     return ckpt
 
@@ -234,5 +238,5 @@ def scoring_page(title: str) -> tuple[Selection, FaceDataset, Checkpoint] | None
     choice = selection()
     dataset = page_faces(choice.data)
     st.title(title)
-    ckpt = page_checkpoint(choice.run)
+    ckpt = page_checkpoint(choice.run, dataset)
     return None if ckpt is None else (choice, dataset, ckpt)

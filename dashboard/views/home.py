@@ -12,7 +12,6 @@ from dashboard.common.paths import checkpoints_root, run_roots
 from dashboard.common.runs import all_runs
 from dashboard.common.tables import RUN_COLUMNS, runs_frame
 from dashboard.sidebar import shipped_run
-from fer_core.data.classes import CLASSES
 from fer_core.data.readers import is_builtin_spec
 from fer_core.environment import problems, report
 
@@ -38,9 +37,10 @@ def grid_png(_dataset, fingerprint: str) -> bytes:
 
 
 def counts_frame(dataset) -> pd.DataFrame:
-    """Faces per split (rows) and class (columns), with totals."""
+    """Faces per split (rows) and class (columns, in the dataset's task's order), with totals."""
     table = pd.DataFrame(dataset.counts()).T.fillna(0).astype(int)
-    table = table.reindex(columns=[c for c in [*CLASSES, "unlabelled"] if c in table.columns])
+    columns = [*dataset.task.classes, "unlabelled"]
+    table = table.reindex(columns=[c for c in columns if c in table.columns])
     table["total"] = table.sum(axis=1)
     table.loc["all"] = table.sum()
     return table
@@ -84,7 +84,8 @@ def page() -> None:
     if builtin:
         st.info(SYNTHETIC_NOTE, icon=":material/info:")
     else:
-        st.caption(f"Loaded from `{choice.data}` ({dataset.layout} layout)")
+        st.caption(f"Loaded from `{choice.data}` ({dataset.layout} layout): "
+                   f"{dataset.task.describe()}")
 
     st.subheader("Faces per split and class")
     st.dataframe(counts_frame(dataset), width="stretch")

@@ -1,6 +1,6 @@
 """Model: the chosen checkpoint as a report would show it: its architecture table, its training
 curves, its confusion matrix on the sidebar's data, and its metadata; or the architecture table
-of an untrained architecture (`?arch=cnn3` or `?arch=resnet18`)."""
+of an untrained architecture (`?arch=cnn3` or `?arch=resnet18`) built for the sidebar's data."""
 
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from dashboard.common.history import RunHistory
 from dashboard.common.matrix import matrix_figure
 from dashboard.common.paths import checkpoints_root, run_path
 from dashboard.common.tables import content_height, settings_frame
+from fer_core.data.task import FER2013, Task
 from fer_core.errors import FerError
 from fer_core.evaluation.confusion import confusion_counts, normalize
 from fer_core.models.architectures import ARCHITECTURES, DEFAULT_OPTIONS, arch_options
@@ -55,11 +56,18 @@ def options_text(options: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in options.items())
 
 
-def show_table(arch: str, options: dict, meta: dict | None) -> None:
-    """The parameter counts and the layer table; the reason in one line when `arch` cannot be
-    built here (a ResNet without a working torchvision)."""
+def data_task(data: str) -> Task:
+    """The task of the sidebar's dataset, which an untrained architecture is built for
+    (FER2013's while that dataset cannot be read)."""
+    dataset, _ = state.load_faces(data)
+    return FER2013 if dataset is None else dataset.task
+
+
+def show_table(arch: str, options: dict, task: Task, meta: dict | None) -> None:
+    """The parameter counts and the layer table of `arch` built for `task`; the reason in one
+    line when `arch` cannot be built here (a ResNet without a working torchvision)."""
     try:
-        records, total, trainable = state.architecture_table(arch, options)
+        records, total, trainable = state.architecture_table(arch, options, task)
     except FerError as e:
         st.error(str(e), icon=":material/error:")
         return
@@ -72,7 +80,8 @@ def show_table(arch: str, options: dict, meta: dict | None) -> None:
         cols[3].metric("Saved at epoch", meta.get("epoch", "\u2014"))
     else:
         cols[2].metric("Layers", len(records))
-    st.subheader("Layers", help="Output shape (channels x height x width) for one 48x48 face")
+    st.subheader("Layers", help=f"Output shape (channels x height x width) for one face of "
+                                f"{task.describe()}")
     table = layer_frame(records, total)
     st.dataframe(table, hide_index=True, width="stretch", height=content_height(len(table)),
                  column_config={"params": st.column_config.NumberColumn(format="localized")})
@@ -98,16 +107,16 @@ def show_metadata(ckpt: Checkpoint) -> None:
                          height=content_height(len(settings)))
 
 
-def show_folder(run_dir: Path) -> None:
+def show_folder(run_dir: Path, task: Task) -> None:
     """What a run whose checkpoint cannot be loaded still shows: the architecture table its
-    config.json names, its curves and its configuration."""
+    config.json names (built for `task`), its curves and its configuration."""
     config = RunFolder(run_dir).config() or {}
     arch, options = config.get("arch"), config.get("arch_options")
     if (arch in ARCHITECTURES and isinstance(options, dict)
             and options.keys() <= DEFAULT_OPTIONS[arch].keys()):
         options = arch_options(arch, **options)
         st.caption(f"**{arch}** ({options_text(options)}), as `config.json` describes it")
-        show_table(arch, options, None)
+        show_table(arch, options, task, None)
     show_curves(run_dir)
     if config:
         st.subheader("Training config")
@@ -128,11 +137,14 @@ def show_curves(run_dir: Path) -> None:
                "figures; thin line: the running training mean within an epoch.")
 
 
-def show_confusions(ckpt: Checkpoint, data: str) -> None:
-    """The confusion matrix on the default labelled split of the sidebar's data."""
+def show_confusions(run: str, ckpt: Checkpoint, data: str) -> None:
+    """The confusion matrix on the default labelled split of the sidebar's data, when the
+    checkpoint's task is the data's (else why not, as an error)."""
     st.subheader("Confusion matrix")
     dataset, problem = state.load_faces(data)
-    problem = problem or state.fit_problem(ckpt.meta)
+    if dataset is not None and (mismatch := state.task_mismatch(run, ckpt, dataset)):
+        st.error(mismatch, icon=":material/error:")
+        return
     splits = dataset.labelled_splits() if dataset is not None else []
     if problem or not splits:
         st.info(problem or f"{dataset.name} has no labelled faces to score.",
@@ -141,8 +153,9 @@ def show_confusions(ckpt: Checkpoint, data: str) -> None:
     split = dataset.default_split(splits)
     preds = state.shown_predictions(ckpt, dataset, split)
     known = preds.labelled
-    counts = confusion_counts(preds.labels[known], preds.predicted[known])
-    figure = matrix_figure(counts, normalize(counts, "row"), "row", clickable=False)
+    classes = ckpt.task.classes
+    counts = confusion_counts(preds.labels[known], preds.predicted[known], classes)
+    figure = matrix_figure(counts, normalize(counts, "row"), "row", classes, clickable=False)
     st.plotly_chart(figure, key="model_matrix", config=CONFIG)
     st.caption(f"{dataset.name}, {split} split: {len(known):,} faces, accuracy "
                f"{preds.accuracy():.1%}. Rows: true class, coloured by the share of each row "
@@ -160,22 +173,25 @@ def page() -> None:
             ckpt = state.checkpoint(run_path(choice.run))
         except FerError as e:
             st.error(f"{e}. Below: what the run folder still holds.", icon=":material/error:")
-            show_folder(run_path(choice.run))
+            show_folder(run_path(choice.run), data_task(choice.data))
             return
         st.caption(f"**{ckpt.arch}** ({options_text(ckpt.arch_options)}) from run "
-                   f"`{choice.run}`")
-        show_table(ckpt.arch, ckpt.arch_options, ckpt.meta)
+                   f"`{choice.run}`, for {ckpt.task.describe()}")
+        show_table(ckpt.arch, ckpt.arch_options, ckpt.task, ckpt.meta)
         show_curves(run_path(choice.run))
-        show_confusions(ckpt, choice.data)
+        show_confusions(choice.run, ckpt, choice.data)
         show_metadata(ckpt)
     else:
         options = dict(DEFAULT_OPTIONS[source])
         if "small_input" in options:
             options["small_input"] = not st.toggle(
                 "ImageNet stem", help="7x7 stride-2 conv and max-pool, as on 224-pixel ImageNet "
-                "images; off: a 3x3 stride-1 stem that keeps 48-pixel faces at 6x6 in layer4")
-        st.caption(f"An untrained **{source}** ({options_text(options)}).")
-        show_table(source, options, None)
+                "images; off: a 3x3 stride-1 stem that keeps small faces' maps large (a "
+                "48-pixel face's at 6x6 in layer4)")
+        task = data_task(choice.data)
+        st.caption(f"An untrained **{source}** ({options_text(options)}) for the dataset's "
+                   f"{task.describe()}.")
+        show_table(source, options, task, None)
 
 
 page()

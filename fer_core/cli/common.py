@@ -32,13 +32,30 @@ def training_data(ckpt) -> str:
     return spec
 
 
-def split_data(args, ckpt):
-    """(the data spec, the dataset) of `--data` (default: the checkpoint's training data), which
-    must hold split `--split`."""
+def checkpoint_data(args, ckpt):
+    """(the data spec, the dataset as the checkpoint's model sees it): `--data` read with
+    --classes/--size/--channels where the command has them, else the data the checkpoint was
+    trained on, read as it was. Classes are matched to the model's by name and faces converted
+    to its size and channels (`data.matching.for_model`); what reading and matching did
+    (`dataset.notes`) is said once on stderr."""
+    from ..data.matching import for_model
     from ..data.readers import load_dataset
+    from .data_options import config_read_options, read_options
 
-    data = args.data or training_data(ckpt)
-    dataset = load_dataset(data)
+    if args.data:
+        data = args.data
+        options = read_options(args) if hasattr(args, "classes") else None
+    else:
+        data, options = training_data(ckpt), config_read_options(ckpt.meta.get("config", {}))
+    dataset = for_model(load_dataset(data, options=options), ckpt.task)
+    for note in dataset.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return data, dataset
+
+
+def split_data(args, ckpt):
+    """(the data spec, the dataset) of `checkpoint_data`, which must hold split `--split`."""
+    data, dataset = checkpoint_data(args, ckpt)
     if args.split not in dataset.present_splits():
         raise FerError(f"{data} has no {args.split} split (it has "
                        f"{', '.join(dataset.present_splits())})")

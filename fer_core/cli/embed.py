@@ -8,12 +8,15 @@ from pathlib import Path
 from ..errors import FerError
 from ..explain.settings import PROJECTIONS
 from .common import add_split_argument, split_data, warn_if_other_data
+from .data_options import add_read_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
-    p.add_argument("--data", default=None, help="FER2013 path or 'builtin' (default: the "
-                                                "checkpoint's training data)")
+    p.add_argument("--data", default=None, help="CSV, class-folder tree or 'builtin' (default: "
+                                                "its training data); classes are matched to "
+                                                "the model's by name")
+    add_read_arguments(p)
     add_split_argument(p)
     p.add_argument("--method", choices=tuple(PROJECTIONS), default="pca",
                    help="pca (instant), tsne or umap (seconds for 3,589 faces, minutes for "
@@ -40,7 +43,7 @@ def run(args) -> int:
         print(f"{PROJECTIONS[args.method]} of {n:,} {args.split} faces (cached after the "
               f"first time)...", file=sys.stderr, flush=True)
     embedding = embed_split(ckpt.model, ckpt.path, dataset, args.split, args.method, device)
-    out.write_text(embedding_csv(embedding))
+    out.write_text(embedding_csv(embedding, ckpt.task.classes))
     print(f"wrote {n:,} faces of {data}, split {args.split}, by {PROJECTIONS[args.method]} "
           f"({embedding.predictions.features.shape[1]} features each) to {out}")
     return 0

@@ -1,6 +1,6 @@
-"""`python -m fer_core export`: every face of a split explained (its prediction, 7 probabilities,
-penultimate features and one saliency map per method) into shards and a manifest that
-`fer_core.load_export` reads back. Under `torchrun --nproc_per_node=N -m fer_core export ...`
+"""`python -m fer_core export`: every face of a split explained (its prediction, class
+probabilities, penultimate features and one saliency map per method) into shards and a manifest
+that `fer_core.load_export` reads back. Under `torchrun --nproc_per_node=N -m fer_core export ...`
 each rank explains its share of the chunks; an interrupted export resumes when run again."""
 
 import argparse
@@ -10,12 +10,15 @@ from pathlib import Path
 from ..errors import FerError
 from ..explain.settings import METHOD_KEYS, add_param_argument, given_params
 from .common import add_split_argument, split_data, warn_if_other_data
+from .data_options import add_read_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
-    p.add_argument("--data", default=None, help="FER2013 path or 'builtin' (default: the "
-                                                "checkpoint's training data)")
+    p.add_argument("--data", default=None, help="CSV, class-folder tree or 'builtin' (default: "
+                                                "its training data); classes are matched to "
+                                                "the model's by name")
+    add_read_arguments(p)
     add_split_argument(p)
     p.add_argument("--methods", required=True,
                    help=f"comma-separated saliency methods, or 'all': {', '.join(METHOD_KEYS)}")
@@ -57,7 +60,7 @@ def export(args, wanted: dict[str, dict], world, device) -> int:
     data, dataset = split_data(args, ckpt)
     if world.main:
         warn_if_other_data(ckpt, dataset)
-    request = ExportRequest(ckpt.model, ckpt.path, dataset, args.split,
+    request = ExportRequest(ckpt.model, ckpt.path, ckpt.task, dataset, args.split,
                             resolve_methods(ckpt, wanted), args.seed)
     folder = Path(args.out) if args.out else default_folder(ckpt.path.parent, dataset.name,
                                                             args.split)

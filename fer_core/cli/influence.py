@@ -12,15 +12,17 @@ import sys
 from pathlib import Path
 
 from ..errors import FerError
-from .common import add_split_argument, training_data, warn_if_other_data
+from .common import add_split_argument, checkpoint_data, warn_if_other_data
+from .data_options import add_read_arguments
 from .explain import dataset_face, photo_face
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="a run folder (its snapshots, else its best.pt) or a .pt file")
-    p.add_argument("--data", help="FER2013 path or 'builtin' (default: the data the checkpoint "
-                                  "was trained on): its train split is searched")
+    p.add_argument("--data", help="CSV, class-folder tree or 'builtin' (default: "
+                                  "the data it was trained on): its train split is searched")
+    add_read_arguments(p)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="a photo: its largest face (as explain takes it)")
     source.add_argument("--index", type=int, help="the face's position within --split")
@@ -34,8 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..data.classes import CLASSES
-    from ..data.readers import load_dataset
     from ..device import choose_device
     from ..evaluation.predict import logits_on_device
     from ..explain.influence import (
@@ -58,8 +58,8 @@ def run(args) -> int:
         raise FerError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
     device = choose_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device)
-    spec = args.data or training_data(ckpt)
-    dataset = load_dataset(spec)
+    spec, dataset = checkpoint_data(args, ckpt)
+    classes = ckpt.task.classes
     if not len(dataset.indices(TRAIN)):
         raise FerError(f"{spec}: no training faces to search")
     warn_if_other_data(ckpt, dataset)
@@ -67,10 +67,10 @@ def run(args) -> int:
     if args.self_influence:
         query = None
     elif args.image:
-        face, _, box, source, notes = photo_face(args.image)
+        face, _, box, source, notes = photo_face(args.image, ckpt.task)
         query = (face, None, {**source, "face_box": box})
     else:
-        face, label, _, source, _ = dataset_face(spec, args.split, args.index, ckpt, dataset)
+        face, label, _, source, _ = dataset_face(args, ckpt, dataset)
         query = (face, None if label is None else int(label[0]), source)
     snapshots = checkpoint_snapshots(ckpt.path, int(ckpt.meta.get("epoch", 0)))
     load = checkpoint_loader(device)
@@ -79,7 +79,7 @@ def run(args) -> int:
     print(file=sys.stderr)
 
     def entries(positions, values) -> list[dict]:
-        return [{"split": TRAIN, "index": int(i), "label": label_name(index.labels[i]),
+        return [{"split": TRAIN, "index": int(i), "label": label_name(classes, index.labels[i]),
                  "score": float(values[i])} for i in positions]
 
     report = {"checkpoint": str(ckpt.path), "data": dataset.name,
@@ -96,12 +96,12 @@ def run(args) -> int:
         faces = torch.from_numpy(face.copy())[None]
         predicted = int(logits_on_device(ckpt.model, faces.to(device)).argmax(1).item())
         scores = index.scores(faces, [predicted], load)[0]
-        report |= {"query": source, "pred": CLASSES[predicted],
-                   "true": None if label is None else CLASSES[label],
+        report |= {"query": source, "pred": classes[predicted],
+                   "true": None if label is None else classes[label],
                    "proponents": entries(top_positions(scores, args.top, 1), scores),
                    "opponents": entries(top_positions(scores, args.top, -1), scores)}
-        print(f"predicted: {CLASSES[predicted]}"
-              + ("" if label is None else f" (true class {CLASSES[label]})"))
+        print(f"predicted: {classes[predicted]}"
+              + ("" if label is None else f" (true class {classes[label]})"))
         print_list("proponents (pushed toward the prediction)", report["proponents"])
         print_list("opponents (pushed against it)", report["opponents"])
     if json_path:
@@ -115,10 +115,8 @@ def run(args) -> int:
     return 0
 
 
-def label_name(label) -> str | None:
-    from ..data.classes import CLASSES
-
-    return CLASSES[int(label)] if label >= 0 else None
+def label_name(classes: tuple[str, ...], label) -> str | None:
+    return classes[int(label)] if label >= 0 else None
 
 
 def progress_line(snapshots: int):

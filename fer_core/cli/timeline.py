@@ -1,5 +1,5 @@
 """`python -m fer_core timeline`: one face (a photo, or a dataset face by split and index) at
-each of a run's snapshots -> its map and 7 probabilities as a PNG strip and, optionally, JSON,
+each of a run's snapshots -> its map and class probabilities as a PNG strip and, optionally, JSON,
 with the snapshot where the prediction became right (or stopped being right).
 
 Everything is checked before anything is written: on bad input no output file appears.
@@ -32,7 +32,6 @@ def run(args) -> int:
     from ..training.snapshots import SNAPSHOTS, list_snapshots
 
     outputs = output_paths(args)
-    target, params = explain.method_arguments(args)
     folder = Path(args.checkpoint)
     if not folder.is_dir():
         raise FerError(f"--checkpoint {folder}: not a run folder (a timeline reads the run's "
@@ -42,12 +41,14 @@ def run(args) -> int:
         raise FerError(f"{folder}: no snapshots and no best.pt")
     device = choose_device(args.device)
     last = load_checkpoint(snapshots[-1].path, device)
+    target, params = explain.method_arguments(args, last.task)
     face, label, face_box, source, notes = explain.chosen_face(args, last)
     loaded = ((s.epoch, last if s is snapshots[-1] else load_checkpoint(s.path, device))
               for s in snapshots)
     models = ((epoch, snapshot_lr(ckpt.meta), ckpt.model) for epoch, ckpt in loaded)
     timeline = face_timeline(models, face, None if label is None else int(label[0]),
-                             args.method, target, seed=args.seed, **params)
+                             args.method, target, classes=last.task.classes, seed=args.seed,
+                             **params)
     print_timeline(timeline)
     report = {**timeline.report(), "face_box": face_box, "source": source,
               "checkpoint": str(folder)}
@@ -64,14 +65,13 @@ def run(args) -> int:
 
 
 def print_timeline(timeline) -> None:
-    from ..data.classes import CLASSES
-
+    classes = timeline.classes
     if timeline.label is not None:
-        print(f"true class: {CLASSES[timeline.label]}")
+        print(f"true class: {classes[timeline.label]}")
     correct = timeline.correct or [None] * len(timeline.moments)
     changes = timeline.changes()
     for moment, right in zip(timeline.moments, correct):
         verdict = "" if right is None else " right" if right else " wrong"
         mark = f" ({changes[moment.epoch]})" if moment.epoch in changes else ""
-        print(f"epoch {moment.epoch:>4}  lr {moment.lr:.3g}  {CLASSES[moment.predicted]:<9} "
+        print(f"epoch {moment.epoch:>4}  lr {moment.lr:.3g}  {classes[moment.predicted]:<9} "
               f"{moment.probs.max():.4f}{verdict}{mark}")

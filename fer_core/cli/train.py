@@ -13,7 +13,7 @@ from ..training.config import RESUME_SCHEDULES, Setting, TrainConfig, settings
 
 # --help lists the flags in this order (as it did before TrainConfig's field order gave them);
 # a setting not named here comes last.
-HELP_ORDER = ("data", "recipe", "arch", "init", "out", "epochs", "resume", "resume_schedule",
+HELP_ORDER = ("data", "classes", "size", "channels", "recipe", "arch", "init", "out", "epochs", "resume", "resume_schedule",
               "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
               "label_smoothing", "shift", "flip", "rotate", "erase", "mixup", "cutmix", "ema",
               "dropout", "head", "class_weights", "precision", "compile", "sync_bn", "small_input",
@@ -82,11 +82,18 @@ def run(args) -> int:
     """Train; under torchrun every rank runs this, and rank 0 alone prints."""
     from ..data.readers import load_dataset
     from ..distributed import launched_world
+    from ..training.preflight import task_text
     from ..training.trainer import train
+    from .data_options import config_read_options
 
     config = train_config_from_args(args)
     config.validate()
-    dataset = load_dataset(config.data)
+    dataset = load_dataset(config.data, options=config_read_options(config),
+                           report=lambda line: print(line, file=sys.stderr))
+    for note in dataset.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if launched_world().main:
+        print(f"task: {task_text(dataset.task)}", flush=True)
     bar = ProgressBar(config.epochs)
     try:
         state = train(config, args.out, dataset, resume=args.resume,

@@ -11,13 +11,15 @@ from pathlib import Path
 from ..atomic import write_text
 from ..errors import FerError
 from ..explain.settings import METHOD_KEYS, add_param_argument, given_params
-from .common import add_split_argument, training_data, warn_if_other_data
+from .common import add_split_argument, checkpoint_data, warn_if_other_data
+from .data_options import add_read_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a run folder (its best.pt) or a .pt file")
-    p.add_argument("--data", help="FER2013 path or 'builtin' (default: the data the checkpoint "
-                                  "was trained on)")
+    p.add_argument("--data", help="CSV, class-folder tree or 'builtin' (default: "
+                                  "the data it was trained on)")
+    add_read_arguments(p)
     add_split_argument(p, help="the probe's split (default val)")
     p.add_argument("--faces", type=int, default=16, help="probe size: the split's first N faces "
                                                          "(default 16)")
@@ -27,7 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..data.readers import load_dataset
     from ..device import choose_device
     from ..explain.trust import cached_trust_report, probe_faces, probe_settings
     from ..models.checkpoint import load_checkpoint
@@ -40,15 +41,15 @@ def run(args) -> int:
         raise FerError(f"cannot write {out}: it is a folder")
     device = choose_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device)
-    data = args.data or training_data(ckpt)
-    dataset = load_dataset(data)
+    data, dataset = checkpoint_data(args, ckpt)
     probe_faces(dataset, args.split, args.faces)  # refuse a bad split or size before any work
-    probe_settings(params)  # and bad parameter values
+    probe_settings(ckpt.task.size, params)  # and bad parameter values
     warn_if_other_data(ckpt, dataset)
     with progress_bar() as progress:
         report = cached_trust_report(ckpt.model, ckpt.path, ckpt.arch,
                                      ckpt.arch_options, dataset, args.split,
-                                     args.faces, progress=progress, params=params)
+                                     args.faces, progress=progress, params=params,
+                                     task=ckpt.task)
     print(table(report))
     write_text(out, json.dumps(report.as_dict(), indent=2) + "\n")
     print(f"wrote {out}")

@@ -9,7 +9,8 @@ import argparse
 
 from ..errors import FerError
 from ..explain.settings import PARAMETERIZATIONS
-from .common import output_paths, png_bytes, write_all
+from .common import checkpoint_data, output_paths, png_bytes, write_all
+from .data_options import add_read_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,15 +24,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the image as pixels, or as a Fourier spectrum scaled by 1/frequency "
                         "(default pixels)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", default="builtin", help="whose val split gives the best real "
-                                                     "faces (default: the built-in faces)")
+    p.add_argument("--data", default=None, help="whose val split gives the best real faces "
+                                                "(default: the checkpoint's training data)")
+    add_read_arguments(p)
     p.add_argument("--out", required=True, help="PNG file: the grid")
     p.add_argument("--json", default=None, help="also write each filter's activations here")
     p.add_argument("--device", default=None)
 
 
 def run(args) -> int:
-    from ..data.readers import load_dataset
     from ..device import choose_device
     from ..explain.filter_stats import filter_stats
     from ..explain.filters import Settings, channel_count, parse_filters, visualize
@@ -41,12 +42,12 @@ def run(args) -> int:
     settings = Settings(steps=args.steps, lr=args.lr, param=args.parameterization, seed=args.seed)
     settings.check()
     ckpt = load_checkpoint(args.checkpoint, choose_device(args.device))
-    options = ckpt.arch_options
-    filters = parse_filters(args.filters, channel_count(ckpt.arch, options, args.layer))
-    dataset = load_dataset(args.data)
+    options, task = ckpt.arch_options, ckpt.task
+    filters = parse_filters(args.filters, channel_count(ckpt.arch, options, task, args.layer))
+    data, dataset = checkpoint_data(args, ckpt)
     if "val" not in dataset.present_splits():
-        raise FerError(f"{args.data} has no val split to compare with")
-    result = visualize(ckpt.model, ckpt.arch, options, args.layer, filters, settings)
+        raise FerError(f"{data} has no val split to compare with")
+    result = visualize(ckpt.model, ckpt.arch, options, args.layer, filters, settings, task=task)
     stats = filter_stats(ckpt.model, ckpt.path, dataset, "val", args.layer, k=1)
     report = {"layer": args.layer, "steps": args.steps, "filters": [
         {"filter": f, "activation": float(a), "max_real_activation": float(stats.max_activation[f])}
@@ -60,8 +61,10 @@ def run(args) -> int:
 
 
 def grid(result, filters):
-    """The images, 8 a row, each captioned with its filter and final activation."""
+    """The images (in colour for a colour model), 8 a row, each captioned with its filter and
+    final activation."""
+    from ..data.pictures import pictures
     from ..explain.contact_sheet import gallery_grid
 
     captions = [(f"filter {f}", f"{a:.2f}") for f, a in zip(filters, result.activations)]
-    return gallery_grid(result.images, captions, columns=min(8, len(filters)), scale=2)
+    return gallery_grid(pictures(result.images), captions, columns=min(8, len(filters)), scale=2)

@@ -21,7 +21,8 @@ apart from the split each one lands in.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .classes import CLASSES, IMAGE_SIZE, NUM_CLASSES
+from .classes import CLASSES
+from .classes import FER2013_SIZE as IMAGE_SIZE
 from .dataset import PART_BITS, FaceDataset
 
 VERSION = 2  # bump whenever a change alters the faces drawn for some (n, seed)
@@ -113,7 +114,7 @@ def make_builtin_faces(n: int = 10_000, seed: int = 0) -> FaceDataset:
     labels, params = draw_face_params(n, seed)
     images, parts = render_faces(params, seed)
     return FaceDataset(
-        images=images,
+        images=images[:, None],
         labels=labels,
         split_codes=stratified_split_codes(labels, seed),
         sources=np.array([f"builtin #{i}" for i in range(n)]),
@@ -138,7 +139,7 @@ def draw_face_params(n: int, seed: int = 0) -> tuple[np.ndarray, dict[str, np.nd
 
 def draw_labels(n: int, rng: np.random.Generator) -> np.ndarray:
     """Labels in shuffled blocks of 100 that follow CLASS_QUOTA exactly."""
-    block = np.repeat(np.arange(NUM_CLASSES), CLASS_QUOTA)
+    block = np.repeat(np.arange(len(CLASSES)), CLASS_QUOTA)
     blocks = [rng.permutation(block) for _ in range(-(-n // len(block)))]
     return np.concatenate(blocks)[:n].astype(np.int64)
 

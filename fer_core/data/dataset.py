@@ -1,8 +1,9 @@
 """The in-memory dataset every part of the project shares.
 
-A dataset is one uint8 array of faces (N, 48, 48), int64 labels (-1 = unknown), a split code per
-face (index into SPLITS), and a source per face (CSV line number or image file name), so any face
-shown in the dashboard can be traced back to where it came from.
+A dataset is one uint8 array of faces (N, C, H, W) as its task says (FER2013: N x 1 x 48 x 48),
+int64 labels (-1 = unknown, else an index into the task's classes), a split code per face (index
+into SPLITS), and a source per face (CSV line number or image file name), so any face shown in
+the dashboard can be traced back to where it came from.
 """
 
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..choices import SPLITS
-from .classes import CLASSES, IMAGE_SIZE
+from .task import FER2013, Task
 
 PART_BITS = {"brows": 1, "eyes": 2, "mouth": 4}
 
@@ -20,7 +21,9 @@ class FaceDataset:
     """Faces, labels, split codes and sources, plus where they came from.
 
     `parts` is set for the built-in faces only: a uint8 (N, 48, 48) bit mask of the pixels that
-    carry the expression (PART_BITS: brows, eyes, mouth).
+    carry the expression (PART_BITS: brows, eyes, mouth). `task` gives the class names, image
+    size and channels; FER2013's unless the reader found others. `notes` are what the reader did
+    that a user should know (files skipped, images cropped or resized).
     """
 
     images: np.ndarray
@@ -31,10 +34,13 @@ class FaceDataset:
     layout: str
     fingerprint: str
     parts: np.ndarray | None = field(default=None)
+    task: Task = FER2013
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self):
         n = len(self.images)
-        assert self.images.shape == (n, IMAGE_SIZE, IMAGE_SIZE) and self.images.dtype == np.uint8
+        assert self.images.shape == (n, *self.task.shape) and self.images.dtype == np.uint8
+        assert n == 0 or int(self.labels.max(initial=-1)) < self.task.num_classes
         assert self.labels.shape == (n,) and self.labels.dtype == np.int64
         assert self.split_codes.shape == (n,) and self.split_codes.dtype == np.uint8
         assert len(self.sources) == n
@@ -73,7 +79,7 @@ class FaceDataset:
         table = {}
         for split in self.present_splits():
             labels = self.labels[self.indices(split)]
-            row = {name: int((labels == k).sum()) for k, name in enumerate(CLASSES)}
+            row = {name: int((labels == k).sum()) for k, name in enumerate(self.task.classes)}
             unlabelled = int((labels < 0).sum())
             if unlabelled:
                 row["unlabelled"] = unlabelled

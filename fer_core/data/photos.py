@@ -1,5 +1,6 @@
-"""An uploaded photo -> the 48 x 48 face the model sees: decode in memory, upright, grayscale,
-find the faces, crop with FER2013's framing, resize.
+"""An uploaded photo -> the face a model sees: decode in memory, upright, find the faces (in
+grey), crop with FER2013's framing, resize to the model's task (`data.task`): its size, and in
+colour for a colour model (a grey photo's one channel repeated), grey for a grey one.
 
 Nothing is written to disk. A bad file raises one FerError saying what is wrong with it (never
 quoting its content): empty, too large, an SVG, not an image, truncated, a decompression bomb (a
@@ -22,12 +23,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import FerError
-from .classes import IMAGE_SIZE
+from .task import FER2013, Task
 
 MAX_PHOTO_BYTES = 16 << 20      # the dashboard's upload limit (.streamlit/config.toml)
 MAX_PHOTO_PIXELS = 50_000_000   # a 50-megapixel photo decodes to 150 MB of RGB
 MIN_PHOTO_SIDE = 16
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+GREY_MODES = ("1", "L", "LA", "La", "I", "F")  # and the 16-bit "I;16..." modes
 DETECT_SIDE = 640               # faces are searched in a copy scaled down to this size
 CASCADE = "haarcascade_frontalface_default.xml"
 # FER2013's framing relative to the Haar box: on 433 of the first 600 FER2013 faces (edges
@@ -41,12 +43,14 @@ Box = tuple[int, int, int, int]  # x, y, width, height in photo pixels
 
 @dataclass(frozen=True)
 class Photo:
-    """A decoded photo: grayscale float32 (H, W) in [0, 1], upright (EXIF orientation applied);
-    its format and original mode, for messages."""
+    """A decoded photo, upright (EXIF orientation applied): grayscale float32 (H, W) in [0, 1]
+    (faces are found in it), and for a photo stored in colour its uint8 RGB (H, W, 3) (None for
+    a grey one); its format and original mode, for messages."""
 
     gray: np.ndarray
     format: str
     mode: str
+    rgb: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,8 @@ class CentreCrop:
 
 @dataclass(frozen=True)
 class FaceInput:
-    """The 48 x 48 uint8 face the model receives, and how it was cut from the photo.
+    """The uint8 face (C, H, W) the model receives (its task's shape), and how it was cut from
+    the photo.
 
     boxes: every detected face, largest first; face_box: the one used (None when no face was
     found or a centre crop was asked for); crop: the square actually cut (it may reach past the
@@ -85,12 +90,12 @@ class FaceInput:
     finder_problem: str | None = None
 
 
-def face_from_upload(data: bytes, name: str = "upload", *, pick: int = 0,
+def face_from_upload(data: bytes, name: str = "upload", *, task: Task = FER2013, pick: int = 0,
                      centre: CentreCrop | None = None) -> FaceInput:
     """Decode `data`, find faces and cut face number `pick` (largest first) with FER2013's
-    framing; with `centre`, or when no face is found, cut that centre crop (default: the
-    largest centred square). Where face finding is unavailable, no face is found and
-    `finder_problem` says why."""
+    framing, as the face a model of `task` takes; with `centre`, or when no face is found, cut
+    that centre crop (default: the largest centred square). Where face finding is unavailable,
+    no face is found and `finder_problem` says why."""
     photo = decode_photo(data, name)
     try:
         boxes, finder_problem = find_faces(photo.gray), None
@@ -104,14 +109,15 @@ def face_from_upload(data: bytes, name: str = "upload", *, pick: int = 0,
     else:
         face_box = None
         crop = (centre or CentreCrop()).box(*photo.gray.shape)
-    return FaceInput(face=crop_face(photo.gray, crop), photo=photo, boxes=boxes,
+    return FaceInput(face=crop_face(photo, crop, task), photo=photo, boxes=boxes,
                      face_box=face_box, crop=crop, finder_problem=finder_problem)
 
 
 # ---- decoding ------------------------------------------------------------------------------
 
 def decode_photo(data: bytes, name: str = "upload") -> Photo:
-    """The photo in `data`, upright and grayscale, or a FerError saying what is wrong."""
+    """The photo in `data`, upright, in grey and (when stored in colour) in colour; or a
+    FerError saying what is wrong."""
     if not data:
         raise FerError(f"{name}: empty file")
     if len(data) > MAX_PHOTO_BYTES:
@@ -124,7 +130,8 @@ def decode_photo(data: bytes, name: str = "upload") -> Photo:
             check_size(image, name)
             image.load()
             upright = ImageOps.exif_transpose(image)
-            return Photo(gray=grayscale(upright), format=image.format, mode=image.mode)
+            gray, rgb = grey_and_colour(upright)
+            return Photo(gray=gray, format=image.format, mode=image.mode, rgb=rgb)
     except UnidentifiedImageError:
         raise FerError(f"{name}: not an image in a supported format "
                        f"({', '.join(FORMATS)})") from None
@@ -152,6 +159,15 @@ def check_size(image: Image.Image, name: str) -> None:
                        f"(at least {MIN_PHOTO_SIDE} x {MIN_PHOTO_SIDE})")
 
 
+def grey_and_colour(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """(grayscale float32 (H, W) in [0, 1], uint8 RGB (H, W, 3)) of a colour or palette image;
+    (grayscale, None) of a grey one. Transparent pixels are laid over white."""
+    if image.mode in GREY_MODES or image.mode.startswith("I;16"):
+        return grayscale(image), None
+    rgb = on_white(image)
+    return np.asarray(rgb.convert("L"), dtype=np.float32) / 255, np.asarray(rgb)
+
+
 def grayscale(image: Image.Image) -> np.ndarray:
     """float32 (H, W) in [0, 1] from any mode: 16- and 32-bit integer images are scaled to
     their range (PIL's convert("L") clips them); transparent pixels are laid over white."""
@@ -164,17 +180,17 @@ def grayscale(image: Image.Image) -> np.ndarray:
     if image.mode == "F":
         return np.clip(np.asarray(image, dtype=np.float32), 0, 1)
     if image.mode != "L":
-        image = flatten(image)
+        image = on_white(image).convert("L")
     return np.asarray(image, dtype=np.float32) / 255
 
 
-def flatten(image: Image.Image) -> Image.Image:
-    """An 8-bit grayscale version of a colour, palette or transparent image."""
+def on_white(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB version of any image, transparent pixels laid over white."""
     if image.has_transparency_data:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("L")
-    return image.convert("RGB").convert("L")
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 # ---- finding and cutting faces ---------------------------------------------------------------
@@ -235,15 +251,26 @@ def fer_frame(face_box: Box) -> Box:
     return (round(cx - side / 2), round(cy - side / 2), side, side)
 
 
-def crop_face(gray: np.ndarray, crop: Box) -> np.ndarray:
-    """uint8 48 x 48: the `crop` square of the photo (edges repeated where it reaches past
-    them), resized with an antialiasing bicubic filter."""
+def crop_face(photo: Photo, crop: Box, task: Task) -> np.ndarray:
+    """uint8 (C, S, S) for a model of `task`: the `crop` square of the photo (edges repeated
+    where it reaches past them), resized to the task's size S with an antialiasing bicubic
+    filter; in colour for a colour task (a grey photo's one channel repeated), else grey."""
+    size = (task.size, task.size)
+    if task.colour and photo.rgb is not None:
+        square = Image.fromarray(cut_square(photo.rgb, crop))
+        return np.moveaxis(np.asarray(square.resize(size, Image.Resampling.BICUBIC)), -1, 0)
+    resized = Image.fromarray(cut_square(photo.gray, crop)).resize(size, Image.Resampling.BICUBIC)
+    grey = np.round(np.clip(np.asarray(resized), 0, 1) * 255).astype(np.uint8)
+    return np.repeat(grey[None], task.channels, axis=0)
+
+
+def cut_square(pixels: np.ndarray, crop: Box) -> np.ndarray:
+    """The `crop` square of an (H, W) or (H, W, 3) photo, edges repeated where it reaches past
+    them."""
     x, y, w, h = crop
-    height, width = gray.shape
+    height, width = pixels.shape[:2]
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
     if x1 <= x0 or y1 <= y0:
         raise FerError(f"crop {crop} lies outside the {width} x {height} photo")
-    square = np.pad(gray[y0:y1, x0:x1], ((y0 - y, y + h - y1), (x0 - x, x + w - x1)),
-                    mode="edge")
-    resized = Image.fromarray(square).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
-    return np.round(np.clip(np.asarray(resized), 0, 1) * 255).astype(np.uint8)
+    pad = ((y0 - y, y + h - y1), (x0 - x, x + w - x1)) + ((0, 0),) * (pixels.ndim - 2)
+    return np.pad(pixels[y0:y1, x0:x1], pad, mode="edge")

@@ -1,5 +1,6 @@
-"""Read a face dataset from any layout users have: the Kaggle challenge CSV, the homework CSV, the
-image export (train/ and test/ folders), or the built-in faces.
+"""Read a face dataset from any layout users have: the Kaggle challenge CSV, the homework CSV, a
+class-folder tree (`tree`: FER2013's image export, RAF-DB, a user's own folders), or the built-in
+faces.
 
 CSV pixels are parsed with whole-array numpy operations, never one value at a time in Python: the
 pixel fields of a block of rows are joined into one byte string, the tokens are located by their
@@ -28,22 +29,23 @@ from PIL import Image
 
 from .. import cache
 from ..errors import DataError
-from . import files
-from .classes import FOLDER_NAMES, IMAGE_SIZE, NUM_CLASSES
+from . import files, tree
+from .classes import CLASSES
+from .classes import FER2013_SIZE as IMAGE_SIZE
 from .dataset import SPLITS, FaceDataset, stratified_val_split
+from .task import FER2013, Task
 
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 TRAIN, VAL, TEST = (SPLITS.index(s) for s in ("train", "val", "test"))
 USAGES = {"Training": TRAIN, "PublicTest": VAL, "PrivateTest": TEST}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Bump when the parsed arrays change meaning, so old cache entries are no longer used.
-PARSE_VERSION = 1
+PARSE_VERSION = 2  # 2: images (N, 1, 48, 48)
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_PIECE = 1 << 22  # compressed bytes inflated per step
 _GZIP_OUT = 1 << 24  # most bytes one inflate step may produce (a gzip bomb inflates 1000:1)
 _CHUNK_ROWS = 512  # rows whose pixels are parsed in one set of numpy operations
-_LABELS = {str(k).encode(): k for k in range(NUM_CLASSES)}
+_LABELS = {str(k).encode(): k for k in range(len(CLASSES))}
 _USAGE_CODES = {name.encode(): code for name, code in USAGES.items()}
 _BUILTIN = re.compile(r"builtin(?::(.*))?")
 MAX_BUILTIN_FACES = 100_000  # drawn in the caller's thread: about 10 s and 230 MB
@@ -67,24 +69,44 @@ _HEADERS = {  # sorted, lower-cased header names -> layout
 
 
 def load_dataset(spec: str | os.PathLike, *, use_cache: bool = True, val_fraction: float = 0.1,
-                 seed: int = 0) -> FaceDataset:
-    """Load 'builtin', 'builtin:N', a CSV (plain or gzipped) or an image-export folder.
+                 seed: int = 0, options: "tree.ReadOptions | None" = None,
+                 report=None) -> FaceDataset:
+    """Load 'builtin', 'builtin:N', a CSV (plain or gzipped) or a class-folder tree (`tree`;
+    `options` say how where the tree does not, `report` hears its decoded size first).
 
     When the source has training rows but no validation rows, a stratified, seeded
     `val_fraction` of the training rows becomes the validation split.
     """
+    options = options or tree.ReadOptions()
+    path, name = Path(spec), str(spec)
+    if options != tree.ReadOptions() and not (_BUILTIN.fullmatch(name) is None and path.is_dir()):
+        raise DataError(f"{name}: not a class-folder tree; --classes, --size and --channels "
+                        f"({options.describe()}) read trees only")
     if isinstance(spec, str) and (match := _BUILTIN.fullmatch(spec)):
         return _load_builtin(spec, match.group(1))
-    path, name = Path(spec), str(spec)
     files.check_allowed(spec, name)
-    content, digest = _read_source(path, name)
+    if path.is_dir():
+        return _load_tree(path, name, options, report, use_cache, val_fraction, seed)
+    data = files.read_file(path, name)
+    digest = cache.bytes_fingerprint(data)
     key = f"faces-v{PARSE_VERSION}-{digest}"
     arrays = _cached(key) if use_cache else None
     if arrays is None:
-        arrays = _parse_folder(path, content) if path.is_dir() else _parse_csv(content, name)
+        arrays = _parse_csv(data, name)
         if use_cache:
             cache.save_arrays(key, arrays)
     return _dataset(arrays, name, digest, val_fraction, seed)
+
+
+def _load_tree(path: Path, name: str, options: "tree.ReadOptions", report, use_cache: bool,
+               val_fraction: float, seed: int) -> FaceDataset:
+    try:
+        arrays, digest = tree.read_tree(path, name, options, report, use_cache)
+    except OSError as exc:
+        raise DataError(f"{exc.filename or name}: cannot read ({exc.strerror or exc})") from None
+    arrays["layout"] = np.array("class-folders")
+    return _dataset(arrays, name, digest, val_fraction, seed, tree.task_of(arrays),
+                    tuple(arrays["notes"].tolist()))
 
 
 def _load_builtin(spec: str, count: str | None) -> FaceDataset:
@@ -96,18 +118,6 @@ def _load_builtin(spec: str, count: str | None) -> FaceDataset:
     return make_builtin_faces(n=int(count or 10000), seed=0)
 
 
-def _read_source(path: Path, name: str) -> tuple[bytes | list[tuple[str, bytes]], str]:
-    """The source's content (a file's bytes, or a folder's images) and its fingerprint."""
-    try:
-        if path.is_dir():
-            images = _read_images(path, name)
-            return images, cache.tree_fingerprint(images)
-    except OSError as exc:
-        raise DataError(f"{exc.filename or name}: cannot read ({exc.strerror or exc})") from None
-    data = files.read_file(path, name)
-    return data, cache.bytes_fingerprint(data)
-
-
 def _cached(key: str) -> dict[str, np.ndarray] | None:
     """A cache entry, if it holds well-formed parsed arrays."""
     arrays = cache.load_arrays(key)
@@ -115,7 +125,7 @@ def _cached(key: str) -> dict[str, np.ndarray] | None:
         return None
     images = arrays["images"]
     well_formed = (
-        images.dtype == np.uint8 and images.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE)
+        images.dtype == np.uint8 and images.shape[1:] == (1, IMAGE_SIZE, IMAGE_SIZE)
         and arrays["labels"].dtype == np.int64 and arrays["split_codes"].dtype == np.uint8
         and arrays["sources"].dtype.kind == "U" and arrays["layout"].dtype.kind == "U"
         and all(arrays[k].shape == (len(images),) for k in ("labels", "split_codes", "sources"))
@@ -124,7 +134,7 @@ def _cached(key: str) -> dict[str, np.ndarray] | None:
 
 
 def _dataset(arrays: dict[str, np.ndarray], name: str, digest: str, val_fraction: float,
-             seed: int) -> FaceDataset:
+             seed: int, task: Task = FER2013, notes: tuple[str, ...] = ()) -> FaceDataset:
     """The FaceDataset, with a validation split carved from train when the source has none."""
     labels, codes = arrays["labels"], arrays["split_codes"]
     train = np.flatnonzero(codes == TRAIN)
@@ -135,7 +145,7 @@ def _dataset(arrays: dict[str, np.ndarray], name: str, digest: str, val_fraction
         fingerprint = f"{digest}:val{val_fraction:g}-seed{seed}"
     return FaceDataset(images=arrays["images"], labels=labels, split_codes=codes,
                        sources=arrays["sources"], name=name, layout=str(arrays["layout"]),
-                       fingerprint=fingerprint)
+                       fingerprint=fingerprint, task=task, notes=notes)
 
 
 # ----------------------------------------------------------------------------------------- CSV
@@ -337,7 +347,7 @@ def _field_values(text: bytes, spans: np.ndarray) -> list[bytes]:
 
 
 def _pixels(text: bytes, spans: np.ndarray, lines: np.ndarray, name: str) -> np.ndarray:
-    """Pixel fields text[a:b] -> uint8 (rows, 48, 48), checking every value with numpy.
+    """Pixel fields text[a:b] -> uint8 (rows, 1, 48, 48), checking every value with numpy.
 
     The fields are joined by single spaces after three sentinel spaces, so every value ends at a
     space and its units, tens and hundreds digits sit 1, 2 and 3 bytes before that space.
@@ -365,7 +375,7 @@ def _pixels(text: bytes, spans: np.ndarray, lines: np.ndarray, name: str) -> np.
                         + row_ends[counts != PIXELS][:1].tolist())
         row = int(np.searchsorted(row_ends, first_bad))
         raise DataError(f"{name} line {lines[row]}: {_pixel_problem(bytes(fields[row]))}")
-    return values.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    return values.astype(np.uint8).reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def _pixel_problem(field: bytes) -> str:
@@ -383,48 +393,6 @@ def _pixel_problem(field: bytes) -> str:
     if len(values) != field.count(b" ") + 1:
         return "empty pixel value (an extra space)"
     return "malformed pixel values"
-
-
-# -------------------------------------------------------------------------------- image folder
-
-
-def _image_paths(root: Path, name: str) -> list[Path]:
-    """Every image under root/{train,test}/<emotion>/, sorted; none of them is opened."""
-    emotion_dirs = []
-    for top in ("train", "test"):
-        if (root / top).is_dir():
-            emotion_dirs += [d for d in sorted((root / top).iterdir())
-                             if d.is_dir() and not d.name.startswith(".")]
-    if not emotion_dirs:
-        raise DataError(f"{name}: no train/ or test/ folder with emotion sub-folders "
-                        f"({', '.join(FOLDER_NAMES)})")
-    paths = []
-    for folder in emotion_dirs:
-        if folder.name.lower() not in FOLDER_NAMES:
-            raise DataError(f"{folder}: unknown emotion folder; expected one of "
-                            f"{', '.join(FOLDER_NAMES)}")
-        paths += [f for f in sorted(folder.iterdir())
-                  if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
-    if not paths:
-        raise DataError(f"{name}: no .png or .jpg images in the emotion folders")
-    return paths
-
-
-def _read_images(root: Path, name: str) -> list[tuple[str, bytes]]:
-    """(path relative to root, bytes) of every image, MAX_DATA_BYTES in all. With
-    FER_DATA_ROOTS set, each file is checked too: a link inside the folder may lead out."""
-    check_each = files.data_roots() is not None
-    images, budget = [], files.MAX_DATA_BYTES
-    for path in _image_paths(root, name):
-        if check_each:
-            files.check_allowed(path, str(path))
-        try:
-            data = files.read_file(path, str(path), budget)
-        except files.TooLarge:
-            raise files.TooLarge(name, "holds images adding up to more than") from None
-        images.append((path.relative_to(root).as_posix(), data))
-        budget -= len(data)
-    return images
 
 
 def is_builtin_spec(spec: str | os.PathLike) -> bool:
@@ -445,40 +413,6 @@ def source_stamp(spec: str | os.PathLike) -> tuple | None:
         if not path.is_dir():
             info = path.stat()
             return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
-        listing = [(p.relative_to(path).as_posix(), s.st_size, s.st_mtime_ns)
-                   for p in _image_paths(path, str(spec)) for s in [p.stat()]]
+        return "folder", tree.listing_key(tree.list_tree(path, str(spec)))
     except (DataError, OSError):
         return None
-    return ("folder", cache.bytes_fingerprint(repr(listing).encode()))
-
-
-def _parse_folder(root: Path, images: list[tuple[str, bytes]]) -> dict[str, np.ndarray]:
-    relatives = [relative for relative, _ in images]
-    parts = [relative.split("/") for relative in relatives]
-    return {
-        "images": np.stack([_decode(root / rel, data) for rel, data in images]),
-        "labels": np.array([FOLDER_NAMES.index(p[1].lower()) for p in parts], dtype=np.int64),
-        "split_codes": np.array([_image_split(p[0], p[2]) for p in parts], dtype=np.uint8),
-        "sources": np.array(relatives, dtype=str),
-        "layout": np.array("image-folder"),
-    }
-
-
-def _image_split(top: str, file_name: str) -> int:
-    """The split named by a Training_/PublicTest_/PrivateTest_ prefix, else by train/ or test/."""
-    prefix = file_name.split("_", 1)[0]
-    return USAGES.get(prefix, TRAIN if top == "train" else TEST)
-
-
-def _decode(path: Path, data: bytes) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.size != (IMAGE_SIZE, IMAGE_SIZE):
-                width, height = image.size
-                raise DataError(f"{path}: image is {width}x{height}, expected "
-                                f"{IMAGE_SIZE}x{IMAGE_SIZE}")
-            return np.asarray(image.convert("L"))
-    except Image.DecompressionBombError:
-        raise DataError(f"{path}: cannot read image (far larger than a face)") from None
-    except (OSError, ValueError):
-        raise DataError(f"{path}: cannot read image (not a PNG or JPEG that decodes)") from None

@@ -4,11 +4,14 @@ calibration (reliability diagram, ECE), precision-recall curves, and CSV exports
 
 Everything here works on numpy arrays and `Predictions`; a position is a face's 0-based index
 within its split (into `Predictions.labels` and `.probs`), as in a dashboard deep link. Faces with
-an unknown label (-1) are left out of every metric.
+an unknown label (-1) are left out of every metric. `classes` are the task's class names in
+output order (`dataset.task.classes`, `checkpoint.task.classes`): they name the rows and columns
+and their count sizes the matrix.
 """
 
 import csv
 import io
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.metrics import (
@@ -17,7 +20,6 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from ..data.classes import CLASSES, NUM_CLASSES
 from ..errors import FerError
 from .predict import Predictions
 
@@ -26,11 +28,17 @@ SORT_KEYS = ("pred_prob", "true_prob", "loss", "margin")
 _MIN_PROB = 1e-12  # floor for log(probability): a face scored 0 for its class gets a finite loss
 
 
-def confusion_counts(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """(7, 7) int64 counts, rows = true class, columns = predicted; unknown labels are skipped."""
+def confusion_counts(labels: np.ndarray, predicted: np.ndarray,
+                     classes: Sequence[str]) -> np.ndarray:
+    """(K, K) int64 counts for the K `classes`, rows = true class, columns = predicted; unknown
+    labels are skipped."""
     labels, predicted = _known(labels, predicted)
-    flat = np.bincount(labels * NUM_CLASSES + predicted, minlength=NUM_CLASSES * NUM_CLASSES)
-    return flat.reshape(NUM_CLASSES, NUM_CLASSES).astype(np.int64)
+    k = len(classes)
+    largest = int(np.concatenate([labels, predicted]).max(initial=-1))
+    if largest >= k:
+        raise FerError(f"class index {largest} is beyond the {k} classes ({', '.join(classes)})")
+    flat = np.bincount(labels * k + predicted, minlength=k * k)
+    return flat.reshape(k, k).astype(np.int64)
 
 
 def normalize(matrix: np.ndarray, mode: str) -> np.ndarray:
@@ -47,28 +55,30 @@ def normalize(matrix: np.ndarray, mode: str) -> np.ndarray:
     return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
 
 
-def class_metrics(labels: np.ndarray, predicted: np.ndarray) -> list[dict]:
-    """Precision, recall, F1 and support of each class, in CLASSES order (0 where undefined)."""
+def class_metrics(labels: np.ndarray, predicted: np.ndarray,
+                  classes: Sequence[str]) -> list[dict]:
+    """Precision, recall, F1 and support of each of `classes`, in their order (0 where
+    undefined)."""
     labels, predicted = _known(labels, predicted)
     precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=list(range(NUM_CLASSES)), zero_division=0)
+        labels, predicted, labels=list(range(len(classes))), zero_division=0)
     return [{"class": name, "precision": float(precision[k]), "recall": float(recall[k]),
              "f1": float(f1[k]), "support": int(support[k])}
-            for k, name in enumerate(CLASSES)]
+            for k, name in enumerate(classes)]
 
 
 def summary(labels: np.ndarray, predicted: np.ndarray) -> dict:
     """n, accuracy and balanced accuracy (mean recall over the classes present); both None when
     no face has a label."""
-    counts = confusion_counts(labels, predicted)
-    n = int(counts.sum())
+    labels, predicted = _known(labels, predicted)
+    n = len(labels)
     if n == 0:
         return {"n": 0, "accuracy": None, "balanced_accuracy": None}
-    support = counts.sum(axis=1)
+    hits = labels == predicted
+    support = np.bincount(labels)
     present = support > 0
-    recall = np.diag(counts)[present] / support[present]
-    return {"n": n, "accuracy": float(np.trace(counts) / n),
-            "balanced_accuracy": float(recall.mean())}
+    recall = np.bincount(labels, weights=hits)[present] / support[present]
+    return {"n": n, "accuracy": float(hits.mean()), "balanced_accuracy": float(recall.mean())}
 
 
 def cell_positions(pred: Predictions, true: int, predicted: int, sort: str | None = None,
@@ -82,7 +92,7 @@ def cell_positions(pred: Predictions, true: int, predicted: int, sort: str | Non
     ascending). `descending=None` means descending, except "true_prob" on the diagonal. Ties keep
     position order.
     """
-    true, predicted = _class_index(true), _class_index(predicted)
+    true, predicted = (_class_index(k, pred.probs.shape[1]) for k in (true, predicted))
     diagonal = true == predicted
     sort = sort or ("true_prob" if diagonal else "pred_prob")
     if sort not in SORT_KEYS:
@@ -104,19 +114,21 @@ def _sort_values(probs: np.ndarray, true: int, predicted: int, sort: str) -> np.
     return probs[:, predicted] - probs[:, true]
 
 
-def ranked_pairs(matrix: np.ndarray) -> list[dict]:
-    """The non-empty off-diagonal cells, most faces first (ties: true class, then predicted).
+def ranked_pairs(matrix: np.ndarray, classes: Sequence[str]) -> list[dict]:
+    """The non-empty off-diagonal cells of the matrix of `classes`, most faces first (ties: true
+    class, then predicted).
 
     `share` is the cell's fraction of its true class: how often class `true` is taken for
     `pred`.
     """
-    matrix = _square(matrix)
+    matrix = _square(matrix, classes)
     totals = matrix.sum(axis=1)
-    cells = [(int(matrix[t, p]), t, p) for t in range(NUM_CLASSES) for p in range(NUM_CLASSES)
+    k = len(classes)
+    cells = [(int(matrix[t, p]), t, p) for t in range(k) for p in range(k)
              if t != p and matrix[t, p] > 0]
     cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
     return [{"true": t, "pred": p, "count": count, "share": float(count / totals[t]),
-             "true_name": CLASSES[t], "pred_name": CLASSES[p]}
+             "true_name": classes[t], "pred_name": classes[p]}
             for count, t, p in cells]
 
 
@@ -165,14 +177,14 @@ def _bin_means(which: np.ndarray, values: np.ndarray, count: np.ndarray) -> np.n
     return np.divide(sums, count, out=np.full(len(count), np.nan), where=count > 0)
 
 
-def pr_curves(probs: np.ndarray, labels: np.ndarray) -> list[dict]:
-    """One-vs-rest precision-recall curve and average precision per class, over the labelled
-    faces. A class without positive faces has empty curves and `ap` None (sklearn would warn and
-    return a meaningless curve)."""
+def pr_curves(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> list[dict]:
+    """One-vs-rest precision-recall curve and average precision of each of `classes` (the
+    columns of `probs`), over the labelled faces. A class without positive faces has empty
+    curves and `ap` None (sklearn would warn and return a meaningless curve)."""
     known = labels >= 0
     probs, labels = np.asarray(probs)[known], labels[known]
     curves = []
-    for k, name in enumerate(CLASSES):
+    for k, name in enumerate(classes):
         positive = labels == k
         if not positive.any():
             curves.append({"class": name, "precision": np.array([]), "recall": np.array([]),
@@ -192,23 +204,26 @@ def disagreements(a: Predictions, b: Predictions) -> np.ndarray:
     return np.flatnonzero(a.predicted != b.predicted)
 
 
-def matrix_csv(matrix: np.ndarray) -> str:
-    """The matrix as CSV: a header `true\\pred,Angry,...,Neutral`, then one row per true class."""
-    matrix = _square(matrix)
-    return _csv([["true\\pred", *CLASSES]]
-                + [[name, *map(str, row)] for name, row in zip(CLASSES, matrix.tolist())])
+def matrix_csv(matrix: np.ndarray, classes: Sequence[str]) -> str:
+    """The matrix of `classes` as CSV: a header `true\\pred,<class>,...`, then one row per true
+    class."""
+    matrix = _square(matrix, classes)
+    return _csv([["true\\pred", *classes]]
+                + [[name, *map(str, row)] for name, row in zip(classes, matrix.tolist())])
 
 
-def label_errors_csv(pred: Predictions, positions: np.ndarray, sources: np.ndarray) -> str:
+def label_errors_csv(pred: Predictions, positions: np.ndarray, sources: np.ndarray,
+                     classes: Sequence[str]) -> str:
     """The faces at `positions` as CSV: split, index (position within the split), source (CSV
-    line or file name, from the dataset's `sources`), label, prediction, confidence."""
+    line or file name, from the dataset's `sources`), label, prediction (named by `classes`),
+    confidence."""
     header = ["split", "index", "source", "label", "prediction", "confidence"]
     rows = []
     for position in np.asarray(positions, dtype=np.int64).tolist():
         label = int(pred.labels[position])
         probs = pred.probs[position]
         rows.append([pred.split, position, str(sources[pred.rows[position]]),
-                     CLASSES[label] if label >= 0 else "", CLASSES[int(probs.argmax())],
+                     classes[label] if label >= 0 else "", classes[int(probs.argmax())],
                      f"{float(probs.max()):.4f}"])
     return _csv([header, *rows])
 
@@ -228,15 +243,15 @@ def _known(labels: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.nd
     return labels[known], predicted[known]
 
 
-def _class_index(value: int) -> int:
-    if not 0 <= int(value) < NUM_CLASSES:
-        raise FerError(f"class index must be 0 to {NUM_CLASSES - 1}, got {value}")
+def _class_index(value: int, count: int) -> int:
+    if not 0 <= int(value) < count:
+        raise FerError(f"class index must be 0 to {count - 1}, got {value}")
     return int(value)
 
 
-def _square(matrix: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(matrix)
-    if matrix.shape != (NUM_CLASSES, NUM_CLASSES):
-        raise FerError(f"expected a {NUM_CLASSES} x {NUM_CLASSES} matrix, got shape "
+def _square(matrix: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    matrix, k = np.asarray(matrix), len(classes)
+    if matrix.shape != (k, k):
+        raise FerError(f"expected a {k} x {k} matrix (one row and column per class), got shape "
                        f"{matrix.shape}")
     return matrix

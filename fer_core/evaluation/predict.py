@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import cache
-from ..data.classes import NUM_CLASSES
 from ..data.dataset import FaceDataset
 from ..errors import FerError
 from ..models.architectures import final_linear_name
@@ -31,8 +30,9 @@ ProgressCallback = Callable[[int, int], None]  # (faces done, faces in all)
 
 @dataclass(frozen=True)
 class Predictions:
-    """Every face of one split: its dataset row, label (-1 = unknown) and 7 probabilities, and
-    when asked for, its penultimate features (the input of the final linear layer).
+    """Every face of one split: its dataset row, label (-1 = unknown) and one probability per
+    class of the model, and when asked for, its penultimate features (the input of the final
+    linear layer).
 
     Position i here is the face's 0-based index within the split (the `idx` of a deep link).
     """
@@ -40,7 +40,7 @@ class Predictions:
     split: str
     rows: np.ndarray     # int64 (N,)
     labels: np.ndarray   # int64 (N,)
-    probs: np.ndarray    # float32 (N, 7)
+    probs: np.ndarray    # float32 (N, classes)
     features: np.ndarray | None = None  # float32 (N, D)
 
     @property
@@ -60,7 +60,7 @@ class Predictions:
 
 
 def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
-    """Test-time views of a float batch N x 1 x H x W: the face and its mirror, each as is and
+    """Test-time views of a float batch N x C x H x W: the face and its mirror, each as is and
     shifted by TTA_SHIFT pixels left, right, up and down (border pixels repeated): 10 views."""
     s = TTA_SHIFT
     padded = F.pad(x, (s, s, s, s), mode="replicate")
@@ -73,14 +73,16 @@ def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
 @torch.no_grad()
 def logits_on_device(model: nn.Module, faces: torch.Tensor, batch_size: int = BATCH_SIZE,
                      tta: bool = False, progress: ProgressCallback | None = None) -> torch.Tensor:
-    """fp32 logits (N, 7) for uint8 faces (N, 48, 48) or (N, 1, 48, 48) already on the model's
-    device; with `tta`, the log of the probabilities averaged over `tta_views`.
+    """fp32 logits (N, classes) for uint8 faces (N, C, H, W) of the model's task, already on the
+    model's device; with `tta`, the log of the probabilities averaged over `tta_views`.
 
     The model is put in eval mode; the caller restores train mode if it needs it.
     """
     model.eval()
-    faces = faces if faces.dim() == 4 else faces.unsqueeze(1)
-    out = torch.empty(len(faces), NUM_CLASSES, device=faces.device)
+    if faces.dim() != 4:
+        raise FerError(f"faces must be N x C x H x W, got shape {tuple(faces.shape)}")
+    classes = model.get_submodule(final_linear_name(model)).out_features
+    out = torch.empty(len(faces), classes, device=faces.device)
     with torch.autocast(faces.device.type, enabled=False):
         for start in range(0, len(faces), batch_size):
             x = faces[start:start + batch_size].float().div_(255)

@@ -1,12 +1,14 @@
 """Saliency maps: which pixels of a face make the model say what it says.
 
 `explain(model, faces, method, target)` explains a whole batch in one call on the faces' device
-and returns maps N x 48 x 48. Ten methods, most of them Captum's (the field's standard library),
-each a small function below that says what it computes and cites its paper. Targets
-(`Target`): the predicted class, the true class, any class, or a contrast "logit A minus logit
-B" (why A rather than B).
+and returns maps N x H x W at the faces' size, summed over the colour channels of a colour model
+(`explain` says how each method's channels add up). Ten methods, most of them Captum's (the
+field's standard library), each a small function below that says what it computes and cites its
+paper. Targets (`Target`): the predicted class, the true class, any class, or a contrast
+"logit A minus logit B" (why A rather than B). A target holds class numbers; their names are the
+model's task's (`checkpoint.task.classes`), passed where a target is read or named.
 
-Every method scores the model through `Scores`, a wrapper that indexes the 7 logits and all 49
+Every method scores the model through `Scores`, a wrapper that indexes the K logits and all K^2
 pairwise logit differences (a target is one index per face) and outputs, for every image
 Captum feeds it, the one score its face explains. It also predicts: the first batch most methods
 feed the model holds the faces themselves, and their logits are the prediction, so no separate
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.classes import CLASSES, NUM_CLASSES
+from ..data.task import Task
 from ..errors import FerError
 from ..models.architectures import SPATIAL, LayerInfo, last_conv_stage, layer_registry
 from . import settings
@@ -57,80 +59,85 @@ class Target:
     b: int | None = None
 
     @staticmethod
-    def parse(text: str) -> "Target":
-        """'pred', 'true', a class by name or index ('Happy', '3'), or 'A-B' for a contrast."""
+    def parse(text: str, classes: tuple[str, ...]) -> "Target":
+        """'pred', 'true', a class of `classes` by name or index ('Happy', '3'), or 'A-B' for a
+        contrast."""
         text = text.strip()
         if text.lower() in ("pred", "predicted"):
             return Target("predicted")
         if text.lower() == "true":
             return Target("true")
         if "-" in text:
-            a, b = (class_index(part) for part in text.split("-", 1))
+            a, b = (class_index(part, classes) for part in text.split("-", 1))
             if a == b:
                 raise FerError(f"contrast target {text!r}: the two classes must differ")
             return Target("contrast", a, b)
-        return Target("class", class_index(text))
+        return Target("class", class_index(text, classes))
 
-    def text(self) -> str:
+    def text(self, classes: tuple[str, ...]) -> str:
         """The text form `parse` reads back (a URL's ?target=, a command's --target)."""
         if self.kind == "class":
-            return CLASSES[self.a]
+            return classes[self.a]
         if self.kind == "contrast":
-            return f"{CLASSES[self.a]}-{CLASSES[self.b]}"
+            return f"{classes[self.a]}-{classes[self.b]}"
         return "pred" if self.kind == "predicted" else "true"
 
-    def describe(self) -> str:
+    def describe(self, classes: tuple[str, ...]) -> str:
         if self.kind == "class":
-            return CLASSES[self.a]
+            return classes[self.a]
         if self.kind == "contrast":
-            return f"{CLASSES[self.a]} - {CLASSES[self.b]}"
+            return f"{classes[self.a]} - {classes[self.b]}"
         return f"{self.kind} class"
 
     def output_indices(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """One `Scores` output index per face (int64, on the logits' device)."""
-        n, device = len(logits), logits.device
+        (n, k), device = logits.shape, logits.device
         if self.kind == "predicted":
             return logits.argmax(1)
         if self.kind == "true":
             if labels is None or len(labels) != n or bool((labels < 0).any()):
                 raise FerError("target 'true': the true class of some face is unknown")
             return labels.to(device=device, dtype=torch.int64)
+        highest = max(c for c in (self.a, self.b, -1) if c is not None)
+        if highest >= k:
+            raise FerError(f"target class {highest}: the model has classes 0-{k - 1}")
         if self.kind == "class":
             return torch.full((n,), self.a, dtype=torch.int64, device=device)
-        return torch.full((n,), NUM_CLASSES + self.a * NUM_CLASSES + self.b,
-                          dtype=torch.int64, device=device)
+        return torch.full((n,), k + self.a * k + self.b, dtype=torch.int64, device=device)
 
 
-def class_index(text: str) -> int:
-    """A class by name (any case) or by index 0-6."""
-    names = [c.lower() for c in CLASSES]
+def class_index(text: str, classes: tuple[str, ...]) -> int:
+    """A class of `classes` by name (any case) or by index."""
+    names = [c.lower() for c in classes]
     text = text.strip()
     if text.lower() in names:
         return names.index(text.lower())
-    if text.isdigit() and int(text) < NUM_CLASSES:
+    if text.isdigit() and int(text) < len(classes):
         return int(text)
-    raise FerError(f"unknown class {text!r}: use a name ({', '.join(CLASSES)}) or 0-6")
+    raise FerError(f"unknown class {text!r}: use a name ({', '.join(classes)}) or "
+                   f"0-{len(classes) - 1}")
 
 
-def output_classes(index: int) -> tuple[int, int | None]:
-    """The classes of a `Scores` output: (a, None) for logit a, (a, b) for logit a minus logit
-    b. Class a is the one whose score the output explains."""
-    if index < NUM_CLASSES:
+def output_classes(index: int, num_classes: int) -> tuple[int, int | None]:
+    """The classes of a `Scores` output of a model with `num_classes` logits: (a, None) for
+    logit a, (a, b) for logit a minus logit b. Class a is the one whose score the output
+    explains."""
+    if index < num_classes:
         return index, None
-    a, b = divmod(index - NUM_CLASSES, NUM_CLASSES)
+    a, b = divmod(index - num_classes, num_classes)
     return a, b
 
 
-def describe_output(index: int) -> str:
-    """The name of a `Scores` output: a class, or 'A - B'."""
-    a, b = output_classes(index)
-    return CLASSES[a] if b is None else f"{CLASSES[a]} - {CLASSES[b]}"
+def describe_output(index: int, classes: tuple[str, ...]) -> str:
+    """The name of a `Scores` output: a class of `classes`, or 'A - B'."""
+    a, b = output_classes(index, len(classes))
+    return classes[a] if b is None else f"{classes[a]} - {classes[b]}"
 
 
 class Scores(nn.Module):
     """The score a target explains, one output per image (Captum's target 0), for copies of n
-    faces: of the model's 7 logits followed by all 49 differences (output 7 + 7a + b is logit a
-    minus logit b), row r gives output `outputs[r % n]`, since Captum stacks the copies of IG's
+    faces: of the model's K logits followed by all K^2 differences (output K + K a + b is logit
+    a minus logit b), row r gives output `outputs[r % n]`, since Captum stacks the copies of IG's
     steps, of the samples, of Occlusion's perturbations and of DeepLift's baselines in blocks of
     n, as it expands a per-face target.
 
@@ -249,7 +256,7 @@ def integrated_gradients(scores, x, target, *, batch, seed, steps, baseline):
 @method("gradcam", signed=False, hooks=True)
 def gradcam(scores, x, target, *, batch, seed, layer):
     """ReLU of the layer's channels weighted by their spatially averaged gradients, upsampled
-    (bilinear) from the layer's size to 48 x 48. Default layer: the last conv stage.
+    (bilinear) from the layer's size to the face's. Default layer: the last conv stage.
 
     Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
     Localization", 2017, https://arxiv.org/abs/1610.02391
@@ -277,17 +284,19 @@ def guided_backprop(scores, x, target, *, batch, seed):
 @method("occlusion", signed=True)
 def occlusion(scores, x, target, *, batch, seed, window):
     """How much the target score drops when a `window` x `window` square (stride half the
-    window) is filled with grey, averaged over the windows covering each pixel.
+    window) is filled with grey, averaged over the windows covering each pixel. The square
+    covers every colour channel at once, so each channel holds the same drop: one is kept.
 
     Zeiler and Fergus, "Visualizing and Understanding Convolutional Networks", 2014,
     https://arxiv.org/abs/1311.2901
     """
     from captum.attr import Occlusion
 
-    stride = max(1, window // 2)
+    stride, channels = max(1, window // 2), x.shape[1]
     return Occlusion(scores).attribute(
-        x, sliding_window_shapes=(1, window, window), strides=(1, stride, stride),
-        baselines=OCCLUDER, target=target, perturbations_per_eval=max(1, batch // len(x)))
+        x, sliding_window_shapes=(channels, window, window), strides=(channels, stride, stride),
+        baselines=OCCLUDER, target=target,
+        perturbations_per_eval=max(1, batch // len(x)))[:, :1]
 
 
 @method("inputxgrad", signed=True)
@@ -375,16 +384,16 @@ def baseline_images(x: torch.Tensor, kind: str) -> torch.Tensor:
     raise FerError(f"unknown baseline {kind!r}: choose one of {', '.join(BASELINES)}")
 
 
-def cam_layers(arch: str, **options) -> list[LayerInfo]:
-    """The layers Grad-CAM can use (conv, BN and ReLU outputs with a spatial map), in forward
-    order; the last is the default."""
-    return [layer for layer in layer_registry(arch, **options) if layer.size is not None]
+def cam_layers(arch: str, task: Task, **options) -> list[LayerInfo]:
+    """The layers Grad-CAM can use (conv, BN and ReLU outputs with a spatial map) of `arch`
+    built for `task`, in forward order; the last is the default."""
+    return [layer for layer in layer_registry(arch, task, **options) if layer.size is not None]
 
 
 def cam_module(scores: Scores, layer: str | None) -> nn.Module:
     """The module of `layer` (a name from `cam_layers`) in the scored model, or the last conv
     stage when None."""
-    name = layer or last_conv_stage(scores.model)
+    name = layer or last_conv_stage(scores.model, tuple(scores.faces.shape[1:]))
     try:
         module = scores.model.get_submodule(name)
     except AttributeError:
@@ -397,12 +406,13 @@ def cam_module(scores: Scores, layer: str | None) -> nn.Module:
 _CAM_LAYERS: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
 
 
-def default_cam_layer(model: nn.Module, working: nn.Module) -> str:
-    """The last conv stage of `model`, found once per model on its working copy (finding it
-    runs a face through the model, as long as a one-face Grad-CAM takes)."""
+def default_cam_layer(model: nn.Module, working: nn.Module, shape: tuple[int, int, int]) -> str:
+    """The last conv stage of `model`, found once per model on its working copy with a face of
+    `shape` (C, H, W), the faces' (finding it runs a face through the model, as long as a
+    one-face Grad-CAM takes)."""
     name = _CAM_LAYERS.get(model)
     if name is None:
-        name = _CAM_LAYERS[model] = last_conv_stage(working)
+        name = _CAM_LAYERS[model] = last_conv_stage(working, shape)
     return name
 
 
@@ -434,11 +444,11 @@ def sample_mean(at_samples: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
 class Explanation:
     """Maps for a batch of faces, and what a page needs to show them.
 
-    maps: float N x 48 x 48 on the faces' device; signed maps are positive where a pixel speaks
-    for the target and negative where it speaks against it (show them on a diverging colour
-    map centred at 0); unsigned maps are >= 0. `outputs` are the explained `Scores` indices
-    (one per face; `describe_output` names them). `params` are the method's parameters as
-    used, Grad-CAM's layer included.
+    maps: float N x H x W (the faces' size) on the faces' device; signed maps are positive where
+    a pixel speaks for the target and negative where it speaks against it (show them on a
+    diverging colour map centred at 0); unsigned maps are >= 0. `outputs` are the explained
+    `Scores` indices (one per face; `target_names` names them with the model's classes).
+    `params` are the method's parameters as used, Grad-CAM's layer included.
     """
 
     maps: torch.Tensor
@@ -454,15 +464,22 @@ class Explanation:
     def probs(self) -> torch.Tensor:
         return self.logits.softmax(1)
 
-    def target_names(self) -> list[str]:
-        return [describe_output(i) for i in self.outputs.tolist()]
+    def target_names(self, classes: tuple[str, ...]) -> list[str]:
+        """What each face's map explains, named with the model's `classes`."""
+        return [describe_output(i, classes) for i in self.outputs.tolist()]
 
 
 def explain(model: nn.Module, faces: torch.Tensor, method: str = "vanilla",
             target: Target = Target(), labels: torch.Tensor | None = None, *, seed: int = 0,
             batch: int | None = None, **params) -> Explanation:
-    """Explain a batch of faces (float N x 1 x 48 x 48 in [0, 1]; uint8 N x 48 x 48 is
-    converted) on the model's device with one method for one target.
+    """Explain a batch of faces (float N x C x H x W in [0, 1] as the model takes them; uint8,
+    or N x H x W grey, is converted) on the model's device with one method for one target.
+
+    A colour face's map is the sum of its channels' attributions: the signed methods are
+    additive (Integrated Gradients' and DeepLift's maps still sum to the score difference),
+    vanilla gradients and SmoothGrad add up |gradient| over channels, Grad-CAM's map has one
+    channel already and Occlusion's square covers every channel. With one channel the map is
+    that channel's.
 
     params: the method's own (declared in `settings`), checked there. `batch` bounds
     how many images one forward pass holds (default 128 on the CPU, 1024 on a GPU): more faces
@@ -472,12 +489,13 @@ def explain(model: nn.Module, faces: torch.Tensor, method: str = "vanilla",
     spec = METHODS.get(method)
     if spec is None:
         raise FerError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    params = method_params(spec, params)
     x = as_input(faces).to(device_of(model))
+    params = method_params(spec, params, x.shape[-1])
     batch = batch or default_batch(x.device)
     working = hook_model(model) if spec.hooks or model.training else model
     if spec.compute in (gradcam, guided_gradcam):
-        params["layer"] = params["layer"] or default_cam_layer(model, working)
+        params["layer"] = params["layer"] or default_cam_layer(model, working,
+                                                               tuple(x.shape[1:]))
     maps, scored = [], []
     with torch.autocast(x.device.type, enabled=False):
         for start in range(0, len(x), batch):
@@ -489,14 +507,14 @@ def explain(model: nn.Module, faces: torch.Tensor, method: str = "vanilla",
             if scores.outputs is None:
                 scores.predict()
             scored.append(scores)
-    return Explanation(maps=torch.cat(maps).detach().float().squeeze(1), method=spec.key,
+    return Explanation(maps=torch.cat(maps).detach().float().sum(1), method=spec.key,
                        title=spec.title, signed=spec.signed, params=params, target=target,
                        outputs=torch.cat([s.outputs for s in scored]),
                        logits=torch.cat([s.logits for s in scored]))
 
 
-def method_params(spec: Method, given: dict, defaults: dict | None = None) -> dict:
+def method_params(spec: Method, given: dict, size: int, defaults: dict | None = None) -> dict:
     """The method's parameters: `defaults` (default: its own) overridden by `given` (values or
-    text), each checked (`settings.method_params`)."""
-    return settings.method_params(spec.key, given,
+    text), each checked (`settings.method_params`) for faces of `size` pixels."""
+    return settings.method_params(spec.key, given, size,
                                   defaults=spec.defaults() if defaults is None else defaults)

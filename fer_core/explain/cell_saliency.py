@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from .. import cache
-from ..data.classes import CLASSES, NUM_CLASSES
 from ..data.dataset import FaceDataset
 from ..errors import FerError
 from ..evaluation.confusion import cell_positions
@@ -33,20 +32,18 @@ CACHE_VERSION = 1
 def cell_mean_saliency(model: nn.Module, faces: torch.Tensor, true_class: int, pred_class: int,
                        batch: int | None = None,
                        progress: ProgressCallback | None = None) -> torch.Tensor:
-    """The cell's mean map, float 48 x 48 on the model's device, from its faces (uint8
-    N x 48 x 48 or float N x 1 x 48 x 48 in [0, 1], N >= 1).
+    """The cell's mean map, float H x W on the model's device, from its faces (uint8 or float
+    in [0, 1], N x C x H x W as the model takes them, or N x H x W grey; N >= 1). A colour
+    face's gradient is summed over its channels (each |gradient| on the diagonal).
 
     Batched on the model's device (`batch` faces a pass: 128 on the CPU, 1024 on a GPU by
     default), in fp32 whatever autocast is active; the sum stays on the device and is divided by
     N once. `progress(done, total)` hears (0, N) before the first batch and then once a batch.
     """
-    for name, k in (("true", true_class), ("predicted", pred_class)):
-        if not 0 <= k < NUM_CLASSES:
-            raise FerError(f"{name} class {k}: expected a class number 0-{NUM_CLASSES - 1}")
     n = len(faces)
     if n == 0:
-        raise FerError(f"the cell (true {CLASSES[true_class]}, predicted {CLASSES[pred_class]}) "
-                       f"has no faces: there is no mean saliency to take")
+        raise FerError(f"the cell (true class {true_class}, predicted class {pred_class}) has no "
+                       f"faces: there is no mean saliency to take")
     signed = true_class != pred_class
     device = device_of(model)
     working = working_model(model, hooks=False)
@@ -59,14 +56,22 @@ def cell_mean_saliency(model: nn.Module, faces: torch.Tensor, true_class: int, p
         for start in range(0, n, batch):
             x = as_input(faces[start:start + batch]).requires_grad_(True)
             logits = working(x).float()
+            check_classes(logits.shape[1], true_class, pred_class)
             score = logits[:, true_class]
             if signed:
                 score = logits[:, pred_class] - score
             (grad,) = torch.autograd.grad(score.sum(), x)  # faces are independent in eval mode
-            total += (grad if signed else grad.abs()).sum(0)[0]
+            total += (grad if signed else grad.abs()).sum((0, 1))
             if progress is not None:
                 progress(min(start + batch, n), n)
     return total / n
+
+
+def check_classes(num_classes: int, true_class: int, pred_class: int) -> None:
+    """Refuse a cell whose class numbers the model (of `num_classes` logits) does not have."""
+    for name, k in (("true", true_class), ("predicted", pred_class)):
+        if not 0 <= k < num_classes:
+            raise FerError(f"{name} class {k}: expected a class number 0-{num_classes - 1}")
 
 
 def cell_rows(preds: Predictions, true_class: int, pred_class: int) -> np.ndarray:
@@ -79,9 +84,9 @@ def cached_cell_saliency(model: nn.Module, checkpoint_path: str | Path, dataset:
                          batch: int | None = None,
                          progress: ProgressCallback | None = None) -> np.ndarray:
     """`cell_mean_saliency` of the cell of `preds` (the split predicted by the model of
-    `checkpoint_path`), as float32 48 x 48 on the host: from the disk cache when the same
-    checkpoint file (by content), dataset, split and cell were computed before, with the same
-    faces (the entry keeps their rows); else computed and stored."""
+    `checkpoint_path`), as float32 H x W (the faces' size) on the host: from the disk cache when
+    the same checkpoint file (by content), dataset, split and cell were computed before, with the
+    same faces (the entry keeps their rows); else computed and stored."""
     rows = cell_rows(preds, true_class, pred_class)
 
     def compute() -> dict[str, np.ndarray]:

@@ -12,8 +12,9 @@ TILE_TEXT = 46  # pixels of caption under each face in a gallery (three lines)
 
 def gallery_grid(faces: np.ndarray, captions: list[tuple[str, ...]], columns: int,
                  scale: int = 2) -> Image.Image:
-    """Faces (N, H, W) grey or (N, H, W, 3) RGB (a face with its map beside it) as one RGBA
-    image, `columns` a row, caption lines under each."""
+    """Faces (N, H, W) grey or (N, H, W, 3) RGB (a colour face, or a face with its map beside
+    it; `data.pictures.pictures` turns a dataset's N x C x H x W into these) as one RGBA image,
+    `columns` a row, caption lines under each."""
     height, width = faces.shape[1] * scale, faces.shape[2] * scale
     rows = max(1, -(-len(faces) // columns))
     tile_w, tile_h = width + GAP, height + TILE_TEXT

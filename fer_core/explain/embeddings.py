@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from .. import cache
-from ..data.classes import CLASSES
 from ..data.dataset import FaceDataset
 from ..errors import FerError
 from ..evaluation.predict import CACHE_VERSION as PREDICTION_VERSION
@@ -162,9 +161,10 @@ def projection_key(checkpoint_path: str | Path, dataset: FaceDataset, split: str
                            split, method, settings, SEED, f"predictions-v{PREDICTION_VERSION}")
 
 
-def embedding_csv(embedding: Embedding) -> str:
+def embedding_csv(embedding: Embedding, classes: tuple[str, ...]) -> str:
     """One row per face: split, index (position within the split), x, y, label and prediction
-    (class names; label empty when unknown), confidence (the top probability)."""
+    (names of `classes`, the model's task's; label empty when unknown), confidence (the top
+    probability)."""
     preds = embedding.predictions
     text = io.StringIO()
     out = csv.writer(text, lineterminator="\n")
@@ -172,6 +172,6 @@ def embedding_csv(embedding: Embedding) -> str:
     confidence = preds.probs.max(1)
     for i, ((x, y), label, pred) in enumerate(zip(embedding.xy.tolist(), preds.labels.tolist(),
                                                   preds.predicted.tolist())):
-        out.writerow([preds.split, i, f"{x:.6g}", f"{y:.6g}", CLASSES[label] if label >= 0 else "",
-                      CLASSES[pred], f"{confidence[i]:.4f}"])
+        out.writerow([preds.split, i, f"{x:.6g}", f"{y:.6g}", classes[label] if label >= 0 else "",
+                      classes[pred], f"{confidence[i]:.4f}"])
     return text.getvalue()

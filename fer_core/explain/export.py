@@ -1,4 +1,4 @@
-"""Explanations for a whole split, written to disk: every face's prediction, 7 probabilities,
+"""Explanations for a whole split, written to disk: every face's prediction, class probabilities,
 penultimate features and saliency maps (one per method, each explaining the predicted class), as
 the shards and manifest of `export_files`.
 
@@ -31,8 +31,8 @@ from torch import nn
 
 from .. import cache, distributed
 from ..atomic import atomic_file, write_json
-from ..data.classes import CLASSES
 from ..data.dataset import FaceDataset
+from ..data.task import Task
 from ..distributed import SOLO, World
 from ..errors import ExportError, FerError
 from ..evaluation.predict import Predictions, cached_predict_split
@@ -62,6 +62,7 @@ from .export_files import (
     read_manifest,
     written_chunks,
 )
+from .tensors import require_task
 
 CHUNK_SIZE = 512  # faces per shard, whatever the number of ranks
 
@@ -70,11 +71,13 @@ ChunkCallback = Callable[[int, int, bool], None]  # (chunk, chunks in all, kept 
 
 @dataclass(frozen=True)
 class ExportRequest:
-    """What to export: a checkpoint's model (and its file, for the key) on one split of a
-    dataset, with methods and their parameters as `resolve_methods` gives them."""
+    """What to export: a checkpoint's model (its file, for the key, and its task) on one split
+    of a dataset of that task, with methods and their parameters as `resolve_methods` gives
+    them."""
 
     model: nn.Module
     checkpoint_path: Path
+    task: Task
     dataset: FaceDataset
     split: str
     methods: dict[str, dict]
@@ -105,12 +108,13 @@ def resolve_methods(checkpoint: Checkpoint, wanted: dict[str, dict]) -> dict[str
 
     Layers are looked up by the checkpoint's architecture, never by running its model: the
     dashboard's model is shared by every session, and hooks on it would reach them all."""
-    layers = [layer.name for layer in cam_layers(checkpoint.arch, **checkpoint.arch_options)]
+    task = checkpoint.task
+    layers = [layer.name for layer in cam_layers(checkpoint.arch, task, **checkpoint.arch_options)]
     resolved = {}
     for method, given in wanted.items():
         if method not in METHODS:
             raise FerError(f"unknown method {method!r}: choose among {', '.join(METHODS)}")
-        params = method_params(METHODS[method], given)
+        params = method_params(METHODS[method], given, task.size)
         if "layer" in params:
             params["layer"] = params["layer"] or layers[-1]
             if params["layer"] not in layers:
@@ -133,6 +137,7 @@ def export_split(request: ExportRequest, folder: str | os.PathLike, device: torc
     refused.
     """
     folder = Path(folder)
+    require_task(request.task, request.dataset)
     distributed.agree(request.key, "the export (checkpoint, data, split, methods)")
     lock = FolderLock(folder / LOCK)
     try:
@@ -220,10 +225,11 @@ def new_manifest(request: ExportRequest, predictions: Predictions, chunk_size: i
     return {
         "format": FORMAT, "version": VERSION, "key": request.key, "complete": False,
         "checkpoint": {"path": str(request.checkpoint_path.resolve()),
-                       "fingerprint": cache.file_fingerprint(request.checkpoint_path)},
+                       "fingerprint": cache.file_fingerprint(request.checkpoint_path),
+                       "task": request.task.to_meta()},
         "dataset": {"name": request.dataset.name, "fingerprint": request.dataset.fingerprint},
         "split": request.split, "faces": faces, "chunk_size": chunk_size,
-        "chunks": chunk_count(faces, chunk_size), "classes": list(CLASSES),
+        "chunks": chunk_count(faces, chunk_size), "classes": list(request.task.classes),
         "target": "predicted class", "seed": request.seed,
         "methods": {m: {"title": METHODS[m].title, "signed": METHODS[m].signed, "params": p}
                     for m, p in request.methods.items()},

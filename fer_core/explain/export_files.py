@@ -9,9 +9,10 @@ prediction, probabilities, penultimate features and saliency maps, as shards bes
         export.lock       held (flock) by the export writing into the folder
 
 A chunk holds, for its faces in split order: `rows` (dataset rows, int64), `labels` (int64,
--1 = unknown), `predictions` (int64), `probs` (float32 x 7), `features` (float32 x D, the input
-of the final linear layer) and `map_<method>` (float16 x 48 x 48) per method, each explaining
-the predicted class; and `key`, the export's key, so a chunk of another export is never taken
+-1 = unknown), `predictions` (int64), `probs` (float32, one per class of the checkpoint's task,
+which the manifest records), `features` (float32 x D, the input of the final linear layer) and
+`map_<method>` (float16 x H x W, the task's size) per method, each explaining the predicted
+class; and `key`, the export's key, so a chunk of another export is never taken
 for one of this. Chunks are cut at a fixed size whatever the number of processes writing them,
 so an export by two ranks writes the same files as one by a single process.
 
@@ -30,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import bytes_fingerprint
-from ..data.classes import IMAGE_SIZE, NUM_CLASSES
 from ..data.files import TooLarge, read_file
+from ..data.task import Task
 from ..errors import DataError, ExportError
 
 FORMAT = "fer_core.export"  # the tag every manifest carries: never renamed
@@ -50,14 +51,15 @@ BASE_ARRAYS = ("rows", "labels", "predictions", "probs", "features")  # then map
 @dataclass(frozen=True)
 class Export:
     """A complete export in memory: the manifest and, for every face of the split in split
-    order, its arrays; `maps[method]` is N x 48 x 48 float16, for the methods loaded."""
+    order, its arrays; `maps[method]` is N x H x W float16 (the task's size), for the methods
+    loaded."""
 
     folder: Path
     manifest: dict
     rows: np.ndarray         # int64 (N,): the faces' dataset rows
     labels: np.ndarray       # int64 (N,): -1 = unknown
     predictions: np.ndarray  # int64 (N,)
-    probs: np.ndarray        # float32 (N, 7)
+    probs: np.ndarray        # float32 (N, K): K the task's classes
     features: np.ndarray     # float32 (N, D)
     maps: dict[str, np.ndarray]
 
@@ -67,6 +69,11 @@ class Export:
     @property
     def split(self) -> str:
         return self.manifest["split"]
+
+    @property
+    def task(self) -> Task:
+        """The exported checkpoint's task: its classes (the probabilities' order) and size."""
+        return manifest_task(self.manifest)
 
     @property
     def methods(self) -> list[str]:
@@ -118,12 +125,19 @@ def chunk_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 def expected_arrays(manifest: dict, faces: int) -> dict[str, tuple[np.dtype, tuple]]:
     """The dtype and shape of every array a chunk of `faces` faces holds."""
     i64, f32 = np.dtype(np.int64), np.dtype(np.float32)
+    task = manifest_task(manifest)
     expected = {"rows": (i64, (faces,)), "labels": (i64, (faces,)),
-                "predictions": (i64, (faces,)), "probs": (f32, (faces, NUM_CLASSES)),
+                "predictions": (i64, (faces,)), "probs": (f32, (faces, task.num_classes)),
                 "features": (f32, (faces, manifest["features"]))}
     for method in manifest["methods"]:
-        expected[map_name(method)] = (np.dtype(MAP_DTYPE), (faces, IMAGE_SIZE, IMAGE_SIZE))
+        expected[map_name(method)] = (np.dtype(MAP_DTYPE), (faces, task.size, task.size))
     return expected
+
+
+def manifest_task(manifest: dict) -> Task:
+    """The checkpoint's task the export records (`checkpoint.task`, in checkpoint metadata form);
+    FER2013's for an export written before tasks were recorded."""
+    return Task.from_meta(manifest["checkpoint"].get("task", {}))
 
 
 def read_chunk(path: Path, manifest: dict, k: int,

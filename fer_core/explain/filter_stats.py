@@ -3,7 +3,7 @@ filter of a layer its highest activation on a split, the faces that activate it 
 whether it is dead.
 
 A filter's activation on a face is the mean over positions of its channel in the layer's output;
-for the final linear layer it is the logit of a class, so that layer's "filters" are the 7
+for the final linear layer it is the logit of a class, so that layer's "filters" are the task's
 classes. A filter is dead when the ReLU that follows it in its block never outputs more than
 DEAD_AT_MOST at any position of any face of the split: no face ever lets it through.
 
@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 from .. import cache
-from ..data.classes import IMAGE_SIZE
 from ..data.dataset import FaceDataset
 from ..errors import FerError
 from ..evaluation.predict import ProgressCallback
@@ -69,7 +68,7 @@ def _check_layer(kinds: dict[str, str], layer: str) -> None:
 
 
 def layer_output(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
-    """The output of layer `layer` (a `layer_registry` name) for float input x (N, 1, 48, 48);
+    """The output of layer `layer` (a `layer_registry` name) for float input x (N, C, H, W);
     the forward pass stops there. It runs in the caller's grad mode, so an activation can be
     differentiated with respect to the input."""
     _check_layer(layer_kinds(model), layer)
@@ -107,7 +106,8 @@ def outputs_of(model: nn.Module, names: tuple[str, ...],
 def mean_activations(model: nn.Module, layer: str, faces: torch.Tensor, batch: int | None = None,
                      progress: ProgressCallback | None = None) -> torch.Tensor:
     """Each filter's activation on each face: float32 (N, C) on the model's device, for uint8
-    faces (N, 48, 48). Spatial outputs are averaged over positions; linear ones are as they are."""
+    faces (N, C, H, W). Spatial outputs are averaged over positions; linear ones are as they
+    are."""
     means, _ = _activations(model, layer, None, faces, batch, progress)
     return means
 
@@ -218,10 +218,10 @@ def filter_stats_key(checkpoint_path: str | Path, dataset: FaceDataset, split: s
 
 @torch.no_grad()
 def feature_maps(model: nn.Module, layer: str, face: torch.Tensor) -> torch.Tensor:
-    """The output of a spatial layer (conv, bn or relu) for one uint8 face (48, 48): float32
-    (C, H, W) on the model's device."""
-    if tuple(face.shape) != (IMAGE_SIZE, IMAGE_SIZE):
-        raise FerError(f"a face must be {IMAGE_SIZE} x {IMAGE_SIZE}, got {tuple(face.shape)}")
+    """The output of a spatial layer (conv, bn or relu) for one uint8 face (C, H, W) of the
+    model's task (a grey one may be H x W): float32 (channels, h, w) on the model's device."""
+    if face.dim() not in (2, 3):
+        raise FerError(f"a face must be C x H x W or H x W, got {tuple(face.shape)}")
     x = as_input(face[None].to(device_of(model)))
     with torch.autocast(x.device.type, enabled=False):
         output = layer_output(model, layer, x)

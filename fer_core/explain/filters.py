@@ -1,5 +1,6 @@
 """Activation maximization: the image that drives a filter (or a class logit) hardest, found by
-gradient ascent on the input, natively for 1-channel 48 x 48 faces.
+gradient ascent on the input, natively at the model's task's size and channels (a grey image for
+a grey model, a colour one for a colour model).
 
 Many filters run at once: each filter's image is one item of a batch, optimized together in one
 forward and backward pass per step that stops at the target layer. Everything random (the
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..choices import FILTER_PRECISIONS
-from ..data.classes import IMAGE_SIZE
+from ..data.task import Task
 from ..device import native_bf16
 from ..errors import FerError
 from ..models.architectures import layer_registry
@@ -57,8 +58,8 @@ EPS = 1e-4
 class Settings:
     """One run's choices. Regularizer weights are per pixel (`l2` on the distance from grey,
     `tv` on the total variation); `blur_every` N > 0 blurs the image every N steps; `jitter`
-    shifts the image by up to that many pixels and `scale` zooms it by up to that fraction,
-    drawn anew each step."""
+    shifts the image by up to that many of its pixels (whatever its size) and `scale` zooms it
+    by up to that fraction, drawn anew each step."""
 
     steps: int = 128
     lr: float = 0.05
@@ -89,8 +90,9 @@ class Settings:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The images after `step` steps (uint8 F x 48 x 48, one per filter) and each filter's mean
-    activation on its own image (at the chosen layer, untransformed)."""
+    """The images after `step` steps (uint8 F x C x H x W, one per filter, at the model's size
+    and channels; `data.pictures.pictures` makes them drawable) and each filter's mean activation
+    on its own image (at the chosen layer, untransformed)."""
 
     step: int
     images: np.ndarray
@@ -100,11 +102,11 @@ class Snapshot:
 # ---- the target -----------------------------------------------------------------------------
 
 
-def climbs_pre_activation(arch: str, options: dict, layer: str) -> bool:
+def climbs_pre_activation(arch: str, options: dict, task: Task, layer: str) -> bool:
     """Whether the ascent climbs the layer's input rather than its output: for a ReLU, whose
     input is its pre-activation (a residual sum included: ResNet's relu_out adds the shortcut).
     FerError when there is no such layer."""
-    registry = {entry.name: entry.kind for entry in layer_registry(arch, **options)}
+    registry = {entry.name: entry.kind for entry in layer_registry(arch, task, **options)}
     if layer not in registry:
         raise FerError(f"no layer {layer!r} in {arch}: choose one of {', '.join(registry)}")
     return registry[layer] == "relu"
@@ -132,15 +134,15 @@ def module_input(net: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
     return seen[0]
 
 
-def channel_count(arch: str, options: dict, layer: str) -> int:
-    """The layer's channels (outputs, for the linear layer); FerError when there is no such
-    layer."""
-    climbs_pre_activation(arch, options, layer)
-    return next(e.channels for e in layer_registry(arch, **options) if e.name == layer)
+def channel_count(arch: str, options: dict, task: Task, layer: str) -> int:
+    """The layer's channels (outputs, for the linear layer: the task's classes); FerError when
+    there is no such layer."""
+    climbs_pre_activation(arch, options, task, layer)
+    return next(e.channels for e in layer_registry(arch, task, **options) if e.name == layer)
 
 
-def check_filters(arch: str, options: dict, layer: str, filters: list[int]) -> None:
-    count = channel_count(arch, options, layer)
+def check_filters(arch: str, options: dict, task: Task, layer: str, filters: list[int]) -> None:
+    count = channel_count(arch, options, task, layer)
     bad = [f for f in filters if not 0 <= f < count]
     if not filters or bad:
         raise FerError(f"layer {layer} has filters 0-{count - 1}; "
@@ -191,32 +193,33 @@ def generators(seed: int, filters: list[int]) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(seed * 1_000_003 + f) for f in filters]
 
 
-def start_images(settings: Settings, gens: list[torch.Generator],
-                 face: torch.Tensor | None) -> torch.Tensor:
-    """F x 1 x 48 x 48 in (0, 1): grey with a little noise, plain grey, or the given face."""
+def start_images(settings: Settings, gens: list[torch.Generator], face: torch.Tensor | None,
+                 shape: tuple[int, int, int]) -> torch.Tensor:
+    """F images of `shape` (C, H, W) in (0, 1): grey with a little noise, plain grey, or the
+    given face (uint8, of that shape; a grey one may be H x W)."""
     n = len(gens)
     if settings.init == "face":
-        return (face.float().reshape(1, 1, IMAGE_SIZE, IMAGE_SIZE) / 255).expand(n, -1, -1, -1)
-    grey = torch.full((n, 1, IMAGE_SIZE, IMAGE_SIZE), 0.5)
+        return (face.float().reshape(1, *shape) / 255).expand(n, -1, -1, -1)
+    grey = torch.full((n, *shape), 0.5)
     if settings.init == "grey":
         return grey
-    noise = torch.stack([torch.randn(1, IMAGE_SIZE, IMAGE_SIZE, generator=g) for g in gens])
+    noise = torch.stack([torch.randn(*shape, generator=g) for g in gens])
     return (grey + 0.1 * noise).clamp(0.05, 0.95)
 
 
-def frequency_scale(device: torch.device) -> torch.Tensor:
-    """1/f for a 48 x 48 rfft2 spectrum (the lowest frequency counted as 1/48)."""
-    fy = torch.fft.fftfreq(IMAGE_SIZE, device=device)[:, None]
-    fx = torch.fft.rfftfreq(IMAGE_SIZE, device=device)[None, :]
-    return 1.0 / torch.sqrt(fx ** 2 + fy ** 2).clamp_min(1.0 / IMAGE_SIZE) / IMAGE_SIZE
+def frequency_scale(size: int, device: torch.device) -> torch.Tensor:
+    """1/f for a size x size rfft2 spectrum (the lowest frequency counted as 1/size)."""
+    fy = torch.fft.fftfreq(size, device=device)[:, None]
+    fx = torch.fft.rfftfreq(size, device=device)[None, :]
+    return 1.0 / torch.sqrt(fx ** 2 + fy ** 2).clamp_min(1.0 / size) / size
 
 
 class Image:
     """The optimized parameters and how they become pixels in [0, 1]."""
 
     def __init__(self, start: torch.Tensor, param: str):
-        self.param = param
-        self.scale = frequency_scale(start.device) if param == "fourier" else None
+        self.param, self.size = param, start.shape[-1]
+        self.scale = frequency_scale(self.size, start.device) if param == "fourier" else None
         self.values = nn.Parameter(self.encode(start))
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -231,7 +234,7 @@ class Image:
             logits = self.values
         else:
             spectrum = torch.view_as_complex(self.values) * self.scale
-            logits = torch.fft.irfft2(spectrum, s=(IMAGE_SIZE, IMAGE_SIZE))
+            logits = torch.fft.irfft2(spectrum, s=(self.size, self.size))
         return squash(logits)
 
     @torch.no_grad()
@@ -247,12 +250,13 @@ def squash(logits: torch.Tensor) -> torch.Tensor:
 
 
 def transformed(x: torch.Tensor, settings: Settings, gens: list[torch.Generator]) -> torch.Tensor:
-    """Each image shifted by up to `jitter` pixels and zoomed by up to `scale`, its own draw."""
+    """Each image shifted by up to `jitter` of its pixels and zoomed by up to `scale`, its own
+    draw."""
     if not settings.jitter and not settings.scale:
         return x
     draws = torch.stack([torch.rand(3, generator=g) for g in gens]).to(x.device)
     zoom = 1 + settings.scale * (2 * draws[:, 0] - 1)
-    shift = settings.jitter * (2 * draws[:, 1:] - 1) * 2 / IMAGE_SIZE
+    shift = settings.jitter * (2 * draws[:, 1:] - 1) * 2 / x.shape[-1]  # 2 / W: one pixel
     theta = torch.zeros(len(x), 2, 3, device=x.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
     theta[:, :, 2] = shift
@@ -272,18 +276,23 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 
 def maximize(model: nn.Module, arch: str, options: dict, layer: str, filters: list[int],
              settings: Settings = Settings(), face: torch.Tensor | None = None,
-             every: int = 8, stop=None) -> Iterator[Snapshot]:
+             every: int = 8, stop=None, *, task: Task) -> Iterator[Snapshot]:
     """Climb the mean activation of each of `filters` of `layer` (a registry name; for the final
     linear layer the filters are the classes), yielding a Snapshot of the start, one every
-    `every` steps and one after the last step. `stop` (an Event) ends the run early. Bad
-    choices raise FerError here, before the first step."""
+    `every` steps and one after the last step, with images of the model's `task` (its
+    checkpoint's: size and channels). `stop` (an Event) ends the run early. Bad choices raise
+    FerError here, before the first step."""
     settings.check()
     filters = [int(f) for f in filters]
-    check_filters(arch, options, layer, filters)
+    check_filters(arch, options, task, layer, filters)
     if settings.init == "face" and face is None:
         raise FerError("init 'face' needs a face")
-    return _climb(model, arch, options, layer, climbs_pre_activation(arch, options, layer),
-                  filters, settings, face, every, stop)
+    if face is not None and face.numel() != task.channels * task.size ** 2:
+        raise FerError(f"init 'face': the face is {'x'.join(map(str, face.shape))}, the model "
+                       f"takes {task.describe()} faces")
+    return _climb(model, arch, options, task, layer,
+                  climbs_pre_activation(arch, options, task, layer), filters, settings, face,
+                  every, stop)
 
 
 def ascent_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -294,7 +303,7 @@ def ascent_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def folded(model: nn.Module, arch: str, options: dict, target: str) -> nn.Module:
+def folded(model: nn.Module, arch: str, options: dict, task: Task, target: str) -> nn.Module:
     """A frozen eval-mode copy with each BatchNorm folded into the conv before it (the BN module
     becomes an identity, so a hook on it still sees its output): in eval mode a BN is an affine
     map per channel, and folding it saves its forward and backward passes at every step. The
@@ -302,7 +311,7 @@ def folded(model: nn.Module, arch: str, options: dict, target: str) -> nn.Module
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     net = copy.deepcopy(model).eval()
-    registry = layer_registry(arch, **options)
+    registry = layer_registry(arch, task, **options)
     for conv, bn in pairwise(registry):
         if conv.kind == "conv" and bn.kind == "bn" and conv.name != target:
             net.set_submodule(conv.name, fuse_conv_bn_eval(net.get_submodule(conv.name),
@@ -311,13 +320,13 @@ def folded(model: nn.Module, arch: str, options: dict, target: str) -> nn.Module
     return net.requires_grad_(False).to(memory_format=torch.channels_last)
 
 
-def _climb(model, arch, options, layer, pre, filters, settings, face, every,
+def _climb(model, arch, options, task, layer, pre, filters, settings, face, every,
            stop) -> Iterator[Snapshot]:
     device = device_of(model)
-    net = folded(model, arch, options, layer)
+    net = folded(model, arch, options, task, layer)
     dtype = ascent_dtype(settings.precision, device)
     gens = generators(settings.seed, filters)
-    image = Image(start_images(settings, gens, face).to(device), settings.param)
+    image = Image(start_images(settings, gens, face, task.shape).to(device), settings.param)
     chosen = torch.tensor(filters, device=device)
     optimizer = (torch.optim.Adam if settings.optimizer == "adam" else torch.optim.SGD)(
         [image.values], lr=settings.lr)
@@ -352,15 +361,16 @@ def snapshot(net: nn.Module, layer: str, image: Image, chosen: torch.Tensor,
              step: int) -> Snapshot:
     pixels = image.pixels()
     activations = channel_means(outputs_of(net, (layer,), pixels)[layer], chosen)
-    images = (pixels[:, 0] * 255).round().to(torch.uint8)
+    images = (pixels * 255).round().to(torch.uint8)
     return Snapshot(step=step, images=images.cpu().numpy(), activations=activations.cpu().numpy())
 
 
 def visualize(model: nn.Module, arch: str, options: dict, layer: str, filters: list[int],
-              settings: Settings = Settings(), face: torch.Tensor | None = None) -> Snapshot:
+              settings: Settings = Settings(), face: torch.Tensor | None = None, *,
+              task: Task) -> Snapshot:
     """The final images and activations of `maximize`."""
     last = None
     for last in maximize(model, arch, options, layer, filters, settings, face,
-                         every=settings.steps):
+                         every=settings.steps, task=task):
         pass
     return last

@@ -38,7 +38,7 @@ from ..evaluation.predict import (
     logits_and_features_on_device,
 )
 from ..models.checkpoint import Checkpoint, load_checkpoint, snapshot_lr
-from .tensors import device_of
+from .tensors import device_of, require_task
 
 TRAIN = "train"
 
@@ -46,7 +46,7 @@ TRAIN = "train"
 @dataclass(frozen=True)
 class Gradients:
     """The last-layer gradient factors of some faces at one snapshot: learning rate, penultimate
-    features a (N, D) and errors e = softmax - one-hot (N, 7), float32."""
+    features a (N, D) and errors e = softmax - one-hot (N, K classes), float32."""
 
     lr: float
     features: np.ndarray
@@ -92,8 +92,8 @@ class InfluenceIndex:
 
     def scores(self, faces: torch.Tensor, predicted: Sequence[int],
                load: CheckpointLoader) -> np.ndarray:
-        """TracIn scores (Q, N) of every indexed face for each uint8 query face
-        (Q x [1 x] 48 x 48), each query's one-hot being its class in `predicted`; `load` gives
+        """TracIn scores (Q, N) of every indexed face for each uint8 query face (Q x C x H x W
+        of the model's task), each query's one-hot being its class in `predicted`; `load` gives
         each snapshot."""
         return tracin_scores([s.train for s in self.stages],
                              [query_gradients(load(s.path).model, faces, predicted, s.train.lr)
@@ -101,7 +101,7 @@ class InfluenceIndex:
 
 
 def errors_of(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """softmax - one-hot (N, 7) float32; a target of -1 (unknown) gives a zero row."""
+    """softmax - one-hot (N, K) float32; a target of -1 (unknown) gives a zero row."""
     errors = np.asarray(probs, dtype=np.float32).copy()
     known = np.flatnonzero(targets >= 0)
     errors[known, targets[known]] -= 1
@@ -132,8 +132,8 @@ def self_influence(train: Sequence[Gradients]) -> np.ndarray:
 @torch.no_grad()
 def query_gradients(model: nn.Module, faces: torch.Tensor, targets: Sequence[int],
                     lr: float) -> Gradients:
-    """The gradient factors of uint8 query faces (Q x [1 x] 48 x 48) at one snapshot model,
-    one-hot at `targets`."""
+    """The gradient factors of uint8 query faces (Q x C x H x W of the model's task) at one
+    snapshot model, one-hot at `targets`."""
     if faces.dtype != torch.uint8:
         raise FerError(f"query faces must be uint8 pixels, got {faces.dtype}")
     logits, features = logits_and_features_on_device(model, faces.to(device_of(model)))
@@ -148,13 +148,14 @@ def build_index(snapshots: Sequence, dataset: FaceDataset, device: torch.device,
     """The index of `split` over `snapshots` (`fer_core.training.snapshots.Snapshot`s), each
     snapshot's features and probabilities read from the prediction cache or computed (one pass
     over the split) with the checkpoint `load` gives (by default loaded here), reporting (faces
-    done, faces in all snapshots)."""
+    done, faces in all snapshots). The dataset must be of the snapshots' task (FerError)."""
     load = load or checkpoint_loader(device)
     rows = dataset.indices(split)
     labels = dataset.labels[rows].copy()
     n, stages = len(rows), []
     for k, snapshot in enumerate(snapshots):
         ckpt = load(Path(snapshot.path))
+        require_task(ckpt.task, dataset)
         report = None if progress is None else _offset(progress, k * n, len(snapshots) * n)
         preds = cached_predict_split(ckpt.model, snapshot.path, dataset, split, device,
                                      features=True, progress=report)

@@ -12,7 +12,6 @@ keyword argument without a default.
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ..data.classes import IMAGE_SIZE
 from ..errors import FerError
 
 METHOD_TITLES = {
@@ -49,18 +48,18 @@ class Param:
     slider: tuple[Bound, Bound, int | float] | None = None
     choices: tuple[str, ...] | None = None
 
-    def bounds(self, size: int = IMAGE_SIZE) -> tuple | None:
-        """(low, high) for faces of `size` pixels, or None for text."""
+    def bounds(self, size: int) -> tuple | None:
+        """(low, high) for faces of `size` pixels (the model's task's), or None for text."""
         return None if self.low is None else (_at(self.low, size), _at(self.high, size))
 
-    def slider_range(self, size: int = IMAGE_SIZE) -> tuple | None:
+    def slider_range(self, size: int) -> tuple | None:
         """(low, high, step) of the page's slider for faces of `size` pixels, or None."""
         if self.slider is None:
             return None
         low, high, step = self.slider
         return _at(low, size), _at(high, size), step
 
-    def parse(self, value, size: int = IMAGE_SIZE, bounds: tuple | None = None):
+    def parse(self, value, size: int, bounds: tuple | None = None):
         """`value` (text from a flag or a URL, or a value) as this parameter's type, checked
         against `bounds` (default: `self.bounds(size)`) or `choices`; FerError says why not."""
         try:
@@ -129,8 +128,7 @@ def probe_params(method: str) -> dict:
             for name, default in method_defaults(method).items()}
 
 
-def method_params(method: str, given: dict, size: int = IMAGE_SIZE,
-                  defaults: dict | None = None) -> dict:
+def method_params(method: str, given: dict, size: int, defaults: dict | None = None) -> dict:
     """`method`'s parameters: `defaults` (default: `method_defaults`) overridden by `given`
     (values or text), each parsed and checked for faces of `size` pixels."""
     defaults = method_defaults(method) if defaults is None else defaults

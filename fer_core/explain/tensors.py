@@ -8,20 +8,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.classes import IMAGE_SIZE
+from ..data.task import Task
 from ..errors import FerError
 
 CPU_BATCH, GPU_BATCH = 128, 1024   # forward passes batched this many images at a time
 
 
 def as_input(faces: torch.Tensor) -> torch.Tensor:
-    """Float N x 1 x 48 x 48 pixels in [0, 1] from uint8 or float faces (N x [1 x] 48 x 48)."""
+    """Float N x C x H x W pixels in [0, 1] from uint8 or float faces N x C x H x W (C: 1 grey,
+    3 colour) or N x H x W (grey). Whether the size and channels suit a model is the model's
+    task's business (`require_task`), not checked here."""
     x = faces.float() / 255 if faces.dtype == torch.uint8 else faces.float()
     x = x.unsqueeze(1) if x.dim() == 3 else x
-    if x.dim() != 4 or tuple(x.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE) or len(x) == 0:
-        raise FerError(f"faces must be N x 1 x {IMAGE_SIZE} x {IMAGE_SIZE} with N >= 1, "
+    if x.dim() != 4 or x.shape[1] not in (1, 3) or 0 in x.shape:
+        raise FerError(f"faces must be N x C x H x W (C 1 or 3) or N x H x W with N >= 1, "
                        f"got {tuple(faces.shape)}")
     return x.detach()
+
+
+def require_task(task: Task, dataset) -> None:
+    """Refuse data of another task than the model's (`task`, a checkpoint's): explanations take
+    the dataset's faces and labels as the model's input and classes. A FerError names both."""
+    if dataset.task == task:
+        return
+    names = (f" ({', '.join(task.classes)} against {', '.join(dataset.task.classes)})"
+             if task.classes != dataset.task.classes else "")
+    raise FerError(f"the model is for {task.describe()}, but {dataset.name} holds "
+                   f"{dataset.task.describe()}{names}: use data of the model's task")
 
 
 def device_of(model: nn.Module) -> torch.device:
@@ -54,11 +67,14 @@ def hook_model(model: nn.Module) -> nn.Module:
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """A separable Gaussian blur of N x 1 x H x W images (kernel radius 3 sigma)."""
-    radius = min(int(3 * sigma), x.shape[-1] - 1)
+    """A separable Gaussian blur of N x C x H x W images, each channel on its own (kernel radius
+    3 sigma, borders reflected)."""
+    radius = min(int(3 * sigma), x.shape[-1] - 1, x.shape[-2] - 1)
     offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
     kernel = kernel / kernel.sum()
+    channels = x.shape[1]
     padded = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1))
-    return F.conv2d(rows, kernel.view(1, 1, -1, 1))
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1),
+                    groups=channels)
+    return F.conv2d(rows, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)

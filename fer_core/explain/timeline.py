@@ -1,5 +1,5 @@
-"""How the model learned to look at one face: its saliency map and 7 probabilities at each of a
-run's snapshots (`fer_core.training.snapshots`), and the snapshots where its prediction became
+"""How the model learned to look at one face: its saliency map and class probabilities at each of
+a run's snapshots (`fer_core.training.snapshots`), and the snapshots where its prediction became
 right or stopped being right. Shared by `python -m fer_core timeline` and the Saliency page.
 
 The caller hands the snapshots in as (epoch, learning rate, model) triples, oldest first; a
@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
-from ..data.classes import CLASSES
+from ..data.pictures import picture
 from .attribution import Target, explain
 from .contact_sheet import LABEL_COLOR
 from .heatmap import colorize, overlay
@@ -24,8 +24,8 @@ BECAME_RIGHT, STOPPED_BEING_RIGHT = "became right", "stopped being right"
 
 @dataclass(frozen=True)
 class Moment:
-    """The face at one snapshot: the map (float32 48 x 48) of the explained output and the
-    probabilities (float32 7)."""
+    """The face at one snapshot: the map (float32 H x W) of the explained output and the
+    probabilities (float32, one per class)."""
 
     epoch: int
     lr: float
@@ -40,7 +40,8 @@ class Moment:
 
 @dataclass(frozen=True)
 class FaceTimeline:
-    """One face across a run's snapshots (oldest first), explained with one method."""
+    """One face across a run's snapshots (oldest first), explained with one method; `classes`
+    are the run's (its checkpoints' task's)."""
 
     moments: list[Moment]
     label: int | None
@@ -48,6 +49,7 @@ class FaceTimeline:
     title: str
     signed: bool
     params: dict
+    classes: tuple[str, ...]
 
     @property
     def epochs(self) -> list[int]:
@@ -69,8 +71,8 @@ class FaceTimeline:
         correct = self.correct or [None] * len(self.moments)
         changes = {kind: epoch for epoch, kind in self.changes().items()}
         return {"method": self.method, "params": self.params,
-                "true": None if self.label is None else CLASSES[self.label],
-                "snapshots": [{"epoch": m.epoch, "lr": m.lr, "pred": CLASSES[m.predicted],
+                "true": None if self.label is None else self.classes[self.label],
+                "snapshots": [{"epoch": m.epoch, "lr": m.lr, "pred": self.classes[m.predicted],
                                "probs": m.probs.tolist(), "correct": right, "target": m.target}
                               for m, right in zip(self.moments, correct)],
                 "became_right": changes.get(BECAME_RIGHT),
@@ -91,9 +93,10 @@ def turning_points(epochs: list[int], correct: list[bool] | None) -> dict[int, s
 
 
 def face_timeline(snapshots: Iterable[tuple[int, float, nn.Module]], face: np.ndarray,
-                  label: int | None, method: str, target: Target, *, seed: int = 0,
-                  **params) -> FaceTimeline:
-    """The face (uint8 48 x 48) explained by each snapshot's model, oldest first."""
+                  label: int | None, method: str, target: Target, *,
+                  classes: tuple[str, ...], seed: int = 0, **params) -> FaceTimeline:
+    """The face (uint8 C x H x W as the models take it, or H x W grey) explained by each
+    snapshot's model, oldest first; `classes` are the run's, in output order."""
     labels = None if label is None else torch.tensor([label])
     moments, result = [], None
     for epoch, lr, model in snapshots:
@@ -102,11 +105,11 @@ def face_timeline(snapshots: Iterable[tuple[int, float, nn.Module]], face: np.nd
         moments.append(Moment(epoch=epoch, lr=float(lr),
                               probs=result.probs[0].detach().cpu().numpy().astype(np.float32),
                               values=result.maps[0].cpu().numpy().astype(np.float32),
-                              target=result.target_names()[0]))
+                              target=result.target_names(classes)[0]))
     if result is None:
         raise ValueError("a timeline needs at least one snapshot")
     return FaceTimeline(moments=moments, label=label, method=result.method, title=result.title,
-                        signed=result.signed, params=result.params)
+                        signed=result.signed, params=result.params, classes=tuple(classes))
 
 
 # ---- the picture ------------------------------------------------------------------------------
@@ -120,12 +123,14 @@ PREDICTED_BAR, OTHER_BAR = (31, 119, 180), (150, 150, 150)
 def strip_image(timeline: FaceTimeline, face: np.ndarray, cmap: str | None = None,
                 opacity: float = 0.5, zoom: int = ZOOM) -> Image.Image:
     """One RGBA picture, transparent around (readable on a light or a dark page): a column per
-    snapshot (its epoch and learning rate, the map over the face, the 7 probabilities as bars,
+    snapshot (its epoch and learning rate, the map over the face, the probabilities as bars,
     the prediction), a snapshot where the prediction became right framed in green, one where it
-    stopped being right in red."""
+    stopped being right in red. `face` is uint8 C x H x W or H x W (`heatmap.overlay` lays
+    each map over its grey)."""
+    face = picture(np.asarray(face))
     side = face.shape[0] * zoom
     font = ImageFont.load_default(10)
-    top, bars = 30, len(CLASSES) * BAR_H + 4
+    top, bars = 30, len(timeline.classes) * BAR_H + 4
     height = top + side + bars + 18
     sheet = Image.new("RGBA", (len(timeline.moments) * (side + GAP) + GAP, height), (0, 0, 0, 0))
     draw = ImageDraw.Draw(sheet)
@@ -142,19 +147,21 @@ def strip_image(timeline: FaceTimeline, face: np.ndarray, cmap: str | None = Non
         coloured = colorize(moment.values, timeline.signed, cmap)
         tile = Image.fromarray(overlay(face, coloured, opacity))
         sheet.paste(tile.resize((side, side), Image.Resampling.NEAREST), (x, top))
-        _probability_bars(draw, moment.probs, timeline.label, x, top + side + 3, side, font)
+        _probability_bars(draw, timeline.classes, moment.probs, timeline.label, x,
+                          top + side + 3, side, font)
         fill = LABEL_COLOR if correct is None else RIGHT if correct[i] else WRONG
-        draw.text((x, height - 16), f"{CLASSES[moment.predicted]} {moment.probs.max():.2f}",
+        draw.text((x, height - 16),
+                  f"{timeline.classes[moment.predicted]} {moment.probs.max():.2f}",
                   fill=fill, font=font)
     return sheet
 
 
-def _probability_bars(draw: ImageDraw.ImageDraw, probs: np.ndarray, label: int | None, x: int,
-                      y: int, width: int, font) -> None:
-    """Seven bars, one per class (its first three letters beside it): the predicted class blue,
-    the true class's name in green."""
+def _probability_bars(draw: ImageDraw.ImageDraw, classes: tuple[str, ...], probs: np.ndarray,
+                      label: int | None, x: int, y: int, width: int, font) -> None:
+    """One bar per class (its first three letters beside it): the predicted class blue, the
+    true class's name in green."""
     predicted, start = int(probs.argmax()), x + 24
-    for k, (name, p) in enumerate(zip(CLASSES, probs)):
+    for k, (name, p) in enumerate(zip(classes, probs)):
         row = y + k * BAR_H
         draw.text((x, row - 1), name[:3], fill=RIGHT if k == label else LABEL_COLOR, font=font)
         length = round(float(p) * (width - 26))

@@ -35,11 +35,12 @@ from torch import nn
 
 from .. import cache
 from ..data.dataset import FaceDataset
+from ..data.task import Task
 from ..errors import FerError
 from ..models.architectures import arch_options, build_model, layer_registry
 from .attribution import METHODS, Target, explain, method_params
 from .settings import probe_params
-from .tensors import as_input, device_of, gaussian_blur, working_model
+from .tensors import as_input, device_of, gaussian_blur, require_task, working_model
 
 FLAG_AT = 0.5
 PROBE_FACES = 16
@@ -116,12 +117,13 @@ class TrustReport:
 # ---- cascading randomization --------------------------------------------------------------
 
 
-def cascade_groups(model: nn.Module, arch: str, options: dict) -> list[list[str]]:
+def cascade_groups(model: nn.Module, arch: str, options: dict, task: Task) -> list[list[str]]:
     """The modules with weights in randomization order, top (the head) first: one group per conv
     layer of the registry and per linear layer (a hidden one of the head too), holding that
     layer and the parameterized modules that follow it before the next one (its BatchNorm; a
     residual shortcut)."""
-    starts = {layer.name for layer in layer_registry(arch, **options) if layer.kind == "conv"}
+    starts = {layer.name for layer in layer_registry(arch, task, **options)
+              if layer.kind == "conv"}
     starts |= {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
     groups: list[list[str]] = []
     for name, module in model.named_modules():
@@ -134,11 +136,11 @@ def cascade_groups(model: nn.Module, arch: str, options: dict) -> list[list[str]
     return groups[::-1]
 
 
-def fresh_weights(arch: str, options: dict, seed: int = INIT_SEED) -> nn.Module:
-    """A model as constructed (seeded): the values a randomized layer takes."""
+def fresh_weights(arch: str, options: dict, task: Task, seed: int = INIT_SEED) -> nn.Module:
+    """A model as constructed for `task` (seeded): the values a randomized layer takes."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_model(arch, **arch_options(arch, **options))
+        return build_model(arch, task, **arch_options(arch, **options))
 
 
 def randomize(model: nn.Module, group: list[str], fresh: nn.Module) -> None:
@@ -172,16 +174,17 @@ def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def deletion_curves(model: nn.Module, faces: torch.Tensor, maps: torch.Tensor,
                     classes: torch.Tensor, steps: int = DELETION_STEPS) -> torch.Tensor:
-    """(N, steps + 1) probability of `classes` as the pixels ranked highest by `maps` are
-    replaced by the blurred face, a fraction k / steps at step k; one batched forward pass."""
+    """(N, steps + 1) probability of `classes` as the pixels ranked highest by `maps` (N x H x W)
+    are replaced by the blurred face (every channel of a pixel at once), a fraction k / steps at
+    step k; one batched forward pass."""
     x = as_input(faces).to(maps.device)
     blurred = gaussian_blur(x, BLUR_SIGMA)
-    n, pixels = len(x), x[0].numel()
+    n, pixels = len(x), maps[0].numel()
     order = torch.argsort(maps.reshape(n, -1), dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(pixels, device=order.device).expand(n, -1))
     removed = torch.linspace(0, pixels, steps + 1, device=x.device).round()
-    masks = (rank[:, None, :] < removed[None, :, None]).reshape(n, steps + 1, *x.shape[1:])
+    masks = (rank[:, None, :] < removed[None, :, None]).reshape(n, steps + 1, 1, *x.shape[2:])
     mixed = torch.where(masks, blurred[:, None], x[:, None]).reshape(-1, *x.shape[1:])
     with torch.no_grad():
         probs = model(mixed).float().softmax(1).reshape(n, steps + 1, -1)
@@ -200,8 +203,9 @@ def random_maps(shape: tuple, seed: int, device: torch.device) -> torch.Tensor:
 
 def face_deletion(model: nn.Module, face: np.ndarray, values: np.ndarray,
                   target_class: int) -> tuple[np.ndarray, np.ndarray]:
-    """The deletion curve of one face (uint8 48 x 48) for its map (48 x 48), following the
-    probability of `target_class`, and the curve of a random order (seed 0) to compare with."""
+    """The deletion curve of one face (uint8 C x H x W as the model takes it, or H x W grey) for
+    its map (H x W), following the probability of `target_class`, and the curve of a random
+    order (seed 0) to compare with."""
     device = device_of(model)
     order = torch.tensor(values, dtype=torch.float32, device=device)[None]
     label = torch.tensor([target_class], device=device)
@@ -233,23 +237,24 @@ def parts_area(parts: torch.Tensor) -> float:
 def trust_report(model: nn.Module, arch: str, options: dict, faces: torch.Tensor,
                  parts: torch.Tensor | None = None, methods: list[str] | None = None,
                  progress: Progress | None = None, seed: int = 0,
-                 params: dict[str, dict] | None = None) -> TrustReport:
-    """Every check for every method (or `methods`) on the probe `faces` (uint8 N x 48 x 48),
-    with `parts` (N x 48 x 48 bit masks) for localization on the built-in faces, each method with
-    the probes' parameters overridden by `params` ({method: {name: value}}). `progress` gets
-    (fraction done, what is running)."""
+                 params: dict[str, dict] | None = None, *, task: Task) -> TrustReport:
+    """Every check for every method (or `methods`) on the probe `faces` (uint8 N x C x H x W of
+    the model's `task`, its checkpoint's), with `parts` (N x H x W bit masks) for localization
+    where the faces have them (the built-in faces), each method with the probes' parameters
+    overridden by `params` ({method: {name: value}}). `progress` gets (fraction done, what is
+    running)."""
     methods = list(methods or METHODS)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise FerError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
-    used = probe_settings(params, methods)
+    used = probe_settings(task.size, params, methods)
     say = progress or (lambda *_: None)
     device = device_of(model)
     x = as_input(faces).to(device)
     working = working_model(model, hooks=True)  # its layers get randomized: never the shared one
     with torch.no_grad():
         classes = working(x).argmax(1)
-    groups = cascade_groups(working, arch, options)
+    groups = cascade_groups(working, arch, options, task)
     total = len(methods) * (len(groups) + 1)
 
     def maps_of(key: str, step: int, level: int) -> torch.Tensor:
@@ -261,10 +266,10 @@ def trust_report(model: nn.Module, arch: str, options: dict, faces: torch.Tensor
     deletion = {key: float(curve_area(deletion_curves(working, x, base[key], classes)).mean())
                 for key in methods}
     random_area = float(curve_area(deletion_curves(
-        working, x, random_maps(x.shape, seed, device), classes)).mean())
+        working, x, random_maps((len(x), *x.shape[2:]), seed, device), classes)).mean())
     trained_ranks = {key: base[key].abs().reshape(len(x), -1).cpu().numpy() for key in methods}
     correlations = {key: [1.0] for key in methods}
-    fresh = fresh_weights(arch, options).to(device)
+    fresh = fresh_weights(arch, options, task).to(device)
     for level, group in enumerate(groups, 1):
         randomize(working, group, fresh)
         for i, key in enumerate(methods):
@@ -297,12 +302,12 @@ def probe_faces(dataset: FaceDataset, split: str, n: int) -> tuple[torch.Tensor,
     return torch.from_numpy(dataset.images[rows]), parts
 
 
-def probe_settings(params: dict[str, dict] | None = None,
+def probe_settings(size: int, params: dict[str, dict] | None = None,
                    methods: list[str] | None = None) -> dict[str, dict]:
     """Each method's parameters in the checks: the probes' (`settings.probe_params`) overridden
-    by `params`, checked."""
+    by `params`, checked for faces of `size` pixels."""
     params = params or {}
-    return {key: method_params(METHODS[key], params.get(key, {}),
+    return {key: method_params(METHODS[key], params.get(key, {}), size,
                                defaults=probe_params(key)) for key in methods or METHODS}
 
 
@@ -310,7 +315,7 @@ def report_key(checkpoint_path: str | Path, dataset: FaceDataset, split: str, n:
                params: dict[str, dict] | None = None) -> str:
     """The cache key: checkpoint content hash, dataset fingerprint, split, probe size and every
     method's parameters as the checks use them."""
-    used = json.dumps(probe_settings(params), sort_keys=True)
+    used = json.dumps(probe_settings(dataset.task.size, params), sort_keys=True)
     return cache.entry_key("trust", CACHE_VERSION, checkpoint_path, dataset.fingerprint, split, n,
                            used)
 
@@ -323,13 +328,16 @@ def stored_report(key: str) -> TrustReport | None:
 def cached_trust_report(model: nn.Module, checkpoint_path: str | Path, arch: str, options: dict,
                         dataset: FaceDataset, split: str, n: int = PROBE_FACES,
                         progress: Progress | None = None,
-                        params: dict[str, dict] | None = None) -> TrustReport:
+                        params: dict[str, dict] | None = None, *, task: Task) -> TrustReport:
     """`trust_report` on the first `n` faces of `split`: from the disk cache when this
-    checkpoint file (by content), dataset, split and probe size were checked before."""
+    checkpoint file (by content), dataset, split and probe size were checked before. The
+    dataset must be of the model's `task` (its checkpoint's)."""
+    require_task(task, dataset)
+
     def compute() -> dict[str, np.ndarray]:
         faces, parts = probe_faces(dataset, split, n)
         report = trust_report(model, arch, options, faces, parts, progress=progress,
-                              params=params)
+                              params=params, task=task)
         text = json.dumps(report.as_dict()).encode()
         return {"report": np.frombuffer(text, dtype=np.uint8)}
 

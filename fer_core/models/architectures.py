@@ -1,4 +1,5 @@
-"""The model registry: `cnn3` and `resnet18`, both taking N x 1 x 48 x 48 pixels in [0, 1].
+"""The model registry: `cnn3` and `resnet18`, both built for a task (`data.task`): they take
+N x channels x size x size pixels in [0, 1] and output one logit per class.
 
 Normalization is the first module of every model, so a checkpoint is self-describing and every
 attribution is taken in pixel space.
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.classes import IMAGE_SIZE, NUM_CLASSES
+from ..data.task import FER2013, Task
 from ..environment import torchvision_problem
 from ..errors import FerError
 
@@ -91,20 +92,20 @@ CNN3_HEADS = ("pool", "flat")
 CNN3_HIDDEN = 256
 
 
-def build_cnn3(dropout: float = 0.3, head: str = "pool", mean: float = PIXEL_MEAN,
-               std: float = PIXEL_STD) -> nn.Sequential:
+def build_cnn3(task: Task = FER2013, dropout: float = 0.3, head: str = "pool",
+               mean: float = PIXEL_MEAN, std: float = PIXEL_STD) -> nn.Sequential:
     """Three conv3x3-BN-ReLU-maxpool blocks (64, 128, 512 channels) and a linear head.
 
-    head "pool" averages the 6x6 map of block3 (the original head, 669,127 parameters in all);
-    "flat" keeps where each feature is (mouth below eyes) by flattening the 6x6x512 map into a
-    hidden layer of 256 units (linear, batch norm, ReLU, dropout). The final linear layer is
-    `head.fc` in both.
+    head "pool" averages the final map of block3 (6x6 for a 48-pixel face; the original head,
+    669,127 parameters in all for FER2013); "flat" keeps where each feature is (mouth below eyes)
+    by flattening that map into a hidden layer of 256 units (linear, batch norm, ReLU, dropout).
+    The final linear layer is `head.fc` in both.
     """
     if head not in CNN3_HEADS:
         raise FerError(f"unknown cnn3 head {head!r}: choose one of {', '.join(CNN3_HEADS)}")
     blocks = OrderedDict(
         normalize=Normalize(mean, std),
-        block1=_conv_block(1, 64),
+        block1=_conv_block(task.channels, 64),
         block2=_conv_block(64, 128),
         block3=_conv_block(128, 512),
     )
@@ -113,16 +114,16 @@ def build_cnn3(dropout: float = 0.3, head: str = "pool", mean: float = PIXEL_MEA
             pool=nn.AdaptiveAvgPool2d(1),
             flatten=nn.Flatten(),
             dropout=BatchDropout(dropout),
-            fc=nn.Linear(512, NUM_CLASSES),
+            fc=nn.Linear(512, task.num_classes),
         ))
     else:
         blocks["head"] = nn.Sequential(OrderedDict(
             flatten=nn.Flatten(),
-            hidden=nn.Linear(512 * 6 * 6, CNN3_HIDDEN, bias=False),
+            hidden=nn.Linear(512 * (task.size // 8) ** 2, CNN3_HIDDEN, bias=False),
             bn=nn.BatchNorm1d(CNN3_HIDDEN),
             relu=nn.ReLU(),
             dropout=BatchDropout(dropout),
-            fc=nn.Linear(CNN3_HIDDEN, NUM_CLASSES),
+            fc=nn.Linear(CNN3_HIDDEN, task.num_classes),
         ))
     return nn.Sequential(blocks)
 
@@ -156,25 +157,25 @@ def hook_safe_basic_block() -> type[nn.Module]:
     return HookSafeBasicBlock
 
 
-def build_resnet18(small_input: bool = True, mean: float = PIXEL_MEAN,
+def build_resnet18(task: Task = FER2013, small_input: bool = True, mean: float = PIXEL_MEAN,
                    std: float = PIXEL_STD) -> nn.Sequential:
-    """torchvision's ResNet18 with a 1-channel input and 7 outputs.
+    """torchvision's ResNet18 with the task's channels as input and one output per class.
 
     small_input replaces the ImageNet stem (7x7 stride-2 conv + max-pool, which leaves 2x2 maps
     at layer4 for a 48-pixel face) with a 3x3 stride-1 conv and no max-pool (6x6 at layer4).
     """
     block_class = hook_safe_basic_block()
-    net = torchvision_resnet().resnet18(weights=None, num_classes=NUM_CLASSES)
+    net = torchvision_resnet().resnet18(weights=None, num_classes=task.num_classes)
     net.relu = nn.ReLU()
     for block in net.modules():
         if isinstance(block, block_class.__base__):
             block.__class__ = block_class
             block.relu, block.relu_out = nn.ReLU(), nn.ReLU()
     if small_input:
-        net.conv1 = nn.Conv2d(1, 64, 3, stride=1, padding=1, bias=False)
+        net.conv1 = nn.Conv2d(task.channels, 64, 3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     else:
-        net.conv1 = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
+        net.conv1 = nn.Conv2d(task.channels, 64, 7, stride=2, padding=3, bias=False)
     return nn.Sequential(OrderedDict(normalize=Normalize(mean, std), resnet=net))
 
 
@@ -187,14 +188,15 @@ DEFAULT_OPTIONS = {"cnn3": {"dropout": 0.3, "head": "pool", **NORMALIZATION},
                    "resnet18": {"small_input": True, **NORMALIZATION}}
 
 
-def build_model(arch: str, **options) -> nn.Module:
-    """Build an untrained model by registry name; unknown names or options give a FerError."""
+def build_model(arch: str, task: Task = FER2013, **options) -> nn.Module:
+    """Build an untrained model for `task` by registry name; unknown names or options give a
+    FerError."""
     if arch not in ARCHITECTURES:
         raise FerError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
     unknown = set(options) - set(DEFAULT_OPTIONS[arch])
     if unknown:
         raise FerError(f"unknown option(s) for {arch}: {', '.join(sorted(unknown))}")
-    return ARCHITECTURES[arch](**{**DEFAULT_OPTIONS[arch], **options})
+    return ARCHITECTURES[arch](task, **{**DEFAULT_OPTIONS[arch], **options})
 
 
 def arch_options(arch: str, **options) -> dict:
@@ -205,7 +207,8 @@ def arch_options(arch: str, **options) -> dict:
 @dataclass(frozen=True)
 class LayerInfo:
     """One layer a hook can watch: its module name, kind (conv, bn, relu or linear), output
-    channels (features for linear) and output size (H, W) for one 48x48 face (None: linear)."""
+    channels (features for linear) and output size (H, W) for one face of the task's size
+    (None: linear)."""
 
     name: str
     kind: str
@@ -217,8 +220,8 @@ LAYER_KINDS = {nn.Conv2d: "conv", nn.BatchNorm2d: "bn", nn.ReLU: "relu", nn.Line
 
 
 @functools.lru_cache(maxsize=8)
-def _registry(arch: str, options: tuple) -> tuple[LayerInfo, ...]:
-    model = build_model(arch, **dict(options)).eval()
+def _registry(arch: str, task: Task, options: tuple) -> tuple[LayerInfo, ...]:
+    model = build_model(arch, task, **dict(options)).eval()
     final = final_linear_name(model)
     found, hooks = [], []
     for name, module in model.named_modules():
@@ -230,7 +233,7 @@ def _registry(arch: str, options: tuple) -> tuple[LayerInfo, ...]:
     found = [layer for layer in found if layer.kind == "linear" or layer.size is not None]
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 1, 48, 48))
+            model(torch.zeros(1, *task.shape))
     finally:
         for hook in hooks:
             hook.remove()
@@ -245,10 +248,11 @@ def _layer_info(name: str, kind: str, out: torch.Tensor) -> LayerInfo:
 SPATIAL = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU)  # the layers whose output is a map
 
 
-def last_conv_stage(model: nn.Module) -> str:
+def last_conv_stage(model: nn.Module, shape: tuple[int, int, int]) -> str:
     """The name of the last conv, BN or ReLU module whose output is a spatial map, found by
-    running one face (outside residual shortcuts, as in `layer_registry`). Call it on a model
-    in eval mode: in train mode the face would move its batch-norm statistics."""
+    running one face of `shape` (C, H, W) (outside residual shortcuts, as in `layer_registry`).
+    Call it on a model in eval mode: in train mode the face would move its batch-norm
+    statistics."""
     seen, hooks = [], []
     for name, module in model.named_modules():
         if isinstance(module, SPATIAL) and ".downsample" not in name:
@@ -257,20 +261,20 @@ def last_conv_stage(model: nn.Module) -> str:
     device = next(model.parameters()).device
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE, device=device))
+            model(torch.zeros(1, *shape, device=device))
     finally:
         for hook in hooks:
             hook.remove()
     return seen[-1]
 
 
-def layer_registry(arch: str, **options) -> list[LayerInfo]:
+def layer_registry(arch: str, task: Task = FER2013, **options) -> list[LayerInfo]:
     """The conv layers (with their BN and ReLU outputs) and the final linear layer of `arch`, in
     forward order (a residual shortcut's conv and BN are left out: they are not a stage of the
     forward path a user inspects)."""
-    return list(_registry(arch, tuple(sorted(arch_options(arch, **options).items()))))
+    return list(_registry(arch, task, tuple(sorted(arch_options(arch, **options).items()))))
 
 
 def final_linear_name(model: nn.Module) -> str:
-    """The module name of the last nn.Linear: the layer that makes the 7 logits."""
+    """The module name of the last nn.Linear: the layer that makes the logits."""
     return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1]

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_file
-from ..data.classes import CLASSES, IMAGE_SIZE
 from ..data.readers import is_builtin_spec
+from ..data.task import Task
 from ..errors import CheckpointError, FerError
 from .architectures import build_model
 
@@ -26,7 +26,7 @@ UNRECORDED_NORMALIZATION = {"mean": 0.508, "std": 0.255}
 # The type each metadata field must have where present (pages read them, so a checkpoint
 # with other types is refused when it loads).
 FIELD_TYPES = {"version": int, "arch": str, "arch_options": dict, "classes": list,
-               "input_size": int, "model": dict, "dataset": dict, "epoch": int, "metrics": dict,
+               "input_size": int, "channels": int, "model": dict, "dataset": dict, "epoch": int, "metrics": dict,
                "config": dict}
 
 
@@ -48,6 +48,11 @@ class Checkpoint:
         return self.meta.get("arch_options", {})
 
     @property
+    def task(self) -> Task:
+        """The classes it outputs, in order, and the image size and channels it takes."""
+        return Task.from_meta(self.meta)
+
+    @property
     def trained_on_builtin(self) -> bool:
         """Whether the model learned from the built-in synthetic faces (its training data spec
         says builtin), so that a real photo is far from anything it has seen."""
@@ -55,16 +60,16 @@ class Checkpoint:
         return is_builtin_spec(str(data or "builtin"))
 
 
-def make_payload(model: nn.Module, *, arch: str, arch_options: dict, dataset: dict, epoch: int,
-                 metrics: dict, config: dict, training_state: dict | None = None) -> dict:
+def make_payload(model: nn.Module, *, arch: str, arch_options: dict, task: Task, dataset: dict,
+                 epoch: int, metrics: dict, config: dict,
+                 training_state: dict | None = None) -> dict:
     """The dict saved to a .pt file; `training_state` (optimizer, RNG...) only in last.pt."""
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "arch": arch,
         "arch_options": dict(arch_options),
-        "classes": list(CLASSES),
-        "input_size": IMAGE_SIZE,
+        **task.to_meta(),
         "dataset": dict(dataset),
         "epoch": epoch,
         "metrics": dict(metrics),
@@ -150,7 +155,7 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     payload = read_payload(resolved)
     options = {**UNRECORDED_NORMALIZATION, **payload["arch_options"]}
     try:
-        model = build_model(payload["arch"], **options)
+        model = build_model(payload["arch"], Task.from_meta(payload), **options)
     except FerError as e:
         raise CheckpointError(f"{resolved}: {e}") from None
     except (TypeError, ValueError) as e:  # an option of the wrong type or range

@@ -1,11 +1,12 @@
-"""The architecture table: per layer, its name, type, output shape for a 48x48 face, parameters."""
+"""The architecture table: per layer, its name, type, output shape for one face of the model's
+task, parameters."""
 
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..data.classes import IMAGE_SIZE
+from ..data.task import FER2013, Task
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,9 @@ class ModelSummary:
         ]
 
 
-def summarize(model: nn.Module, input_size: int = IMAGE_SIZE) -> ModelSummary:
-    """Run one blank face through `model` and record every leaf module's output shape.
+def summarize(model: nn.Module, task: Task = FER2013) -> ModelSummary:
+    """Run one blank face of `task` (the one the model was built for) through `model` and record
+    every leaf module's output shape.
 
     Leaf modules (those with no children) are listed, plus containers that own parameters
     directly; the shapes are per sample (batch dimension dropped).
@@ -53,7 +55,7 @@ def summarize(model: nn.Module, input_size: int = IMAGE_SIZE) -> ModelSummary:
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, 1, input_size, input_size, device=device))
+            model(torch.zeros(1, *task.shape, device=device))
     finally:
         for h in hooks:
             h.remove()

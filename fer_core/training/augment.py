@@ -29,7 +29,8 @@ class AugmentConfig:
 
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Warp a float batch N x 1 x H x W (pixels in [0, 1]) with random shift, flip and rotation."""
+    """Warp a float batch N x C x H x W (pixels in [0, 1], any size, grey or colour) with random
+    shift, flip and rotation, the same warp for every channel of a face."""
     if not cfg.active:
         return x
     n, _, h, w = x.shape
@@ -55,8 +56,8 @@ def _whole_pixels(u: torch.Tensor, limit: int) -> torch.Tensor:
 def erase_batch(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
     """Random erasing (Zhong et al. 2020), as torchvision's RandomErasing draws it: with
     probability `p` a face gets one box of 2-33% of its area, aspect ratio 0.3-3.3, filled with
-    uniform noise. All faces at once, on the batch's device (a box that does not fit is clamped
-    to the face instead of redrawn)."""
+    uniform noise (drawn per channel). All faces at once, on the batch's device (a box that does
+    not fit is clamped to the face instead of redrawn)."""
     n, _, h, w = x.shape
     u = torch.rand(n, 5, device=x.device, generator=generator)
     area = h * w * (0.02 + u[:, 0] * 0.31)

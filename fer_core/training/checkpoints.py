@@ -100,7 +100,7 @@ class Checkpoints:
         d = self.dataset
         return make_payload(
             self.state.shipped, arch=self.config.arch, arch_options=self.config.arch_options,
-            dataset={"name": d.name, "layout": d.layout, "fingerprint": d.fingerprint},
+            task=d.task, dataset={"name": d.name, "layout": d.layout, "fingerprint": d.fingerprint},
             epoch=epoch, metrics={**metrics, "best_val_acc": self.best_or_none()},
             config=dataclasses.asdict(self.config), training_state=training_state)
 
@@ -113,7 +113,8 @@ class Checkpoints:
         the epochs it finished and its position inside the next. `schedule` says what a cosine
         schedule does when the run is resumed with another number of epochs (`extend_cosine`)."""
         s, config = self.state, self.config
-        payload, state = read_resumable(self.folder, config, schedule, s.scheduler)
+        payload, state = read_resumable(self.folder, config, self.dataset.task, schedule,
+                                        s.scheduler)
         self._load_weights(payload, state)
         s.optimizer.load_state_dict(state["optimizer"])
         if s.scheduler is not None and state.get("scheduler"):

@@ -65,8 +65,9 @@ def setting(default, help: str, *, choices: tuple | None = None, flag: str | Non
 # too, but they are the data's, not a choice.
 ARCH_OPTIONS = (
     Setting("dropout", 0.3, "cnn3 head dropout", arch="cnn3"),
-    Setting("head", "pool", "cnn3 head: average-pool block3 (default) or flatten its 6x6 map "
-                            "into a 256-unit hidden layer", choices=CNN3_HEADS, arch="cnn3"),
+    Setting("head", "pool", "cnn3 head: average-pool block3 (default) or flatten its map "
+                            "(size/8 x size/8: 6x6 for 48-pixel faces) into a 256-unit hidden "
+                            "layer", choices=CNN3_HEADS, arch="cnn3"),
     Setting("small_input", True, "resnet18: keep the 7x7 stride-2 stem and max-pool",
             flag="--imagenet-stem", arch="resnet18"),
 )
@@ -78,7 +79,14 @@ class TrainConfig:
     """A run's settings, saved as its config.json. A field a person sets is declared with
     `setting(...)`; arch_options holds the ARCH_OPTIONS given (the trainer adds the rest)."""
 
-    data: str = setting("builtin", "FER2013 path, 'builtin' or 'builtin:N'")
+    data: str = setting("builtin", "FER2013 CSV, class-folder tree, 'builtin' or 'builtin:N'")
+    classes: str = setting("", "a class-folder tree's class names, comma-separated: for numeric "
+                               "folders (in numeric order) or to order named ones (default: its "
+                               "classes.txt, else the folder names)")
+    size: int = setting(0, "a class-folder tree's image size: every face resized to it (0: the "
+                           "tree's most common size)")
+    channels: int = setting(0, "a class-folder tree's faces as 1 grey or 3 colour (0: grey when "
+                               "every image is)", choices=(0, 1, 3))
     recipe: str = setting("none", "start from a named recipe's settings (the flags given override "
                                   "them)", choices=tuple(RECIPES))
     arch: str = setting("cnn3", "architecture", choices=ARCHS)
@@ -121,8 +129,8 @@ class TrainConfig:
     precision: str = setting("auto", "auto: bf16 where the CPU or GPU has it natively, fp16 on "
                                      "older GPUs, else fp32", choices=PRECISIONS)
     precision_used: str | None = None  # what `precision` resolved to on the training device
-    class_weights: str = setting("none", "weigh each class's loss by n / (7 x its count) "
-                                         "(balanced)", choices=CLASS_WEIGHTS)
+    class_weights: str = setting("none", "weigh each class's loss by n / (K x its count), K the "
+                                         "number of classes (balanced)", choices=CLASS_WEIGHTS)
     log_every: int = setting(10, "steps between loss lines")
 
     @classmethod

@@ -6,8 +6,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed
-from ..data.classes import NUM_CLASSES
 from ..data.dataset import FaceDataset
+from ..data.task import Task
 from ..errors import FerError
 from ..models.architectures import BatchDropout, build_model
 from .config import TrainConfig
@@ -20,12 +20,13 @@ def uses_channels_last(device: torch.device) -> bool:
 
 
 class DeviceData:
-    """A split's faces (uint8, N x 1 x 48 x 48) and labels, resident on the training device."""
+    """A split's faces (uint8, N x C x H x W as the dataset's task says) and labels, resident on
+    the training device."""
 
     def __init__(self, dataset: FaceDataset, split: str, device: torch.device):
         rows = dataset.indices(split)
         rows = rows[dataset.labels[rows] >= 0]
-        self.images = torch.from_numpy(dataset.images[rows]).unsqueeze(1).to(device)
+        self.images = torch.from_numpy(dataset.images[rows]).to(device)
         self.labels = torch.from_numpy(dataset.labels[rows]).to(device)
 
     def __len__(self) -> int:
@@ -53,11 +54,11 @@ def steps_per_epoch(faces: int, batch_size: int, ranks_launched: bool) -> int:
     return faces // batch_size + (1 if faces % batch_size >= 2 and not ranks_launched else 0)
 
 
-def training_model(config: TrainConfig, world: distributed.World,
+def training_model(config: TrainConfig, task: Task, world: distributed.World,
                    device: torch.device) -> nn.Module:
-    """The config's model on `device`, its batch norms synchronised across the ranks when asked,
-    its batch dropout told this rank's share of the global batch."""
-    model = build_model(config.arch, **config.arch_options)
+    """The config's model for `task` (the data's) on `device`, its batch norms synchronised
+    across the ranks when asked, its batch dropout told this rank's share of the global batch."""
+    model = build_model(config.arch, task, **config.arch_options)
     if world.launched and config.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for module in model.modules():
@@ -106,10 +107,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps:
     return None
 
 
-def class_weights(config: TrainConfig, labels: torch.Tensor) -> torch.Tensor | None:
-    """'balanced': each class weighs n / (7 * its count) among the training `labels` in the loss,
-    as scikit-learn's compute_class_weight does, so rare Disgust counts as much as common Happy."""
+def class_weights(config: TrainConfig, labels: torch.Tensor,
+                  num_classes: int) -> torch.Tensor | None:
+    """'balanced': each of the task's K = `num_classes` classes weighs n / (K * its count) among
+    the training `labels` in the loss, as scikit-learn's compute_class_weight does, so a rare
+    class (FER2013's Disgust) counts as much as a common one (Happy)."""
     if config.class_weights == "none":
         return None
-    counts = torch.bincount(labels, minlength=NUM_CLASSES).float()
-    return len(labels) / (NUM_CLASSES * counts.clamp(min=1))
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    return len(labels) / (num_classes * counts.clamp(min=1))

@@ -10,6 +10,7 @@ from torch import nn
 
 from .. import distributed
 from ..data.dataset import FaceDataset
+from ..data.task import Task
 from ..device import choose_device
 from ..errors import FerError
 from ..models.architectures import arch_options, build_model
@@ -24,7 +25,7 @@ def check_before_folder(config: TrainConfig, dataset: FaceDataset, resume: bool 
     refuse_setup(config, distributed.launched_world(), choose_device(config.device))
     refuse_dataset(dataset)
     if config.init and not resume:
-        load_init(config)
+        load_init(config, dataset.task)
 
 
 def refuse_setup(config: TrainConfig, world: distributed.World, device) -> None:
@@ -45,15 +46,35 @@ def refuse_dataset(dataset: FaceDataset) -> None:
         raise FerError(f"dataset {dataset.name} has no labelled training faces to train on")
 
 
-def load_init(config: TrainConfig, model: nn.Module | None = None) -> None:
-    """Load --init's weights into `model` (when None, into a model built here with the
-    configured options, which only checks them): the checkpoint must hold the configured
-    architecture and its weights fit (CheckpointError or FerError)."""
+def load_init(config: TrainConfig, task: Task | None = None,
+              model: nn.Module | None = None) -> None:
+    """Load --init's weights into `model`, built for `task` (when None, into a model built here
+    with the configured options, which only checks them): the checkpoint must hold the
+    configured architecture, for `task` (the data's; None: its own, when no data is at hand),
+    and its weights fit (CheckpointError or FerError)."""
     source = resolve_checkpoint_path(config.init)
     payload = read_payload(source)
     if payload["arch"] != config.arch:
         raise FerError(f"--init {config.init}: it holds a {payload['arch']}, not a "
                        f"{config.arch}")
+    trained_for = Task.from_meta(payload)
+    refuse_other_task(f"--init {config.init}", trained_for, task or trained_for)
     if model is None:
-        model = build_model(config.arch, **arch_options(config.arch, **config.arch_options))
+        model = build_model(config.arch, trained_for,
+                            **arch_options(config.arch, **config.arch_options))
     load_weights(model, payload["model"], source, payload["arch"])
+
+
+def task_text(task: Task) -> str:
+    """A task as a message names it, its class names included (two tasks may differ in those
+    alone)."""
+    return f"{task.describe()}: {', '.join(task.classes)}"
+
+
+def refuse_other_task(what: str, trained_for: Task, data: Task,
+                      error: type[FerError] = FerError) -> None:
+    """`error` when `what` (a checkpoint) was trained for another task than the data's: its
+    weights would not fit, or its outputs would mean other classes."""
+    if trained_for != data:
+        raise error(f"{what} was trained for {task_text(trained_for)}; the data is "
+                    f"{task_text(data)}")

@@ -4,14 +4,17 @@ can show how the model learned to look.
 
     <run folder>/probes/faces.json        the probes: split positions, dataset rows, labels, the
                                            Grad-CAM layer
-    <run folder>/probes/faces.npy         their pixels (N x 48 x 48 uint8), so a page draws them
-                                           without loading the run's data
-    <run folder>/probes/epoch-0001.npz    per epoch: probs (N x 7 float32), gradient and
-                                           gradcam (N x 48 x 48 float16), both of each face's
+    <run folder>/probes/faces.npy         their pixels (N x C x H x W uint8, as the data's task
+                                           holds faces; a run written before tasks holds
+                                           N x 48 x 48), so a page draws them without loading
+                                           the run's data
+    <run folder>/probes/epoch-0001.npz    per epoch: probs (N x classes float32), gradient and
+                                           gradcam (N x H x W float16), both of each face's
                                            predicted class
 
 Plain autograd, no Captum (the trainer runs where Captum is absent): the gradient map is
-|d logit / d pixel| and Grad-CAM the ReLU of the layer's channels weighted by their mean
+|d logit / d pixel| (its largest over the colour channels of a colour face, as Simonyan et
+al. take it) and Grad-CAM the ReLU of the layer's channels weighted by their mean
 gradients, upsampled bilinearly, as `explain`'s vanilla and gradcam compute them. The maps draw
 no random numbers and the probes are chosen by a generator of their own, so a run with probes
 trains exactly as one without.
@@ -30,7 +33,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..atomic import atomic_file, write_json
-from ..data.classes import NUM_CLASSES
 from ..data.dataset import FaceDataset
 
 PROBES = "probes"
@@ -47,7 +49,7 @@ class Probes:
     positions: np.ndarray
     rows: np.ndarray
     labels: np.ndarray
-    images: np.ndarray  # uint8 N x 48 x 48
+    images: np.ndarray  # uint8 N x C x H x W
 
 
 def choose_probes(dataset: FaceDataset, count: int, seed: int) -> Probes:
@@ -56,7 +58,8 @@ def choose_probes(dataset: FaceDataset, count: int, seed: int) -> Probes:
     rows = dataset.indices("val")
     labels = dataset.labels[rows]
     rng = np.random.default_rng([seed, 0x9E0B])
-    pools = [list(rng.permutation(np.flatnonzero(labels == k))) for k in range(NUM_CLASSES)]
+    pools = [list(rng.permutation(np.flatnonzero(labels == k)))
+             for k in range(dataset.task.num_classes)]
     chosen = []
     while len(chosen) < count and any(pools):
         chosen += [pool.pop() for pool in pools if pool][:count - len(chosen)]
@@ -85,7 +88,7 @@ def probe_maps(model: nn.Module, faces: torch.Tensor, layer: str) -> dict[str, n
     cam = F.relu((weights * captured[0]).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear")
     return {"probs": logits.softmax(1).detach().float().cpu().numpy(),
-            "gradient": pixels.abs().squeeze(1).detach().cpu().numpy().astype(np.float16),
+            "gradient": pixels.abs().amax(1).detach().cpu().numpy().astype(np.float16),
             "gradcam": cam.squeeze(1).detach().cpu().numpy().astype(np.float16)}
 
 
@@ -120,8 +123,8 @@ def _epoch_files(run: Path) -> list[tuple[int, Path]]:
 
 @dataclass(frozen=True)
 class Timeline:
-    """A run's probe maps over its epochs: `probs` E x N x 7, `gradient` and `gradcam`
-    E x N x 48 x 48 (float32), for `epochs` (E) and the probe faces."""
+    """A run's probe maps over its epochs: `probs` E x N x classes, `gradient` and `gradcam`
+    E x N x H x W (float32), for `epochs` (E) and the probe faces (`images` N x C x H x W)."""
 
     epochs: list[int]
     positions: np.ndarray
@@ -134,6 +137,16 @@ class Timeline:
     gradcam: np.ndarray
 
 
+def _read_pixels(path: Path) -> np.ndarray | None:
+    """The probes' pixels N x C x H x W (a run written before tasks saved grey N x H x W), or
+    None when the file cannot be read."""
+    try:
+        images = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return images[:, None] if images.ndim == 3 else images
+
+
 def read_timeline(run: str | os.PathLike) -> Timeline | None:
     """The probe maps written so far (epochs whose file cannot be read are skipped: one being
     written by a live run is complete or absent, never half there), or None for a run without
@@ -143,10 +156,7 @@ def read_timeline(run: str | os.PathLike) -> Timeline | None:
         faces = json.loads((run / PROBES / FACES).read_text())
     except (OSError, ValueError):
         return None
-    try:
-        images = np.load(run / PROBES / PIXELS, allow_pickle=False)
-    except (OSError, ValueError):
-        images = None
+    images = _read_pixels(run / PROBES / PIXELS)
     epochs, arrays = [], []
     for epoch, path in _epoch_files(run):
         try:

@@ -6,9 +6,11 @@ import math
 
 import torch
 
+from ..data.task import Task
 from ..errors import FerError, RunError
 from ..models.checkpoint import read_payload
 from .config import RESUME_SCHEDULES, TrainConfig
+from .preflight import refuse_other_task
 from .progress import Progress
 from .runs import RunFolder, truncate_history
 
@@ -18,10 +20,11 @@ def replanned(payload: dict, config: TrainConfig) -> bool:
     return payload["config"].get("epochs", config.epochs) != config.epochs
 
 
-def read_resumable(run: RunFolder, config: TrainConfig, schedule: str,
+def read_resumable(run: RunFolder, config: TrainConfig, task: Task, schedule: str,
                    scheduler) -> tuple[dict, dict]:
     """last.pt's payload and its training state, when `config` (with `scheduler`, made from it)
-    can continue it with the resume `schedule`; FerError or RunError saying why otherwise."""
+    can continue it on data of `task` with the resume `schedule`; FerError or RunError saying why
+    otherwise."""
     if not run.last_path.exists():
         raise RunError(f"cannot resume {run.path}: it has no last.pt")
     payload = read_payload(run.last_path)
@@ -31,6 +34,8 @@ def read_resumable(run: RunFolder, config: TrainConfig, schedule: str,
     if payload["arch"] != config.arch:
         raise RunError(f"cannot resume {run.path}: it trains {payload['arch']}, "
                        f"not {config.arch}")
+    refuse_other_task(f"cannot resume {run.path}: its last.pt", Task.from_meta(payload), task,
+                      RunError)
     if schedule not in RESUME_SCHEDULES:
         raise FerError(f"resume schedule must be one of {RESUME_SCHEDULES}, got {schedule!r}")
     if replanned(payload, config) and config.schedule == "onecycle":

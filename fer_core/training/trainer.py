@@ -76,9 +76,9 @@ class Trainer:
             check_ranks_agree(dataset, len(self.train_data), config.batch_size)
         torch.manual_seed(config.seed)
         config.arch_options = arch_options(config.arch, **config.arch_options)
-        self.model = training_model(config, self.world, self.device)
+        self.model = training_model(config, dataset.task, self.world, self.device)
         if config.init and not run.last_path.exists():  # a resume takes last.pt's weights
-            load_init(config, self.model)
+            load_init(config, dataset.task, self.model)
         self.average = WeightAverage(self.model, config.ema) if config.ema > 0 else None
         self.forward = step_model(self.model, config, self.world, self.device)
         self.watch = Watch(config, dataset, run.path, self.main, self.model, self.device)
@@ -86,7 +86,7 @@ class Trainer:
         self.scheduler = make_scheduler(self.optimizer, config, self.steps_per_epoch())
         # One-cycle steps after every step; the other schedules after every epoch.
         self.steps_schedule = isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR)
-        weights = class_weights(config, self.train_data.labels)
+        weights = class_weights(config, self.train_data.labels, dataset.task.num_classes)
         self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
         self.summed_loss = nn.CrossEntropyLoss(weight=weights, reduction="sum",
                                                label_smoothing=config.label_smoothing)

@@ -29,9 +29,9 @@ class Watch:
         self.probes = chosen if chosen is not None and len(chosen.rows) else None
         if self.probes is None:
             return
-        self.faces = torch.from_numpy(self.probes.images).unsqueeze(1).to(device).float().div_(255)
+        self.faces = torch.from_numpy(self.probes.images).to(device).float().div_(255)
         model.eval()
-        self.layer = last_conv_stage(model)
+        self.layer = last_conv_stage(model, dataset.task.shape)
         model.train()
 
     def start(self) -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fer_core.data.classes import CLASSES
 from fer_core.data.photos import face_from_upload
 from fer_core.models.checkpoint import load_checkpoint
 
@@ -139,15 +138,15 @@ def loneliest(points) -> tuple[int, float, float]:
 
 
 def expected_prediction(run_dir: Path, photo: bytes) -> tuple[str, float, np.ndarray]:
-    """The class and probability (in percent) the checkpoint gives the face cut from `photo`,
-    and all 7 probabilities."""
-    found = face_from_upload(photo, "astronaut.jpg")
-    model = load_checkpoint(run_dir).model
+    """The class and probability (in percent) the checkpoint gives the face cut from `photo`
+    for its task, and all its class probabilities."""
+    ckpt = load_checkpoint(run_dir)
+    found = face_from_upload(photo, "astronaut.jpg", task=ckpt.task)
     with torch.no_grad():
-        x = torch.from_numpy(found.face).float().div(255).view(1, 1, 48, 48)
-        probs = torch.softmax(model(x), dim=1)[0].numpy()
+        x = torch.from_numpy(found.face).float().div(255)[None]
+        probs = torch.softmax(ckpt.model(x), dim=1)[0].numpy()
     k = int(probs.argmax())
-    return CLASSES[k], float(probs[k]) * 100, probs
+    return ckpt.task.classes[k], float(probs[k]) * 100, probs
 
 
 def free_port() -> int:

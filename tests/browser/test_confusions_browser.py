@@ -23,7 +23,8 @@ def ranked_cells():
     dataset = load_dataset(DATA)
     preds = predict_split(load_checkpoint(SHIPPED).model, dataset, "val", "cpu")
     known = preds.labelled
-    pairs = ranked_pairs(confusion_counts(preds.labels[known], preds.predicted[known]))
+    pairs = ranked_pairs(confusion_counts(preds.labels[known], preds.predicted[known], CLASSES),
+                         CLASSES)
     return [(q["true"], q["pred"], cell_positions(preds, q["true"], q["pred"])) for q in pairs]
 
 

@@ -250,7 +250,8 @@ def most_confused(run_dir: Path, data: str) -> tuple[tuple[int, int], int]:
     """The off-diagonal cell with the most val faces, and their number."""
     preds = predict_split(load_checkpoint(run_dir).model, load_dataset(data), "val", "cpu")
     known = preds.labelled
-    top = ranked_pairs(confusion_counts(preds.labels[known], preds.predicted[known]))[0]
+    counts = confusion_counts(preds.labels[known], preds.predicted[known], CLASSES)
+    top = ranked_pairs(counts, CLASSES)[0]
     return (top["true"], top["pred"]), top["count"]
 
 

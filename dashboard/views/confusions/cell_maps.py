@@ -14,7 +14,7 @@ MAPS: Memo[np.ndarray] = Memo("cell maps", budget=8 * MB, heavy=True)  # a map: 
 
 def cell_map(ckpt: Checkpoint, dataset, preds: Predictions, cell: tuple[int, int],
              progress: ProgressCallback | None = None) -> np.ndarray:
-    """The cell's mean saliency (float32 48 x 48, read-only) on the split of `preds`: from
+    """The cell's mean saliency (float32 H x W, read-only) on the split of `preds`: from
     memory, else the disk cache, else computed on the checkpoint's shared model, reporting to
     `progress` while this call waits."""
     key = memo_key(ckpt, dataset, preds.split, cell)

@@ -2,19 +2,20 @@
 dicts (why: common/curves.py).
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from dashboard.common.gallery import SELECTED
-from fer_core.data.classes import CLASSES
-
-NAMES = list(CLASSES)
 
 
-def difference_figure(difference: np.ndarray, name_a: str, name_b: str) -> dict:
-    """Counts of B minus counts of A per cell, on a diverging colour map centred on zero."""
+def difference_figure(difference: np.ndarray, name_a: str, name_b: str,
+                      classes: Sequence[str]) -> dict:
+    """Counts of B minus counts of A per cell of the matrix of `classes`, on a diverging colour
+    map centred on zero."""
     top = max(int(np.abs(difference).max()), 1)
     heat = {
-        "type": "heatmap", "z": difference.tolist(), "x": NAMES, "y": NAMES,
+        "type": "heatmap", "z": difference.tolist(), "x": list(classes), "y": list(classes),
         "text": [[f"{v:+d}" if v else "0" for v in row] for row in difference.tolist()],
         "texttemplate": "%{text}", "colorscale": "RdBu", "reversescale": True,
         "zmin": -top, "zmax": top, "colorbar": {"title": {"text": f"{name_b} − {name_a}"}},

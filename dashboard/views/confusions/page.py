@@ -10,6 +10,7 @@ each face's map can be drawn beside it, and the cell's mean map is the mean of t
 at once, instead of being computed.
 """
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,6 @@ from dashboard.views.confusions.charts import (
     pr_figure,
     reliability_figure,
 )
-from fer_core.data.classes import CLASSES
 from fer_core.errors import FerError
 from fer_core.evaluation.confusion import (
     NORMALIZATIONS,
@@ -66,7 +66,7 @@ SORT_LABELS = {"default": "Default", "pred_prob": "Probability of predicted clas
                "true_prob": "Probability of true class", "loss": "Loss (−log p(true))",
                "margin": "Margin p(pred) − p(true)"}
 CONFIG = {"displayModeBar": False}
-MAP_SIZE = 192  # pixels: the 48 x 48 mean saliency at 4x
+MAP_SIZE = 192  # pixels: the width the mean saliency is drawn at
 ERROR_RANKINGS = {"confident": "Confident mistakes", "self": "Self-influence"}
 SELF_INFLUENCE_SHARE = 0.05  # of the training faces, listed by self-influence
 
@@ -78,13 +78,14 @@ def init_from_url(dataset, splits: list[str]) -> None:
     q = st.query_params
     default = dataset.default_split(splits)
     st.session_state["cm_split"] = q.get("split") if q.get("split") in splits else default
-    st.session_state["cm_cell"] = parse_cell((q.get("true"), q.get("pred")))
+    k = dataset.task.num_classes
+    st.session_state["cm_cell"] = parse_cell((q.get("true"), q.get("pred")), k)
     st.session_state["cm_face"] = q.get("idx")
     st.session_state["cm_face_open"] = q.get("idx") is not None
     if q.get("split") not in (None, *splits):
         url.ignored("split", expected=f"one of {', '.join(splits)}")
     if (q.get("true"), q.get("pred")) != (None, None) and st.session_state["cm_cell"] is None:
-        url.ignored("true", "pred", expected="two class numbers 0-6")
+        url.ignored("true", "pred", expected=f"two class numbers 0-{k - 1}")
 
 
 def write_url(split: str, cell: tuple[int, int], face: int | None) -> None:
@@ -106,8 +107,8 @@ def on_split_change() -> None:
     st.session_state["cm_face"] = None
 
 
-def on_matrix_click() -> None:
-    choose_cell(cell_from_state(st.session_state.get("cm_matrix")))
+def on_matrix_click(num_classes: int) -> None:
+    choose_cell(cell_from_state(st.session_state.get("cm_matrix"), num_classes))
 
 
 def on_pair_select() -> None:
@@ -130,18 +131,18 @@ def show_summary(preds, y, yhat) -> dict:
     return rel
 
 
-def show_matrix(counts: np.ndarray, cell: tuple[int, int]) -> None:
+def show_matrix(counts: np.ndarray, cell: tuple[int, int], classes: tuple[str, ...]) -> None:
     mode = st.segmented_control("Colour by", NORMALIZATIONS, key="cm_norm", required=True,
                                 default="counts", format_func=NORM_LABELS.get,
                                 persist_state="session")
-    figure = matrix_figure(counts, normalize(counts, mode), mode, cell)
-    st.plotly_chart(figure, key="cm_matrix", on_select=on_matrix_click, selection_mode="points",
-                    config=CONFIG)
+    figure = matrix_figure(counts, normalize(counts, mode), mode, classes, cell)
+    st.plotly_chart(figure, key="cm_matrix", on_select=partial(on_matrix_click, len(classes)),
+                    selection_mode="points", config=CONFIG)
     st.caption("Rows: true class. Columns: predicted class. Click a cell to see its faces.")
 
 
-def show_pairs(counts: np.ndarray) -> None:
-    pairs = ranked_pairs(counts)[:12]
+def show_pairs(counts: np.ndarray, classes: tuple[str, ...]) -> None:
+    pairs = ranked_pairs(counts, classes)[:12]
     st.markdown("**Most confused pairs**")
     if not pairs:
         st.caption("No mistakes on this split.")
@@ -193,7 +194,8 @@ def gallery_positions(ckpt, dataset, preds,
     if errors_only:
         return f"Likely label errors (confidence ≥ {threshold:.2f})", \
             likely_label_errors(preds, threshold), False
-    title = f"True {CLASSES[t]}, predicted {CLASSES[p]}"
+    classes = ckpt.task.classes
+    title = f"True {classes[t]}, predicted {classes[p]}"
     return title, cell_positions(preds, t, p, sort=None if sort == "default" else sort), True
 
 
@@ -216,6 +218,7 @@ def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
     """The gallery, and beside it the cell's mean saliency. The gallery is drawn first, so the
     browser shows it while the map is computed (or read from an export)."""
     title, positions, one_cell = gallery_positions(ckpt, dataset, preds, cell)
+    classes = ckpt.task.classes
     export, method, beside_faces = None, None, False
     if (found := exports.richest(ckpt, dataset, preds.split)) is not None:
         method, beside_faces = export_choice(*found)
@@ -223,8 +226,8 @@ def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
     st.subheader(f"{title}: {len(positions):,} faces")
     if not len(positions):
         t, p = cell
-        st.info(f"This cell is empty: no {CLASSES[t]} face of the {preds.split} split was "
-                f"predicted {CLASSES[p]}." if one_cell else
+        st.info(f"This cell is empty: no {classes[t]} face of the {preds.split} split was "
+                f"predicted {classes[p]}." if one_cell else
                 f"No face of the {preds.split} split is listed.", icon=":material/info:")
         return
     gallery, beside = st.columns([3, 1]) if one_cell else (st.container(), None)
@@ -241,12 +244,12 @@ def show_cell(ckpt, dataset, preds, cell: tuple[int, int]) -> None:
         if beside_faces and export is not None:
             maps = TileMaps(export.maps[method][shown].astype(np.float32), METHODS[method].signed,
                             (str(export.folder), export.manifest["key"], method))
-        show_gallery(dataset, preds, shown, key="cm_gallery", face_key="cm_face",
+        show_gallery(dataset, preds, classes, shown, key="cm_gallery", face_key="cm_face",
                      columns=BESIDE_COLUMNS if one_cell else COLUMNS, maps=maps)
     if beside is not None:
         with beside:
             if export is not None:
-                show_exported_map(export, method, cell, positions)
+                show_exported_map(export, method, cell, positions, classes)
             else:
                 show_cell_map(ckpt, dataset, preds, cell, len(positions))
 
@@ -255,34 +258,35 @@ def show_cell_map(ckpt, dataset, preds, cell: tuple[int, int], n: int) -> None:
     """The cell's mean saliency, 4x with visible pixels, with a progress bar in its place the
     first time it is computed."""
     t, p = cell
-    st.markdown(f"**What turns {CLASSES[t]} into {CLASSES[p]}**" if t != p
-                else f"**Where it looks for {CLASSES[t]}**")
+    classes = ckpt.task.classes
+    st.markdown(f"**What turns {classes[t]} into {classes[p]}**" if t != p
+                else f"**Where it looks for {classes[t]}**")
     slot = st.empty()
     values = cell_map(ckpt, dataset, preds, cell, progress=on_bar(
         slot, lambda done, total: f"Mean saliency: {done:,} of {total:,} faces"))
     image = Image.fromarray(colorize(values, signed=t != p))
     slot.image(image.resize((MAP_SIZE, MAP_SIZE), Image.Resampling.NEAREST))
-    st.caption(cell_map_caption(t, p, n))
+    st.caption(cell_map_caption(t, p, n, classes))
 
 
 def show_exported_map(export: Export, method: str, cell: tuple[int, int],
-                      positions: np.ndarray) -> None:
+                      positions: np.ndarray, classes: tuple[str, ...]) -> None:
     """The mean of the cell's exported maps (each of its face's predicted class)."""
     t, p = cell
     spec = METHODS[method]
-    st.markdown(f"**Mean {spec.title} map of {CLASSES[p]}**")
+    st.markdown(f"**Mean {spec.title} map of {classes[p]}**")
     values = export.maps[method][positions].astype(np.float32).mean(0)
     image = Image.fromarray(colorize(values, signed=spec.signed))
     st.image(image.resize((MAP_SIZE, MAP_SIZE), Image.Resampling.NEAREST))
     n = len(positions)
-    st.caption(f"Mean {spec.title} map of the predicted class, {CLASSES[p]}, over the {n:,} "
-               f"face{'s' if n != 1 else ''} of this cell (true {CLASSES[t]}), read from "
+    st.caption(f"Mean {spec.title} map of the predicted class, {classes[p]}, over the {n:,} "
+               f"face{'s' if n != 1 else ''} of this cell (true {classes[t]}), read from "
                f"{exports.describe(export.folder)}.")
 
 
-def cell_map_caption(t: int, p: int, n: int) -> str:
+def cell_map_caption(t: int, p: int, n: int, classes: tuple[str, ...]) -> str:
     """What the map of cell (t, p) with n faces shows, in words."""
-    true, pred, faces = CLASSES[t], CLASSES[p], f"{n:,} face{'s' if n != 1 else ''}"
+    true, pred, faces = classes[t], classes[p], f"{n:,} face{'s' if n != 1 else ''}"
     if t == p:
         return (f"Mean |gradient| of logit {true} over its {faces}: where the model looks when "
                 f"it gets {true} right.")
@@ -291,24 +295,24 @@ def cell_map_caption(t: int, p: int, n: int) -> str:
             f"pixels push {article} {true} face towards {pred}, blue away.")
 
 
-def show_downloads(dataset, preds, counts: np.ndarray) -> None:
+def show_downloads(dataset, preds, counts: np.ndarray, classes: tuple[str, ...]) -> None:
     threshold = st.session_state.get("cm_threshold", 0.9)
     errors = likely_label_errors(preds, threshold)
     cols = st.columns(2)
     cols[0].download_button(
-        "Label errors CSV", label_errors_csv(preds, errors, dataset.sources),
+        "Label errors CSV", label_errors_csv(preds, errors, dataset.sources, classes),
         file_name="likely_label_errors.csv", mime="text/csv", icon=":material/download:",
         on_click="ignore", width="stretch",
         help=f"The {len(errors):,} faces predicted wrongly with confidence ≥ {threshold:.2f}: "
              f"split, index, source, label, prediction, confidence")
-    cols[1].download_button("Matrix CSV", matrix_csv(counts),
+    cols[1].download_button("Matrix CSV", matrix_csv(counts, classes),
                             file_name=f"confusion_{preds.split}.csv", mime="text/csv",
                             icon=":material/download:", on_click="ignore", width="stretch",
                             help="The confusion matrix counts, rows = true class")
 
 
-def show_class_metrics(y, yhat) -> None:
-    table = pd.DataFrame(class_metrics(y, yhat))
+def show_class_metrics(y, yhat, classes: tuple[str, ...]) -> None:
+    table = pd.DataFrame(class_metrics(y, yhat, classes))
     percent = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
     st.dataframe(table, hide_index=True, height=content_height(len(table)), column_config={
         k: st.column_config.ProgressColumn(**percent) for k in ("precision", "recall", "f1")})
@@ -329,26 +333,26 @@ def show_compare(ckpt, dataset, preds, counts: np.ndarray, run: str) -> None:
                          format_func=lambda n: "choose a checkpoint" if n is None else n)
     if other is None:
         return
-    second = state.page_checkpoint(other)
+    second = state.page_checkpoint(other, dataset)
     if second is None:
         return
     theirs = state.shown_predictions(second, dataset, preds.split)
-    known = preds.labelled
-    other_counts = confusion_counts(theirs.labels[known], theirs.predicted[known])
+    known, classes = preds.labelled, ckpt.task.classes
+    other_counts = confusion_counts(theirs.labels[known], theirs.predicted[known], classes)
     cols = st.columns(3)
     cols[0].metric(f"{run} accuracy", f"{preds.accuracy():.1%}")
     cols[1].metric(f"{other} accuracy", f"{theirs.accuracy():.1%}",
                    delta=f"{theirs.accuracy() - preds.accuracy():+.1%}")
     differ = disagreements(preds, theirs)
     cols[2].metric("Faces they disagree on", f"{len(differ):,}")
-    st.plotly_chart(difference_figure(other_counts - counts, run, other),
+    st.plotly_chart(difference_figure(other_counts - counts, run, other, classes),
                     key="cm_compare_difference", config=CONFIG)
     st.caption(f"Each cell: faces {other} puts there minus faces {run} puts there. Blue on the "
                f"diagonal and red off it mean {other} does better.")
     if len(differ):
         st.markdown(f"**Faces where they disagree** (first {FACES_PER_PAGE}; captions give "
                     f"{run}'s prediction)")
-        show_gallery(dataset, preds, differ[:FACES_PER_PAGE], key="cm_disagree",
+        show_gallery(dataset, preds, classes, differ[:FACES_PER_PAGE], key="cm_disagree",
                      face_key="cm_face")
 
 
@@ -370,20 +374,20 @@ def page() -> None:
                                  persist_state="session", on_change=on_split_change)
     st.caption(f"Checkpoint **{choice.run}** ({ckpt.arch}) on `{choice.data}`, {split} split.")
     preds = state.shown_predictions(ckpt, dataset, split)
-    known = preds.labelled
+    known, classes = preds.labelled, ckpt.task.classes
     y, yhat = preds.labels[known], preds.predicted[known]
-    counts = confusion_counts(y, yhat)
+    counts = confusion_counts(y, yhat, classes)
     rel = show_summary(preds, y, yhat)
     explore(ckpt, dataset, preds, counts, choice)
     st.divider()
     tabs = st.tabs(["Per-class metrics", "Calibration", "Precision-recall",
                     "Compare checkpoints"])
     with tabs[0]:
-        show_class_metrics(y, yhat)
+        show_class_metrics(y, yhat, classes)
     with tabs[1]:
         show_calibration(rel)
     with tabs[2]:
-        st.plotly_chart(pr_figure(pr_curves(preds.probs[known], y)), config=CONFIG)
+        st.plotly_chart(pr_figure(pr_curves(preds.probs[known], y, classes)), config=CONFIG)
         st.caption("One class against the rest, ranked by the probability of that class.")
     with tabs[3]:
         show_compare(ckpt, dataset, preds, counts, choice.run)
@@ -394,16 +398,17 @@ def explore(ckpt, dataset, preds, counts: np.ndarray, choice) -> None:
     """The matrix, its pairs, the chosen cell's gallery and mean saliency, and the opened face.
     A fragment: a click here reruns only this part, not the metrics, curves and comparison
     below."""
-    pairs = ranked_pairs(counts)
-    cell = st.session_state.get("cm_cell") or (
-        (pairs[0]["true"], pairs[0]["pred"]) if pairs else (0, 0))
+    classes = ckpt.task.classes
+    pairs = ranked_pairs(counts, classes)
+    cell = parse_cell(st.session_state.get("cm_cell") or (), len(classes)) or (
+        (pairs[0]["true"], pairs[0]["pred"]) if pairs else (0, 0))  # none yet, or another task's
     st.session_state["cm_cell"] = cell
     left, right = st.columns([3, 2], gap="large")
     with left:
-        show_matrix(counts, cell)
+        show_matrix(counts, cell, classes)
     with right:
-        show_pairs(counts)
-        show_downloads(dataset, preds, counts)
+        show_pairs(counts, classes)
+        show_downloads(dataset, preds, counts, classes)
     st.divider()
     face = parse_index(st.session_state.get("cm_face"), len(preds.rows))
     if face is None and st.session_state.get("cm_face") is not None:
@@ -411,7 +416,7 @@ def explore(ckpt, dataset, preds, counts: np.ndarray, choice) -> None:
     st.session_state["cm_face"] = face
     show_cell(ckpt, dataset, preds, cell)
     if st.session_state.pop("cm_face_open", False) and face is not None:
-        face_dialog(dataset, preds, face, choice)
+        face_dialog(dataset, preds, classes, face, choice)
     write_url(preds.split, cell, face)
 
 

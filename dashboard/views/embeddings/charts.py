@@ -12,16 +12,19 @@ The drag mode starts at zoom: Streamlit turns click-selection off while the lass
 active (clickmode "event"), so a click picks a face only in zoom or pan mode.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from fer_core.data.classes import CLASSES
 from fer_core.explain.embeddings import Embedding
 from fer_core.explain.settings import PROJECTIONS
 
 COLOURINGS = ("true", "pred", "correct", "confidence")
 COLOURING_NAMES = {"true": "True class", "pred": "Predicted class", "correct": "Correct / wrong",
                    "confidence": "Confidence"}
-CLASS_COLOURS = ("#d62728", "#2ca02c", "#9467bd", "#e6b800", "#1f77b4", "#ff7f0e", "#7f7f7f")
+# one per class in the task's order, reused from the start beyond the tenth
+CLASS_COLOURS = ("#d62728", "#2ca02c", "#9467bd", "#e6b800", "#1f77b4", "#ff7f0e", "#7f7f7f",
+                 "#8c564b", "#e377c2", "#17becf")
 UNKNOWN_COLOUR = "#c7c7c7"
 OUTCOME = {"correct": ("correct", "#29b09d"), "wrong": ("wrong", "#ff2b2b"),
            "unknown": ("no label", UNKNOWN_COLOUR)}
@@ -30,19 +33,20 @@ CHOSEN = "#ff00ff"  # magenta: unlike any class colour, seen on light and dark t
 POINT_SIZE = 5
 
 
-def _class_name(k: int) -> str:
-    return CLASSES[k] if k >= 0 else "unknown"
+def _class_name(k: int, classes: Sequence[str]) -> str:
+    return classes[k] if k >= 0 else "unknown"
 
 
-def _group(colouring: str, true: int, pred: int) -> tuple[str, str, str, tuple]:
+def _group(colouring: str, classes: Sequence[str], true: int,
+           pred: int) -> tuple[str, str, str, tuple]:
     """A (true, pred) trace's legend group id, legend name, colour and legend order key."""
     by = pred if colouring == "pred" else true
     if colouring == "correct":
         outcome = "unknown" if true < 0 else "correct" if true == pred else "wrong"
         name, colour = OUTCOME[outcome]
         return outcome, name, colour, (list(OUTCOME).index(outcome),)
-    colour = CLASS_COLOURS[by] if by >= 0 else UNKNOWN_COLOUR
-    return f"class{by}", _class_name(by), colour, (by if by >= 0 else len(CLASSES),)
+    colour = CLASS_COLOURS[by % len(CLASS_COLOURS)] if by >= 0 else UNKNOWN_COLOUR
+    return f"class{by}", _class_name(by, classes), colour, (by if by >= 0 else len(classes),)
 
 
 def _points(embedding: Embedding, positions: np.ndarray) -> dict:
@@ -52,24 +56,25 @@ def _points(embedding: Embedding, positions: np.ndarray) -> dict:
     return {"x": xy[:, 0], "y": xy[:, 1], "customdata": custom}
 
 
-def pair_traces(embedding: Embedding, colouring: str) -> list[dict]:
-    """One scattergl trace per (true, predicted) pair present, legend-grouped by `colouring`."""
+def pair_traces(embedding: Embedding, colouring: str, classes: Sequence[str]) -> list[dict]:
+    """One scattergl trace per (true, predicted) pair present, legend-grouped by `colouring`,
+    classes named by `classes`."""
     preds = embedding.predictions
     true, pred = preds.labels, preds.predicted
     pairs = sorted({(int(t), int(p)) for t, p in zip(true.tolist(), pred.tolist())},
-                   key=lambda tp: (_group(colouring, *tp)[3], tp))
+                   key=lambda tp: (_group(colouring, classes, *tp)[3], tp))
     traces, shown = [], set()
     for t, p in pairs:
         positions = np.flatnonzero((true == t) & (pred == p))
-        group, name, colour, _ = _group(colouring, t, p)
+        group, name, colour, _ = _group(colouring, classes, t, p)
         marker = {"size": POINT_SIZE, "color": colour, "opacity": 0.8}
         if colouring == "confidence":
             marker = {**marker, "color": preds.probs[positions].max(1), "coloraxis": "coloraxis"}
         traces.append({
             "type": "scattergl", "mode": "markers", "name": name, "legendgroup": group,
             "showlegend": group not in shown, "marker": marker, **_points(embedding, positions),
-            "hovertemplate": f"#%{{customdata[0]}}: true <b>{_class_name(t)}</b>, predicted "
-                             f"<b>{CLASSES[p]}</b> (p %{{customdata[1]:.2f}})"
+            "hovertemplate": f"#%{{customdata[0]}}: true <b>{_class_name(t, classes)}</b>, "
+                             f"predicted <b>{classes[p]}</b> (p %{{customdata[1]:.2f}})"
                              f"<extra>click or lasso</extra>",
         })
         shown.add(group)
@@ -96,11 +101,12 @@ def chosen_trace(embedding: Embedding, position: int) -> dict:
     }
 
 
-def scatter_figure(embedding: Embedding, colouring: str, errors: np.ndarray | None = None,
-                   threshold: float = 0.9, chosen: int | None = None) -> dict:
-    """The split's faces in 2-D, coloured by `colouring`, with the likely label `errors` ringed
-    and the `chosen` face marked."""
-    data = pair_traces(embedding, colouring)
+def scatter_figure(embedding: Embedding, colouring: str, classes: Sequence[str],
+                   errors: np.ndarray | None = None, threshold: float = 0.9,
+                   chosen: int | None = None) -> dict:
+    """The split's faces in 2-D, coloured by `colouring` (classes named by `classes`), with the
+    likely label `errors` ringed and the `chosen` face marked."""
+    data = pair_traces(embedding, colouring, classes)
     if errors is not None and len(errors):
         data.append(highlight_trace(embedding, errors, threshold))
     if chosen is not None:

@@ -114,9 +114,10 @@ def show_controls(splits: list[str], methods: list[str]) -> tuple[str, str, str,
     return split, method, colour, threshold if highlight else None
 
 
-def show_scatter(embedding, colour: str, threshold: float | None, face: int | None) -> None:
+def show_scatter(embedding, classes: tuple[str, ...], colour: str, threshold: float | None,
+                 face: int | None) -> None:
     errors = None if threshold is None else likely_label_errors(embedding.predictions, threshold)
-    figure = scatter_figure(embedding, colour, errors, threshold or 0.9, face)
+    figure = scatter_figure(embedding, colour, classes, errors, threshold or 0.9, face)
     st.plotly_chart(figure, key="em_scatter", on_select=on_scatter_select,
                     selection_mode=("points", "lasso", "box"), config=CONFIG)
     marked = "" if errors is None else (f" {len(errors):,} likely label error"
@@ -127,7 +128,7 @@ def show_scatter(embedding, colour: str, threshold: float | None, face: int | No
                f"it to show only that group.{marked}")
 
 
-def show_selected(dataset, preds, selected: list[int]) -> None:
+def show_selected(dataset, preds, classes: tuple[str, ...], selected: list[int]) -> None:
     st.subheader(f"Selected: {len(selected):,} face{'s' if len(selected) != 1 else ''}")
     pages = -(-len(selected) // FACES_PER_PAGE)
     page = 1
@@ -137,17 +138,17 @@ def show_selected(dataset, preds, selected: list[int]) -> None:
         page = st.number_input(f"Page (of {pages}, {FACES_PER_PAGE} faces each)", 1, pages,
                                key="em_page")
     shown = np.asarray(selected[(page - 1) * FACES_PER_PAGE:page * FACES_PER_PAGE])
-    show_gallery(dataset, preds, shown, key="em_gallery", face_key="em_face")
+    show_gallery(dataset, preds, classes, shown, key="em_gallery", face_key="em_face")
 
 
-def show_neighbours(dataset, preds, face: int) -> None:
+def show_neighbours(dataset, preds, classes: tuple[str, ...], face: int) -> None:
     k = st.slider("Nearest neighbours", 1, 50, 10, key="em_k",
                   help="The faces whose penultimate features point most nearly the same way "
                        "(cosine similarity): the faces the model thinks are alike")
     positions, similarity = nearest_neighbours(preds.features, face, k)
     st.caption("Cosine similarity, nearest first: "
                + ", ".join(f"{s:.3f}" for s in similarity.tolist()))
-    show_gallery(dataset, preds, positions, key="em_neighbours", face_key="em_face")
+    show_gallery(dataset, preds, classes, positions, key="em_neighbours", face_key="em_face")
 
 
 def page() -> None:
@@ -175,16 +176,16 @@ def page() -> None:
                f"{n:,} faces, {preds.features.shape[1]} penultimate features each, by "
                f"{PROJECTIONS[method]}"
                + ("" if accuracy is None else f"; accuracy {accuracy:.1%}") + ".")
-    face = chosen_face(n)
-    show_scatter(embedding, colour, threshold, face)
+    face, classes = chosen_face(n), ckpt.task.classes
+    show_scatter(embedding, classes, colour, threshold, face)
     selected = [p for p in st.session_state.get("em_selected", []) if p < n]
     if len(selected) > 1:  # one clicked face is the chosen face, shown large below
-        show_selected(dataset, preds, selected)
+        show_selected(dataset, preds, classes, selected)
     st.session_state.pop("em_face_open", None)  # a clicked face opens below, not in a dialog
     if face is not None:
         st.divider()
-        show_face(dataset, preds, face, choice)
-        show_neighbours(dataset, preds, face)
+        show_face(dataset, preds, classes, face, choice)
+        show_neighbours(dataset, preds, classes, face)
     write_url(split, method, colour, face)
 
 

@@ -82,8 +82,8 @@ def start(ckpt, dataset, layer: str, filters: list[int], settings: Settings,
     stop_current()
     job = FilterJob(layer=layer, filters=filters, settings=settings,
                     source=source_of(ckpt, dataset))
-    snapshots = maximize(ckpt.model, ckpt.arch, ckpt.arch_options, layer,
-                         filters, settings, face=face, every=SNAPSHOT_EVERY, stop=job.stop)
+    snapshots = maximize(ckpt.model, ckpt.arch, ckpt.arch_options, layer, filters, settings,
+                         face=face, every=SNAPSHOT_EVERY, stop=job.stop, task=ckpt.task)
     threading.Thread(target=job.follow, args=(snapshots,), name="filters", daemon=True).start()
     st.session_state[KEY] = job
     job.first.wait(FIRST_WAIT)  # so this very rerun shows the fresh start, not "Starting..."

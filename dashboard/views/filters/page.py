@@ -15,6 +15,7 @@ from dashboard.common import face_picker, state
 from dashboard.common.images import gallery_grid
 from dashboard.common.progress import on_bar
 from dashboard.views.filters import jobs
+from fer_core.data.pictures import picture, pictures
 from fer_core.errors import FerError
 from fer_core.explain.contact_sheet import map_grid
 from fer_core.explain.filter_stats import feature_maps
@@ -54,7 +55,7 @@ def choose_target(layers: list) -> tuple[object, str]:
     cols = st.columns([3, 2, 1, 2], vertical_alignment="bottom")
     name = cols[0].selectbox("Layer", names, key="fi_layer", format_func=lambda n: layer_label(
         by_name[n]), **KEEP, help="Conv, batch-norm and ReLU outputs in forward order, and the "
-                                  "final linear layer (its filters are the 7 classes)")
+                                  "final linear layer (its filters are the classes)")
     st.session_state.setdefault("fi_filters", "0-15")
     text = cols[1].text_input("Filters", key="fi_filters", **KEEP,
                               help="Numbers and ranges, e.g. 0-15 or 3, 7, 9")
@@ -234,15 +235,16 @@ def result_grid(dataset, job, snap, stats):
     faces of the split."""
     if stats is None:
         captions = [(f"filter {f}", f"{a:.2f}") for f, a in zip(job.filters, snap.activations)]
-        return gallery_grid(snap.images, captions, columns=min(8, len(job.filters)), scale=2)
+        return gallery_grid(pictures(snap.images), captions, columns=min(8, len(job.filters)),
+                            scale=2)
     rows = dataset.indices(stats.split)
     tiles, captions = [], []
     for i, f in enumerate(job.filters):
         dead = " DEAD" if stats.dead[f] else ""
-        tiles.append(snap.images[i])
+        tiles.append(picture(snap.images[i]))
         captions.append((f"filter {f}{dead}", f"{snap.activations[i]:.2f}"))
         for position, value in zip(stats.top_positions[f], stats.top_values[f]):
-            tiles.append(dataset.images[rows[position]])
+            tiles.append(picture(dataset.images[rows[position]]))
             captions.append((f"#{position}", f"{value:.2f}"))
     return gallery_grid(np.stack(tiles), captions, columns=1 + stats.top_positions.shape[1],
                         scale=2)
@@ -294,14 +296,14 @@ def feature_maps_tab(ckpt, dataset, layers: list) -> None:
                                   format_func={"dataset": "Dataset face",
                                                "upload": "Upload a photo"}.get)
     chosen = face_picker.dataset_face(dataset, dataset.present_splits(), prefix="fm") \
-        if source == "dataset" else face_picker.photo_face("upload", prefix="fm")
+        if source == "dataset" else face_picker.photo_face("upload", ckpt.task, prefix="fm")
     if chosen is None:
         return
     name = st.selectbox("Layer", names, index=len(names) - 1, key="fi_map_layer", **KEEP,
                         format_func=lambda n: layer_label(by_name[n]))
     maps = feature_maps(ckpt.model, name, torch.from_numpy(chosen.face.copy()))
     left, right = st.columns([1, 4])
-    left.image(chosen.face, caption=chosen.title, width=144)
+    left.image(picture(chosen.face), caption=chosen.title, width=144)
     right.image(map_grid(maps.cpu().numpy()), output_format="PNG",
                 caption=f"The {maps.shape[0]} channels of {name} for this face, in order, "
                         f"row by row; one grey scale for all (black: 0 or below, white: the "
@@ -313,7 +315,7 @@ def page() -> None:
     if opened is None:
         return
     _, dataset, ckpt = opened
-    layers = layer_registry(ckpt.arch, **ckpt.arch_options)
+    layers = layer_registry(ckpt.arch, ckpt.task, **ckpt.arch_options)
     maximization, maps = st.tabs(["Activation maximization", "Feature maps"])
     with maximization:
         layer, text = choose_target(layers)

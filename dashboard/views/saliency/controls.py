@@ -5,13 +5,14 @@ target=Happy-Sad), so a shared link reproduces the map.
 A parameter's widget key includes its method (`sa_smoothgrad_samples`), since two methods may
 share a parameter name with different defaults. The parameters, their widgets' ranges and help
 are `fer_core.explain.settings`'s: a number takes a slider, a text its choices (the layer: the
-model's).
+model's; a number's range: the checkpoint's face size). Classes are the checkpoint's
+(`classes`).
 """
 
 import streamlit as st
 
 from dashboard.common import url
-from fer_core.data.classes import CLASSES
+from fer_core.data.task import Task
 from fer_core.errors import FerError
 from fer_core.explain.attribution import METHODS, Target, cam_layers
 from fer_core.explain.settings import PARAMS
@@ -23,9 +24,10 @@ def param_key(method: str, name: str) -> str:
     return f"sa_{method}_{name}"
 
 
-def init_from_url(layers: list[str]) -> None:
-    """A session's first visit takes the method, its parameters and the target from the URL;
-    what is not valid is ignored with a warning."""
+def init_from_url(layers: list[str], task: Task) -> None:
+    """A session's first visit takes the method, its parameters (for faces of the model's
+    `task`) and the target (one of its classes) from the URL; what is not valid is ignored with
+    a warning."""
     if "sa_method" in st.session_state:
         return
     q = st.query_params
@@ -36,21 +38,22 @@ def init_from_url(layers: list[str]) -> None:
     st.session_state["sa_method"] = method
     for name in PARAMS:
         if q.get(name) is not None:
-            take_param(method, name, q.get(name), layers)
-    set_target(q.get("target", "pred"))
+            take_param(method, name, q.get(name), layers, task.size)
+    set_target(q.get("target", "pred"), task.classes)
 
 
-def take_param(method: str, name: str, text: str, layers: list[str]) -> None:
+def take_param(method: str, name: str, text: str, layers: list[str], size: int) -> None:
     """A parameter from the URL into its widget's state, when the method takes it and its widget
-    can show it (a number within the slider's range, one of the choices or layers)."""
+    can show it (a number within the slider's range for faces of `size` pixels, one of the
+    choices or layers)."""
     param = PARAMS[name]
     if method not in param.defaults:
         url.ignored(name, expected=f"no such parameter for {METHODS[method].title}")
         return
     allowed = param.choices or (layers if param.kind is str else None)
-    slider = param.slider_range()
+    slider = param.slider_range(size)
     try:
-        value = param.parse(text, bounds=slider and slider[:2])
+        value = param.parse(text, size, bounds=slider and slider[:2])
     except FerError:
         value = None
     if allowed is not None and value not in allowed:
@@ -61,15 +64,17 @@ def take_param(method: str, name: str, text: str, layers: list[str]) -> None:
         st.session_state[param_key(method, name)] = value
 
 
-def set_target(text: str) -> None:
+def set_target(text: str, classes: tuple[str, ...]) -> None:
     try:
-        target = Target.parse(text)
+        target = Target.parse(text, classes)
     except FerError:
         url.ignored("target", expected="pred, true, a class name, or A-B (two class names)")
         target = Target()
     st.session_state["sa_target_kind"] = target.kind
-    st.session_state["sa_class_a"] = target.a if target.a is not None else 3
-    st.session_state["sa_class_b"] = target.b if target.b is not None else 6
+    if target.a is not None:
+        st.session_state["sa_class_a"] = target.a
+    if target.b is not None:
+        st.session_state["sa_class_b"] = target.b
 
 
 def method_choice(label=lambda title, key: title) -> str:
@@ -82,7 +87,7 @@ def method_choice(label=lambda title, key: title) -> str:
                              "maps hardly change when the model's weights are randomized).")
 
 
-def params_choice(method: str, arch: str, arch_options: dict) -> dict:
+def params_choice(method: str, arch: str, arch_options: dict, task: Task) -> dict:
     """The method's parameters, one widget each (none for methods without parameters)."""
     defaults = METHODS[method].defaults()
     params = {}
@@ -95,27 +100,28 @@ def params_choice(method: str, arch: str, arch_options: dict) -> dict:
                                                 required=True, help=param.help,
                                                 persist_state="session")
         elif param.kind is str:
-            params[name] = layer_choice(key, arch, arch_options)
+            params[name] = layer_choice(key, arch, arch_options, task)
         else:
-            low, high, step = param.slider_range()
+            low, high, step = param.slider_range(task.size)
             params[name] = st.slider(name.capitalize(), low, high, step=step, key=key,
                                      help=param.help, persist_state="session")
     return params
 
 
-def layer_choice(key: str, arch: str, arch_options: dict) -> str:
-    """A Grad-CAM layer, listed with its output size (channels x height x width)."""
+def layer_choice(key: str, arch: str, arch_options: dict, task: Task) -> str:
+    """A Grad-CAM layer of `arch` built for `task`, listed with its output size (channels x
+    height x width)."""
     sizes = {layer.name: f"{layer.channels} x {layer.size[0]} x {layer.size[1]}"
-             for layer in cam_layers(arch, **arch_options)}
+             for layer in cam_layers(arch, task, **arch_options)}
     if st.session_state.get(key) not in sizes:  # a layer of another architecture
         st.session_state[key] = list(sizes)[-1]
     return st.selectbox("Layer", list(sizes), key=key, help=PARAMS["layer"].help,
                         format_func=lambda n: f"{n} ({sizes[n]})", persist_state="session")
 
 
-def target_choice(label_known: bool) -> Target:
-    """What to explain: the predicted class, the true class (when known), any class, or a
-    contrast A - B."""
+def target_choice(label_known: bool, classes: tuple[str, ...]) -> Target:
+    """What to explain: the predicted class, the true class (when known), any of `classes`, or
+    a contrast A - B."""
     kinds = [k for k in TARGET_KINDS if label_known or k != "true"]
     if st.session_state.get("sa_target_kind") not in kinds:
         st.session_state["sa_target_kind"] = "predicted"
@@ -125,14 +131,17 @@ def target_choice(label_known: bool) -> Target:
                                      "than B")
     if kind in ("predicted", "true"):
         return Target(kind)
-    cols = st.columns(2)
-    a = cols[0].selectbox("Class A" if kind == "contrast" else "Class", range(len(CLASSES)),
-                          key="sa_class_a", format_func=CLASSES.__getitem__,
+    cols, choices = st.columns(2), range(len(classes))
+    for key, first in (("sa_class_a", 0), ("sa_class_b", 1)):
+        if st.session_state.get(key) not in choices:  # none yet, or a class of another task
+            st.session_state[key] = first
+    a = cols[0].selectbox("Class A" if kind == "contrast" else "Class", choices,
+                          key="sa_class_a", format_func=classes.__getitem__,
                           persist_state="session")
     if kind == "class":
         return Target("class", a)
-    b = cols[1].selectbox("Class B", range(len(CLASSES)), key="sa_class_b",
-                          format_func=CLASSES.__getitem__, persist_state="session")
+    b = cols[1].selectbox("Class B", choices, key="sa_class_b",
+                          format_func=classes.__getitem__, persist_state="session")
     if a == b:
         st.warning("Choose two different classes for a contrast; explaining class A alone.",
                    icon=":material/warning:")
@@ -140,10 +149,10 @@ def target_choice(label_known: bool) -> Target:
     return Target("contrast", a, b)
 
 
-def write_url(method: str, params: dict, target: Target, face: tuple | None) -> None:
+def write_url(method: str, params: dict, target: str, face: tuple | None) -> None:
     """The URL after this run: the face (split and idx, for a dataset face), method, the method's
-    parameters and the target; other methods' parameters removed."""
-    wanted = {"method": method, "target": target.text(),
+    parameters and the target (in `Target.text` form); other methods' parameters removed."""
+    wanted = {"method": method, "target": target,
               **{name: str(params[name]) if name in params else None for name in PARAMS},
               "split": face[0] if face else None, "idx": str(face[1]) if face else None}
     url.write(wanted)

@@ -15,7 +15,6 @@ from dashboard.common.clicks import face_from_state
 from dashboard.common.gallery import clickable_faces, face_link
 from dashboard.common.influence import influence_index, snapshot_note
 from dashboard.common.tables import content_height
-from fer_core.data.classes import CLASSES
 from fer_core.explain.influence import TRAIN, top_positions
 
 COLUMNS = 5
@@ -33,11 +32,13 @@ def open_training_face(key: str) -> None:
 
 def show_faces(dataset, index, positions: np.ndarray, scores: np.ndarray, key: str,
                choice) -> None:
-    """The faces as one clickable picture (label and score under each), then their links."""
+    """The faces as one clickable picture (label, named by the dataset's classes, and score
+    under each), then their links."""
     if not len(positions):
         st.caption("None: no training face scores on this side.")
         return
-    labels = [CLASSES[c] if c >= 0 else "?" for c in index.labels[positions]]
+    classes = dataset.task.classes
+    labels = [classes[c] if c >= 0 else "?" for c in index.labels[positions]]
     captions = [(f"#{p}", label, f"{scores[p]:+.3g}") for p, label in zip(positions, labels)]
     hover = [f"train #{p}, labelled <b>{label}</b><br>score {scores[p]:+.4g}"
              for p, label in zip(positions, labels)]
@@ -72,11 +73,11 @@ def show_section(choice, ckpt, dataset, chosen, result) -> None:
                           state.checkpoint)[0]
     left, right = st.columns(2, gap="large")
     with left:
-        st.markdown(f"**Proponents**: pushed toward {CLASSES[predicted]}")
+        st.markdown(f"**Proponents**: pushed toward {ckpt.task.classes[predicted]}")
         show_faces(dataset, index, top_positions(scores, top, 1), scores, "sa_proponents",
                    choice)
     with right:
-        st.markdown(f"**Opponents**: pushed against {CLASSES[predicted]}")
+        st.markdown(f"**Opponents**: pushed against {ckpt.task.classes[predicted]}")
         show_faces(dataset, index, top_positions(scores, top, -1), scores, "sa_opponents",
                    choice)
     st.caption(f"{FORMULA}, over {snapshot_note(index)}. Click a face to explain it here, or "

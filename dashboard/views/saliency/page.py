@@ -4,19 +4,21 @@ from a Confusions or Embeddings gallery link) or cut from an uploaded photo or a
 One method at a time with its parameters, for the predicted class, the true class, any class or
 a contrast (logit A minus logit B), drawn alone and over the face; and every method side by side.
 The URL carries the face (?split=val&idx=I), the method, its parameters and the target, so a
-shared link reproduces the map (an uploaded photo cannot travel in a link).
+shared link reproduces the map (an uploaded photo cannot travel in a link). A photo is cut to
+the faces the checkpoint takes (its task's size, in colour for a colour model).
 """
 
 import streamlit as st
 
 from dashboard import sidebar
 from dashboard.common import exports, face_picker, state, url
-from dashboard.common.gallery import probability_figure
+from dashboard.common.gallery import LARGE, input_text, probability_figure
 from dashboard.common.keys import memo_key
 from dashboard.common.runs import all_runs
 from dashboard.views.saliency import controls, influence_panel, maps, timeline_panel, trust_panel
-from fer_core.data.classes import CLASSES
+from fer_core.data.pictures import picture
 from fer_core.data.readers import is_builtin_spec
+from fer_core.data.task import Task
 from fer_core.errors import FerError
 from fer_core.explain.attribution import METHODS, cam_layers
 from fer_core.explain.export import find_export
@@ -59,7 +61,7 @@ def choose_face(dataset, splits: list[str], ckpt, run: str):
         return face_picker.dataset_face(dataset, splits)
     if ckpt.trained_on_builtin:
         builtin_note(run)
-    chosen = face_picker.photo_face(source)
+    chosen = face_picker.photo_face(source, ckpt.task)
     if chosen is None:
         st.info("Upload a photo with a face, or take a picture, to explain it."
                 if source == "upload" else "Take a picture to explain it.",
@@ -85,17 +87,19 @@ def builtin_note(run: str) -> None:
               on_click=sidebar.choose_run, args=(better,))
 
 
-def show_face(chosen, result) -> None:
-    """The exact 48 x 48 input, the 7 probabilities, the true class when known."""
+def show_face(chosen, result, task: Task) -> None:
+    """The exact input (a face of the checkpoint's `task`), its class probabilities, the true
+    class when known."""
     st.markdown(f"**{chosen.title}**")
-    st.image(maps.zoomed(chosen.face, 4), width=192,
-             caption="The model's input: 48 x 48 grey pixels, shown at 4x",
+    zoom = max(1, LARGE // task.size)
+    st.image(maps.zoomed(picture(chosen.face), zoom), width=LARGE,
+             caption=f"The model's input: {input_text(task)} pixels, shown at {zoom}x",
              output_format="PNG")
-    predicted = int(result.probs.argmax())
-    st.plotly_chart(probability_figure(result.probs, chosen.label, predicted), config=CONFIG,
-                    key="sa_probs")
-    truth = "unknown" if chosen.label is None else f"**{CLASSES[chosen.label]}**"
-    st.markdown(f"Predicted **{CLASSES[predicted]}** ({result.probs[predicted]:.1%}); "
+    predicted, classes = int(result.probs.argmax()), task.classes
+    st.plotly_chart(probability_figure(result.probs, chosen.label, predicted, classes),
+                    config=CONFIG, key="sa_probs")
+    truth = "unknown" if chosen.label is None else f"**{classes[chosen.label]}**"
+    st.markdown(f"Predicted **{classes[predicted]}** ({result.probs[predicted]:.1%}); "
                 f"true class {truth}.")
 
 
@@ -116,10 +120,11 @@ def show_map(chosen, result) -> None:
                f"**{result.target}**. {maps.legend(result)} {where}")
 
 
-def show_all_methods(model, model_key, chosen, target: str, opacity: float) -> None:
+def show_all_methods(ckpt, model_key, chosen, target: str, opacity: float) -> None:
     """Every method with its default parameters for the same face and target."""
     with st.spinner("Running every method..."):
-        results = maps.all_methods(model, model_key, chosen.face, chosen.label, target)
+        results = maps.all_methods(ckpt.model, model_key, ckpt.task.classes, chosen.face,
+                                   chosen.label, target)
     for start in range(0, len(results), COLUMNS):
         for col, result in zip(st.columns(COLUMNS), results[start:start + COLUMNS]):
             cmap = maps.cmap_choices(result.signed)[0]
@@ -147,7 +152,8 @@ def stored_map(ckpt, dataset, chosen, method: str, params: dict, target):
         return None
     folder = find_export(ckpt, dataset, chosen.split, {method: params})
     export = None if folder is None else exports.load(folder, dataset, chosen.split, method)
-    return None if export is None else maps.exported_map(export, chosen.position, method)
+    return None if export is None else maps.exported_map(export, chosen.position, method,
+                                                          ckpt.task.classes)
 
 
 def page() -> None:
@@ -155,8 +161,8 @@ def page() -> None:
     if opened is None:
         return
     choice, dataset, ckpt = opened
-    options = ckpt.arch_options
-    controls.init_from_url([layer.name for layer in cam_layers(ckpt.arch, **options)])
+    options, task = ckpt.arch_options, ckpt.task
+    controls.init_from_url([layer.name for layer in cam_layers(ckpt.arch, task, **options)], task)
     splits = dataset.present_splits()
     face_from_url(dataset, splits)
     if st.session_state["sa_source"] != "dataset":
@@ -173,34 +179,35 @@ def page() -> None:
     with right:
         method = controls.method_choice(trust_panel.method_label(report))
         trust_panel.flag_note(report, method)
-        params = controls.params_choice(method, ckpt.arch, options)
-        target = controls.target_choice(chosen.label is not None)
+        params = controls.params_choice(method, ckpt.arch, options, task)
+        target = controls.target_choice(chosen.label is not None, task.classes)
     model_key = memo_key(ckpt)
-    target_text = target.text()
+    target_text = target.text(task.classes)
     try:
         result = stored_map(ckpt, dataset, chosen, method, params, target)
         if result is None:
             with st.spinner(f"{METHODS[method].title}..."):
-                result = maps.face_map(ckpt.model, model_key, chosen.face, chosen.label, method,
-                                       target_text, tuple(sorted(params.items())))
+                result = maps.face_map(ckpt.model, model_key, task.classes, chosen.face,
+                                       chosen.label, method, target_text,
+                                       tuple(sorted(params.items())))
     except FerError as e:
         st.error(str(e), icon=":material/error:")
         return
     with left:
-        show_face(chosen, result)
+        show_face(chosen, result, task)
     with right:
         show_map(chosen, result)
     st.divider()
     if st.toggle("All methods side by side", key="sa_all", persist_state="session",
                  help="Every method with its default parameters, for this face and target"):
-        show_all_methods(ckpt.model, model_key, chosen, target_text,
+        show_all_methods(ckpt, model_key, chosen, target_text,
                          st.session_state.get("sa_opacity", 0.5))
-    one_line(timeline_panel.show, choice.run, chosen, method, params, target)
+    one_line(timeline_panel.show, choice.run, task.classes, chosen, method, params, target)
     st.divider()
     trust_panel.show_section(ckpt, dataset, chosen, result, report)
     st.divider()
     one_line(influence_panel.show_section, choice, ckpt, dataset, chosen, result)
-    controls.write_url(method, params, target, face)
+    controls.write_url(method, params, target_text, face)
     if face is not None:
         st.session_state["sa_url_face"] = (face[0], str(face[1]))
 

@@ -1,5 +1,5 @@
-"""Across training: the chosen face's map (the page's method, parameters and target) and its 7
-probabilities at each of the run's snapshots (`fer_core.training.snapshots`), as one picture,
+"""Across training: the chosen face's map (the page's method, parameters and target) and its
+class probabilities at each of the run's snapshots (`fer_core.training.snapshots`), as one picture,
 with the snapshot where its prediction became right (or stopped being right) framed. Behind a
 toggle, so nothing is computed until asked; each snapshot is loaded once per process (the
 shared checkpoint store) and each timeline kept in memory.
@@ -27,16 +27,18 @@ from fer_core.training.snapshots import saved_snapshots
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def across_training(snapshots: tuple, face: np.ndarray, label: int | None, method: str,
-                    target: str, params: tuple) -> FaceTimeline:
+def across_training(snapshots: tuple, classes: tuple[str, ...], face: np.ndarray,
+                    label: int | None, method: str, target: str, params: tuple) -> FaceTimeline:
     """The face at each snapshot, given as (epoch, (path, disk version)) (`memo_key`: the
-    version keys a rewritten file)."""
+    version keys a rewritten file); `classes` are the run's."""
     loaded = ((epoch, state.checkpoint(path)) for epoch, (path, _version) in snapshots)
     models = ((epoch, snapshot_lr(ckpt.meta), ckpt.model) for epoch, ckpt in loaded)
-    return face_timeline(models, face, label, method, Target.parse(target), **dict(params))
+    return face_timeline(models, face, label, method, Target.parse(target, classes),
+                         classes=classes, **dict(params))
 
 
-def show(run: str, chosen: ChosenFace, method: str, params: dict, target: Target) -> None:
+def show(run: str, classes: tuple[str, ...], chosen: ChosenFace, method: str, params: dict,
+         target: Target) -> None:
     st.divider()
     if not st.toggle("Across training", key="sa_timeline", persist_state="session",
                      help="This face's map and probabilities at each snapshot the run kept"):
@@ -49,12 +51,12 @@ def show(run: str, chosen: ChosenFace, method: str, params: dict, target: Target
         return
     keys = memo_key(*((s.epoch, Path(s.path)) for s in snapshots))
     with st.spinner(f"Explaining the face at {len(snapshots)} snapshots..."):
-        timeline = across_training(keys, chosen.face, chosen.label, method, target.text(),
-                                   tuple(sorted(params.items())))
+        timeline = across_training(keys, classes, chosen.face, chosen.label, method,
+                                   target.text(classes), tuple(sorted(params.items())))
     cmap = st.session_state.get(f"sa_cmap_{'signed' if timeline.signed else 'unsigned'}")
     picture = strip_image(timeline, chosen.face, cmap, st.session_state.get("sa_opacity", 0.5))
     st.image(picture, output_format="PNG")
-    st.caption(f"{timeline.title} of the {target.describe()} at each of the "
+    st.caption(f"{timeline.title} of the {target.describe(classes)} at each of the "
                f"{len(snapshots)} snapshots (epochs {', '.join(map(str, timeline.epochs))}), "
                f"each map on its own scale. {verdict(timeline)}")
 

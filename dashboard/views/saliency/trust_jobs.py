@@ -75,7 +75,7 @@ def start(ckpt, dataset, split: str, n: int) -> Job:
             with HEAVY.turn():
                 job.report = cached_trust_report(ckpt.model, ckpt.path, ckpt.arch,
                                                  ckpt.arch_options, dataset, split,
-                                                 n, progress=job.step)
+                                                 n, progress=job.step, task=ckpt.task)
         except Exception as e:  # noqa: BLE001 - shown on the page, never a traceback
             job.error = f"{type(e).__name__}: {e}"
         finally:

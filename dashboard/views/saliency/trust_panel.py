@@ -15,7 +15,6 @@ import streamlit as st
 from dashboard.common.keys import memo_key
 from dashboard.common.tables import content_height
 from dashboard.views.saliency import trust_charts, trust_jobs
-from fer_core.data.classes import CLASSES
 from fer_core.explain.attribution import output_classes
 from fer_core.explain.trust import FAILURES, FLAG_AT, face_deletion
 
@@ -112,13 +111,14 @@ def deletion_pair(_model, model_key: tuple, face: np.ndarray, values: np.ndarray
 def show_deletion(ckpt, chosen, result) -> None:
     """This face's deletion curve for the current map, following the class the map explains,
     against a random order."""
-    explained, _ = output_classes(result.output)
+    classes = ckpt.task.classes
+    explained, _ = output_classes(result.output, len(classes))
     curve, floor = deletion_pair(ckpt.model, memo_key(ckpt),
                                  chosen.face, result.values, explained)
-    st.plotly_chart(trust_charts.deletion_figure(curve, floor, result.title, CLASSES[explained]),
+    st.plotly_chart(trust_charts.deletion_figure(curve, floor, result.title, classes[explained]),
                     config=CONFIG, key="sa_deletion")
     st.caption(f"The map's most important pixels are replaced by a blurred copy of the face, 5% "
-               f"at a time, and the probability of {CLASSES[explained]} (the class the map "
+               f"at a time, and the probability of {classes[explained]} (the class the map "
                f"explains) is followed. A faithful map finds the evidence, so the curve falls "
                f"faster than the random order's.")
 

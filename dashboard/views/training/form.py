@@ -74,6 +74,9 @@ WIDGETS = {
     "snapshots": Widget("Snapshots of the weights", 0, 1000, more=True),
     "probes": Widget("Probe faces", 0, 64, more=True),
     "seed": Widget("Seed", 0, 2**31 - 1, more=True),
+    "classes": Widget("Class names (class-folder tree)", more=True),
+    "size": Widget("Image size (tree; 0: its own)", 0, 1024, more=True),
+    "channels": Widget("Channels (tree; 0: its own)", more=True),
 }
 
 

@@ -5,16 +5,19 @@ a finished one gets a slider over its epochs. A run without probes (made before 
 or with --probes 0) shows the curves alone.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
 
+from dashboard.common import state
 from dashboard.common.keys import memo_key
 from dashboard.common.memo import MB, Memo
 from dashboard.common.runs import RunInfo
-from fer_core.data.classes import CLASSES
+from fer_core.data.pictures import picture
+from fer_core.errors import FerError
 from fer_core.explain.contact_sheet import LABEL_COLOR
 from fer_core.explain.heatmap import colorize, overlay
 from fer_core.training.probes import FACES, PROBES, Timeline, read_timeline
@@ -55,7 +58,7 @@ def show(box, info: RunInfo) -> None:
             st.caption("The probe faces' maps appear here as each epoch ends.")
             return
         at = len(found.epochs) - 1 if info.live else epoch_slider(info.name, found.epochs)
-        st.image(strip(found, at), width="stretch",
+        st.image(strip(found, at, class_names(info, found.probs.shape[-1])), width="stretch",
                  output_format="PNG")
         when = "the latest epoch, redrawn as epochs end" if info.live else "the chosen epoch"
         st.caption(f"Epoch {found.epochs[at]}: {len(found.rows)} val faces with the gradient "
@@ -75,11 +78,20 @@ def epoch_slider(run: str, epochs: list[int]) -> int:
     return epochs.index(chosen)
 
 
-def strip(found: Timeline, at: int) -> Image.Image:
+def class_names(info: RunInfo, count: int) -> Sequence[str]:
+    """The run's class names (its checkpoint's task), or their numbers while it has no
+    checkpoint that loads."""
+    try:
+        return state.checkpoint(info.path).task.classes
+    except FerError:
+        return [str(k) for k in range(count)]
+
+
+def strip(found: Timeline, at: int, classes: Sequence[str]) -> Image.Image:
     """One RGBA picture, PER_ROW probes a row: each the face, its gradient map and its Grad-CAM
-    over it, under a line "true -> predicted probability" (grey faces when their pixels cannot
-    be read)."""
-    side = 48 * SCALE
+    over it, under a line "true -> predicted probability" (`classes` naming them;
+    plain grey faces when their pixels cannot be read)."""
+    side = found.gradient.shape[-1] * SCALE
     cell = (3 * side + 2 * GAP, side + CAPTION)
     rows = -(-len(found.rows) // PER_ROW)
     sheet = Image.new("RGBA", (PER_ROW * (cell[0] + 3 * GAP), 18 + rows * (cell[1] + GAP)),
@@ -93,9 +105,9 @@ def strip(found: Timeline, at: int) -> Image.Image:
     for i, label in enumerate(found.labels.tolist()):
         x = (i % PER_ROW) * (cell[0] + 3 * GAP)
         y = 18 + (i // PER_ROW) * (cell[1] + GAP)
-        face = np.full((48, 48), 128, np.uint8) if found.images is None else found.images[i]
-        tiles = [np.repeat(face[..., None], 3, axis=2),
-                 overlay(face, colorize(found.gradient[at, i], False)),
+        face = (np.full(found.gradient.shape[-2:], 128, np.uint8) if found.images is None
+                else picture(found.images[i]))
+        tiles = [face, overlay(face, colorize(found.gradient[at, i], False)),
                  overlay(face, colorize(found.gradcam[at, i], False))]
         for t, tile in enumerate(tiles):
             image = Image.fromarray(tile).resize((side, side), Image.Resampling.NEAREST)
@@ -103,6 +115,6 @@ def strip(found: Timeline, at: int) -> Image.Image:
         probs = found.probs[at, i]
         predicted = int(probs.argmax())
         draw.text((x, y + side + 2),
-                  f"{CLASSES[label]} -> {CLASSES[predicted]} {probs[predicted]:.2f}",
+                  f"{classes[label]} -> {classes[predicted]} {probs[predicted]:.2f}",
                   fill=RIGHT if predicted == label else WRONG, font=font)
     return sheet
