@@ -181,8 +181,8 @@ def test_home_counts_the_datasets_classes_in_its_order(raf_data):
 def test_a_checkpoint_of_another_task_gets_one_message_naming_both(raf_data, page):
     at = apptest_helpers.open_page(page, data=raf_data, run="tiny-a")
     [message] = [e.value for e in at.main.error]
-    assert message.startswith(f"tiny-a is a model of {FER2013.describe()} (Angry, ")
-    assert f"the dataset holds {RAF} ({', '.join(RAF_DB_NAMES)})" in message
+    assert message.startswith(f"tiny-a is a model of {FER2013.describe()}: Angry, ")
+    assert f"the dataset holds {RAF}: {', '.join(RAF_DB_NAMES)}." in message
 
 
 def test_the_model_page_of_another_task_keeps_its_table_and_refuses_the_matrix(raf_data):

@@ -198,18 +198,13 @@ def shown_predictions(ckpt: Checkpoint, dataset, split: str) -> Predictions:
     return result
 
 
-def task_text(task: Task) -> str:
-    """'7 classes, 48x48 grey (Angry, Disgust, ...)'."""
-    return f"{task.describe()} ({', '.join(task.classes)})"
-
-
 def task_mismatch(run: str, ckpt: Checkpoint, dataset: FaceDataset) -> str | None:
     """Why the run's checkpoint cannot score the dataset's faces (its task, the classes it
     outputs or the faces it takes, is not the dataset's), or None."""
     if ckpt.task == dataset.task:
         return None
-    return (f"{run} is a model of {task_text(ckpt.task)}, and the dataset holds "
-            f"{task_text(dataset.task)}. This page needs a checkpoint of the dataset's task: "
+    return (f"{run} is a model of {ckpt.task.named()}, and the dataset holds "
+            f"{dataset.task.named()}. This page needs a checkpoint of the dataset's task: "
             f"choose another checkpoint or dataset in the sidebar.")
 
 

@@ -28,7 +28,6 @@ def run(args) -> int:
     from ..device import choose_device
     from ..evaluation.report import evaluate_split, format_report
     from ..models.checkpoint import load_checkpoint
-    from ..training.preflight import task_text
 
     device = choose_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, device)
@@ -37,7 +36,7 @@ def run(args) -> int:
     metrics = evaluate_split(ckpt.model, dataset, args.split, device)
     print(f"checkpoint {ckpt.path} ({ckpt.arch}, epoch {ckpt.meta.get('epoch')}) "
           f"on {data}, split {args.split}")
-    print(f"task: {task_text(ckpt.task)}")
+    print(f"task: {ckpt.task.named()}")
     print(format_report(metrics))
     report = {"checkpoint": str(ckpt.path), "data": data, "split": args.split,
               "notes": list(dataset.notes), **metrics}

@@ -82,7 +82,6 @@ def run(args) -> int:
     """Train; under torchrun every rank runs this, and rank 0 alone prints."""
     from ..data.readers import load_dataset
     from ..distributed import launched_world
-    from ..training.preflight import task_text
     from ..training.trainer import train
     from .data_options import config_read_options
 
@@ -93,7 +92,7 @@ def run(args) -> int:
     for note in dataset.notes:
         print(f"note: {note}", file=sys.stderr)
     if launched_world().main:
-        print(f"task: {task_text(dataset.task)}", flush=True)
+        print(f"task: {dataset.task.named()}", flush=True)
     bar = ProgressBar(config.epochs)
     try:
         state = train(config, args.out, dataset, resume=args.resume,

@@ -48,6 +48,11 @@ class Task:
         """'7 classes, 48x48 grey'."""
         return f"{self.num_classes} classes, {self.size}x{self.size} {CHANNEL_NAMES[self.channels]}"
 
+    def named(self) -> str:
+        """'7 classes, 48x48 grey: Angry, Disgust, ...': the description with the class names
+        (two tasks may differ in those alone)."""
+        return f"{self.describe()}: {', '.join(self.classes)}"
+
     def to_meta(self) -> dict:
         """The checkpoint metadata fields that record this task."""
         return {"classes": list(self.classes), "input_size": self.size, "channels": self.channels}

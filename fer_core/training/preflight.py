@@ -65,16 +65,10 @@ def load_init(config: TrainConfig, task: Task | None = None,
     load_weights(model, payload["model"], source, payload["arch"])
 
 
-def task_text(task: Task) -> str:
-    """A task as a message names it, its class names included (two tasks may differ in those
-    alone)."""
-    return f"{task.describe()}: {', '.join(task.classes)}"
-
-
 def refuse_other_task(what: str, trained_for: Task, data: Task,
                       error: type[FerError] = FerError) -> None:
     """`error` when `what` (a checkpoint) was trained for another task than the data's: its
     weights would not fit, or its outputs would mean other classes."""
     if trained_for != data:
-        raise error(f"{what} was trained for {task_text(trained_for)}; the data is "
-                    f"{task_text(data)}")
+        raise error(f"{what} was trained for {trained_for.named()}; the data is "
+                    f"{data.named()}")
