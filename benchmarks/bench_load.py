@@ -38,7 +38,7 @@ def pandas_baseline(path: str) -> tuple[np.ndarray, np.ndarray]:
     """The usual notebook recipe: read_csv, then split and convert each row's pixel string."""
     frame = pd.read_csv(path)
     images = np.stack([np.array(s.split(), dtype=np.uint8) for s in frame["pixels"]])
-    return images.reshape(-1, 48, 48), frame["emotion"].to_numpy(dtype=np.int64)
+    return images.reshape(-1, 1, 48, 48), frame["emotion"].to_numpy(dtype=np.int64)
 
 
 def timed(function, *args, **kwargs):
