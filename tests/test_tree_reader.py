@@ -10,7 +10,7 @@ from dataset_helpers import RAF_DB_NAMES, in_other_task
 from PIL import Image
 
 from fer_core.cli.main import main
-from fer_core.data import decode, tree
+from fer_core.data import decode
 from fer_core.data.builtin import make_builtin_faces
 from fer_core.data.classes import CLASSES
 from fer_core.data.pictures import pil_image
@@ -220,7 +220,6 @@ def test_data_cli_bad_tree_is_exit_2_and_one_line(tmp_path, faces, capsys):
 
 def test_image_suffixes_are_what_pillow_reads():
     assert {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif"} <= decode.image_suffixes()
-    assert tree.is_tree(Path("/nonexistent")) is False
 
 
 def test_read_options_on_a_csv_or_the_built_in_faces_are_refused(tmp_path):
@@ -253,3 +252,11 @@ def test_a_tree_of_one_test_folder_is_a_test_set_and_train_alone_gets_a_val_spli
     ds = load_dataset(tmp_path / "only_train")
     assert ds.present_splits() == ["train", "val"]
     assert ds.fingerprint.endswith(":val0.1-seed0")
+
+
+def test_a_folder_named_by_a_number_among_named_ones_is_a_class_of_that_name(tmp_path, faces):
+    raf = in_other_task(faces, size=64)
+    write_tree(tmp_path, raf, folder_of=lambda k: "7" if k == 6 else RAF_DB_NAMES[k])
+    ds = load_dataset(tmp_path)
+    assert ds.task.classes == ("7", *sorted(RAF_DB_NAMES[:6]))
+    assert all(ds.task.classes[k] == s.split("/")[1] for k, s in zip(ds.labels, ds.sources))

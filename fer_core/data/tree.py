@@ -64,11 +64,6 @@ class Listing:
     stamps: list[tuple[int, int]]
 
 
-def is_tree(path: Path) -> bool:
-    """Whether `path` is a folder with a split sub-folder (train, val, valid or test)."""
-    return path.is_dir() and any((path / name).is_dir() for name in SPLIT_FOLDERS)
-
-
 def list_tree(root: Path, name: str) -> Listing:
     """Every image under root/<split>/<class>/, sorted; none of them is opened. A DataError for
     a tree without class folders, an empty class folder, or class names that collide."""
@@ -261,9 +256,8 @@ def _notes(listing, headers, kept, sides, readable, size, options) -> list[str]:
 
 
 def _arrays(listing: Listing, classes, images, kept, notes) -> dict[str, np.ndarray]:
-    index = {c.casefold(): k for k, c in enumerate(classes)}
-    labels = np.array([index[listing.folders[i].casefold()] if not listing.folders[i].isdigit()
-                       else _numeric_label(listing, i) for i in kept], dtype=np.int64)
+    index = _label_of_folder(listing, classes)
+    labels = np.array([index[listing.folders[i].casefold()] for i in kept], dtype=np.int64)
     splits = listing.splits[kept].copy()
     if tuple(classes) == CLASSES:
         splits = _fer2013_splits(listing, kept, splits)
@@ -272,9 +266,13 @@ def _arrays(listing: Listing, classes, images, kept, notes) -> dict[str, np.ndar
             "classes": np.array(classes, dtype=str), "notes": np.array(notes, dtype=str)}
 
 
-def _numeric_label(listing: Listing, i: int) -> int:
-    numbers = sorted({int(f) for f in listing.folders})
-    return numbers.index(int(listing.folders[i]))
+def _label_of_folder(listing: Listing, classes) -> dict[str, int]:
+    """Each class folder's label (by its case-folded name): numeric folders in numeric order,
+    named ones by the class they name."""
+    folders = {f.casefold() for f in listing.folders}
+    if all(f.isdigit() for f in folders):
+        return {f: k for k, f in enumerate(sorted(folders, key=int))}
+    return {c.casefold(): k for k, c in enumerate(classes)}
 
 
 def _fer2013_splits(listing: Listing, kept: np.ndarray, splits: np.ndarray) -> np.ndarray:
