@@ -127,3 +127,19 @@ def test_a_resume_with_a_new_plan_keeps_its_spacing_and_redoes_later_probe_maps(
     assert train(config, run.path, tiny_faces, resume=True) == "finished"
     assert [s.epoch for s in list_snapshots(run.path)] == [3, 6]  # 2 was not in the new plan
     assert read_timeline(run.path).epochs == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_colour_probe_gradient_is_explain_s_vanilla_map_summed_over_channels(tiny_faces):
+    from dataset_helpers import in_other_task
+
+    from fer_core.models.architectures import build_model
+    from fer_core.training.probes import probe_maps
+
+    raf = in_other_task(tiny_faces)
+    torch.manual_seed(0)
+    model = build_model("cnn3", raf.task).eval()
+    faces = torch.from_numpy(raf.images[:4])
+    kept = probe_maps(model, faces.float() / 255, "block3.relu")["gradient"]
+    expected = explain(model, faces, "vanilla").maps.numpy()
+    assert kept.shape == expected.shape == (4, 64, 64)
+    assert np.abs(kept - expected).sum() / np.abs(expected).sum() < 1e-2

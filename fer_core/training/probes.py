@@ -13,8 +13,8 @@ can show how the model learned to look.
                                            predicted class
 
 Plain autograd, no Captum (the trainer runs where Captum is absent): the gradient map is
-|d logit / d pixel| (its largest over the colour channels of a colour face, as Simonyan et
-al. take it) and Grad-CAM the ReLU of the layer's channels weighted by their mean
+|d logit / d pixel| (summed over the colour channels of a colour face, as `explain` sums every
+method's map) and Grad-CAM the ReLU of the layer's channels weighted by their mean
 gradients, upsampled bilinearly, as `explain`'s vanilla and gradcam compute them. The maps draw
 no random numbers and the probes are chosen by a generator of their own, so a run with probes
 trains exactly as one without.
@@ -88,7 +88,7 @@ def probe_maps(model: nn.Module, faces: torch.Tensor, layer: str) -> dict[str, n
     cam = F.relu((weights * captured[0]).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear")
     return {"probs": logits.softmax(1).detach().float().cpu().numpy(),
-            "gradient": pixels.abs().amax(1).detach().cpu().numpy().astype(np.float16),
+            "gradient": pixels.abs().sum(1).detach().cpu().numpy().astype(np.float16),
             "gradcam": cam.squeeze(1).detach().cpu().numpy().astype(np.float16)}
 
 
