@@ -99,3 +99,18 @@ def test_a_model_and_data_sharing_no_class_is_one_line_exit_2(tmp_path, capsys):
                  "test"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "share none" in err
+
+
+def test_the_run_s_own_tree_named_again_is_read_as_the_run_read_it(tree, tmp_path, capsys):
+    out = tmp_path / "small"
+    assert main(["train", "--data", str(tree), "--size", "32", "--epochs", "1", "--batch-size",
+                 "32", "--snapshots", "0", "--probes", "0", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["embed", "--checkpoint", str(out), "--data", f"{tree}/", "--out",
+                 str(tmp_path / "a.csv")]) == 0
+    assert "converted" not in capsys.readouterr().err
+    assert main(["embed", "--checkpoint", str(out), "--data", str(tree), "--size", "64",
+                 "--out", str(tmp_path / "b.csv")]) == 0
+    assert "faces converted from 64x64 colour to the model's 32x32 colour" in \
+        capsys.readouterr().err

@@ -4,6 +4,7 @@ explain and visualize."""
 
 import contextlib
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -34,23 +35,31 @@ def training_data(ckpt) -> str:
 
 def checkpoint_data(args, ckpt):
     """(the data spec, the dataset as the checkpoint's model sees it): `--data` read with
-    --classes/--size/--channels where the command has them, else the data the checkpoint was
-    trained on, read as it was. Classes are matched to the model's by name and faces converted
+    --classes/--size/--channels where the command has them, else (or when --data names the
+    training data and no such flag is given) the data the checkpoint was trained on, read as
+    it was. Classes are matched to the model's by name and faces converted
     to its size and channels (`data.matching.for_model`); what reading and matching did
     (`dataset.notes`) is said once on stderr."""
     from ..data.matching import for_model
     from ..data.readers import load_dataset
     from .data_options import config_read_options, read_options
 
-    if args.data:
-        data = args.data
-        options = read_options(args) if hasattr(args, "classes") else None
+    from ..data.tree import ReadOptions
+
+    given = read_options(args) if hasattr(args, "classes") else ReadOptions()
+    if args.data and not (given == ReadOptions() and _is_training_data(args.data, ckpt)):
+        data, options = args.data, given
     else:
         data, options = training_data(ckpt), config_read_options(ckpt.meta.get("config", {}))
     dataset = for_model(load_dataset(data, options=options), ckpt.task)
     for note in dataset.notes:
         print(f"note: {note}", file=sys.stderr)
     return data, dataset
+
+
+def _is_training_data(data: str, ckpt) -> bool:
+    trained = ckpt.meta.get("config", {}).get("data")
+    return trained is not None and os.path.realpath(data) == os.path.realpath(trained)
 
 
 def split_data(args, ckpt):
