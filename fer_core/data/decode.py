@@ -26,8 +26,8 @@ from PIL import Image
 
 from ..errors import DataError
 from . import files
+from .pictures import is_grey_mode
 
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 CHUNK = 512  # files per task handed to a worker
 PROCESS_FILES = 2000  # trees of fewer files are decoded in this process (no start-up cost)
 
@@ -94,7 +94,7 @@ def decode_all(root: Path, relatives: list[str], rows: list[int], size: int,
         results = [r for part in _run(_decode_into, jobs, len(rows)) for r in part]
         out = np.ndarray(shape, dtype=np.uint8, buffer=memory.buf)
         ok = np.array([problem is None for problem, _ in results], dtype=bool)
-        images = out[ok].copy() if not ok.all() else out.copy()
+        images = out.copy() if ok.all() else out[ok]  # a copy either way: the memory goes
         del out
     finally:
         memory.close()
@@ -140,7 +140,7 @@ def _headers(paths: list[str]) -> list[Header]:
 def _header(path: str) -> Header:
     try:
         with open_image(path) as image:
-            return Header(image.width, image.height, image.mode in GREY_MODES)
+            return Header(image.width, image.height, is_grey_mode(image.mode))
     except DataError as exc:
         return Header(problem=str(exc).rsplit(": ", 1)[-1])
     except Image.DecompressionBombError:

@@ -15,6 +15,7 @@ import numpy as np
 from ..cache import bytes_fingerprint
 from ..errors import FerError
 from .dataset import FaceDataset
+from .pictures import luminance
 from .task import CHANNEL_NAMES, Task
 
 SYNONYMS = {
@@ -113,7 +114,7 @@ def _input(task: Task) -> str:
 def convert_faces(images: np.ndarray, size: int, channels: int,
                   chunk: int = 1024) -> np.ndarray:
     """uint8 faces (N, C, H, W) at `size` (antialiased resize) with `channels`: colour to grey
-    as luminance (ITU-R 601-2, as Pillow), grey to colour repeated. Converted `chunk` faces at a
+    as luminance (`pictures.luminance`), grey to colour repeated. Converted `chunk` faces at a
     time, so the float copies stay small."""
     out = np.empty((len(images), channels, size, size), dtype=np.uint8)
     for start in range(0, len(images), chunk):
@@ -125,10 +126,10 @@ def _convert(images: np.ndarray, size: int, channels: int) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
+    if images.shape[1] == 3 and channels == 1:
+        images = luminance(images)[:, None]
     x = torch.from_numpy(np.ascontiguousarray(images)).float()
-    if x.shape[1] == 3 and channels == 1:
-        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    elif x.shape[1] == 1 and channels == 3:
+    if x.shape[1] == 1 and channels == 3:
         x = x.expand(-1, 3, -1, -1)
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,

@@ -23,13 +23,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import FerError
+from .pictures import is_grey_mode
 from .task import FER2013, Task
 
 MAX_PHOTO_BYTES = 16 << 20      # the dashboard's upload limit (.streamlit/config.toml)
 MAX_PHOTO_PIXELS = 50_000_000   # a 50-megapixel photo decodes to 150 MB of RGB
 MIN_PHOTO_SIDE = 16
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
-GREY_MODES = ("1", "L", "LA", "La", "I", "F")  # and the 16-bit "I;16..." modes
 DETECT_SIDE = 640               # faces are searched in a copy scaled down to this size
 CASCADE = "haarcascade_frontalface_default.xml"
 # FER2013's framing relative to the Haar box: on 433 of the first 600 FER2013 faces (edges
@@ -162,7 +162,7 @@ def check_size(image: Image.Image, name: str) -> None:
 def grey_and_colour(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """(grayscale float32 (H, W) in [0, 1], uint8 RGB (H, W, 3)) of a colour or palette image;
     (grayscale, None) of a grey one. Transparent pixels are laid over white."""
-    if image.mode in GREY_MODES or image.mode.startswith("I;16"):
+    if is_grey_mode(image.mode):
         return grayscale(image), None
     rgb = on_white(image)
     return np.asarray(rgb.convert("L"), dtype=np.float32) / 255, np.asarray(rgb)

@@ -25,6 +25,12 @@ def pil_image(face: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(picture(face)))
 
 
+def is_grey_mode(mode: str) -> bool:
+    """Whether a Pillow image mode stores grey pixels (1, L, LA, La, I, F and the 16-bit I;16
+    modes)."""
+    return mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith("I;16")
+
+
 def luminance(faces: np.ndarray) -> np.ndarray:
     """Grey (N, H, W) float32 of uint8 faces (N, C, H, W): ITU-R 601-2 luma for colour (as
     Pillow's convert('L')), the one channel for grey. Overlays draw maps on it."""
