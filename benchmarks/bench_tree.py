@@ -8,8 +8,10 @@ faces resized to `--size` (antialiased), tinted into colour, saved as JPEG (qual
 train/ and test/ with RAF-DB's emotion names (15,339 faces at 100x100 by default, RAF-DB's
 count and size). The baseline opens every file in sorted order with Pillow, converts it to RGB
 and stacks the arrays; ours is `load_dataset(tree)` with an empty FER_CACHE_DIR (cold) and then
-with the entry it wrote (cached). The cold read alternates with the baseline, `--repeats`
-times, so machine noise hits both alike; the medians are compared. Targets on this 2-core
+with the entry it wrote (cached); the cold read includes writing that entry to disk (fsynced).
+A cached read maps the images rather than reading them: the time of a cached read plus a first
+pass over all its pixels is printed too. The cold read alternates with the baseline, `--repeats` times, so machine noise hits both
+alike; the medians are compared. Targets on this 2-core
 machine: cold <= 0.6x the baseline, cached < 1 s. The pixels of both are compared (torchvision's
 and Pillow's JPEG decoders may round differently) and the largest difference is printed.
 """
@@ -63,29 +65,31 @@ def timed(function, *args, **kwargs):
 
 
 def cold_read(tree: Path):
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["FER_CACHE_DIR"] = cache
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["FER_CACHE_DIR"] = folder
         return timed(load_dataset, tree)
 
 
 def measure(tree: Path, repeats: int) -> dict:
     baseline, cold = [], []
-    timed(load_dataset, tree)  # imports (torchvision) and the page cache warm for both
+    timed(load_dataset, tree, use_cache=False)  # imports and the page cache warm for both
     for _ in range(repeats):
         seconds, reference = timed(pillow_loop, tree)
         baseline.append(seconds)
         seconds, dataset = cold_read(tree)
         cold.append(seconds)
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["FER_CACHE_DIR"] = cache
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["FER_CACHE_DIR"] = folder
         load_dataset(tree)
         cached = [timed(load_dataset, tree)[0] for _ in range(repeats)]
+        first_pass = timed(lambda: int(load_dataset(tree).images.sum(dtype=np.int64)))[0]
     order = np.argsort(dataset.sources)
     ours = np.moveaxis(dataset.images[order], 1, -1)
     return {"faces": len(dataset), "task": dataset.task.describe(), "baseline_s": baseline,
             "cold_s": cold, "cached_s": cached,
             "baseline_median_s": statistics.median(baseline),
-            "cold_median_s": statistics.median(cold), "cached_median_s": statistics.median(cached),
+            "cold_median_s": statistics.median(cold),
+            "cached_median_s": statistics.median(cached), "cached_first_pass_s": first_pass,
             "max_pixel_difference": int(np.abs(ours.astype(int) - reference).max()),
             "cpus": os.cpu_count()}
 
@@ -108,7 +112,9 @@ def main() -> None:
     print(f"Pillow loop, one thread: {result['baseline_median_s']:.2f} s")
     print(f"cold read:  {result['cold_median_s']:.2f} s = {ratio:.2f}x the loop "
           f"(target <= {COLD_RATIO_TARGET})")
-    print(f"cached read: {result['cached_median_s']:.2f} s (target < {CACHED_TARGET_S} s)")
+    print(f"cached read: {result['cached_median_s']:.2f} s (target < {CACHED_TARGET_S} s); "
+          f"a cached read and a first pass over its mapped pixels: "
+          f"{result['cached_first_pass_s']:.2f} s")
     print(f"largest pixel difference from Pillow's decode: {result['max_pixel_difference']}")
     save_results("tree.json", result)
 

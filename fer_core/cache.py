@@ -1,19 +1,24 @@
 """An on-disk cache of parsed numpy arrays, keyed by content fingerprints.
 
 Entries are uncompressed .npz files (no pickles) under `cache_dir()`, written atomically (see
-`atomic`), so a reader never sees half an entry. An entry that exists but cannot be read (cut
-short by a full disk, damaged, edited) is computed again and written anew, with a note: a
-`DamagedEntry` warning, and a line in `damage_notes` for the dashboard to show. Deleting the cache
-only costs time.
+`atomic`), so a reader never sees half an entry. A large array can be kept beside its entry as a
+.npy file (`scratch_array`, `save_entry`, `load_array`): written where it will stay (by the
+tree reader's worker processes), fsynced and renamed into place when complete, and mapped (copy
+on write) when read, so a 460 MB dataset is neither copied to be cached nor read whole to be
+used. An entry that exists but cannot be read (cut short by a full disk, damaged, edited) is
+computed again and written anew, with a note: a `DamagedEntry` warning, and a line in
+`damage_notes` for the dashboard to show. Deleting the cache only costs time.
 
 The results of a checkpoint on a dataset (predictions, filter statistics, cell saliency, trust
 reports, projections) are keyed by `entry_key` and read or made by `load_or_compute`.
 """
 
+import contextlib
 import functools
 import hashlib
 import itertools
 import os
+import tempfile
 import threading
 import warnings
 from collections import deque
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_file
+from .atomic import atomic_file, remove_orphans
 
 _DIGITS = 32  # hex digits kept from each hash: 128 bits
 
@@ -114,6 +119,72 @@ def save_arrays(key: str, arrays: dict[str, np.ndarray]) -> None:
             np.savez(f, **arrays)
     except OSError as exc:
         warnings.warn(f"could not write cache entry {target}: {exc}", stacklevel=2)
+
+
+def load_array(key: str, name: str) -> np.ndarray | None:
+    """The array `name` kept beside entry `key` (see `save_entry`), mapped copy-on-write: its
+    pages are read as they are used and a write changes this process's copy only. None when
+    there is none or it cannot be read (with a note)."""
+    path = array_path(key, name)
+    try:
+        return map_array(path)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001  (as in load_arrays)
+        _note_damage(path, exc)
+        return None
+
+
+def map_array(path: Path) -> np.ndarray:
+    """The .npy file `path` mapped copy-on-write, as a plain ndarray."""
+    return np.asarray(np.load(path, mmap_mode="c", allow_pickle=False))
+
+
+@contextlib.contextmanager
+def scratch_array(key: str | None, name: str):
+    """A path for a new .npy file that will become array `name` of entry `key` (`save_entry`),
+    in the cache folder (so the rename is not a copy), or in the temporary folder when `key` is
+    None or the cache folder cannot be written. Removed at the end unless kept; a mapping of it
+    stays valid after that."""
+    folder = cache_dir() if key is not None else Path(tempfile.gettempdir())
+    target = array_path(key or "scratch", name, folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_orphans(target)
+        path = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        path.touch()
+    except OSError:
+        if key is None:
+            raise
+        with scratch_array(None, name) as path:
+            yield path
+        return
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def save_entry(key: str, arrays: dict[str, np.ndarray], scratches: dict[str, Path]) -> None:
+    """Store `arrays` under `key` with the complete .npy files `scratches` kept beside them
+    (name: scratch path): each file is flushed to disk and renamed into place, then the entry
+    is written, so an entry that exists has all its files. Failing only warns."""
+    try:
+        for name, scratch in scratches.items():
+            fd = os.open(scratch, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(scratch, array_path(key, name))
+    except OSError as exc:
+        warnings.warn(f"could not write cache entry {key}: {exc}", stacklevel=2)
+        return
+    save_arrays(key, arrays)
+
+
+def array_path(key: str, name: str, folder: Path | None = None) -> Path:
+    return (folder or cache_dir()) / f"{key}.{name}.npy"
 
 
 def entry_key(kind: str, version: int, checkpoint_path: str | os.PathLike,

@@ -120,7 +120,7 @@ def test_mixed_sizes_are_resized_to_the_most_common_and_non_squares_cropped(tmp_
     assert "70 image(s) resized to 48x48 (--size)" in small.notes
 
 
-def test_unreadable_and_truncated_files_are_skipped_and_named(tmp_path, faces):
+def test_unreadable_and_truncated_files_are_skipped_and_named(tmp_path, faces, monkeypatch):
     raf = in_other_task(faces, size=64)
     written = write_tree(tmp_path, raf, suffix=".jpg")
     data = (tmp_path / written[3]).read_bytes()
@@ -131,6 +131,41 @@ def test_unreadable_and_truncated_files_are_skipped_and_named(tmp_path, faces):
     assert ds.notes[0].startswith("2 image file(s) skipped: ")
     assert f"{written[3]} (truncated)" in ds.notes[0]
     assert f"{written[5]} (not an image Pillow reads)" in ds.notes[0]
+    monkeypatch.setattr(decode, "open_image", None)  # cached: the kept rows, no file opened
+    np.testing.assert_array_equal(load_dataset(tmp_path).images, ds.images)
+
+
+@pytest.mark.parametrize("executable", [None, "/bin/false"])
+def test_worker_processes_decode_as_this_process_does_and_a_failed_one_is_redone(
+        tmp_path, faces, monkeypatch, executable):
+    written = write_tree(tmp_path, in_other_task(faces, size=64), suffix=".jpg")
+    (tmp_path / written[5]).write_bytes(b"not an image at all")
+    here = load_dataset(tmp_path, use_cache=False)
+    monkeypatch.setattr(decode, "PROCESS_FILES", 10)
+    monkeypatch.setattr(decode, "workers", lambda: 3)
+    if executable:
+        monkeypatch.setattr(decode.sys, "executable", executable)
+    started = []
+    start_worker = decode._start_worker
+    monkeypatch.setattr(decode, "_start_worker", lambda *a: started.append(a) or start_worker(*a))
+    ds = load_dataset(tmp_path, use_cache=False)
+    assert len(started) == 3
+    np.testing.assert_array_equal(ds.images, here.images)
+    assert list(ds.notes) == list(here.notes) and len(ds) == len(written) - 1
+
+
+def test_a_sample_that_misleads_is_decoded_again_as_the_whole_tree_is(tmp_path, faces,
+                                                                       monkeypatch):
+    write_tree(tmp_path, in_other_task(faces, size=64))
+    expected = load_dataset(tmp_path, use_cache=False)
+    monkeypatch.setattr(decode, "sample_headers", lambda *_: [decode.Facts(96, 96, True)])
+    decodes = []
+    decode_all = decode.decode_all
+    monkeypatch.setattr(decode, "decode_all", lambda *a: decodes.append(a[2:4]) or decode_all(*a))
+    ds = load_dataset(tmp_path, use_cache=False)
+    assert decodes == [(96, 1), (64, 3)]
+    assert ds.task.shape == (3, 64, 64) and not ds.notes
+    np.testing.assert_array_equal(ds.images, expected.images)
 
 
 @pytest.mark.parametrize("make, message", [
@@ -191,12 +226,12 @@ def test_a_cached_read_opens_no_image_and_a_changed_file_is_read_again(tmp_path,
                                                                      monkeypatch):
     written = write_tree(tmp_path, in_other_task(faces, size=64))
     first = load_dataset(tmp_path)
-    monkeypatch.setattr(decode, "read_headers", None)
+    monkeypatch.setattr(decode, "open_image", None)
     second = load_dataset(tmp_path)
     np.testing.assert_array_equal(second.images, first.images)
     assert second.fingerprint == first.fingerprint
     os.utime(tmp_path / written[0], ns=(1, 1))
-    with pytest.raises(TypeError):  # read again: read_headers is gone
+    with pytest.raises(TypeError):  # read again: open_image is gone
         load_dataset(tmp_path)
 
 

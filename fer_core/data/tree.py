@@ -12,10 +12,11 @@ The task comes from the tree:
 - size: images are centre-cropped to squares; a tree of mixed sizes is resized (antialiased) to
   its most common size, or every image to `size` when given.
 
-Reading is two passes over the files, both on every core (`decode`): each file's bytes and header
-(size, mode), which give the decoded size; that is checked against the memory budget before a
-single image is decoded. The parsed arrays are cached under a key made of the file names, sizes
-and modification times and the options: no file is opened to find a cached read.
+Reading opens each file once, on every core (`decode`), at the size and channels a sample of
+headers suggests; that decoded size is checked against the memory budget before a single image
+is decoded. The parsed arrays are cached under a key made of the file names, sizes and
+modification times and the options: no file is opened to find a cached read, and the images
+are mapped from the cache file, not read whole.
 """
 
 import os
@@ -35,7 +36,7 @@ from .task import CHANNEL_NAMES, Task, task_problem
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
 CLASSES_FILE = "classes.txt"
 FER2013_PREFIXES = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
-TREE_VERSION = 1  # bump when the cached arrays change meaning
+TREE_VERSION = 2  # bump when the cached arrays change meaning
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,10 @@ def list_tree(root: Path, name: str) -> Listing:
             if not images:
                 raise DataError(f"{_shown(root, name, class_dir.path)}: empty class folder (no "
                                 f"image files)")
+            folder = f"{split_dir.name}/{class_dir.name}/"
             for entry in images:
                 info = entry.stat(follow_symlinks=False)
-                relatives.append(Path(entry.path).relative_to(root).as_posix())
+                relatives.append(folder + entry.name)
                 splits.append(SPLITS.index(SPLIT_FOLDERS[split_dir.name.lower()]))
                 folders.append(class_dir.name)
                 stamps.append((info.st_size, info.st_mtime_ns))
@@ -173,12 +175,24 @@ def read_tree(root: Path, name: str, options: ReadOptions, report=None,
     _check_task(classes, options, name)
     key = f"tree-v{TREE_VERSION}-" + cache.bytes_fingerprint(
         repr((listing_key(listing), options, _classes_stamp(root))).encode())
-    arrays = cache.load_arrays(key) if use_cache else None
-    if arrays is None or not _well_formed(arrays):
-        arrays = _parse(listing, classes, options, name, report)
-        if use_cache:
-            cache.save_arrays(key, arrays)
+    arrays = _cached(key) if use_cache else None
+    if arrays is None:
+        with cache.scratch_array(key if use_cache else None, "images") as scratch:
+            arrays = _parse(listing, classes, options, name, report, scratch)
+            if use_cache:
+                cache.save_entry(key, {k: v for k, v in arrays.items() if k != "images"},
+                                 {"images": scratch})
     return arrays, key
+
+
+def _cached(key: str) -> dict[str, np.ndarray] | None:
+    """The cached arrays: the images kept beside the entry (mapped, not read), the rest in it."""
+    arrays = cache.load_arrays(key)
+    images = None if arrays is None else cache.load_array(key, "images")
+    if images is None:
+        return None
+    arrays = {**arrays, "images": images}
+    return arrays if _well_formed(arrays) else None
 
 
 def _check_task(classes, options: ReadOptions, name: str) -> None:
@@ -212,43 +226,71 @@ def _well_formed(arrays: dict[str, np.ndarray]) -> bool:
 
 
 def _parse(listing: Listing, classes: tuple[str, ...], options: ReadOptions, name: str,
-           report) -> dict[str, np.ndarray]:
-    headers = decode.read_headers(listing.root, listing.relatives)
-    readable = [i for i, h in enumerate(headers) if h.problem is None]
-    if not readable:
-        raise DataError(f"{name}: none of its {len(headers):,} image files could be read "
-                        f"({listing.relatives[0]}: {headers[0].problem})")
-    sides = [min(headers[i].width, headers[i].height) for i in readable]
-    size = options.size or Counter(sides).most_common(1)[0][0]
-    channels = options.channels or (1 if all(headers[i].grey for i in readable) else 3)
-    check_memory(len(readable), size, channels, name)
+           report, scratch: Path) -> dict[str, np.ndarray]:
+    """Decode the tree into `scratch` at the size and channels its sample suggests, and again in
+    the rare tree where the whole disagrees (see the module docstring of `decode`)."""
+    size, channels = _guess(decode.sample_headers(listing.root, listing.relatives), options)
+    check_memory(len(listing.relatives), size, channels, name)
     if report is not None:
-        report(f"{name}: decoding {len(readable):,} images as {size}x{size} "
-               f"{CHANNEL_NAMES[channels]}: {human_bytes(len(readable) * size * size * channels)}")
-    images, kept, grey, problems = decode.decode_all(listing.root, listing.relatives, readable,
-                                                     size, channels)
-    if not len(kept):
-        raise DataError(f"{name}: none of its {len(headers):,} image files could be decoded")
-    if options.channels is None and channels == 3 and grey.all():
-        images = np.ascontiguousarray(images[:, :1])
-    for i, problem in problems.items():
-        headers[i].problem = problem
-    notes = _notes(listing, headers, kept, sides, readable, size, options)
-    return _arrays(listing, classes, images, kept, notes)
+        report(f"{name}: decoding {len(listing.relatives):,} images as {size}x{size} "
+               f"{CHANNEL_NAMES[channels]}: "
+               f"{human_bytes(len(listing.relatives) * size * size * channels)}")
+    facts = decode.decode_all(listing.root, listing.relatives, size, channels, scratch)
+    kept = np.array([f.problem is None for f in facts], dtype=bool)
+    if not kept.any():
+        raise DataError(f"{name}: none of its {len(facts):,} image files could be read "
+                        f"({listing.relatives[0]}: {facts[0].problem})")
+    found = _found(facts, kept, options)
+    if found[0] != size or found[1] > channels:
+        check_memory(len(listing.relatives), *found, name)
+        facts = decode.decode_all(listing.root, listing.relatives, *found, scratch)
+        kept = np.array([f.problem is None for f in facts], dtype=bool)
+    images = _kept_images(scratch, kept, found[1])
+    notes = _notes(listing, facts, kept, found[0], options)
+    return _arrays(listing, classes, images, np.flatnonzero(kept), notes)
 
 
-def _notes(listing, headers, kept, sides, readable, size, options) -> list[str]:
+def _guess(sample: list[decode.Facts], options: ReadOptions) -> tuple[int, int]:
+    """The size and channels a sample of headers suggests (or the options fix)."""
+    readable = [f for f in sample if f.problem is None] or [decode.Facts(48, 48, True)]
+    size = options.size or Counter(f.side for f in readable).most_common(1)[0][0]
+    return size, options.channels or (1 if all(f.stored_grey for f in readable) else 3)
+
+
+def _found(facts: list[decode.Facts], kept: np.ndarray, options: ReadOptions) -> tuple[int, int]:
+    """The size and channels of the whole tree (or the options): its most common side; grey
+    when every image's pixels are."""
+    readable = [f for f, ok in zip(facts, kept) if ok]
+    size = options.size or Counter(f.side for f in readable).most_common(1)[0][0]
+    return size, options.channels or (1 if all(f.plain_grey for f in readable) else 3)
+
+
+def _kept_images(scratch: Path, kept: np.ndarray, channels: int) -> np.ndarray:
+    """The decoded images of the files that could be read, in `channels` channels (a colour
+    decode of a tree that turned out grey keeps one); the scratch file is rewritten to hold just
+    those when that drops anything (rare)."""
+    images = cache.map_array(scratch)
+    if kept.all() and images.shape[1] == channels:
+        return images
+    images = np.ascontiguousarray(images[kept][:, :channels])
+    scratch.unlink()  # a new file: the old one's mapping stays valid
+    with open(scratch, "wb") as f:
+        np.save(f, images)
+    return images
+
+
+def _notes(listing, facts, kept, size, options) -> list[str]:
     notes = []
-    skipped = sorted(set(range(len(headers))) - set(kept.tolist()))
+    skipped = np.flatnonzero(~kept).tolist()
     if skipped:
-        shown = "; ".join(f"{listing.relatives[i]} ({headers[i].problem or 'cannot decode'})"
-                          for i in skipped[:5])
+        shown = "; ".join(f"{listing.relatives[i]} ({facts[i].problem})" for i in skipped[:5])
         more = f" and {len(skipped) - 5:,} more" if len(skipped) > 5 else ""
         notes.append(f"{len(skipped):,} image file(s) skipped: {shown}{more}")
-    cropped = sum(headers[i].width != headers[i].height for i in readable)
+    readable = [f for f, ok in zip(facts, kept) if ok]
+    cropped = sum(f.width != f.height for f in readable)
     if cropped:
         notes.append(f"{cropped:,} non-square image(s) centre-cropped to squares")
-    resized = sum(side != size for side in sides)
+    resized = sum(f.side != size for f in readable)
     if resized:
         why = "--size" if options.size else "the most common size"
         notes.append(f"{resized:,} image(s) resized to {size}x{size} ({why})")
