@@ -28,7 +28,7 @@ from dashboard.common.state import (
 )
 from fer_core.data.readers import is_builtin_spec
 
-BUILTIN_LABEL, FILE_LABEL = "Built-in faces", "FER2013 file"
+BUILTIN_LABEL, FILE_LABEL = "Built-in faces", "Dataset path"
 SHIPPED_RUNS = {True: "builtin-cnn3", False: "fer2013-cnn3"}  # by "is the data built-in?"
 GPU_RUN, GPUS = "fer2013-resnet18", ("cuda", "mps")  # FER2013's default where a GPU computes
 SAVED = "sidebar_saved"
@@ -83,19 +83,31 @@ def _dataset_picker() -> str:
                     args=("data_kind",))
     wanted = saved["builtin_spec"]
     if kind == FILE_LABEL:
-        wanted = st.text_input("FER2013 CSV or image folder", saved["data_path"], key="data_path",
-                               placeholder="/path/to/fer2013.csv", on_change=_remember,
-                               args=("data_path",)).strip()
+        wanted = st.text_input("A FER2013 CSV or a folder of class folders", saved["data_path"],
+                               key="data_path", placeholder="/path/to/fer2013.csv or tree/",
+                               on_change=_remember, args=("data_path",)).strip()
     if wanted:
-        _, error = load_faces(wanted)
+        dataset, error = load_faces(wanted)
         if error:
             st.error(error, icon=":material/error:")
         else:
             st.session_state["data_active"] = wanted
+            st.caption(found(dataset))
     active = st.session_state["data_active"]
     if active != wanted:
         st.caption(f"Still showing: `{active}`")
     return active
+
+
+def found(dataset) -> str:
+    """What the reader found: the task, the faces of each split, and its notes (files skipped,
+    images resized)."""
+    task = dataset.task
+    counts = ", ".join(f"{split} {len(dataset.indices(split)):,}"
+                       for split in dataset.present_splits())
+    notes = "".join(f"  \n{note}" for note in dataset.notes)
+    return (f"{task.size}x{task.size} {'colour' if task.colour else 'grey'}, "
+            f"{task.num_classes} classes ({', '.join(task.classes)}); {counts}{notes}")
 
 
 def _checkpoint_picker(data: str) -> str | None:
@@ -142,13 +154,22 @@ def shipped_run(names, builtin: bool, device_type: str) -> str | None:
 
 
 def default_run(runs: dict[str, RunInfo], data: str, device_type: str) -> str:
-    """The shipped checkpoint for this kind of data and device (`shipped_run`), else the first
-    run trained on that kind, else the first run."""
+    """For a folder, the latest run trained on that very folder (a tree's own model before a
+    FER2013 one mapped to its classes), else the shipped checkpoint for this kind of data and device (`shipped_run`), else
+    the first run trained on that kind, else the first run."""
     builtin = is_builtin_spec(data)
+    own = [r for r in runs.values()
+           if not builtin and r.data and Path(data).is_dir() and _same_data(r.data, data)]
+    if own:
+        return max(own, key=lambda r: r.started or 0).name
     if shipped := shipped_run(runs, builtin, device_type):
         return shipped
     fitting = [n for n, r in runs.items() if r.data and is_builtin_spec(r.data) == builtin]
     return fitting[0] if fitting else next(iter(runs))
+
+
+def _same_data(a: str, b: str) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def data_mismatch(run: RunInfo, data: str) -> str | None:

@@ -50,3 +50,20 @@ def in_other_task(dataset: FaceDataset, size: int = 64, channels: int = 3,
         dataset, images=images, labels=labels, parts=None,
         task=Task(tuple(classes), size, channels),
         fingerprint=f"{dataset.fingerprint}:task-{size}-{channels}-{'-'.join(classes)}")
+
+
+def write_tree(root, dataset: FaceDataset, folder_of=None, suffix=".png", tops=("train", "test")):
+    """Each face as an image under <top>/<class folder>/ of folder `root`, train and test by its
+    split (val faces go to train); returns the relative paths in dataset order."""
+    from fer_core.data.dataset import SPLITS
+    from fer_core.data.pictures import pil_image
+
+    folder_of = folder_of or (lambda k: dataset.task.classes[k])
+    written = []
+    for i, (label, split) in enumerate(zip(dataset.labels, dataset.split_codes)):
+        top = tops[1] if split == SPLITS.index("test") else tops[0]
+        relative = f"{top}/{folder_of(label)}/{i:03d}{suffix}"
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        pil_image(dataset.images[i]).save(root / relative)
+        written.append(relative)
+    return written

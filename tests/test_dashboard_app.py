@@ -66,7 +66,7 @@ def test_home_shows_dataset_counts_faces_checkpoints_and_device(dashboard_root):
 
 def test_sidebar_choice_persists_across_pages_and_lives_in_the_url(dashboard_root):
     at = app()
-    at.sidebar.radio(key="data_kind").set_value("FER2013 file").run()
+    at.sidebar.radio(key="data_kind").set_value("Dataset path").run()
     at.sidebar.text_input(key="data_path").input("builtin:300")
     at.sidebar.selectbox(key="ckpt").select("tiny-b")
     at.run()
@@ -104,7 +104,7 @@ def test_a_bad_typed_path_shows_the_readers_error(dashboard_root, tmp_path):
     bad.write_text("a,b,c\n1,2,3\n")
     at = app(data="builtin:300")
     assert at.sidebar.radio(key="data_kind").value == "Built-in faces"  # builtin:N is built-in
-    at.sidebar.radio(key="data_kind").set_value("FER2013 file").run()
+    at.sidebar.radio(key="data_kind").set_value("Dataset path").run()
     for path in (tmp_path / "missing.csv", bad):
         with pytest.raises(DataError) as reader:
             load_dataset(path)

@@ -143,9 +143,8 @@ def test_a_checkpoint_for_other_classes_gets_a_clear_message(dashboard_root, tmp
     at = open_page(run="odd")
     assert not at.exception
     [message] = [e.value for e in at.main.error]
-    assert message.startswith("odd is a model of 7 classes, 48x48 grey: cat, dog, a, b, c, d, e, "
-                              f"and the dataset holds 7 classes, 48x48 grey: "
-                              f"{', '.join(CLASSES)}.")
+    assert message == (f"odd cannot score these faces: the model's classes (cat, dog, a, b, c, "
+                       f"d, e) and the data's ({', '.join(CLASSES)}) share none.")
 
 
 def test_clicks_are_read_back_from_plotly_selection_states():

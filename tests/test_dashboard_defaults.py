@@ -69,7 +69,7 @@ def test_builtin_data_defaults_to_a_builtin_model(mixed_root):
 
 def test_the_default_follows_the_data_until_the_user_picks(mixed_root, kaggle_csv):
     at = sidebar("builtin:300")
-    at.sidebar.radio(key="data_kind").set_value("FER2013 file").run()
+    at.sidebar.radio(key="data_kind").set_value("Dataset path").run()
     at.sidebar.text_input(key="data_path").input(kaggle_csv).run()
     assert at.sidebar.selectbox(key="ckpt").value == "fer2013-cnn3"
     at.sidebar.selectbox(key="ckpt").select("tiny-a").run()  # the user's pick stays

@@ -125,16 +125,21 @@ def test_a_deleted_dataset_keeps_its_last_good_state_on_every_page(dashboard_roo
         assert "Showing the faces loaded earlier" in texts(at.warning)
 
 
-def test_an_image_folder_is_reloaded_when_an_image_inside_changes(tmp_path):
+def test_an_image_folder_is_reloaded_within_stamp_s_when_an_image_inside_changes(tmp_path,
+                                                                                 monkeypatch):
     image, other = tmp_path / "train" / "happy" / "a.png", tmp_path / "train" / "sad" / "b.png"
     for path in (image, other):
         path.parent.mkdir(parents=True)
         Image.fromarray(np.zeros((48, 48), np.uint8)).save(path)
+    clock = [time.monotonic()]
+    monkeypatch.setattr(state.time, "monotonic", lambda: clock[0])
     first, _ = state.load_faces(str(tmp_path))
     Image.fromarray(np.full((48, 48), 200, np.uint8)).save(image)
     os.utime(image, ns=(time.time_ns(), time.time_ns() + 10**9))
+    unchanged, _ = state.load_faces(str(tmp_path))  # the folder's stamp is not looked up yet
+    clock[0] += state.STAMP_S
     second, _ = state.load_faces(str(tmp_path))
-    assert first.images.max() == 0 and second.images.max() == 200
+    assert first.images.max() == unchanged.images.max() == 0 and second.images.max() == 200
 
 
 # ---- shared caches ----------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Pages in a task other than FER2013's (AppTest): a colour 64-pixel checkpoint with RAF-DB's
 classes (in RAF-DB's order) on colour faces of that task shows those names on Model, Confusions
 and Saliency, an uploaded photo is cut in colour at the checkpoint's size, and Home, Training,
-Filters and Embeddings draw the colour faces; a checkpoint of another task than the data's gets
-one message naming both, never a traceback."""
+Filters and Embeddings draw the colour faces; a checkpoint of another task than the data's
+scores the faces mapped to its task (classes by name, faces converted) with one note naming
+both, never a traceback."""
 
 import io
 import json
@@ -177,17 +178,49 @@ def test_home_counts_the_datasets_classes_in_its_order(raf_data):
     assert list(at.dataframe[0].value.columns) == [*RAF_DB_NAMES, "total"]
 
 
+def mapped_note(at: AppTest) -> str:
+    """The one note saying how a FER2013 checkpoint sees the RAF-DB faces (no error)."""
+    assert not at.error, [e.value for e in at.error]
+    [note] = [i.value for i in at.main.info if "Shown as the model sees the data" in i.value]
+    assert note.startswith(f"**tiny-a** is a model of {FER2013.describe()}: Angry, ")
+    assert f"the dataset holds {RAF}: {', '.join(RAF_DB_NAMES)}." in note
+    assert "faces converted from 64x64 colour to the model's 48x48 grey" in note
+    return note
+
+
 @pytest.mark.parametrize("page", SCORING_PAGES)
-def test_a_checkpoint_of_another_task_gets_one_message_naming_both(raf_data, page):
+def test_a_checkpoint_of_another_task_scores_the_faces_mapped_by_name(raf_data, page):
     at = apptest_helpers.open_page(page, data=raf_data, run="tiny-a")
-    [message] = [e.value for e in at.main.error]
-    assert message.startswith(f"tiny-a is a model of {FER2013.describe()}: Angry, ")
-    assert f"the dataset holds {RAF}: {', '.join(RAF_DB_NAMES)}." in message
+    mapped_note(at)
+    assert at.main.selectbox or at.main.slider  # the page went on past the note to its controls
 
 
-def test_the_model_page_of_another_task_keeps_its_table_and_refuses_the_matrix(raf_data):
+def test_confusions_of_a_fer2013_model_on_raf_faces_counts_them_in_its_classes(raf_data,
+                                                                                 raf_faces):
+    at = apptest_helpers.open_page("views/confusions/page.py", data=raf_data, run="tiny-a",
+                                   split="val")
+    mapped_note(at)
+    heat = figure(at, "cm_matrix")["data"][0]
+    assert heat["x"] == heat["y"] == list(FER2013.classes)
+    val = raf_faces.labels[raf_faces.indices("val")]
+    rows = np.array(heat["z"]).sum(1)  # RAF-DB's names matched to FER2013's by meaning
+    for k, name in enumerate(RAF_DB_NAMES):
+        fer = {"surprise": "Surprise", "fear": "Fear", "disgust": "Disgust", "happiness": "Happy",
+               "sadness": "Sad", "anger": "Angry", "neutral": "Neutral"}[name]
+        assert rows[FER2013.classes.index(fer)] == (val == k).sum()
+
+
+def test_the_model_page_of_another_task_keeps_its_table_and_maps_the_matrix(raf_data):
     at = apptest_helpers.open_page("views/model.py", data=raf_data, run="tiny-a")
-    [message] = [e.value for e in at.main.error]
-    assert FER2013.describe() in message and RAF in message
+    mapped_note(at)
     assert at.dataframe[0].value["params"].iloc[-1] == 669_127
-    assert not any(c.proto.id.endswith("-model_matrix") for c in at.get("plotly_chart"))
+    matrix = figure(at, "model_matrix")["data"][0]
+    assert matrix["x"] == matrix["y"] == list(FER2013.classes)
+
+
+def test_two_checkpoints_of_different_tasks_are_not_compared(raf_data):
+    at = open_page("views/confusions/page.py", data=raf_data, run=RUN, split="val")
+    at.selectbox(key="cm_compare").set_value("tiny-a").run()
+    [message] = [e.value for e in at.main.error]
+    assert message.startswith(f"tiny-a is a model of {FER2013.describe()}")
+    assert "need the same classes" in message

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dataset_helpers import RAF_DB_NAMES, in_other_task
+from dataset_helpers import RAF_DB_NAMES, in_other_task, write_tree
 from PIL import Image
 
 from fer_core.cli.main import main
@@ -24,20 +24,6 @@ TRAIN, VAL, TEST = 0, 1, 2
 @pytest.fixture(scope="module")
 def faces():
     return make_builtin_faces(n=70, seed=5)
-
-
-def write_tree(root: Path, dataset, folder_of=None, suffix=".png", tops=("train", "test")):
-    """Each face as an image under <top>/<class folder>/, train and test by its split (val
-    faces go to train); returns the relative paths in dataset order."""
-    folder_of = folder_of or (lambda k: dataset.task.classes[k])
-    written = []
-    for i, (label, split) in enumerate(zip(dataset.labels, dataset.split_codes)):
-        top = tops[1] if split == TEST else tops[0]
-        relative = f"{top}/{folder_of(label)}/{i:03d}{suffix}"
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        pil_image(dataset.images[i]).save(root / relative)
-        written.append(relative)
-    return written
 
 
 def by_source(dataset, relatives):

@@ -16,6 +16,8 @@ import argparse
 import contextlib
 import os
 import sys
+import threading
+import time
 from dataclasses import dataclass
 
 import streamlit as st
@@ -26,8 +28,10 @@ from dashboard.common.memo import MB, Memo
 from dashboard.common.paths import run_path
 from dashboard.common.progress import on_bar
 from fer_core.data.dataset import FaceDataset
+from fer_core.data.matching import for_model
 from fer_core.data.readers import load_dataset, source_stamp
 from fer_core.data.task import Task
+from fer_core.data.tree import memory_budget
 from fer_core.device import choose_device, describe_device
 from fer_core.errors import FerError
 from fer_core.evaluation.predict import Predictions, ProgressCallback, cached_predict_split
@@ -64,8 +68,34 @@ def selection() -> Selection:
     return st.session_state["selection"]
 
 
-FACES: Memo[FaceDataset | str] = Memo("faces", budget=384 * MB)  # FER2013: 84 MB
-LAST_GOOD: Memo[FaceDataset] = Memo("last good faces", budget=384 * MB)  # by spec: FACES entries
+# A dataset may be as large as the reader lets it be (the memory budget: half the machine, or
+# FER_MEMORY_BUDGET): one copy of each, shared by every tab, let go when no tab has asked for it
+# in memo.IDLE_S. LAST_GOOD holds the same objects as FACES, so it costs no memory of its own.
+FACES: Memo[FaceDataset | str] = Memo("faces", budget=max(384 * MB, memory_budget()))
+LAST_GOOD: Memo[FaceDataset] = Memo("last good faces", budget=FACES.budget)  # by spec
+STAMP_S = 10.0  # a dataset's stamp is looked up again after this long (a tree's lists its files)
+_STAMPS: dict[str, tuple[float, tuple | None]] = {}
+_STAMPS_LOCK = threading.Lock()
+
+
+def data_stamp(spec: str) -> tuple | None:
+    """`source_stamp(spec)`; a folder's looked up at most once every STAMP_S seconds: a
+    15,000-image tree's stamp lists every file (0.2-0.4 s here), and every rerun of every tab
+    asks for it. A changed tree is read again within STAMP_S; a file's stamp (one stat) is
+    always fresh."""
+    now = time.monotonic()
+    with _STAMPS_LOCK:
+        seen = _STAMPS.get(spec)
+    if seen is not None and now - seen[0] < STAMP_S and _is_folder_stamp(seen[1]):
+        return seen[1]
+    stamp = source_stamp(spec)
+    with _STAMPS_LOCK:
+        _STAMPS[spec] = (now, stamp)
+    return stamp
+
+
+def _is_folder_stamp(stamp: tuple | None) -> bool:
+    return stamp is not None and stamp[0] == "folder"
 
 
 def _faces_or_error(spec: str) -> FaceDataset | str:
@@ -80,7 +110,7 @@ def _faces_or_error(spec: str) -> FaceDataset | str:
 def load_faces(spec: str) -> tuple[FaceDataset | None, str | None]:
     """(dataset, problem): (dataset, None) when `spec` loads; when it cannot be read any more,
     (its last good copy, the reader's message); (None, the message) when it never loaded."""
-    key = (spec, source_stamp(spec))
+    key = (spec, data_stamp(spec))
     with contextlib.nullcontext() if FACES.has(key) else st.spinner("Loading faces..."):
         result = FACES.get(key, lambda report: _faces_or_error(spec))
     if isinstance(result, str):
@@ -198,40 +228,60 @@ def shown_predictions(ckpt: Checkpoint, dataset, split: str) -> Predictions:
     return result
 
 
-def task_mismatch(run: str, ckpt: Checkpoint, dataset: FaceDataset) -> str | None:
-    """Why the run's checkpoint cannot score the dataset's faces (its task, the classes it
-    outputs or the faces it takes, is not the dataset's), or None."""
-    if ckpt.task == dataset.task:
-        return None
-    return (f"{run} is a model of {ckpt.task.named()}, and the dataset holds "
-            f"{dataset.task.named()}. This page needs a checkpoint of the dataset's task: "
-            f"choose another checkpoint or dataset in the sidebar.")
-
-
-def page_checkpoint(run: str | None, dataset: FaceDataset) -> Checkpoint | None:
-    """The chosen run's checkpoint for a page that scores the dataset's faces, or None after
-    showing why it cannot be used (no run, an unreadable file, another task than the
-    dataset's)."""
+def page_checkpoint(run: str | None) -> Checkpoint | None:
+    """The chosen run's checkpoint for a page that scores faces, or None after showing why
+    there is none (no run, an unreadable file)."""
     if run is None:
         st.info("No checkpoint yet: train one on the Training page.", icon=":material/info:")
         return None
     try:
-        ckpt = checkpoint(run_path(run))
+        return checkpoint(run_path(run))
     except FerError as e:
         st.error(str(e), icon=":material/error:")
         return None
-    if problem := task_mismatch(run, ckpt, dataset):
-        st.error(problem, icon=":material/error:")
+
+
+ADAPTED: Memo[FaceDataset] = Memo("faces for a model", budget=FACES.budget)
+
+
+def model_faces(dataset: FaceDataset, task: Task) -> FaceDataset:
+    """`dataset` as a model of `task` sees it (`matching.for_model`: classes matched by name,
+    faces converted to its size and channels), made once per dataset and task and shared by
+    every tab and page; the dataset itself when the tasks are the same. Raises FerError when
+    they share no class."""
+    if dataset.task == task:
+        return dataset
+    key = (dataset.fingerprint, task)
+    with contextlib.nullcontext() if ADAPTED.has(key) else st.spinner("Mapping the faces..."):
+        return ADAPTED.get(key, lambda report: for_model(dataset, task).read_only())
+
+
+def page_model_faces(run: str, ckpt: Checkpoint, dataset: FaceDataset) -> FaceDataset | None:
+    """The faces a page scores with `ckpt`: the dataset, or the dataset mapped to the model's
+    task with one note saying how; None after saying why it cannot be (no shared class)."""
+    try:
+        faces = model_faces(dataset, ckpt.task)
+    except FerError as e:
+        st.error(f"{run} cannot score these faces: {e}.", icon=":material/error:")
         return None
-    return ckpt
+    if faces is not dataset:
+        done = "; ".join(faces.notes[len(dataset.notes):])
+        st.info(f"**{run}** is a model of {ckpt.task.named()}, and the dataset holds "
+                f"{dataset.task.named()}. Shown as the model sees the data: {done}.",
+                icon=":material/swap_horiz:")
+    return faces
 
 
 def scoring_page(title: str) -> tuple[Selection, FaceDataset, Checkpoint] | None:
-    """The opening of a page that scores faces: the sidebar's choice, its dataset (the page
-    stops with the reader's message when there is none), the title, and the checkpoint; None
-    after saying why there is no usable checkpoint."""
+    """The opening of a page that scores faces: the sidebar's choice, its dataset as the
+    checkpoint sees it (`page_model_faces`; the page stops with the reader's message when there
+    is no dataset), the title, and the checkpoint; None after saying why there is no usable
+    checkpoint."""
     choice = selection()
     dataset = page_faces(choice.data)
     st.title(title)
-    ckpt = page_checkpoint(choice.run, dataset)
-    return None if ckpt is None else (choice, dataset, ckpt)
+    ckpt = page_checkpoint(choice.run)
+    if ckpt is None:
+        return None
+    faces = page_model_faces(choice.run, ckpt, dataset)
+    return None if faces is None else (choice, faces, ckpt)

@@ -2,6 +2,7 @@
 environment (`python -m fer_core env`): what is broken is said at the top, one line each."""
 
 import io
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -13,18 +14,20 @@ from dashboard.common.runs import all_runs
 from dashboard.common.tables import RUN_COLUMNS, runs_frame
 from dashboard.sidebar import shipped_run
 from fer_core.data.readers import is_builtin_spec
+from fer_core.data.task import FER2013
 from fer_core.environment import problems, report
 
 SYNTHETIC_NOTE = """
 **The built-in faces are synthetic stand-ins**, drawn procedurally so the app works out of the box
-(they mimic FER2013's classes and classic confusions, not real faces). To load FER2013, either:
+(they mimic FER2013's classes and classic confusions, not real faces). To load real faces, either:
 
 - start with `FER_DATA=/path/to/fer2013.csv streamlit run dashboard/app.py`,
 - or `streamlit run dashboard/app.py -- --data /path/to/fer2013.csv`,
-- or choose **FER2013 file** in the sidebar and type the path.
+- or choose **Dataset path** in the sidebar and type the path.
 
-The Kaggle CSV (`emotion,pixels,Usage`) and the image export (`train/` and `test/` folders with one
-sub-folder per emotion) are both read.
+FER2013's Kaggle CSV (`emotion,pixels,Usage`) is read, and so is any class-folder tree
+(`train/`, `test/` and `val/` or `valid/` folders with one sub-folder per class, such as FER2013's
+image export or RAF-DB): its classes, size and colour come from the images.
 """
 
 
@@ -55,6 +58,13 @@ def environment_section(facts) -> None:
         st.caption("The same as `python -m fer_core env`.")
 
 
+def dataset_title(spec: str, dataset) -> str:
+    """'Built-in faces', 'FER2013' (its CSV or image export), else the folder's name."""
+    if is_builtin_spec(spec):
+        return "Built-in faces"
+    return "FER2013" if dataset.task == FER2013 else Path(spec).name
+
+
 def page() -> None:
     choice = state.selection()
     dataset = state.page_faces(choice.data)
@@ -69,9 +79,10 @@ def page() -> None:
     builtin = is_builtin_spec(choice.data)
     runs = [r for r in all_runs() if r.has_checkpoint]
     name = shipped_run([r.name for r in runs], builtin, state.device().type)
-    shipped = next((r for r in runs if r.name == name), None)
+    # the shipped model's accuracy is a figure of FER2013's task: not shown beside other data
+    shipped = next((r for r in runs if r.name == name and dataset.task == FER2013), None)
     cols = st.columns([3, 2, 2, 3])  # "Built-in faces" needs the room
-    cols[0].metric("Dataset", "Built-in faces" if builtin else "FER2013")
+    cols[0].metric("Dataset", dataset_title(choice.data, dataset))
     cols[1].metric("Faces", f"{len(dataset):,}")
     cols[2].metric("Device", state.device().type.upper(), help=state.device_text())
     if shipped is not None and shipped.checkpoint_cut:

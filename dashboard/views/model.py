@@ -138,12 +138,11 @@ def show_curves(run_dir: Path) -> None:
 
 
 def show_confusions(run: str, ckpt: Checkpoint, data: str) -> None:
-    """The confusion matrix on the default labelled split of the sidebar's data, when the
-    checkpoint's task is the data's (else why not, as an error)."""
+    """The confusion matrix on the default labelled split of the sidebar's data, as the
+    checkpoint sees it (mapped to its task when that is another)."""
     st.subheader("Confusion matrix")
     dataset, problem = state.load_faces(data)
-    if dataset is not None and (mismatch := state.task_mismatch(run, ckpt, dataset)):
-        st.error(mismatch, icon=":material/error:")
+    if dataset is not None and (dataset := state.page_model_faces(run, ckpt, dataset)) is None:
         return
     splits = dataset.labelled_splits() if dataset is not None else []
     if problem or not splits:

@@ -4,10 +4,12 @@ On the built-in faces: Home, Model, Training (start a 2-epoch run, watch its cur
 and the probe strip show the first epoch's maps, see it finish), Confusions (click an
 off-diagonal cell, see its gallery, open a face and follow "Explain this face"), Saliency (the map, another method, an uploaded photo and its prediction),
 Filters (16 steps of the first 16 filters, the grid), Embeddings (click a point, see its face).
-Then the same on FER2013 with the shipped fer2013-cnn3 when FER2013_CSV is set, without training.
+Then the same on FER2013 with the shipped fer2013-cnn3 when FER2013_CSV is set, without training,
+and on a colour 100x100 tree with RAF-DB's emotion names and a model trained on it.
 
 Every page is saved as test-artifacts/walk_<data>_<page>.png. With FER_TOUR_DIR set, each is also
-saved there, small, as <page>.png: the README's tour (see the README for the command).
+saved there, small, as <page>.png (the tree's Confusions and Saliency as tree_<page>.png): the
+README's tour (see the README for the command).
 """
 
 import os
@@ -47,10 +49,13 @@ FILTERS, STEPS = 16, 16
 
 
 class Walk:
-    """One browser page walking the app at `url`, saving a screenshot of each page it visits."""
+    """One browser page walking the app at `url`, saving a screenshot of each page it visits;
+    `classes`: the checkpoint's, in its output order; `tour`: the README's name of each page
+    shot for its tour (default: the page's own name)."""
 
-    def __init__(self, page, url: str, data_name: str):
-        self.page, self.url, self.data_name = page, url, data_name
+    def __init__(self, page, url: str, data_name: str, classes=CLASSES, tour=None):
+        self.page, self.url, self.data_name, self.classes = page, url, data_name, classes
+        self.tour = tour
 
     def open(self, link: str, slug: str) -> None:
         """Go to another page through the sidebar's navigation, as a user does."""
@@ -70,8 +75,9 @@ class Walk:
         path = ARTIFACTS / f"walk_{self.data_name}_{name}.png"
         clip = {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height}
         self.page.screenshot(path=str(path), clip=clip)
-        if tour and (folder := os.environ.get("FER_TOUR_DIR")):
-            save_small(path, Path(folder) / f"{name}.png")
+        tour_name = name if self.tour is None else self.tour.get(name)
+        if tour and tour_name and (folder := os.environ.get("FER_TOUR_DIR")):
+            save_small(path, Path(folder) / f"{tour_name}.png")
 
     def tall(self, height: int) -> None:
         """A window tall enough for the whole page: Streamlit scrolls its main area itself."""
@@ -138,9 +144,10 @@ def confusions(walk: Walk, cell: tuple[int, int], faces: int | None) -> int:
     walk.tall(1500)
     walk.open("Confusions", "confusions")
     t, p = cell
-    click_at(page, ".st-key-cm_matrix", (p + 0.5) / 7, (t + 0.5) / 7)
+    k = len(walk.classes)
+    click_at(page, ".st-key-cm_matrix", (p + 0.5) / k, (t + 0.5) / k)
     count = str(faces) if faces is not None else r"[\d,]+"
-    title = re.compile(rf"True {CLASSES[t]}, predicted {CLASSES[p]}: {count} faces")
+    title = re.compile(rf"True {walk.classes[t]}, predicted {walk.classes[p]}: {count} faces")
     page.get_by_text(title).first.wait_for()
     page.wait_for_url(lambda u: f"true={t}" in u and f"pred={p}" in u, timeout=30_000)
     page.locator(".st-key-cm_gallery .nsewdrag").first.wait_for()
@@ -248,10 +255,11 @@ def walk_every_page(walk: Walk, dataset_text: str, run_dir: Path, cell, faces, p
 
 def most_confused(run_dir: Path, data: str) -> tuple[tuple[int, int], int]:
     """The off-diagonal cell with the most val faces, and their number."""
-    preds = predict_split(load_checkpoint(run_dir).model, load_dataset(data), "val", "cpu")
+    ckpt = load_checkpoint(run_dir)
+    preds = predict_split(ckpt.model, load_dataset(data), "val", "cpu")
     known = preds.labelled
-    counts = confusion_counts(preds.labels[known], preds.predicted[known], CLASSES)
-    top = ranked_pairs(counts, CLASSES)[0]
+    counts = confusion_counts(preds.labels[known], preds.predicted[known], ckpt.task.classes)
+    top = ranked_pairs(counts, ckpt.task.classes)[0]
     return (top["true"], top["pred"]), top["count"]
 
 
@@ -283,3 +291,32 @@ def test_walk_fer2013(fer2013_root, astronaut, tmp_path, browser_page):
         walk_every_page(Walk(browser_page, url, "fer2013"), "FER2013",
                         fer2013_root / "fer2013-cnn3", fear_as_sad, None, astronaut,
                         train=False)
+
+
+@pytest.fixture
+def tree_root(tmp_path):
+    """A colour 100x100 JPEG tree with RAF-DB's emotion folders (1,200 built-in faces, tinted),
+    and a checkpoints root holding a cnn3 trained on it for 3 epochs (read from disk)."""
+    from dataset_helpers import in_other_task, write_tree
+
+    from fer_core.data.builtin import make_builtin_faces
+    from fer_core.training.config import TrainConfig
+    from fer_core.training.trainer import train
+
+    tree = tmp_path / "raf-db"
+    write_tree(tree, in_other_task(make_builtin_faces(n=1200, seed=1), size=100), suffix=".jpg")
+    root = tmp_path / "checkpoints"
+    train(TrainConfig(data=str(tree), epochs=3, batch_size=64, device="cpu"),
+          root / "raf-cnn3", load_dataset(tree))
+    return tree, root
+
+
+def test_walk_a_colour_tree(tree_root, astronaut, tmp_path, browser_page):
+    tree, root = tree_root
+    run = root / "raf-cnn3"
+    cell, faces = most_confused(run, str(tree))
+    with streamlit_server(tmp_path / "streamlit.log", FER_CHECKPOINTS_DIR=str(root),
+                          FER_DATA=str(tree), FER_CACHE_DIR=str(tmp_path / "cache")) as url:
+        walk = Walk(browser_page, url, "tree", load_checkpoint(run).task.classes,
+                    tour={"confusions": "tree_confusions", "saliency": "tree_saliency"})
+        walk_every_page(walk, "raf-db", run, cell, faces, astronaut, train=False)

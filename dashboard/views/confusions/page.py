@@ -333,8 +333,14 @@ def show_compare(ckpt, dataset, preds, counts: np.ndarray, run: str) -> None:
                          format_func=lambda n: "choose a checkpoint" if n is None else n)
     if other is None:
         return
-    second = state.page_checkpoint(other, dataset)
+    second = state.page_checkpoint(other)
     if second is None:
+        return
+    if second.task != ckpt.task:
+        st.error(f"{other} is a model of {second.task.named()}, and {run} of "
+                 f"{ckpt.task.named()}: two models are compared cell by cell, so they need the "
+                 f"same classes and faces. Choose another checkpoint to compare.",
+                 icon=":material/error:")
         return
     theirs = state.shown_predictions(second, dataset, preds.split)
     known, classes = preds.labelled, ckpt.task.classes

@@ -12,25 +12,37 @@ The drag mode starts at zoom: Streamlit turns click-selection off while the lass
 active (clickmode "event"), so a click picks a face only in zoom or pan mode.
 """
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
 
+from fer_core.data.matching import meaning
 from fer_core.explain.embeddings import Embedding
 from fer_core.explain.settings import PROJECTIONS
 
 COLOURINGS = ("true", "pred", "correct", "confidence")
 COLOURING_NAMES = {"true": "True class", "pred": "Predicted class", "correct": "Correct / wrong",
                    "confidence": "Confidence"}
-# one per class in the task's order, reused from the start beyond the tenth
-CLASS_COLOURS = ("#d62728", "#2ca02c", "#9467bd", "#e6b800", "#1f77b4", "#ff7f0e", "#7f7f7f",
-                 "#8c564b", "#e377c2", "#17becf")
+# each emotion's colour by meaning, so RAF-DB's "happiness" is FER2013's "Happy" yellow
+EMOTION_COLOURS = {"angry": "#d62728", "disgust": "#2ca02c", "fear": "#9467bd",
+                   "happy": "#e6b800", "sad": "#1f77b4", "surprise": "#ff7f0e",
+                   "neutral": "#7f7f7f", "contempt": "#8c564b"}
+OTHER_COLOURS = ("#e377c2", "#17becf", "#bcbd22", "#393b79", "#637939", "#843c39")
 UNKNOWN_COLOUR = "#c7c7c7"
 OUTCOME = {"correct": ("correct", "#29b09d"), "wrong": ("wrong", "#ff2b2b"),
            "unknown": ("no label", UNKNOWN_COLOUR)}
 HIGHLIGHT = "#ff2b2b"
 CHOSEN = "#ff00ff"  # magenta: unlike any class colour, seen on light and dark themes
 POINT_SIZE = 5
+
+
+@functools.cache
+def class_colours(classes: tuple[str, ...]) -> tuple[str, ...]:
+    """A colour per class: an emotion's own (by meaning), the other classes the unused colours
+    in turn (reused from the start when they run out)."""
+    others = iter(OTHER_COLOURS * (len(classes) // len(OTHER_COLOURS) + 1))
+    return tuple(EMOTION_COLOURS.get(meaning(c)) or next(others) for c in classes)
 
 
 def _class_name(k: int, classes: Sequence[str]) -> str:
@@ -45,7 +57,7 @@ def _group(colouring: str, classes: Sequence[str], true: int,
         outcome = "unknown" if true < 0 else "correct" if true == pred else "wrong"
         name, colour = OUTCOME[outcome]
         return outcome, name, colour, (list(OUTCOME).index(outcome),)
-    colour = CLASS_COLOURS[by % len(CLASS_COLOURS)] if by >= 0 else UNKNOWN_COLOUR
+    colour = class_colours(tuple(classes))[by] if by >= 0 else UNKNOWN_COLOUR
     return f"class{by}", _class_name(by, classes), colour, (by if by >= 0 else len(classes),)
 
 
