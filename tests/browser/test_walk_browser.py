@@ -153,6 +153,8 @@ def confusions(walk: Walk, cell: tuple[int, int], faces: int | None) -> int:
     page.locator(".st-key-cm_gallery .nsewdrag").first.wait_for()
     page.get_by_text("Mean gradient of logit").first.wait_for(timeout=120_000)  # the cell map
     walk.shoot("confusions")
+    # a tree's larger faces push the gallery lower: bring it into the window before clicking
+    page.locator(".st-key-cm_gallery").scroll_into_view_if_needed()
     position, x, y = page.evaluate(TILES_JS)[0]  # the most confident mistake
     page.mouse.click(x, y)
     dialog = page.get_by_role("dialog")
