@@ -70,3 +70,10 @@ def test_converted_faces_are_luminance_resized_and_grey_repeats_into_colour(face
     back = convert_faces(grey, 32, 3)
     assert back.shape == (4, 3, 32, 32)
     np.testing.assert_array_equal(back[:, 0], back[:, 2])
+
+
+def test_grey_faces_for_a_colour_model_of_the_same_size_are_repeated(faces):
+    colour = for_model(faces, FER2013.with_input(channels=3))
+    assert colour.images.shape == (len(faces), 3, 48, 48)
+    for channel in range(3):
+        np.testing.assert_array_equal(colour.images[:, channel], faces.images[:, 0])

@@ -41,6 +41,7 @@ from fer_core.models.checkpoint import (
     load_checkpoint,
     resolve_checkpoint_path,
 )
+from fer_core.models.imported import layers_problem
 from fer_core.models.layer_table import summarize
 
 BUILTIN = "builtin"
@@ -230,15 +231,21 @@ def shown_predictions(ckpt: Checkpoint, dataset, split: str) -> Predictions:
 
 def page_checkpoint(run: str | None) -> Checkpoint | None:
     """The chosen run's checkpoint for a page that scores faces, or None after showing why
-    there is none (no run, an unreadable file)."""
+    there is none (no run, an unreadable file, a model whose layers cannot be watched)."""
     if run is None:
         st.info("No checkpoint yet: train one on the Training page.", icon=":material/info:")
         return None
     try:
-        return checkpoint(run_path(run))
+        ckpt = checkpoint(run_path(run))
     except FerError as e:
         st.error(str(e), icon=":material/error:")
         return None
+    if problem := layers_problem(ckpt.model):
+        st.error(f"{run} is {problem}, and this page needs them. `python -m fer_core evaluate "
+                 f"--checkpoint {run_path(run)}` scores it, and `explain` maps its faces with "
+                 f"the input-gradient methods.", icon=":material/error:")
+        return None
+    return ckpt
 
 
 ADAPTED: Memo[FaceDataset] = Memo("faces for a model", budget=FACES.budget)

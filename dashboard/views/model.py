@@ -17,6 +17,7 @@ from fer_core.data.task import FER2013, Task
 from fer_core.errors import FerError
 from fer_core.evaluation.confusion import confusion_counts, normalize
 from fer_core.models.architectures import ARCHITECTURES, DEFAULT_OPTIONS, arch_options
+from fer_core.models.imported import layers_problem
 from fer_core.models.checkpoint import Checkpoint
 from fer_core.training.runs import RunFolder
 
@@ -176,9 +177,14 @@ def page() -> None:
             return
         st.caption(f"**{ckpt.arch}** ({options_text(ckpt.arch_options)}) from run "
                    f"`{choice.run}`, for {ckpt.task.describe()}")
-        show_table(ckpt.arch, ckpt.arch_options, ckpt.task, ckpt.meta)
+        if problem := layers_problem(ckpt.model):
+            st.info(f"No layer table or confusion matrix here: {choice.run} is {problem}.",
+                    icon=":material/info:")
+        else:
+            show_table(ckpt.arch, ckpt.arch_options, ckpt.task, ckpt.meta)
         show_curves(run_path(choice.run))
-        show_confusions(choice.run, ckpt, choice.data)
+        if problem is None:
+            show_confusions(choice.run, ckpt, choice.data)
         show_metadata(ckpt)
     else:
         options = dict(DEFAULT_OPTIONS[source])

@@ -14,8 +14,8 @@ import warnings
 from pathlib import Path
 
 from ..errors import FerError
-from . import (data, embed, env, evaluate, explain, export, influence, timeline, train, trust,
-               visualize)
+from . import (data, embed, env, evaluate, explain, export, import_model, influence, timeline,
+               train, trust, visualize)
 from .common import EXIT_ERROR
 
 COMMANDS = {
@@ -29,6 +29,8 @@ COMMANDS = {
     "trust": (trust, "which saliency methods to trust: sanity check, deletion, localization"),
     "timeline": (timeline, "one face's map and probabilities at each of a run's snapshots"),
     "visualize": (visualize, "activation maximization of some filters of a layer, as a PNG grid"),
+    "import-model": (import_model, "a model trained elsewhere (torchvision, factory, "
+                                   "TorchScript, exported program) as a run folder"),
     "data": (data, "the detected layout and the counts per split and class"),
     "env": (env, "versions, device and memory, torchvision's ops, face finding: what is broken "
                  "and its fix"),

@@ -134,4 +134,4 @@ def _convert(images: np.ndarray, size: int, channels: int) -> np.ndarray:
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
                           align_corners=False)
-    return x.round_().clamp_(0, 255).to(torch.uint8).numpy()
+    return x.round().clamp_(0, 255).to(torch.uint8).numpy()  # round(): x may be expanded

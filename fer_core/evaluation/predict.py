@@ -81,18 +81,23 @@ def logits_on_device(model: nn.Module, faces: torch.Tensor, batch_size: int = BA
     model.eval()
     if faces.dim() != 4:
         raise FerError(f"faces must be N x C x H x W, got shape {tuple(faces.shape)}")
-    classes = model.get_submodule(final_linear_name(model)).out_features
-    out = torch.empty(len(faces), classes, device=faces.device)
+    out = None
     with torch.autocast(faces.device.type, enabled=False):
         for start in range(0, len(faces), batch_size):
             x = faces[start:start + batch_size].float().div_(255)
             if tta:
                 probs = torch.stack([model(v).float().softmax(1) for v in tta_views(x)])
-                out[start:start + len(x)] = probs.mean(0).log()
+                logits = probs.mean(0).log()
             else:
-                out[start:start + len(x)] = model(x).float()
+                logits = model(x).float()
+            if out is None:  # the class count from the output: an imported model may have no
+                out = torch.empty(len(faces), logits.shape[1], device=faces.device)  # Linear
+            out[start:start + len(x)] = logits
             if progress is not None:
                 progress(start + len(x), len(faces))
+    if out is None:  # no faces: as many columns as the last Linear has outputs
+        linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        out = torch.empty(0, linear[-1].out_features if linear else 0, device=faces.device)
     return out
 
 

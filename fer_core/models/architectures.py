@@ -183,6 +183,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "cnn3": build_cnn3,
     "resnet18": build_resnet18,
 }
+IMPORTED = "imported"  # a model trained elsewhere (`imported`): built from its run folder
 NORMALIZATION = {"mean": PIXEL_MEAN, "std": PIXEL_STD}
 DEFAULT_OPTIONS = {"cnn3": {"dropout": 0.3, "head": "pool", **NORMALIZATION},
                    "resnet18": {"small_input": True, **NORMALIZATION}}
@@ -191,6 +192,10 @@ DEFAULT_OPTIONS = {"cnn3": {"dropout": 0.3, "head": "pool", **NORMALIZATION},
 def build_model(arch: str, task: Task = FER2013, **options) -> nn.Module:
     """Build an untrained model for `task` by registry name; unknown names or options give a
     FerError."""
+    if arch == IMPORTED:
+        from .imported import build
+
+        return build(task, **options)
     if arch not in ARCHITECTURES:
         raise FerError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
     unknown = set(options) - set(DEFAULT_OPTIONS[arch])
@@ -201,7 +206,7 @@ def build_model(arch: str, task: Task = FER2013, **options) -> nn.Module:
 
 def arch_options(arch: str, **options) -> dict:
     """The full option dict for `arch` (defaults filled in), as stored in checkpoints."""
-    return {**DEFAULT_OPTIONS[arch], **options}
+    return {**DEFAULT_OPTIONS.get(arch, {}), **options}
 
 
 @dataclass(frozen=True)
@@ -265,7 +270,17 @@ def last_conv_stage(model: nn.Module, shape: tuple[int, int, int]) -> str:
     finally:
         for hook in hooks:
             hook.remove()
+    if not seen:
+        why = _layers_problem(model) or ("no convolution, batch norm or ReLU module of the "
+                                         "model gives a spatial map")
+        raise FerError(f"no layer to explain by: {why}")
     return seen[-1]
+
+
+def _layers_problem(model: nn.Module) -> str | None:
+    from .imported import layers_problem
+
+    return layers_problem(model)
 
 
 def layer_registry(arch: str, task: Task = FER2013, **options) -> list[LayerInfo]:
@@ -277,4 +292,8 @@ def layer_registry(arch: str, task: Task = FER2013, **options) -> list[LayerInfo
 
 def final_linear_name(model: nn.Module) -> str:
     """The module name of the last nn.Linear: the layer that makes the logits."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    linear = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linear:
+        why = _layers_problem(model) or "the model has no nn.Linear module"
+        raise FerError(f"no final linear layer: {why}")
+    return linear[-1]

@@ -15,6 +15,7 @@ from ..atomic import atomic_file
 from ..data.readers import is_builtin_spec
 from ..data.task import Task
 from ..errors import CheckpointError, FerError
+from . import imported
 from .architectures import build_model
 
 FORMAT = "fer_core.checkpoint"  # the tag every saved checkpoint carries: never renamed
@@ -153,6 +154,8 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     """Rebuild the named architecture and load the weights into it, in eval mode on `device`."""
     resolved = resolve_checkpoint_path(path)
     payload = read_payload(resolved)
+    if payload["arch"] == imported.IMPORTED:
+        return _load_imported(payload, resolved, device)
     options = {**UNRECORDED_NORMALIZATION, **payload["arch_options"]}
     try:
         model = build_model(payload["arch"], Task.from_meta(payload), **options)
@@ -165,6 +168,22 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     model.to(device).eval()
     meta = {k: v for k, v in payload.items() if k not in ("model", "training_state")}
     return Checkpoint(model=model, meta=meta, path=resolved)
+
+
+def _load_imported(payload: dict, path: Path, device) -> Checkpoint:
+    """A model imported by `import-model` (see `imported`), rebuilt from its run folder."""
+    task = Task.from_meta(payload)
+    try:
+        model = imported.rebuild(payload["arch_options"], task, payload["model"], path.parent)
+    except FerError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    model.to(device).eval()
+    meta = {k: v for k, v in payload.items() if k != "model"}
+    # where its files are, so that build_model("imported", **arch_options) rebuilds it
+    # (mean and std as tuples: options are hashed by the layer registry's and pages' caches)
+    meta["arch_options"] = {**meta["arch_options"], "folder": str(path.parent),
+                            **{k: tuple(meta["arch_options"][k]) for k in ("mean", "std")}}
+    return Checkpoint(model=model, meta=meta, path=path)
 
 
 def load_weights(model: nn.Module, state: dict, path: Path, arch: str) -> None:
