@@ -115,3 +115,10 @@ def test_home_names_the_tree_and_leaves_out_a_fer2013_figure(tree, tree_root, mo
     at = apptest_helpers.open_page("views/home.py", data=str(tree))
     assert [m.label for m in at.metric] == ["Dataset", "Faces", "Device"]
     assert at.metric[0].value == "raf-db"
+
+
+def test_a_malformed_memory_budget_does_not_stop_the_dashboard(monkeypatch):
+    from dashboard.common import state
+
+    monkeypatch.setenv("FER_MEMORY_BUDGET", "lots")
+    assert state._dataset_budget() == 384 * state.MB

@@ -72,7 +72,14 @@ def selection() -> Selection:
 # A dataset may be as large as the reader lets it be (the memory budget: half the machine, or
 # FER_MEMORY_BUDGET): one copy of each, shared by every tab, let go when no tab has asked for it
 # in memo.IDLE_S. LAST_GOOD holds the same objects as FACES, so it costs no memory of its own.
-FACES: Memo[FaceDataset | str] = Memo("faces", budget=max(384 * MB, memory_budget()))
+def _dataset_budget() -> int:
+    try:
+        return max(384 * MB, memory_budget())
+    except FerError:  # a malformed FER_MEMORY_BUDGET: the reader says so for each dataset
+        return 384 * MB
+
+
+FACES: Memo[FaceDataset | str] = Memo("faces", budget=_dataset_budget())
 LAST_GOOD: Memo[FaceDataset] = Memo("last good faces", budget=FACES.budget)  # by spec
 STAMP_S = 10.0  # a dataset's stamp is looked up again after this long (a tree's lists its files)
 _STAMPS: dict[str, tuple[float, tuple | None]] = {}
