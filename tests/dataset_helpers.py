@@ -17,7 +17,8 @@ def subset_of(dataset: FaceDataset, rows: np.ndarray) -> FaceDataset:
         dataset, images=dataset.images[rows], labels=dataset.labels[rows],
         split_codes=dataset.split_codes[rows], sources=dataset.sources[rows],
         fingerprint=f"{dataset.fingerprint}:{digest}",
-        parts=None if dataset.parts is None else dataset.parts[rows])
+        parts=None if dataset.parts is None else dataset.parts[rows],
+        votes=None if dataset.votes is None else dataset.votes[rows])
 
 
 # RAF-DB's seven basic emotions in its label order (1 surprise ... 7 neutral), as folder names.

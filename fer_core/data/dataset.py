@@ -23,7 +23,8 @@ class FaceDataset:
     `parts` is set for the built-in faces only: a uint8 (N, 48, 48) bit mask of the pixels that
     carry the expression (PART_BITS: brows, eyes, mouth). `task` gives the class names, image
     size and channels; FER2013's unless the reader found others. `notes` are what the reader did
-    that a user should know (files skipped, images cropped or resized).
+    that a user should know (files skipped, images cropped or resized). `votes` is set for FER+
+    only: each face's crowd votes, uint8 (N, 10) in `ferplus.VOTE_NAMES` order.
     """
 
     images: np.ndarray
@@ -36,6 +37,7 @@ class FaceDataset:
     parts: np.ndarray | None = field(default=None)
     task: Task = FER2013
     notes: tuple[str, ...] = ()
+    votes: np.ndarray | None = field(default=None)
 
     def __post_init__(self):
         n = len(self.images)
@@ -43,6 +45,7 @@ class FaceDataset:
         assert n == 0 or int(self.labels.max(initial=-1)) < self.task.num_classes
         assert self.labels.shape == (n,) and self.labels.dtype == np.int64
         assert self.split_codes.shape == (n,) and self.split_codes.dtype == np.uint8
+        assert self.votes is None or (self.votes.ndim == 2 and len(self.votes) == n)
         assert len(self.sources) == n
 
     def __len__(self) -> int:
@@ -50,7 +53,8 @@ class FaceDataset:
 
     def read_only(self) -> "FaceDataset":
         """This dataset, its arrays made read-only (for a copy shared by many readers)."""
-        for array in (self.images, self.labels, self.split_codes, self.sources, self.parts):
+        for array in (self.images, self.labels, self.split_codes, self.sources, self.parts,
+                      self.votes):
             if array is not None:
                 array.setflags(write=False)
         return self

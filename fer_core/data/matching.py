@@ -89,7 +89,7 @@ def for_model(dataset: FaceDataset, model: Task) -> FaceDataset:
         dataset, images=images, labels=labels, split_codes=dataset.split_codes[keep],
         sources=dataset.sources[keep], task=model,
         parts=None if dataset.parts is None or model.size != dataset.task.size
-        else dataset.parts[keep],
+        else dataset.parts[keep], votes=None if dataset.votes is None else dataset.votes[keep],
         fingerprint=f"{dataset.fingerprint}:for-{suffix}", notes=(*dataset.notes, *notes))
 
 

@@ -1,6 +1,6 @@
 """Read a face dataset from any layout users have: the Kaggle challenge CSV, the homework CSV, a
-class-folder tree (`tree`: FER2013's image export, RAF-DB, a user's own folders), or the built-in
-faces.
+class-folder tree (`tree`: FER2013's image export, RAF-DB, a user's own folders), FER+'s folders
+with their crowd votes (`ferplus`), or the built-in faces.
 
 CSV pixels are parsed with whole-array numpy operations, never one value at a time in Python: the
 pixel fields of a block of rows are joined into one byte string, the tokens are located by their
@@ -29,7 +29,7 @@ from PIL import Image
 
 from .. import cache
 from ..errors import DataError
-from . import files, tree
+from . import ferplus, files, tree
 from .classes import CLASSES
 from .classes import FER2013_SIZE as IMAGE_SIZE
 from .dataset import SPLITS, FaceDataset, stratified_val_split
@@ -85,6 +85,8 @@ def load_dataset(spec: str | os.PathLike, *, use_cache: bool = True, val_fractio
     if isinstance(spec, str) and (match := _BUILTIN.fullmatch(spec)):
         return _load_builtin(spec, match.group(1))
     files.check_allowed(spec, name)
+    if path.is_dir() and ferplus.is_ferplus(path) and options == tree.ReadOptions():
+        return _load_ferplus(path, name, use_cache)
     if path.is_dir():
         return _load_tree(path, name, options, report, use_cache, val_fraction, seed)
     data = files.read_file(path, name)
@@ -107,6 +109,14 @@ def _load_tree(path: Path, name: str, options: "tree.ReadOptions", report, use_c
     arrays["layout"] = np.array("class-folders")
     return _dataset(arrays, name, digest, val_fraction, seed, tree.task_of(arrays),
                     tuple(arrays["notes"].tolist()))
+
+
+def _load_ferplus(path: Path, name: str, use_cache: bool) -> FaceDataset:
+    arrays, digest = ferplus.read_ferplus(path, name, use_cache)
+    return FaceDataset(images=arrays["images"], labels=arrays["labels"],
+                       split_codes=arrays["split_codes"], sources=arrays["sources"], name=name,
+                       layout="ferplus-folders", fingerprint=digest, task=ferplus.FERPLUS,
+                       notes=tuple(arrays["notes"].tolist()), votes=arrays["votes"])
 
 
 def _load_builtin(spec: str, count: str | None) -> FaceDataset:
@@ -413,6 +423,8 @@ def source_stamp(spec: str | os.PathLike) -> tuple | None:
         if not path.is_dir():
             info = path.stat()
             return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+        if ferplus.is_ferplus(path):
+            return "folder", ferplus.listing_stamp(path)
         return "folder", tree.listing_key(tree.list_tree(path, str(spec)))
     except (DataError, OSError):
         return None

@@ -1,0 +1,182 @@
+"""FER+ (Barsoum et al. 2016): every FER2013 face labelled by 10 annotators, in the folder layout
+Microsoft's `generate_training_data.py` writes:
+
+    ROOT/FER2013Train/ferNNNNNNN.png ... label.csv      -> train
+    ROOT/FER2013Valid/...                               -> val
+    ROOT/FER2013Test/...                                -> test
+
+Each `label.csv` has no header: image name, face box, then 10 vote counts in VOTE_NAMES order.
+The task is FER+'s 8 emotions (FERPLUS); every face keeps its 10 counts (`FaceDataset.votes`),
+and its label is the majority label of the paper and of Microsoft's reader (`majority_labels`),
+or -1 (left out of accuracy) where there is none. The images are decoded as a tree's are
+(`decode`, into the cache file) and the parsed arrays cached under the label files' content and
+the images' names, sizes and modification times.
+"""
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import cache
+from ..choices import SPLITS
+from ..errors import DataError
+from . import decode, files
+from .task import Task
+
+VOTE_NAMES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+              "contempt", "unknown", "NF")
+FERPLUS = Task(VOTE_NAMES[:8], 48, 1)
+SPLIT_FOLDERS = {"FER2013Train": "train", "FER2013Valid": "val", "FER2013Test": "test"}
+LABELS = "label.csv"
+VERSION = 1  # bump when the cached arrays change meaning
+
+
+def is_ferplus(root: Path) -> bool:
+    """Whether `root` holds a FER+ folder (FER2013Train/, FER2013Valid/ or FER2013Test/ with
+    its label.csv)."""
+    return any((root / folder / LABELS).is_file() for folder in SPLIT_FOLDERS)
+
+
+def listing_stamp(root: Path) -> str:
+    """A hash of the label files' and images' names, sizes and modification times (no file is
+    opened): the dashboard's cheap test that the data changed."""
+    entries = []
+    for folder in SPLIT_FOLDERS:
+        if (root / folder).is_dir():
+            for entry in sorted(os.scandir(root / folder), key=lambda e: e.name):
+                info = entry.stat(follow_symlinks=False)
+                entries.append((folder, entry.name, info.st_size, info.st_mtime_ns))
+    return cache.bytes_fingerprint(repr(entries).encode())
+
+
+def majority_labels(votes: np.ndarray) -> np.ndarray:
+    """Each face's majority label (N x 10 vote counts -> N labels), as FER+'s paper and
+    Microsoft's FERPlusReader define it: single votes are dropped as noise; the label is the
+    class holding more than half of the remaining votes (unknown and NF included); -1 where that
+    class is unknown or NF, or no class does."""
+    kept = np.where(votes > 1, votes, 0).astype(np.int64)
+    top = kept.argmax(1)
+    has_majority = kept.max(1) > 0.5 * kept.sum(1)
+    return np.where(has_majority & (top < FERPLUS.num_classes), top, -1).astype(np.int64)
+
+
+def read_ferplus(root: Path, name: str, use_cache: bool = True) -> tuple[dict, str]:
+    """The parsed arrays (images, labels, split_codes, sources, votes, notes) and their cache
+    key (the dataset's fingerprint)."""
+    rows, label_bytes = _read_labels(root, name)
+    stamps = _stamps(root, [relative for relative, _, _ in rows])
+    key = f"ferplus-v{VERSION}-" + cache.bytes_fingerprint(repr((label_bytes, stamps)).encode())
+    arrays = _cached(key) if use_cache else None
+    if arrays is None:
+        with cache.scratch_array(key if use_cache else None, "images") as scratch:
+            arrays = _parse(root, rows, stamps, scratch)
+            if use_cache:
+                cache.save_entry(key, {k: v for k, v in arrays.items() if k != "images"},
+                                 {"images": scratch})
+    return arrays, key
+
+
+def _read_labels(root: Path, name: str) -> tuple[list[tuple[str, int, list[int]]], list[bytes]]:
+    """(relative image path, split code, 10 votes) of every label.csv row, and the files' bytes."""
+    rows, contents = [], []
+    for folder, split in SPLIT_FOLDERS.items():
+        path = root / folder / LABELS
+        if not path.is_file():
+            continue
+        shown = f"{name.rstrip('/')}/{folder}/{LABELS}"
+        data = files.read_file(path, shown)
+        contents.append(data)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{shown}: not UTF-8 text") from None
+        for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+            if fields:
+                rows.append((f"{folder}/{_image(fields, shown, number)}", SPLITS.index(split),
+                             _votes(fields, shown, number)))
+    if not rows:
+        raise DataError(f"{name}: its label.csv files list no faces")
+    return rows, contents
+
+
+def _image(fields: list[str], shown: str, number: int) -> str:
+    image = fields[0].strip()
+    if not image or "/" in image or "\\" in image or image.startswith("."):
+        raise DataError(f"{shown} line {number}: {image!r} is not an image file name")
+    return image
+
+
+def _votes(fields: list[str], shown: str, number: int) -> list[int]:
+    try:
+        votes = [int(v) for v in fields[2:]]
+    except ValueError:
+        votes = []
+    if len(fields) != 12 or len(votes) != 10 or min(votes) < 0:
+        raise DataError(f"{shown} line {number}: expected an image name, a face box and 10 vote "
+                        f"counts ({', '.join(VOTE_NAMES)}), got {len(fields)} fields")
+    return votes
+
+
+def _stamps(root: Path, relatives: list[str]) -> list[tuple[int, int] | None]:
+    """Each listed image's size and modification time, None where it is missing."""
+    stamps = []
+    for relative in relatives:
+        try:
+            info = os.stat(root / relative)
+            stamps.append((info.st_size, info.st_mtime_ns))
+        except OSError:
+            stamps.append(None)
+    return stamps
+
+
+def _cached(key: str) -> dict | None:
+    arrays = cache.load_arrays(key)
+    images = None if arrays is None else cache.load_array(key, "images")
+    if images is None or set(arrays) != {"labels", "split_codes", "sources", "votes", "notes"}:
+        return None
+    n = len(images)
+    if images.shape[1:] != FERPLUS.shape or arrays["votes"].shape != (n, 10):
+        return None
+    return {**arrays, "images": images}
+
+
+def _parse(root: Path, rows: list, stamps: list, scratch: Path) -> dict:
+    """Decode the listed images (48x48 grey) and keep each one's votes and majority label."""
+    present = [j for j, stamp in enumerate(stamps) if stamp is not None]
+    relatives = [rows[j][0] for j in present]
+    facts = decode.decode_all(root, relatives, FERPLUS.size, 1, scratch)
+    read = [present[k] for k, f in enumerate(facts) if f.problem is None]
+    images = cache.map_array(scratch)
+    if len(read) < len(present):
+        images = np.ascontiguousarray(images[[k for k, f in enumerate(facts) if f.problem is None]])
+        scratch.unlink()
+        with open(scratch, "wb") as f:
+            np.save(f, images)
+    votes = np.array([rows[j][2] for j in read], dtype=np.uint8).reshape(-1, 10)
+    labels = majority_labels(votes)
+    notes = _notes(rows, present, read, facts, labels)
+    return {"images": images, "labels": labels,
+            "split_codes": np.array([rows[j][1] for j in read], dtype=np.uint8),
+            "sources": np.array([rows[j][0] for j in read], dtype=str), "votes": votes,
+            "notes": np.array(notes, dtype=str)}
+
+
+def _notes(rows, present, read, facts, labels) -> list[str]:
+    notes = []
+    missing = len(rows) - len(present)
+    if missing:
+        notes.append(f"{missing:,} image(s) listed in label.csv are missing")
+    unread = [f"{rows[present[k]][0]} ({f.problem})" for k, f in enumerate(facts) if f.problem]
+    if unread:
+        notes.append(f"{len(unread):,} image file(s) skipped: {'; '.join(unread[:5])}")
+    resized = sum(f.problem is None and (f.width, f.height) != (48, 48) for f in facts)
+    if resized:
+        notes.append(f"{resized:,} image(s) not 48x48, resized")
+    without = int((labels < 0).sum())
+    if without:
+        notes.append(f"{without:,} of {len(labels):,} faces have no majority emotion (unknown, "
+                     f"not a face, or votes split): kept with their votes, left out of accuracy")
+    return notes

@@ -1,0 +1,197 @@
+"""FER+'s folder layout: the 8-emotion task, each face's 10 votes kept, the majority label of the
+paper and of Microsoft's reader (checked against a line-by-line port of that reader's rule), bad
+label files in one line; and, when the data is here, the real FER2013Train/FER2013Valid."""
+
+import os
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_core.cli.main import main
+from fer_core.data import decode, ferplus
+from fer_core.data.builtin import make_builtin_faces
+from fer_core.data.pictures import pil_image
+from fer_core.data.readers import load_dataset, source_stamp
+from fer_core.errors import DataError
+
+TAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ferplus" / \
+    "ferplus_train_valid.tar.gz"
+
+# votes in VOTE_NAMES order (neutral, happiness, surprise, sadness, anger, disgust, fear,
+# contempt, unknown, NF) and the majority label each must give
+CASES = [
+    ([10, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0),   # unanimous neutral
+    ([1, 6, 1, 1, 1, 0, 0, 0, 0, 0], 1),    # single votes dropped: 6 of 6
+    ([0, 4, 4, 0, 0, 0, 0, 2, 0, 0], -1),   # split: 4 of 10 is not more than half
+    ([0, 0, 0, 0, 0, 0, 0, 6, 4, 0], 7),    # contempt, 6 of 10
+    ([0, 0, 0, 0, 0, 0, 0, 0, 8, 2], -1),   # unknown
+    ([0, 0, 0, 0, 0, 0, 0, 0, 0, 10], -1),  # not a face
+    ([1, 1, 1, 1, 1, 1, 1, 1, 1, 1], -1),   # every vote single: none left
+    ([0, 0, 3, 0, 2, 0, 0, 0, 0, 0], 2),    # 3 of 5 remaining
+]
+
+
+def microsoft_majority(raw: list[int]) -> int:
+    """A line-by-line port of FERPlusReader._process_data in majority mode, then the reader's
+    `idx < emotion_count` test (Microsoft's FERPlus repository, src/ferplus.py)."""
+    emotion_raw = [float(v) for v in raw]
+    size = len(emotion_raw)
+    emotion_unknown = [0.0] * size
+    emotion_unknown[-2] = 1.0
+    for i in range(size):
+        if emotion_raw[i] < 1.0 + sys.float_info.epsilon:
+            emotion_raw[i] = 0.0
+    sum_list = sum(emotion_raw)
+    emotion = [0.0] * size
+    maxval = max(emotion_raw)
+    if maxval > 0.5 * sum_list:
+        emotion[int(np.argmax(emotion_raw))] = maxval
+    else:
+        emotion = emotion_unknown
+    idx = int(np.argmax(emotion))
+    return idx if idx < 8 else -1
+
+
+def write_ferplus(root: Path, votes: list[list[int]], folders=("FER2013Train", "FER2013Valid")):
+    """Built-in faces as FER+ PNGs with these votes, alternating between `folders`."""
+    faces = make_builtin_faces(n=len(votes), seed=3)
+    lines = {folder: [] for folder in folders}
+    for i, row in enumerate(votes):
+        folder = folders[i % len(folders)]
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        name = f"fer{i:07d}.png"
+        pil_image(faces.images[i]).save(root / folder / name)
+        lines[folder].append(f'{name},"(0, 0, 48, 48)",' + ",".join(map(str, row)))
+    for folder, rows in lines.items():
+        (root / folder / "label.csv").write_text("\n".join(rows) + "\n")
+    return faces
+
+
+def test_majority_labels_follow_the_paper_and_microsofts_reader():
+    votes = np.array([v for v, _ in CASES])
+    assert ferplus.majority_labels(votes).tolist() == [label for _, label in CASES]
+    assert [microsoft_majority(v) for v, _ in CASES] == [label for _, label in CASES]
+
+
+def test_the_folder_layout_reads_as_the_ferplus_task_with_its_votes(tmp_path, monkeypatch):
+    faces = write_ferplus(tmp_path, [v for v, _ in CASES])
+    ds = load_dataset(tmp_path)
+    assert ds.task == ferplus.FERPLUS and ds.layout == "ferplus-folders"
+    assert ds.task.classes[7] == "contempt"
+    order = np.argsort([s.rsplit("/", 1)[1] for s in ds.sources])  # fer0000000 (train), ...01 (val)
+    np.testing.assert_array_equal(ds.votes[order], np.array([v for v, _ in CASES]))
+    assert ds.labels[order].tolist() == [label for _, label in CASES]
+    assert ds.split_codes[order].tolist() == [0, 1] * 4
+    np.testing.assert_array_equal(ds.images[order], faces.images)
+    assert any(n.startswith("4 of 8 faces have no majority emotion") for n in ds.notes)
+    monkeypatch.setattr(decode, "open_image", None)  # a cached read opens no image
+    np.testing.assert_array_equal(load_dataset(tmp_path).votes, ds.votes)
+
+
+def test_a_missing_image_is_noted_and_a_changed_label_file_is_read_again(tmp_path):
+    write_ferplus(tmp_path, [v for v, _ in CASES])
+    stamp = source_stamp(tmp_path)
+    (tmp_path / "FER2013Train" / "fer0000002.png").unlink()
+    assert source_stamp(tmp_path) != stamp
+    ds = load_dataset(tmp_path)
+    assert len(ds) == 7 and "1 image(s) listed in label.csv are missing" in ds.notes
+
+
+@pytest.mark.parametrize("line, message", [
+    ('fer0000000.png,"(0, 0, 48, 48)",1,2,3', "line 1: expected an image name, a face box and "
+                                             "10 vote counts"),
+    ('fer0000000.png,"(0, 0, 48, 48)",1,2,3,4,5,6,7,8,9,x', "line 1: expected"),
+    ('../secret.png,"(0, 0, 48, 48)",1,2,3,4,5,6,7,8,9,0',
+     "line 1: '../secret.png' is not an image file name"),
+])
+def test_a_bad_label_file_is_one_line_naming_it(tmp_path, line, message):
+    (tmp_path / "FER2013Valid").mkdir()
+    (tmp_path / "FER2013Valid" / "label.csv").write_text(line + "\n")
+    with pytest.raises(DataError, match=f"FER2013Valid/label.csv {message}"):
+        load_dataset(tmp_path)
+
+
+def test_the_data_command_prints_the_ferplus_task(tmp_path, capsys):
+    write_ferplus(tmp_path, [v for v, _ in CASES])
+    assert main(["data", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "8 classes, 48x48 grey" in out and "contempt" in out
+
+
+@pytest.fixture(scope="module")
+def real_ferplus(tmp_path_factory):
+    if not TAR.is_file():
+        pytest.skip(f"{TAR} is not here")
+    root = tmp_path_factory.mktemp("ferplus")
+    with tarfile.open(TAR) as archive:
+        archive.extractall(root, filter="data")
+    found = [p.parent for p in root.rglob("label.csv")]
+    return found[0].parent
+
+
+def test_the_real_ferplus_folders_agree_with_microsofts_rule_row_by_row(real_ferplus):
+    import csv
+
+    ds = load_dataset(real_ferplus)
+    assert len(ds) == 28_558 + 3_579
+    for folder, split in (("FER2013Train", 0), ("FER2013Valid", 1)):
+        with open(real_ferplus / folder / "label.csv", newline="") as f:
+            expected = {f"{folder}/{row[0]}": microsoft_majority([int(v) for v in row[2:]])
+                        for row in csv.reader(f) if row}
+        rows = np.flatnonzero(ds.split_codes == split)
+        ours = dict(zip(ds.sources[rows].tolist(), ds.labels[rows].tolist()))
+        assert ours == expected
+    assert 0.05 < (ds.labels < 0).mean() < 0.2  # unknown, not a face or split: a minority
+
+
+def test_a_ferplus_source_stamp_changes_with_its_files(tmp_path):
+    write_ferplus(tmp_path, [v for v, _ in CASES])
+    before = source_stamp(tmp_path)
+    label = tmp_path / "FER2013Valid" / "label.csv"
+    os.utime(label, ns=(1, 1))
+    assert source_stamp(tmp_path) != before
+
+
+PAGES = ("views/home.py", "views/model.py", "views/confusions/page.py", "views/saliency/page.py",
+         "views/filters/page.py", "views/embeddings/page.py")
+
+
+@pytest.fixture(scope="module")
+def ferplus_folder(tmp_path_factory):
+    """200 built-in faces as FER+ folders, each with one clear majority (its class) and some
+    faces without one."""
+    from fer_core.data.classes import CLASSES
+    from fer_core.data.matching import meaning
+
+    root = tmp_path_factory.mktemp("ferplus_pages")
+    faces = make_builtin_faces(n=200, seed=3)
+    votes = []
+    for i, label in enumerate(faces.labels):
+        row = [0] * 10
+        k = next(j for j, c in enumerate(ferplus.VOTE_NAMES) if meaning(c) == meaning(
+            CLASSES[label]))
+        row[k], row[8 if i % 10 == 0 else 7] = 7, 3
+        votes.append(row)
+    write_ferplus(root, votes)
+    return root
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_opens_on_ferplus_with_a_fer2013_model(ferplus_folder, tmp_path, monkeypatch,
+                                                          page):
+    import shutil
+
+    import apptest_helpers
+
+    root = tmp_path / "checkpoints"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "checkpoints" / "fer2013-cnn3",
+                    root / "fer2013-cnn3")
+    apptest_helpers.serve(monkeypatch, root)
+    at = apptest_helpers.open_page(page, data=str(ferplus_folder), run="fer2013-cnn3")
+    assert not at.error, [e.value for e in at.error]
+    if page not in ("views/home.py",):
+        [note] = [i.value for i in at.main.info if "Shown as the model sees" in i.value]
+        assert "classes only the data has: contempt" in note
