@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .. import cache
 from ..errors import DataError
 from . import files
 from .pictures import is_grey_mode
@@ -108,6 +109,22 @@ def decode_all(root: Path, relatives: list[str], size: int, channels: int,
     if len(paths) < PROCESS_FILES or workers() == 1:
         return _decode_range(str(target), offset, shape[1:], 0, paths)
     return _in_workers(target, offset, shape[1:], paths)
+
+
+def kept_images(target: Path, kept: np.ndarray, channels: int | None = None) -> np.ndarray:
+    """The faces `decode_all` wrote to `target` of the files that could be read (`kept`), in
+    `channels` channels when given (a colour decode of a tree that turned out grey keeps one),
+    mapped from the file; it is rewritten to hold just those when that drops anything (rare),
+    so that it can be cached as it is."""
+    images = cache.map_array(target)
+    channels = channels or images.shape[1]
+    if kept.all() and images.shape[1] == channels:
+        return images
+    images = np.ascontiguousarray(images[kept][:, :channels])
+    target.unlink()  # a new file: the old one's mapping stays valid
+    with open(target, "wb") as f:
+        np.save(f, images)
+    return images
 
 
 def _decode_range(target: str, offset: int, face_shape: tuple, start: int,

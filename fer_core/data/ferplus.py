@@ -148,13 +148,9 @@ def _parse(root: Path, rows: list, stamps: list, scratch: Path) -> dict:
     present = [j for j, stamp in enumerate(stamps) if stamp is not None]
     relatives = [rows[j][0] for j in present]
     facts = decode.decode_all(root, relatives, FERPLUS.size, 1, scratch)
-    read = [present[k] for k, f in enumerate(facts) if f.problem is None]
-    images = cache.map_array(scratch)
-    if len(read) < len(present):
-        images = np.ascontiguousarray(images[[k for k, f in enumerate(facts) if f.problem is None]])
-        scratch.unlink()
-        with open(scratch, "wb") as f:
-            np.save(f, images)
+    ok = np.array([f.problem is None for f in facts], dtype=bool)
+    read = [present[k] for k in np.flatnonzero(ok)]
+    images = decode.kept_images(scratch, ok)
     votes = np.array([rows[j][2] for j in read], dtype=np.uint8).reshape(-1, 10)
     labels = majority_labels(votes)
     notes = _notes(rows, present, read, facts, labels)

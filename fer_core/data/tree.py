@@ -245,7 +245,7 @@ def _parse(listing: Listing, classes: tuple[str, ...], options: ReadOptions, nam
         check_memory(len(listing.relatives), *found, name)
         facts = decode.decode_all(listing.root, listing.relatives, *found, scratch)
         kept = np.array([f.problem is None for f in facts], dtype=bool)
-    images = _kept_images(scratch, kept, found[1])
+    images = decode.kept_images(scratch, kept, found[1])
     notes = _notes(listing, facts, kept, found[0], options)
     return _arrays(listing, classes, images, np.flatnonzero(kept), notes)
 
@@ -263,20 +263,6 @@ def _found(facts: list[decode.Facts], kept: np.ndarray, options: ReadOptions) ->
     readable = [f for f, ok in zip(facts, kept) if ok]
     size = options.size or Counter(f.side for f in readable).most_common(1)[0][0]
     return size, options.channels or (1 if all(f.plain_grey for f in readable) else 3)
-
-
-def _kept_images(scratch: Path, kept: np.ndarray, channels: int) -> np.ndarray:
-    """The decoded images of the files that could be read, in `channels` channels (a colour
-    decode of a tree that turned out grey keeps one); the scratch file is rewritten to hold just
-    those when that drops anything (rare)."""
-    images = cache.map_array(scratch)
-    if kept.all() and images.shape[1] == channels:
-        return images
-    images = np.ascontiguousarray(images[kept][:, :channels])
-    scratch.unlink()  # a new file: the old one's mapping stays valid
-    with open(scratch, "wb") as f:
-        np.save(f, images)
-    return images
 
 
 def _notes(listing, facts, kept, size, options) -> list[str]:
