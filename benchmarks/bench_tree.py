@@ -10,10 +10,10 @@ count and size). The baseline opens every file in sorted order with Pillow, conv
 and stacks the arrays; ours is `load_dataset(tree)` with an empty FER_CACHE_DIR (cold) and then
 with the entry it wrote (cached); the cold read includes writing that entry to disk (fsynced).
 A cached read maps the images rather than reading them: the time of a cached read plus a first
-pass over all its pixels is printed too. The cold read alternates with the baseline, `--repeats` times, so machine noise hits both
-alike; the medians are compared. Targets on this 2-core
-machine: cold <= 0.6x the baseline, cached < 1 s. The pixels of both are compared (torchvision's
-and Pillow's JPEG decoders may round differently) and the largest difference is printed.
+pass over all its pixels is printed too. The cold read alternates with the baseline,
+`--repeats` times, so machine noise hits both alike; the medians are compared. Targets on this
+2-core machine: cold <= 0.6x the baseline, cached < 1 s. The pixels of both are compared and the
+largest difference is printed.
 """
 
 import argparse

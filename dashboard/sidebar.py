@@ -83,8 +83,9 @@ def _dataset_picker() -> str:
                     args=("data_kind",))
     wanted = saved["builtin_spec"]
     if kind == FILE_LABEL:
-        wanted = st.text_input("A FER2013 CSV or a folder of class folders", saved["data_path"],
-                               key="data_path", placeholder="/path/to/fer2013.csv or tree/",
+        wanted = st.text_input("A FER2013 CSV, a tree of class folders or FER+'s folders",
+                               saved["data_path"], key="data_path",
+                               placeholder="/path/to/fer2013.csv or tree/",
                                on_change=_remember, args=("data_path",)).strip()
     if wanted:
         dataset, error = load_faces(wanted)
@@ -155,8 +156,8 @@ def shipped_run(names, builtin: bool, device_type: str) -> str | None:
 
 def default_run(runs: dict[str, RunInfo], data: str, device_type: str) -> str:
     """For a folder, the latest run trained on that very folder (a tree's own model before a
-    FER2013 one mapped to its classes), else the shipped checkpoint for this kind of data and device (`shipped_run`), else
-    the first run trained on that kind, else the first run."""
+    FER2013 one mapped to its classes), else the shipped checkpoint for this kind of data and
+    device (`shipped_run`), else the first run trained on that kind, else the first run."""
     builtin = is_builtin_spec(data)
     own = [r for r in runs.values()
            if not builtin and r.data and Path(data).is_dir() and _same_data(r.data, data)]

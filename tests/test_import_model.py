@@ -203,8 +203,8 @@ def test_every_page_opens_on_an_imported_model(imported_root, monkeypatch, page,
     at = apptest_helpers.open_page(page, data="builtin:300", run=run)
     assert at.session_state["selection"].run == run
     errors = [e.value for e in at.main.error]
-    hookable = run in ("tiny-factory", "report-resnet18") or page in ("views/home.py", "views/training/page.py",
-                                                  "views/model.py")
+    hookable = run in ("tiny-factory", "report-resnet18") or page in (
+        "views/home.py", "views/training/page.py", "views/model.py")
     assert errors == ([] if hookable else [errors[0]]), errors
     if not hookable:
         assert "layers cannot be watched" in errors[0] and "fer_core evaluate" in errors[0]

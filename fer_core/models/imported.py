@@ -238,7 +238,8 @@ def layers_problem(model: nn.Module) -> str | None:
     no hooks, and an exported program does not keep its modules as they were."""
     for module in model.modules():
         if isinstance(module, torch.jit.ScriptModule):
-            return "a TorchScript model's layers cannot be watched (PyTorch allows no hooks on them)"
+            return ("a TorchScript model's layers cannot be watched (PyTorch allows no hooks on "
+                    "them)")
         if isinstance(module, Exported):
             return "an exported program's layers cannot be watched (it keeps no modules to hook)"
     return None
