@@ -153,9 +153,13 @@ def confusions(walk: Walk, cell: tuple[int, int], faces: int | None) -> int:
     page.locator(".st-key-cm_gallery .nsewdrag").first.wait_for()
     page.get_by_text("Mean gradient of logit").first.wait_for(timeout=120_000)  # the cell map
     walk.shoot("confusions")
-    # a tree's larger faces push the gallery lower: bring it into the window before clicking
-    page.locator(".st-key-cm_gallery").scroll_into_view_if_needed()
     position, x, y = page.evaluate(TILES_JS)[0]  # the most confident mistake
+    height = page.viewport_size["height"]
+    if y > height - 80:  # a tree's larger faces push it below the window: scroll it up
+        page.mouse.move(x, height / 2)
+        page.mouse.wheel(0, y - height / 2)
+        time.sleep(1)
+        position, x, y = page.evaluate(TILES_JS)[0]
     page.mouse.click(x, y)
     dialog = page.get_by_role("dialog")
     dialog.get_by_text(f"Face #{position} of val").wait_for()
