@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from ..data.task import FER2013, Task
-from ..environment import torchvision_problem
 from ..errors import FerError
+from .imported import IMPORTED, build_imported, layers_problem
+from .resnet_blocks import hook_safe_basic_block, torchvision_resnet
 
 # Mean and std of FER2013 Training pixels in [0, 1]; close enough for the built-in faces too.
 PIXEL_MEAN = 0.508
@@ -128,35 +129,6 @@ def build_cnn3(task: Task = FER2013, dropout: float = 0.3, head: str = "pool",
     return nn.Sequential(blocks)
 
 
-def torchvision_resnet():
-    """torchvision.models.resnet; a FerError naming the fix when torchvision does not import
-    (not installed, or built for another torch: `fer_core.environment`)."""
-    try:
-        from torchvision.models import resnet
-    except Exception as e:  # a broken build can raise anything at import
-        raise FerError(torchvision_problem(e)) from None
-    return resnet
-
-
-@functools.cache
-def hook_safe_basic_block() -> type[nn.Module]:
-    """The class HookSafeBasicBlock, made on first use so that torchvision is imported only
-    when a ResNet is built."""
-
-    class HookSafeBasicBlock(torchvision_resnet().BasicBlock):
-        """torchvision's BasicBlock with its two ReLUs as two modules (`relu` after bn1,
-        `relu_out` after the residual sum) and the sum made out of place, so a hook on bn2
-        keeps its values."""
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out = self.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            identity = x if self.downsample is None else self.downsample(x)
-            return self.relu_out(out + identity)
-
-    return HookSafeBasicBlock
-
-
 def build_resnet18(task: Task = FER2013, small_input: bool = True, mean: float = PIXEL_MEAN,
                    std: float = PIXEL_STD) -> nn.Sequential:
     """torchvision's ResNet18 with the task's channels as input and one output per class.
@@ -183,7 +155,6 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "cnn3": build_cnn3,
     "resnet18": build_resnet18,
 }
-IMPORTED = "imported"  # a model trained elsewhere (`imported`): built from its run folder
 NORMALIZATION = {"mean": PIXEL_MEAN, "std": PIXEL_STD}
 DEFAULT_OPTIONS = {"cnn3": {"dropout": 0.3, "head": "pool", **NORMALIZATION},
                    "resnet18": {"small_input": True, **NORMALIZATION}}
@@ -192,10 +163,8 @@ DEFAULT_OPTIONS = {"cnn3": {"dropout": 0.3, "head": "pool", **NORMALIZATION},
 def build_model(arch: str, task: Task = FER2013, **options) -> nn.Module:
     """Build an untrained model for `task` by registry name; unknown names or options give a
     FerError."""
-    if arch == IMPORTED:
-        from .imported import build
-
-        return build(task, **options)
+    if arch == IMPORTED:  # a model trained elsewhere, built from its run folder
+        return build_imported(task, **options)
     if arch not in ARCHITECTURES:
         raise FerError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
     unknown = set(options) - set(DEFAULT_OPTIONS[arch])
@@ -271,16 +240,11 @@ def last_conv_stage(model: nn.Module, shape: tuple[int, int, int]) -> str:
         for hook in hooks:
             hook.remove()
     if not seen:
-        why = _layers_problem(model) or ("no convolution, batch norm or ReLU module of the "
+        why = layers_problem(model) or ("no convolution, batch norm or ReLU module of the "
                                          "model gives a spatial map")
         raise FerError(f"no layer to explain by: {why}")
     return seen[-1]
 
-
-def _layers_problem(model: nn.Module) -> str | None:
-    from .imported import layers_problem
-
-    return layers_problem(model)
 
 
 def layer_registry(arch: str, task: Task = FER2013, **options) -> list[LayerInfo]:
@@ -294,6 +258,6 @@ def final_linear_name(model: nn.Module) -> str:
     """The module name of the last nn.Linear: the layer that makes the logits."""
     linear = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linear:
-        why = _layers_problem(model) or "the model has no nn.Linear module"
+        why = layers_problem(model) or "the model has no nn.Linear module"
         raise FerError(f"no final linear layer: {why}")
     return linear[-1]

@@ -30,7 +30,9 @@ import torch
 from torch import nn
 
 from ..errors import FerError
-from .architectures import IMPORTED, hook_safe_basic_block  # noqa: F401  (re-exported)
+from .resnet_blocks import hook_safe_basic_block, torchvision_resnet
+
+IMPORTED = "imported"  # the architecture name of a model trained elsewhere
 
 KINDS = ("torchvision", "factory", "torchscript", "program")
 FILES = {"torchscript": "model.ts", "program": "model.pt2"}
@@ -66,7 +68,7 @@ def build_source(options: dict, classes: int, channels: int, folder: Path) -> nn
     raise FerError(f"unknown import kind {kind!r}: one of {', '.join(KINDS)}")
 
 
-def build(task, kind: str, name: str, mean: list[float], std: list[float],
+def build_imported(task, kind: str, name: str, mean: list[float], std: list[float],
           folder: str) -> nn.Module:
     """The imported model of run folder `folder` for `task` (its classes, channels), with the
     normalization in front and hook-safe ReLUs: untrained for torchvision and factory models
@@ -79,15 +81,13 @@ def build(task, kind: str, name: str, mean: list[float], std: list[float],
 
 def rebuild(options: dict, task, state: dict, folder: Path) -> nn.Module:
     """The imported model of a run folder, weights loaded."""
-    model = build(task, **{**options, "folder": str(folder)})
+    model = build_imported(task, **{**options, "folder": str(folder)})
     if options["kind"] in ("torchvision", "factory"):
         load_strict(model, state, folder / "best.pt")
     return model
 
 
 def torchvision_model(name: str, classes: int) -> nn.Module:
-    from .architectures import torchvision_resnet
-
     torchvision_resnet()  # a broken torchvision: one FerError line
     import torchvision
 
