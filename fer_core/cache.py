@@ -135,6 +135,14 @@ def load_array(key: str, name: str) -> np.ndarray | None:
         return None
 
 
+def load_with_array(key: str, name: str) -> dict[str, np.ndarray] | None:
+    """The arrays of entry `key` with its kept array `name` (mapped) among them, or None when
+    either is missing or unreadable."""
+    arrays = load_arrays(key)
+    kept = None if arrays is None else load_array(key, name)
+    return None if kept is None else {**arrays, name: kept}
+
+
 def map_array(path: Path) -> np.ndarray:
     """The .npy file `path` mapped copy-on-write, as a plain ndarray."""
     return np.asarray(np.load(path, mmap_mode="c", allow_pickle=False))

@@ -86,14 +86,18 @@ def _import(args, kind: str, folder: Path) -> str:
         shutil.copytree(args.code, folder / imported.CODE,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     state = imported.read_state_dict(Path(args.weights)) if args.weights else None
-    channels = args.channels or _channels(kind, name, state, folder)
+    # every kind but torchvision is built the same whatever the classes and channels: once
+    model = (None if kind == "torchvision"
+             else imported.build_source({"kind": kind, "name": name}, 0, 0, folder))
+    known = state if state is not None or model is None else model.state_dict()
+    channels = args.channels or _channels(kind, known)
     problem = task_problem(classes, args.size, channels)
     if problem:
         raise FerError(problem)
     task = Task(classes, args.size, channels)
     options = {"kind": kind, "name": name, "mean": _per_channel(args.mean, "--mean", channels),
                "std": _per_channel(args.std, "--std", channels)}
-    model = imported.build_source(options, task.num_classes, channels, folder)
+    model = model or imported.build_source(options, task.num_classes, channels, folder)
     if state is None and kind in ("torchvision", "factory"):
         state = model.state_dict()
     if state is not None:
@@ -111,14 +115,11 @@ def _import(args, kind: str, folder: Path) -> str:
     return f"imported {kind} {name} as {{out}}: {task.named()}"
 
 
-def _channels(kind: str, name: str, state: dict | None, folder: Path) -> int:
+def _channels(kind: str, state: dict | None) -> int:
     """The input channels the weights tell (the first convolution's); torchvision builds for 3;
     else --channels is needed."""
     from ..errors import FerError
-    from ..models import imported
 
-    if state is None and kind != "torchvision":
-        state = imported.build_source({"kind": kind, "name": name}, 0, 0, folder).state_dict()
     for value in (state or {}).values():
         if value.dim() == 4:
             return int(value.shape[1])

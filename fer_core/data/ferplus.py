@@ -133,14 +133,13 @@ def _stamps(root: Path, relatives: list[str]) -> list[tuple[int, int] | None]:
 
 
 def _cached(key: str) -> dict | None:
-    arrays = cache.load_arrays(key)
-    images = None if arrays is None else cache.load_array(key, "images")
-    if images is None or set(arrays) != {"labels", "split_codes", "sources", "votes", "notes"}:
+    arrays = cache.load_with_array(key, "images")
+    if arrays is None or set(arrays) != {"images", "labels", "split_codes", "sources", "votes",
+                                         "notes"}:
         return None
-    n = len(images)
-    if images.shape[1:] != FERPLUS.shape or arrays["votes"].shape != (n, 10):
-        return None
-    return {**arrays, "images": images}
+    images = arrays["images"]
+    well_formed = images.shape[1:] == FERPLUS.shape and arrays["votes"].shape == (len(images), 10)
+    return arrays if well_formed else None
 
 
 def _parse(root: Path, rows: list, stamps: list, scratch: Path) -> dict:

@@ -187,12 +187,8 @@ def read_tree(root: Path, name: str, options: ReadOptions, report=None,
 
 def _cached(key: str) -> dict[str, np.ndarray] | None:
     """The cached arrays: the images kept beside the entry (mapped, not read), the rest in it."""
-    arrays = cache.load_arrays(key)
-    images = None if arrays is None else cache.load_array(key, "images")
-    if images is None:
-        return None
-    arrays = {**arrays, "images": images}
-    return arrays if _well_formed(arrays) else None
+    arrays = cache.load_with_array(key, "images")
+    return arrays if arrays is not None and _well_formed(arrays) else None
 
 
 def _check_task(classes, options: ReadOptions, name: str) -> None:
