@@ -68,3 +68,21 @@ def write_tree(root, dataset: FaceDataset, folder_of=None, suffix=".png", tops=(
         pil_image(dataset.images[i]).save(root / relative)
         written.append(relative)
     return written
+
+
+def write_ferplus(root, votes: list[list[int]], folders=("FER2013Train", "FER2013Valid")):
+    """Built-in faces as FER+ PNGs with these votes, alternating between `folders`."""
+    from fer_core.data.builtin import make_builtin_faces
+    from fer_core.data.pictures import pil_image
+
+    faces = make_builtin_faces(n=len(votes), seed=3)
+    lines = {folder: [] for folder in folders}
+    for i, row in enumerate(votes):
+        folder = folders[i % len(folders)]
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        name = f"fer{i:07d}.png"
+        pil_image(faces.images[i]).save(root / folder / name)
+        lines[folder].append(f'{name},"(0, 0, 48, 48)",' + ",".join(map(str, row)))
+    for folder, rows in lines.items():
+        (root / folder / "label.csv").write_text("\n".join(rows) + "\n")
+    return faces

@@ -166,7 +166,8 @@ def test_the_training_bar_s_rate_counts_only_steps_it_timed(monkeypatch):
     (["data", "--data", "/no/such/fer2013.csv"], "/no/such/fer2013.csv"),
     (["evaluate", "--checkpoint", "/no/such/run"], "no such checkpoint"),
     (["train", "--out", "X", "--epochs", "0"], "epochs must be at least 1"),
-    (["train", "--out", "X", "--arch", "vgg"], "invalid choice: 'vgg'"),
+    (["train", "--out", "X", "--arch", "vgg"], "architecture must be one of cnn3, resnet18 or "
+                                              "torchvision:NAME, got 'vgg'"),
     (["train", "--out", "X", "--resume"], "cannot resume X"),
 ])
 def test_bad_input_exits_2_with_one_line(args, message, tmp_path, monkeypatch, capsys):

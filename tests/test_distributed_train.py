@@ -14,10 +14,12 @@ from pathlib import Path
 
 import distributed_workers
 import pytest
+from dataset_helpers import write_ferplus
 import torch
 import torch.multiprocessing as mp
 
 from fer_core.cli.main import main
+from fer_core.data.builtin import make_builtin_faces
 from fer_core.data.readers import load_dataset
 from fer_core.errors import FerError
 from fer_core.models.architectures import BatchDropout
@@ -128,13 +130,16 @@ def one_process_reference(tmp_path: Path, config: TrainConfig) -> tuple[dict, di
     droppers = [m for m in t.model.modules() if isinstance(m, BatchDropout)]
     b, half = config.batch_size, config.batch_size // 2
     perm = t._epoch_permutation(1)
+    targets = t.targets.for_epoch(1)
     before = {name: p.detach().clone() for name, p in t.model.named_parameters()}
     t.model.train()
     for step in range(len(t.train_data) // b):
-        x, y = t.train_data.batch(perm[step * b:(step + 1) * b], channels_last=t.channels_last)
+        idx = perm[step * b:(step + 1) * b]
+        x, y = t.train_data.batch(idx, channels_last=t.channels_last)
         x = erase_batch(augment_batch(x, t.augment, t.aug_gen), config.erase, t.aug_gen)
         x, mixed = mix_batch(x, t.mix, (config.seed, 1, step))
-        partners = y.flip(0)
+        target = targets[idx]
+        partners = target.flip(0)
         t.optimizer.zero_grad()
         rng = torch.get_rng_state()
         for rank in (0, 1):
@@ -143,19 +148,32 @@ def one_process_reference(tmp_path: Path, config: TrainConfig) -> tuple[dict, di
                 m.share = (rank, 2)
             mine = slice(rank * half, (rank + 1) * half)
             logits = t.model(x[mine])
-            if t.loss_fn.weight is None:
-                loss = mixed.loss(t.loss_fn, logits, y[mine], partners[mine]) / 2
+            if t.loss_fn.weight is None or t.targets.soft:  # a mean over the faces
+                loss = mixed.loss(t.loss_fn, logits, target[mine], partners[mine]) / 2
             else:  # one process's weighted mean over the whole batch, not each half's
-                loss = (mixed.loss(t.summed_loss, logits, y[mine], partners[mine])
+                loss = (mixed.loss(t.summed_loss, logits, target[mine], partners[mine])
                         / t.loss_fn.weight[y].sum())
             loss.backward()
         t.optimizer.step()
     return before, {name: p.detach() for name, p in t.model.named_parameters()}
 
 
-@pytest.mark.parametrize("class_weights", ["none", "balanced"])
+@pytest.fixture(scope="module")
+def ferplus_data(tmp_path_factory) -> str:
+    """960 built-in faces as FER+ folders, 7/3 votes each: 480 training faces, every one kept
+    by --labels crossentropy with two emotions in its target."""
+    faces = make_builtin_faces(n=960, seed=3)
+    votes = [[7 if k == label else 3 if k == (label + 1) % 8 else 0 for k in range(10)]
+             for label in faces.labels]
+    root = tmp_path_factory.mktemp("ferplus_ranks")
+    write_ferplus(root, votes)
+    return str(root)
+
+
+@pytest.mark.parametrize("class_weights,labels", [("none", "majority"), ("balanced", "majority"),
+                                                  ("balanced", "crossentropy")])
 def test_two_ranks_reach_the_weights_of_one_process_accumulating_two_half_batches(
-        tmp_path, class_weights):
+        tmp_path, ferplus_data, class_weights, labels):
     """Parameters are compared; batch-norm running statistics are not: under DDP they are rank
     0's (its half of each batch), in the reference both halves update them in turn.
 
@@ -166,9 +184,9 @@ def test_two_ranks_reach_the_weights_of_one_process_accumulating_two_half_batche
     losses, each halved), so the weights agree to the bit; 1e-6 leaves room for a gloo build
     that sums in another order. With class weights each half's summed loss is divided by the
     whole batch's weight (a mean per rank missed by 1e-2)."""
-    settings = {"data": DATA, "epochs": 1, "batch_size": 32, "device": "cpu",
+    settings = {"data": DATA if labels == "majority" else ferplus_data, "epochs": 1, "batch_size": 32, "device": "cpu",
                 "precision": "fp32", "mixup": 0.4, "erase": 0.25, "seed": 3, "log_every": 5,
-                "class_weights": class_weights}
+                "class_weights": class_weights, "labels": labels}
     run_to_end(torchrun("train", *[a for k, v in settings.items()
                                    for a in (f"--{k.replace('_', '-')}", str(v))],
                         "--out", str(tmp_path / "ranks")))

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dataset_helpers import write_ferplus
 
 from fer_core.cli.main import main
 from fer_core.data import decode, ferplus
-from fer_core.data.builtin import make_builtin_faces
-from fer_core.data.pictures import pil_image
 from fer_core.data.readers import load_dataset, source_stamp
 from fer_core.errors import DataError
 
@@ -53,21 +52,6 @@ def microsoft_majority(raw: list[int]) -> int:
         emotion = emotion_unknown
     idx = int(np.argmax(emotion))
     return idx if idx < 8 else -1
-
-
-def write_ferplus(root: Path, votes: list[list[int]], folders=("FER2013Train", "FER2013Valid")):
-    """Built-in faces as FER+ PNGs with these votes, alternating between `folders`."""
-    faces = make_builtin_faces(n=len(votes), seed=3)
-    lines = {folder: [] for folder in folders}
-    for i, row in enumerate(votes):
-        folder = folders[i % len(folders)]
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        name = f"fer{i:07d}.png"
-        pil_image(faces.images[i]).save(root / folder / name)
-        lines[folder].append(f'{name},"(0, 0, 48, 48)",' + ",".join(map(str, row)))
-    for folder, rows in lines.items():
-        (root / folder / "label.csv").write_text("\n".join(rows) + "\n")
-    return faces
 
 
 def test_majority_labels_follow_the_paper_and_microsofts_reader():
@@ -163,6 +147,7 @@ PAGES = ("views/home.py", "views/model.py", "views/confusions/page.py", "views/s
 def ferplus_folder(tmp_path_factory):
     """200 built-in faces as FER+ folders, each with one clear majority (its class) and some
     faces without one."""
+    from fer_core.data.builtin import make_builtin_faces
     from fer_core.data.classes import CLASSES
     from fer_core.data.matching import meaning
 

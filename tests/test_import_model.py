@@ -14,7 +14,9 @@ from torch import nn
 from fer_core.cli.main import main
 from fer_core.data.builtin import make_builtin_faces
 from fer_core.data.classes import CLASSES
-from fer_core.models.checkpoint import load_checkpoint
+from fer_core.explain.attribution import cam_layers, default_cam_name
+from fer_core.models.architectures import build_model, last_conv_stage
+from fer_core.models.checkpoint import load_checkpoint, read_payload
 
 # another class order than FER2013's, and another input size (32) than the data's (48)
 ORDER = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Angry")
@@ -121,6 +123,12 @@ def test_the_reports_torchvision_resnet18_state_dict_imports_and_scores_as_plain
     ckpt = load_checkpoint(run)
     assert ckpt.task.shape == (3, 48, 48)
     assert "layer4.1.conv2" in dict(ckpt.model.named_modules())  # its own names
+    layers = cam_layers(ckpt.arch, ckpt.task, **ckpt.arch_options)
+    assert default_cam_name(ckpt.arch, layers) == "layer4.1.conv2"  # Grad-CAM's default
+    assert last_conv_stage(ckpt.model.eval(), ckpt.task.shape) == "layer4.1.conv2"
+    own = build_model("resnet18", ckpt.task)
+    assert last_conv_stage(own.eval(), ckpt.task.shape) == "resnet.layer4.1.relu_out" == \
+        default_cam_name("resnet18", cam_layers("resnet18", ckpt.task))  # ours keep theirs
     rows = faces.indices("val")
     x = torch.from_numpy(faces.images[rows]).float().div(255).expand(-1, 3, -1, -1)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -219,3 +227,114 @@ def test_the_model_page_lists_an_imported_resnet18_by_its_own_layer_names(import
     layers = at.dataframe[0].value
     assert "layer4.1.conv2" in set(layers.iloc[:, 0]) or "layer4.1.conv2" in layers.to_string()
     assert layers["params"].iloc[-1] > 11_000_000  # resnet18 with a 7-way head
+
+
+def test_a_torchvision_classifier_trains_from_scratch_for_the_datas_task(faces, tmp_path):
+    """The report's model trained here: torchvision's resnet18 with its ImageNet stem, the
+    built-in grey faces repeated into 3 channels; evaluate agrees with plain PyTorch."""
+    run = tmp_path / "tv-resnet18"
+    assert main(["train", "--data", "builtin:300", "--arch", "torchvision:resnet18",
+                 "--channels", "3", "--epochs", "1", "--batch-size", "32", "--snapshots", "0",
+                 "--out", str(run)]) == 0
+    ckpt = load_checkpoint(run)
+    assert ckpt.arch == "torchvision:resnet18" and ckpt.task.shape == (3, 48, 48)
+    assert ckpt.model.conv1.weight.shape[1] == 3  # torchvision's own names, its stem
+    layers = cam_layers(ckpt.arch, ckpt.task, **ckpt.arch_options)
+    assert default_cam_name(ckpt.arch, layers) == "layer4.1.conv2"
+    rows = faces.indices("val")
+    x = torch.from_numpy(faces.images[rows]).float().div(255).expand(-1, 3, -1, -1)
+    import torchvision
+
+    plain = torchvision.models.resnet18(num_classes=7)  # its keys are the run's weights' keys
+    plain.load_state_dict(read_payload(run / "best.pt")["model"])
+    mean, std = ckpt.arch_options["mean"], ckpt.arch_options["std"]
+    with torch.no_grad():
+        expected = plain.eval()((x - mean) / std).argmax(1).numpy()
+    assert evaluated(run, tmp_path) == pytest.approx(float(np.mean(
+        expected == faces.labels[rows])))
+
+
+def test_an_unknown_torchvision_architecture_is_one_line_and_no_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", "builtin:300", "--arch", "torchvision:no_such_net",
+                 "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--arch torchvision:no_such_net: not a classification" in err
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("name", ["tiny-factory", "report-resnet18"])
+def test_train_init_fine_tunes_an_imported_run_on_the_data_as_it_sees_it(imported_root,
+                                                                         tmp_path, name):
+    """--init of an imported run trains that model (another class order, size and channels
+    than the data's: the data is matched to it); a factory run's code is copied along."""
+    out = tmp_path / f"tuned-{name}"
+    assert main(["train", "--data", "builtin:300", "--init", str(imported_root / name),
+                 "--epochs", "1", "--batch-size", "32", "--snapshots", "0",
+                 "--out", str(out)]) == 0
+    source, tuned = load_checkpoint(imported_root / name), load_checkpoint(out)
+    assert tuned.arch == "imported" and tuned.task == source.task
+    assert tuned.arch_options["kind"] == source.arch_options["kind"]
+    before, after = source.model.state_dict(), tuned.model.state_dict()
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    if name == "tiny-factory":
+        assert (out / "code" / "tinynet.py").read_text() == TINY
+    assert evaluated(out, tmp_path) > 0
+
+
+def test_train_init_of_a_torchscript_run_or_with_another_arch_is_refused(imported_root, tmp_path,
+                                                                        capsys):
+    out = tmp_path / "tuned"
+    assert main(["train", "--data", "builtin:300", "--init",
+                 str(imported_root / "tiny-torchscript"), "--out", str(out)]) == 2
+    assert "a torchscript model cannot be trained here" in capsys.readouterr().err
+    assert main(["train", "--data", "builtin:300", "--init", str(imported_root / "tiny-factory"),
+                 "--arch", "resnet18", "--out", str(out)]) == 2
+    assert "leave --arch out to fine-tune it" in capsys.readouterr().err
+    assert not out.exists()
+
+
+TWICE = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Twice(nn.Module):
+        '''One ReLU module after both convolutions: called twice in each forward.'''
+
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+            self.relu = nn.ReLU()
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 7))
+
+        def forward(self, x):
+            return self.head(self.relu(self.conv2(self.relu(self.conv1(x)))))
+
+    def build():
+        torch.manual_seed(0)
+        return Twice()
+""")
+
+
+def test_a_module_called_twice_is_named_by_the_methods_that_hook_it(tmp_path, capsys):
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "twice.py").write_text(TWICE)
+    run = tmp_path / "twice"
+    assert main(["import-model", "--out", str(run), "--classes", ",".join(CLASSES),
+                 "--factory", "twice:build", "--code", str(tmp_path / "code"), "--channels", "1",
+                 "--size", "48"]) == 0
+
+    def explain(method, *more):
+        return main(["explain", "--checkpoint", str(run), "--data", "builtin:300", "--split",
+                     "val", "--index", "0", "--method", method, *more, "--out",
+                     str(tmp_path / f"{method}.png")])
+
+    for method in ("deeplift", "guided", "guidedgradcam"):
+        assert explain(method) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "its module 'relu' is called 2 times" in err, err
+    assert explain("gradcam", "--param", "layer=relu") == 2
+    assert "choose another layer" in capsys.readouterr().err
+    for method in ("gradcam", "vanilla", "ig", "occlusion"):  # Grad-CAM on conv2, its default
+        assert explain(method) == 0, capsys.readouterr().err

@@ -20,7 +20,7 @@ from dashboard.views.training.launcher import train_args
 from fer_core.cli.main import build_parser
 from fer_core.cli.train import train_config_from_args
 from fer_core.errors import FerError
-from fer_core.models import architectures
+from fer_core.models import architectures, imported
 from fer_core.training import config
 from fer_core.training.config import TrainConfig
 
@@ -35,7 +35,7 @@ AWAY = {"data": "builtin:300", "epochs": 3, "batch_size": 16, "optimizer": "sgd"
         "init": str(Path(__file__).resolve().parent.parent / "checkpoints" / "builtin-cnn3"),
         "device": "cpu", "precision": "bf16", "class_weights": "balanced", "log_every": 1,
         "dropout": 0.5, "head": "flat", "small_input": False, "classes": "calm,cross",
-        "size": 64, "channels": 3}
+        "size": 64, "channels": 3, "labels": "crossentropy", "holdout": 0.1}
 
 
 def option_names(arch: str) -> set[str]:
@@ -61,6 +61,7 @@ def test_every_setting_is_set_away_from_its_default():
 
 def test_the_settings_spell_the_architectures_as_they_are():
     assert config.ARCHS == tuple(architectures.ARCHITECTURES)
+    assert (config.TORCHVISION, config.IMPORTED) == (imported.TORCHVISION, imported.IMPORTED)
     assert config.CNN3_HEADS == architectures.CNN3_HEADS
     for option in config.ARCH_OPTIONS:
         assert architectures.DEFAULT_OPTIONS[option.arch][option.name] == option.default

@@ -243,12 +243,19 @@ def test_image_suffixes_are_what_pillow_reads():
     assert {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif"} <= decode.image_suffixes()
 
 
-def test_read_options_on_a_csv_or_the_built_in_faces_are_refused(tmp_path):
+def test_classes_on_a_csv_or_the_built_in_faces_are_refused_and_size_and_channels_convert(
+        tmp_path):
     csv = tmp_path / "faces.csv"
     csv.write_text("emotion,pixels,Usage\n")
     for spec in (str(csv), "builtin:70"):
-        with pytest.raises(DataError, match=r"not a class-folder tree; .*\(size=64\)"):
-            load_dataset(spec, options=ReadOptions(size=64))
+        with pytest.raises(DataError, match=r"not a class-folder tree; .*\(size=64, classes=a"):
+            load_dataset(spec, options=ReadOptions(size=64, classes=("a", "b")))
+    grey = load_dataset("builtin:70")
+    colour = load_dataset("builtin:70", options=ReadOptions(channels=3))
+    assert colour.task.shape == (3, 48, 48) and colour.task.classes == grey.task.classes
+    assert (colour.images == grey.images).all() and np.array_equal(colour.labels, grey.labels)
+    assert "faces converted from 48x48 grey to the model's 48x48 colour" in colour.notes
+    assert load_dataset("builtin:70", options=ReadOptions(size=64)).task.shape == (1, 64, 64)
 
 
 def test_worker_processes_decode_the_same_faces_as_this_process(tmp_path, faces, monkeypatch):

@@ -12,9 +12,9 @@ def add_read_arguments(p: argparse.ArgumentParser) -> None:
                    "(in their numeric order) or to order named ones (default: classes.txt "
                    "beside the split folders, else the folder names sorted)")
     p.add_argument("--size", type=int, help="image size in pixels: every face is resized to "
-                   "it (default: the tree's most common size)")
-    p.add_argument("--channels", type=int, choices=(1, 3), help="1 grey or 3 colour (default: "
-                   "grey when every image is grey)")
+                   "it (default: the data's; a tree's most common size)")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="1 grey or 3 colour, grey faces "
+                   "repeated (default: the data's; grey when every image is grey)")
 
 
 def read_options(args):

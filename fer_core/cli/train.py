@@ -15,7 +15,7 @@ from ..training.config import RESUME_SCHEDULES, Setting, TrainConfig, settings
 # a setting not named here comes last.
 HELP_ORDER = ("data", "classes", "size", "channels", "recipe", "arch", "init", "out", "epochs", "resume", "resume_schedule",
               "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
-              "label_smoothing", "shift", "flip", "rotate", "erase", "mixup", "cutmix", "ema",
+              "labels", "holdout", "label_smoothing", "shift", "flip", "rotate", "erase", "mixup", "cutmix", "ema",
               "dropout", "head", "class_weights", "precision", "compile", "sync_bn", "small_input",
               "snapshots", "probes", "seed", "device", "log_every")
 OWN_FLAGS = {
@@ -82,13 +82,16 @@ def run(args) -> int:
     """Train; under torchrun every rank runs this, and rank 0 alone prints."""
     from ..data.readers import load_dataset
     from ..distributed import launched_world
+    from ..training.preflight import adopt_imported_init, as_init_sees_it
     from ..training.trainer import train
     from .data_options import config_read_options
 
     config = train_config_from_args(args)
+    adopt_imported_init(config)
     config.validate()
-    dataset = load_dataset(config.data, options=config_read_options(config),
-                           report=lambda line: print(line, file=sys.stderr))
+    dataset = as_init_sees_it(config, load_dataset(
+        config.data, options=config_read_options(config),
+        report=lambda line: print(line, file=sys.stderr)))
     for note in dataset.notes:
         print(f"note: {note}", file=sys.stderr)
     if launched_world().main:

@@ -63,6 +63,56 @@ def majority_labels(votes: np.ndarray) -> np.ndarray:
     return np.where(has_majority & (top < FERPLUS.num_classes), top, -1).astype(np.int64)
 
 
+def vote_targets(votes: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each face's training target over the 8 emotions (N x 10 vote counts -> N x 8 float32
+    rows summing to 1) for a vote mode of the FER+ paper, as Microsoft's FERPlusReader builds
+    it, and which faces it keeps (the target's top class is an emotion, not unknown or NF).
+
+    Single votes are dropped as noise. 'majority': the majority class alone (see
+    `majority_labels`). 'crossentropy' and 'probability': the top classes, one after another,
+    until they hold 3/4 of the votes (at most 3, stopping at unknown or NF), valid when they
+    hold more than half. 'multi_target': every class with at least 30% of the votes, valid
+    when they hold more than half. Dropped faces get a row of zeros.
+    """
+    kept = np.where(votes > 1, votes, 0).astype(np.float64)
+    pick = {"majority": _majority_part, "crossentropy": _top_part, "probability": _top_part,
+            "multi_target": _multi_part}[mode]
+    parts = np.zeros_like(kept)
+    for i, row in enumerate(kept):
+        if row.sum() > 0:
+            parts[i] = pick(row)
+    keep = (parts.sum(1) > 0) & (parts.argmax(1) < FERPLUS.num_classes)
+    emotions = parts[:, :FERPLUS.num_classes] * keep[:, None]
+    sums = emotions.sum(1, keepdims=True)
+    return (emotions / np.where(sums > 0, sums, 1)).astype(np.float32), keep
+
+
+def _majority_part(row: np.ndarray) -> np.ndarray:
+    part = np.zeros_like(row)
+    if row.max() > 0.5 * row.sum():
+        part[row.argmax()] = row.max()
+    return part
+
+
+def _top_part(row: np.ndarray) -> np.ndarray:
+    """Microsoft's loop: take the first class with the most votes left until 3/4 are taken, 3
+    classes are, or unknown/NF is (which is then dropped when an emotion was taken before)."""
+    total, left, part = row.sum(), row.copy(), np.zeros_like(row)
+    while part.sum() < 0.75 * total and np.count_nonzero(part) < 3:
+        top = int(left.argmax())
+        part[top], left[top] = left[top], 0
+        if top >= FERPLUS.num_classes:
+            if part.sum() > part[top]:
+                part[top] = 0
+            break
+    return part if part.sum() > 0.5 * total else np.zeros_like(row)
+
+
+def _multi_part(row: np.ndarray) -> np.ndarray:
+    part = np.where(row >= 0.3 * row.sum(), row, 0)
+    return part if part.sum() > 0.5 * row.sum() else np.zeros_like(row)
+
+
 def read_ferplus(root: Path, name: str, use_cache: bool = True) -> tuple[dict, str]:
     """The parsed arrays (images, labels, split_codes, sources, votes, notes) and their cache
     key (the dataset's fingerprint)."""

@@ -79,9 +79,13 @@ def load_dataset(spec: str | os.PathLike, *, use_cache: bool = True, val_fractio
     """
     options = options or tree.ReadOptions()
     path, name = Path(spec), str(spec)
-    if options != tree.ReadOptions() and not (_BUILTIN.fullmatch(name) is None and path.is_dir()):
-        raise DataError(f"{name}: not a class-folder tree; --classes, --size and --channels "
-                        f"({options.describe()}) read trees only")
+    if options != tree.ReadOptions() and not (_BUILTIN.fullmatch(name) is None and path.is_dir()
+                                              and not ferplus.is_ferplus(path)):
+        if options.classes is not None:
+            raise DataError(f"{name}: not a class-folder tree; --classes "
+                            f"({options.describe()}) reads trees only")
+        dataset = load_dataset(spec, use_cache=use_cache, val_fraction=val_fraction, seed=seed)
+        return converted(dataset, options.size, options.channels)
     if isinstance(spec, str) and (match := _BUILTIN.fullmatch(spec)):
         return _load_builtin(spec, match.group(1))
     files.check_allowed(spec, name)
@@ -117,6 +121,16 @@ def _load_ferplus(path: Path, name: str, use_cache: bool) -> FaceDataset:
                        split_codes=arrays["split_codes"], sources=arrays["sources"], name=name,
                        layout="ferplus-folders", fingerprint=digest, task=ferplus.FERPLUS,
                        notes=tuple(arrays["notes"].tolist()), votes=arrays["votes"])
+
+
+def converted(dataset: FaceDataset, size: int | None, channels: int | None) -> FaceDataset:
+    """`dataset`'s faces at `size` and with `channels` (None: as they are): --size and
+    --channels on data other than a tree, e.g. FER2013's grey faces repeated for a 3-channel
+    model (`matching.for_model`, which says what it did in the notes)."""
+    from .matching import for_model
+
+    task = dataset.task
+    return for_model(dataset, Task(task.classes, size or task.size, channels or task.channels))
 
 
 def _load_builtin(spec: str, count: str | None) -> FaceDataset:

@@ -37,6 +37,8 @@ from torch import nn
 from ..data.task import Task
 from ..errors import FerError
 from ..models.architectures import SPATIAL, LayerInfo, last_conv_stage, layer_registry
+from ..models.imported import foreign_arch
+from ..models.reuse import refuse_reused
 from . import settings
 from .settings import BASELINES, METHOD_TITLES, method_defaults
 from .tensors import as_input, default_batch, device_of, gaussian_blur, hook_model
@@ -386,8 +388,15 @@ def baseline_images(x: torch.Tensor, kind: str) -> torch.Tensor:
 
 def cam_layers(arch: str, task: Task, **options) -> list[LayerInfo]:
     """The layers Grad-CAM can use (conv, BN and ReLU outputs with a spatial map) of `arch`
-    built for `task`, in forward order; the last is the default."""
+    built for `task`, in forward order (`default_cam_name` picks the default)."""
     return [layer for layer in layer_registry(arch, task, **options) if layer.size is not None]
+
+
+def default_cam_name(arch: str, layers: list[LayerInfo]) -> str:
+    """Grad-CAM's default among `layers` (from `cam_layers`), as `last_conv_stage` finds it on a
+    model: the last one, or for a model of other code than ours the last convolution."""
+    kinds = ("conv",) if foreign_arch(arch) else ("conv", "bn", "relu")
+    return [layer.name for layer in layers if layer.kind in kinds][-1]
 
 
 def cam_module(scores: Scores, layer: str | None) -> nn.Module:
@@ -496,6 +505,9 @@ def explain(model: nn.Module, faces: torch.Tensor, method: str = "vanilla",
     if spec.compute in (gradcam, guided_gradcam):
         params["layer"] = params["layer"] or default_cam_layer(model, working,
                                                                tuple(x.shape[1:]))
+    if spec.hooks:
+        refuse_reused(model, working, tuple(x.shape[1:]), spec.title,
+                      params.get("layer") if spec.compute is gradcam else None)
     maps, scored = [], []
     with torch.autocast(x.device.type, enabled=False):
         for start in range(0, len(x), batch):

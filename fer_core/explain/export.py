@@ -42,6 +42,7 @@ from .attribution import (
     METHODS,
     Target,
     cam_layers,
+    default_cam_name,
     explain,
     method_params,
 )
@@ -109,14 +110,15 @@ def resolve_methods(checkpoint: Checkpoint, wanted: dict[str, dict]) -> dict[str
     Layers are looked up by the checkpoint's architecture, never by running its model: the
     dashboard's model is shared by every session, and hooks on it would reach them all."""
     task = checkpoint.task
-    layers = [layer.name for layer in cam_layers(checkpoint.arch, task, **checkpoint.arch_options)]
+    found = cam_layers(checkpoint.arch, task, **checkpoint.arch_options)
+    layers = [layer.name for layer in found]
     resolved = {}
     for method, given in wanted.items():
         if method not in METHODS:
             raise FerError(f"unknown method {method!r}: choose among {', '.join(METHODS)}")
         params = method_params(METHODS[method], given, task.size)
         if "layer" in params:
-            params["layer"] = params["layer"] or layers[-1]
+            params["layer"] = params["layer"] or default_cam_name(checkpoint.arch, found)
             if params["layer"] not in layers:
                 raise FerError(f"layer {params['layer']!r}: not a conv, batch-norm or ReLU "
                                f"layer of this model")

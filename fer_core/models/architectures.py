@@ -29,7 +29,14 @@ from torch import nn
 
 from ..data.task import FER2013, Task
 from ..errors import FerError
-from .imported import IMPORTED, build_imported, layers_problem
+from .imported import (
+    IMPORTED,
+    TORCHVISION,
+    build_imported,
+    build_torchvision,
+    is_imported,
+    layers_problem,
+)
 from .resnet_blocks import hook_safe_basic_block, torchvision_resnet
 
 # Mean and std of FER2013 Training pixels in [0, 1]; close enough for the built-in faces too.
@@ -165,17 +172,27 @@ def build_model(arch: str, task: Task = FER2013, **options) -> nn.Module:
     FerError."""
     if arch == IMPORTED:  # a model trained elsewhere, built from its run folder
         return build_imported(task, **options)
-    if arch not in ARCHITECTURES:
-        raise FerError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
-    unknown = set(options) - set(DEFAULT_OPTIONS[arch])
+    if arch not in ARCHITECTURES and not arch.startswith(TORCHVISION):
+        raise FerError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)} "
+                       f"or {TORCHVISION}NAME (a torchvision classifier)")
+    unknown = set(options) - set(default_options(arch))
     if unknown:
         raise FerError(f"unknown option(s) for {arch}: {', '.join(sorted(unknown))}")
-    return ARCHITECTURES[arch](task, **{**DEFAULT_OPTIONS[arch], **options})
+    options = {**default_options(arch), **options}
+    if arch.startswith(TORCHVISION):
+        return build_torchvision(task, arch.removeprefix(TORCHVISION), **options)
+    return ARCHITECTURES[arch](task, **options)
+
+
+def default_options(arch: str) -> dict:
+    """The options `arch` is built with unless told otherwise: a torchvision classifier's are
+    the pixel normalization."""
+    return NORMALIZATION if arch.startswith(TORCHVISION) else DEFAULT_OPTIONS.get(arch, {})
 
 
 def arch_options(arch: str, **options) -> dict:
     """The full option dict for `arch` (defaults filled in), as stored in checkpoints."""
-    return {**DEFAULT_OPTIONS.get(arch, {}), **options}
+    return {**default_options(arch), **options}
 
 
 @dataclass(frozen=True)
@@ -223,13 +240,15 @@ SPATIAL = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU)  # the layers whose output is a m
 
 
 def last_conv_stage(model: nn.Module, shape: tuple[int, int, int]) -> str:
-    """The name of the last conv, BN or ReLU module whose output is a spatial map, found by
-    running one face of `shape` (C, H, W) (outside residual shortcuts, as in `layer_registry`).
-    Call it on a model in eval mode: in train mode the face would move its batch-norm
-    statistics."""
+    """The name of the last conv, BN or ReLU module whose output is a spatial map (of an
+    imported model: the last convolution, as pytorch-grad-cam users pick for torchvision's
+    ResNets, layer4.1.conv2), found by running one face of `shape` (C, H, W) (outside residual
+    shortcuts, as in `layer_registry`). Call it on a model in eval mode: in train mode the face
+    would move its batch-norm statistics."""
+    kinds = nn.Conv2d if is_imported(model) else SPATIAL
     seen, hooks = [], []
     for name, module in model.named_modules():
-        if isinstance(module, SPATIAL) and ".downsample" not in name:
+        if isinstance(module, kinds) and ".downsample" not in name:
             hooks.append(module.register_forward_hook(
                 lambda _m, _i, out, name=name: seen.append(name) if out.dim() == 4 else None))
     device = next(model.parameters()).device

@@ -33,10 +33,13 @@ from ..errors import FerError
 from .resnet_blocks import hook_safe_basic_block, torchvision_resnet
 
 IMPORTED = "imported"  # the architecture name of a model trained elsewhere
+TORCHVISION = "torchvision:"  # `--arch torchvision:NAME`: a torchvision classifier trained here
 
 KINDS = ("torchvision", "factory", "torchscript", "program")
+TRAINABLE_KINDS = ("torchvision", "factory")  # rebuilt as modules: `train --init` fine-tunes them
 FILES = {"torchscript": "model.ts", "program": "model.pt2"}
 CODE = "code"
+MARK = "fer_imported"  # the attribute `normalized` sets on an imported model
 
 
 class ChannelNormalize(nn.Module):
@@ -87,14 +90,33 @@ def rebuild(options: dict, task, state: dict, folder: Path) -> nn.Module:
     return model
 
 
-def torchvision_model(name: str, classes: int) -> nn.Module:
+def torchvision_model(name: str, classes: int, flag: str = "--torchvision ") -> nn.Module:
+    """torchvision's classifier `name`, untrained, with `classes` outputs (`flag` starts the
+    error's line: the option that named it)."""
+    check_torchvision_name(name, flag)
+    import torchvision
+
+    return torchvision.models.get_model(name, weights=None, num_classes=classes)
+
+
+def check_torchvision_name(name: str, flag: str = "--torchvision ") -> None:
+    """FerError unless torchvision has a classifier `name`."""
     torchvision_resnet()  # a broken torchvision: one FerError line
     import torchvision
 
     if name not in torchvision.models.list_models(torchvision.models):
-        raise FerError(f"--torchvision {name}: not a classification model of torchvision "
+        raise FerError(f"{flag}{name}: not a classification model of torchvision "
                        f"{torchvision.__version__} (e.g. resnet18, efficientnet_b0, vit_b_16)")
-    return torchvision.models.get_model(name, weights=None, num_classes=classes)
+
+
+def build_torchvision(task, name: str, mean: float, std: float) -> nn.Module:
+    """`--arch torchvision:NAME`: torchvision's classifier NAME trained here for `task` (its
+    classes and channels), untrained, hook-safe, the pixels normalized by `mean` and `std` (one
+    value for every channel) first, as an imported torchvision model is."""
+    model = fit_first_conv(torchvision_model(name, task.num_classes, "--arch " + TORCHVISION),
+                           task.channels)
+    return normalized(hook_safe(model), [mean] * task.channels, [std] * task.channels,
+                      "torchvision")
 
 
 def fit_first_conv(model: nn.Module, channels: int) -> nn.Module:
@@ -224,12 +246,25 @@ def hook_safe(model: nn.Module) -> nn.Module:
 
 
 def normalized(model: nn.Module, mean: list[float], std: list[float], kind: str) -> nn.Module:
-    """`model` with the normalization run first (see the module docstring)."""
+    """`model` with the normalization run first (see the module docstring), marked imported."""
     normalize = ChannelNormalize(mean, std)
     if kind in ("torchvision", "factory"):
         model.register_forward_pre_hook(lambda _module, args: (normalize(args[0]), *args[1:]))
-        return model
-    return nn.Sequential(normalize, model)
+    else:
+        model = nn.Sequential(normalize, model)
+    setattr(model, MARK, True)
+    return model
+
+
+def foreign_arch(arch: str) -> bool:
+    """Whether `arch` names a model built by code other than ours: imported, or a torchvision
+    classifier trained here (both marked by `normalized`)."""
+    return arch == IMPORTED or arch.startswith(TORCHVISION)
+
+
+def is_imported(model: nn.Module) -> bool:
+    """Whether `model` is built by code other than ours (`foreign_arch`)."""
+    return getattr(model, MARK, False)
 
 
 def layers_problem(model: nn.Module) -> str | None:

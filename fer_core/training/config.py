@@ -14,11 +14,18 @@ from ..errors import FerError
 # The keys of models.architectures.ARCHITECTURES and its cnn3 heads, spelled out so that this
 # module imports no torch (tests/test_train_config.py checks that they agree).
 ARCHS = ("cnn3", "resnet18")
+TORCHVISION = "torchvision:"  # models.imported.TORCHVISION
+IMPORTED = "imported"  # models.imported.IMPORTED: what `--init` of an imported run trains
+# What the Training form offers beside ARCHS (the CLI takes any torchvision classifier).
+TORCHVISION_PICKS = ("resnet18", "resnet34", "mobilenet_v3_small", "efficientnet_b0")
 CNN3_HEADS = ("pool", "flat")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "onecycle", "plateau", "none")
 CLASS_WEIGHTS = ("none", "balanced")
 RESUME_SCHEDULES = ("stretch", "constant", "restart")
+# What the loss is computed against (fer_core.training.targets): the four modes of the FER+
+# paper; the last three need crowd votes.
+LABEL_MODES = ("majority", "probability", "crossentropy", "multi_target")
 
 # Named starting points: `--recipe NAME` sets these, and the flags given override them.
 # fer2013-resnet18 follows the anchors that reach 73-74% on FER2013 (SGD with Nesterov momentum,
@@ -83,13 +90,15 @@ class TrainConfig:
     classes: str = setting("", "a class-folder tree's class names, comma-separated: for numeric "
                                "folders (in numeric order) or to order named ones (default: its "
                                "classes.txt, else the folder names)")
-    size: int = setting(0, "a class-folder tree's image size: every face resized to it (0: the "
+    size: int = setting(0, "the faces' size: every face resized to it (0: the data's own; a "
                            "tree's most common size)")
-    channels: int = setting(0, "a class-folder tree's faces as 1 grey or 3 colour (0: grey when "
-                               "every image is)", choices=(0, 1, 3))
+    channels: int = setting(0, "the faces as 1 grey or 3 colour, grey faces repeated (0: the "
+                               "data's own; grey when every image is)", choices=(0, 1, 3))
     recipe: str = setting("none", "start from a named recipe's settings (the flags given override "
                                   "them)", choices=tuple(RECIPES))
-    arch: str = setting("cnn3", "architecture", choices=ARCHS)
+    arch: str = setting("cnn3", "architecture: cnn3, resnet18, or torchvision:NAME (any "
+                                "classifier of torchvision.models, e.g. torchvision:resnet18, "
+                                "trained from scratch for the data's classes and channels)")
     arch_options: dict = field(default_factory=dict)
     init: str = setting("", "start from the weights of this checkpoint or run folder "
                             "(fine-tuning; same architecture and options)")
@@ -104,6 +113,14 @@ class TrainConfig:
                                       "(up to --lr over the first 3 tenths of the steps, then "
                                       "down), halve on a val-loss plateau, or none",
                             choices=SCHEDULES)
+    labels: str = setting("majority", "what the loss learns from: the label (majority: the "
+                                      "crowd's majority where the data has votes), a label drawn "
+                                      "from the votes each epoch (probability), the vote "
+                                      "distribution (crossentropy), or every emotion with 3 "
+                                      "tenths of the votes (multi_target)", choices=LABEL_MODES)
+    holdout: float = setting(0.0, "validate on this stratified, seeded share of the training "
+                                  "split instead of the val split (e.g. 0.1), which stays unseen "
+                                  "for one final report (0: the val split)")
     label_smoothing: float = setting(0.0, "label smoothing")
     shift: int = setting(3, "random shift in pixels (0: off)")
     flip: bool = setting(True, "no horizontal flips", flag="--no-flip")
@@ -148,6 +165,10 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise FerError naming the first setting that makes no sense."""
         checks = [
+            (self.arch in ARCHS or (self.arch == IMPORTED and self.init)
+             or (self.arch.startswith(TORCHVISION) and len(self.arch) > len(TORCHVISION)),
+             f"architecture must be one of {', '.join(ARCHS)} or {TORCHVISION}NAME, got "
+             f"{self.arch!r}"),
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 2, f"batch size must be at least 2, got {self.batch_size}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
@@ -168,6 +189,13 @@ class TrainConfig:
             (self.probes >= 0, f"probes must be >= 0, got {self.probes}"),
             (self.precision in PRECISIONS,
              f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.labels in LABEL_MODES,
+             f"labels must be one of {LABEL_MODES}, got {self.labels!r}"),
+            (0 <= self.holdout < 1, f"holdout must be in [0, 1), got {self.holdout}"),
+            (self.labels != "multi_target" or (self.label_smoothing == 0
+                                               and self.class_weights == "none"),
+             "--labels multi_target has its own loss: it takes no label smoothing or class "
+             "weights"),
             (self.class_weights in CLASS_WEIGHTS,
              f"class weights must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}"),
         ]

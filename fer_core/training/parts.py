@@ -1,6 +1,9 @@
 """What a Trainer is built from: a split's faces on the device, the model and what a training
 step calls, the optimizer, the learning-rate schedule and the loss's class weights."""
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -20,14 +23,14 @@ def uses_channels_last(device: torch.device) -> bool:
 
 
 class DeviceData:
-    """A split's faces (uint8, N x C x H x W as the dataset's task says) and labels, resident on
-    the training device."""
+    """Faces `rows` of a dataset (uint8, N x C x H x W as its task says) and their labels (by
+    default the dataset's), resident on the training device."""
 
-    def __init__(self, dataset: FaceDataset, split: str, device: torch.device):
-        rows = dataset.indices(split)
-        rows = rows[dataset.labels[rows] >= 0]
+    def __init__(self, dataset: FaceDataset, rows: np.ndarray, device: torch.device,
+                 labels: np.ndarray | None = None):
+        labels = dataset.labels[rows] if labels is None else labels
         self.images = torch.from_numpy(dataset.images[rows]).to(device)
-        self.labels = torch.from_numpy(dataset.labels[rows]).to(device)
+        self.labels = torch.from_numpy(labels).to(device)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -55,10 +58,12 @@ def steps_per_epoch(faces: int, batch_size: int, ranks_launched: bool) -> int:
 
 
 def training_model(config: TrainConfig, task: Task, world: distributed.World,
-                   device: torch.device) -> nn.Module:
+                   device: torch.device, folder: Path | None = None) -> nn.Module:
     """The config's model for `task` (the data's) on `device`, its batch norms synchronised
-    across the ranks when asked, its batch dropout told this rank's share of the global batch."""
-    model = build_model(config.arch, task, **config.arch_options)
+    across the ranks when asked, its batch dropout told this rank's share of the global batch.
+    An imported model is built from the files in `folder`."""
+    where = {} if folder is None else {"folder": str(folder)}
+    model = build_model(config.arch, task, **config.arch_options, **where)
     if world.launched and config.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for module in model.modules():

@@ -45,10 +45,19 @@ from .parts import (
     training_model,
     uses_channels_last,
 )
-from .preflight import check_before_folder, load_init, refuse_dataset, refuse_setup
+from .preflight import (
+    adopt_imported_init,
+    built_from,
+    check_before_folder,
+    keep_imported_code,
+    load_init,
+    refuse_dataset,
+    refuse_setup,
+)
 from .progress import Progress, RunLog, StepCallback, StopRequested, epoch_record
 from .resume import truncate_history_to
 from .runs import RunFolder
+from .targets import Targets, hard_labels, split_rows, vote_distributions
 from .watch import Watch
 
 
@@ -69,14 +78,23 @@ class Trainer:
         self.autocast_dtype = AUTOCAST_DTYPES.get(config.precision_used)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=config.precision_used == "fp16")
-        refuse_dataset(dataset)
-        self.train_data = DeviceData(dataset, "train", self.device)
-        self.val_data = DeviceData(dataset, "val", self.device)
+        refuse_dataset(dataset, config)
+        dist, keep = vote_distributions(config, dataset)
+        train_rows, val_rows = split_rows(config, dataset, keep)
+        self.train_data = DeviceData(dataset, train_rows, self.device,
+                                     hard_labels(dataset, train_rows, dist))
+        self.val_data = DeviceData(dataset, val_rows, self.device)
+        self.targets = Targets(config, self.train_data.labels, None if dist is None else
+                               torch.from_numpy(dist[train_rows]).to(self.device))
         if self.distributed:
             check_ranks_agree(dataset, len(self.train_data), config.batch_size)
         torch.manual_seed(config.seed)
+        adopt_imported_init(config)
         config.arch_options = arch_options(config.arch, **config.arch_options)
-        self.model = training_model(config, dataset.task, self.world, self.device)
+        if self.main:
+            keep_imported_code(config, run.path)
+        self.model = training_model(config, dataset.task, self.world, self.device,
+                                    built_from(config, run.path))
         if config.init and not run.last_path.exists():  # a resume takes last.pt's weights
             load_init(config, dataset.task, self.model)
         self.average = WeightAverage(self.model, config.ema) if config.ema > 0 else None
@@ -87,9 +105,8 @@ class Trainer:
         # One-cycle steps after every step; the other schedules after every epoch.
         self.steps_schedule = isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR)
         weights = class_weights(config, self.train_data.labels, dataset.task.num_classes)
-        self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
-        self.summed_loss = nn.CrossEntropyLoss(weight=weights, reduction="sum",
-                                               label_smoothing=config.label_smoothing)
+        self.loss_fn = self.targets.loss(weights, config.label_smoothing)
+        self.summed_loss = self.targets.loss(weights, config.label_smoothing, reduction="sum")
         self.augment = AugmentConfig(shift=config.shift, flip=config.flip, rotate=config.rotate)
         self.mix = MixConfig(mixup=config.mixup, cutmix=config.cutmix)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -153,6 +170,7 @@ class Trainer:
         c, model = self.config, self.model
         model.train()
         perm = self._epoch_permutation(p.epoch)
+        self.epoch_targets = self.targets.for_epoch(p.epoch)
         steps = self.steps_per_epoch()
         loss_acc = torch.zeros((), device=self.device)
         correct_acc = torch.zeros((), device=self.device)
@@ -197,19 +215,21 @@ class Trainer:
         if self.config.erase > 0:
             x = erase_batch(x, self.config.erase, self.aug_gen)
         x, mixed = mix_batch(x, self.mix, draw)
-        partners = y.flip(0)
+        t = self.epoch_targets[idx]
+        partners, t_partners = y.flip(0), t.flip(0)
         weighed = self._rank_weight(y)
         if self.distributed:
             share = len(idx) // self.world.size
             mine = slice(self.world.rank * share, (self.world.rank + 1) * share)
             x, y, partners = x[mine], y[mine], partners[mine]
+            t, t_partners = t[mine], t_partners[mine]
         with torch.autocast(self.device.type, dtype=self.autocast_dtype,
                             enabled=self.autocast_dtype is not None):
             logits = self.forward(x)
             if weighed is None:
-                loss = mixed.loss(self.loss_fn, logits.float(), y, partners)
+                loss = mixed.loss(self.loss_fn, logits.float(), t, t_partners)
             else:
-                loss = mixed.loss(self.summed_loss, logits.float(), y, partners) / weighed
+                loss = mixed.loss(self.summed_loss, logits.float(), t, t_partners) / weighed
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -225,8 +245,9 @@ class Trainer:
         global batch's total weight over the ranks (labels `y` of the whole batch; mixing's
         partners are the same labels reversed, so the same total). DDP then averages the ranks'
         gradients into those of one process's weighted mean over the whole batch, which a
-        per-rank mean, divided by the rank's own weights, is not. None otherwise: the mean is."""
-        if not self.distributed or self.loss_fn.weight is None:
+        per-rank mean, divided by the rank's own weights, is not. None otherwise: the mean is
+        (so with soft targets, whose weighted loss PyTorch averages over the faces)."""
+        if not self.distributed or self.loss_fn.weight is None or self.targets.soft:
             return None
         return self.loss_fn.weight[y].sum() / self.world.size
 

@@ -14,7 +14,7 @@ import streamlit as st
 from dashboard.common import url
 from fer_core.data.task import Task
 from fer_core.errors import FerError
-from fer_core.explain.attribution import METHODS, Target, cam_layers
+from fer_core.explain.attribution import METHODS, Target, cam_layers, default_cam_name
 from fer_core.explain.settings import PARAMS
 TARGET_KINDS = {"predicted": "Predicted class", "true": "True class", "class": "A class",
                 "contrast": "A rather than B"}
@@ -111,10 +111,11 @@ def params_choice(method: str, arch: str, arch_options: dict, task: Task) -> dic
 def layer_choice(key: str, arch: str, arch_options: dict, task: Task) -> str:
     """A Grad-CAM layer of `arch` built for `task`, listed with its output size (channels x
     height x width)."""
+    layers = cam_layers(arch, task, **arch_options)
     sizes = {layer.name: f"{layer.channels} x {layer.size[0]} x {layer.size[1]}"
-             for layer in cam_layers(arch, task, **arch_options)}
+             for layer in layers}
     if st.session_state.get(key) not in sizes:  # a layer of another architecture
-        st.session_state[key] = list(sizes)[-1]
+        st.session_state[key] = default_cam_name(arch, layers)
     return st.selectbox("Layer", list(sizes), key=key, help=PARAMS["layer"].help,
                         format_func=lambda n: f"{n} ({sizes[n]})", persist_state="session")
 

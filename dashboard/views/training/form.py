@@ -17,7 +17,15 @@ from dashboard.common.runs import RunInfo, all_runs
 from dashboard.views.training.launcher import start_run
 from fer_core.device import available_devices, gpu_count
 from fer_core.errors import FerError
-from fer_core.training.config import RECIPES, Setting, TrainConfig, settings
+from fer_core.training.config import (
+    ARCHS,
+    RECIPES,
+    TORCHVISION,
+    TORCHVISION_PICKS,
+    Setting,
+    TrainConfig,
+    settings,
+)
 
 KEEP = {"persist_state": "session"}  # the form keeps its values when the user visits another page
 
@@ -44,7 +52,10 @@ WIDGETS = {
     "data": Widget("Dataset"),
     "device": Widget("Device", choices=available_devices, help="where the trainer runs"),
     "log_every": Widget("Loss point every N steps", 1, 10_000),
-    "arch": Widget("Architecture"),
+    "arch": Widget("Architecture", choices=lambda: [
+        *ARCHS, *(TORCHVISION + name for name in TORCHVISION_PICKS)],
+        help="cnn3, resnet18, or a torchvision classifier trained from scratch (the train "
+             "command's --arch takes any: torchvision:NAME)"),
     "init": Widget("Start from checkpoint", more=True,
                    help="fine-tune: a run folder or .pt file whose weights the run starts from "
                         "(same architecture and options); empty: random weights"),
@@ -61,6 +72,9 @@ WIDGETS = {
     "small_input": Widget("ImageNet stem", inverted=True),
     "momentum": Widget("Momentum (SGD)", 0.0, 0.999, 0.01, "%.3f", more=True),
     "nesterov": Widget("Nesterov momentum", more=True),
+    "labels": Widget("Labels", help="what the loss learns from; the vote modes need crowd "
+                                    "votes (FER+ folders)"),
+    "holdout": Widget("Validate on held-out training share", 0.0, 0.5, 0.05, more=True),
     "label_smoothing": Widget("Label smoothing", 0.0, 0.9, 0.05, more=True),
     "erase": Widget("Random erasing", 0.0, 1.0, 0.05, more=True),
     "mixup": Widget("Mixup alpha", 0.0, 10.0, 0.1, more=True),
@@ -75,8 +89,8 @@ WIDGETS = {
     "probes": Widget("Probe faces", 0, 64, more=True),
     "seed": Widget("Seed", 0, 2**31 - 1, more=True),
     "classes": Widget("Class names (class-folder tree)", more=True),
-    "size": Widget("Image size (tree; 0: its own)", 0, 1024, more=True),
-    "channels": Widget("Channels (tree; 0: its own)", more=True),
+    "size": Widget("Image size (0: the data's own)", 0, 1024, more=True),
+    "channels": Widget("Channels (0: the data's own)", more=True),
 }
 
 
