@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.timing import save_results, seconds
+from fer_core.data.matching import for_model
 from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
 from fer_core.explain.attribution import (
@@ -213,8 +214,9 @@ def main() -> None:
         parser.error(f"unknown methods {', '.join(sorted(unknown))}: choose among "
                      f"{', '.join(METHODS)}")
     device = choose_device(args.device)
-    model = load_checkpoint(args.checkpoint, device).model.requires_grad_(False)
-    dataset = load_dataset(args.data)
+    checkpoint = load_checkpoint(args.checkpoint, device)
+    model = checkpoint.model.requires_grad_(False)
+    dataset = for_model(load_dataset(args.data), checkpoint.task)  # as the model takes faces
     rows = dataset.indices("val")[:args.faces]
     x = torch.from_numpy(dataset.images[rows]).to(device).float().div(255)
     print(f"{describe_device(device)}, {torch.get_num_threads()} torch threads; {len(x)} val "

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.timing import bare_forward_seconds, save_results
+from fer_core.data.matching import for_model
 from fer_core.data.readers import load_dataset
 from fer_core.device import choose_device, describe_device
 from fer_core.evaluation.predict import BATCH_SIZE, predict_split
@@ -53,8 +54,9 @@ def main() -> None:
     device = choose_device(args.device)
     dataset = load_dataset(args.data or f"builtin:{PUBLIC_TEST * 10}")
     if args.checkpoint:
-        model = load_checkpoint(args.checkpoint, device).model
-        name = str(args.checkpoint)
+        checkpoint = load_checkpoint(args.checkpoint, device)
+        model, name = checkpoint.model, str(args.checkpoint)
+        dataset = for_model(dataset, checkpoint.task)  # as the model takes faces
     else:
         torch.manual_seed(0)
         model = build_model(args.arch, dataset.task).to(device).eval()

@@ -13,14 +13,15 @@ State dicts are read with `torch.load(weights_only=True)`: a file saved with `to
 (a pickled module) is refused without running any of its code.
 
 The pixels' normalization (`--mean`/`--std`, applied to pixels in [0, 1]) runs before the
-model: as a forward pre-hook for torchvision and factory models, so their modules keep their own
-names (`layer4.1.conv2`), or as the first module of a wrapper for TorchScript and exported
-programs. Every attribution therefore stays in pixel space, as for our own models. ReLUs are
+model: first in the forward of torchvision and factory models (`_normalizing`), so their modules
+keep their own names (`layer4.1.conv2`) and state-dict keys, or as the first module of a
+wrapper for TorchScript and exported programs. Every attribution therefore stays in pixel space, as for our own models. ReLUs are
 made out of place and torchvision's ResNet blocks are rewritten as ours are
 (`hook_safe_basic_block`), since an in-place ReLU, or one module called twice, breaks hooks and
 some Captum methods; state-dict keys are unchanged.
 """
 
+import functools
 import importlib
 import pickle
 import sys
@@ -249,11 +250,25 @@ def normalized(model: nn.Module, mean: list[float], std: list[float], kind: str)
     """`model` with the normalization run first (see the module docstring), marked imported."""
     normalize = ChannelNormalize(mean, std)
     if kind in ("torchvision", "factory"):
-        model.register_forward_pre_hook(lambda _module, args: (normalize(args[0]), *args[1:]))
+        model.__class__ = _normalizing(type(model))
+        object.__setattr__(model, "pixel_normalize", normalize)  # not a submodule: no key
     else:
         model = nn.Sequential(normalize, model)
     setattr(model, MARK, True)
     return model
+
+
+@functools.cache
+def _normalizing(cls: type) -> type:
+    """`cls` whose forward normalizes its input first. Inside forward, not a forward pre-hook:
+    the forward pre-hooks attribution libraries put on a model (Captum's DeepLift joins the
+    faces and their baselines in one) then run before the normalization, as on any model."""
+
+    def forward(self, x, *args, **kwargs):
+        return cls.forward(self, self.pixel_normalize(x), *args, **kwargs)
+
+    return type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__,
+                                       "__qualname__": cls.__qualname__})
 
 
 def foreign_arch(arch: str) -> bool:
