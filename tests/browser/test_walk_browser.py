@@ -36,6 +36,7 @@ from browser_helpers import (
 from PIL import Image
 
 from fer_core.data.classes import CLASSES
+from fer_core.data.matching import for_model
 from fer_core.data.readers import load_dataset
 from fer_core.evaluation.confusion import confusion_counts, ranked_pairs
 from fer_core.evaluation.predict import predict_split
@@ -262,7 +263,7 @@ def walk_every_page(walk: Walk, dataset_text: str, run_dir: Path, cell, faces, p
 def most_confused(run_dir: Path, data: str) -> tuple[tuple[int, int], int]:
     """The off-diagonal cell with the most val faces, and their number."""
     ckpt = load_checkpoint(run_dir)
-    preds = predict_split(ckpt.model, load_dataset(data), "val", "cpu")
+    preds = predict_split(ckpt.model, for_model(load_dataset(data), ckpt.task), "val", "cpu")
     known = preds.labelled
     counts = confusion_counts(preds.labels[known], preds.predicted[known], ckpt.task.classes)
     top = ranked_pairs(counts, ckpt.task.classes)[0]
@@ -326,3 +327,48 @@ def test_walk_a_colour_tree(tree_root, astronaut, tmp_path, browser_page):
         walk = Walk(browser_page, url, "tree", load_checkpoint(run).task.classes,
                     tour={"confusions": "tree_confusions", "saliency": "tree_saliency"})
         walk_every_page(walk, "raf-db", run, cell, faces, astronaut, train=False)
+
+
+@pytest.fixture
+def imported_root(tmp_path):
+    """A checkpoints root holding the report's model: torchvision's resnet18 with its ImageNet
+    stem, the built-in grey faces repeated into 3 channels, ImageNet's normalization, trained
+    for 2 epochs in plain PyTorch, saved as a state dict and imported."""
+    import torch
+    import torch.nn.functional as F
+    import torchvision
+
+    from fer_core.cli.main import main
+
+    faces = load_dataset("builtin:2000")
+    rows = faces.indices("train")
+    x = torch.from_numpy(faces.images[rows]).float().div(255).expand(-1, 3, -1, -1)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    y = torch.from_numpy(faces.labels[rows])
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None)
+    net.fc = torch.nn.Linear(512, 7)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(2):
+        for batch in torch.randperm(len(x)).split(64):
+            optimizer.zero_grad()
+            F.cross_entropy(net((x[batch] - mean) / std), y[batch]).backward()
+            optimizer.step()
+    torch.save(net.eval().state_dict(), tmp_path / "model.pt")
+    root = tmp_path / "checkpoints"
+    assert main(["import-model", "--out", str(root / "report-resnet18"), "--classes",
+                 ",".join(CLASSES), "--torchvision", "resnet18", "--weights",
+                 str(tmp_path / "model.pt"), "--size", "48", "--mean", "0.485,0.456,0.406",
+                 "--std", "0.229,0.224,0.225", "--data", "builtin:2000"]) == 0
+    return root
+
+
+def test_walk_an_imported_torchvision_resnet18(imported_root, astronaut, tmp_path, browser_page):
+    data = "builtin:2000"
+    run = imported_root / "report-resnet18"
+    cell, faces = most_confused(run, data)
+    with streamlit_server(tmp_path / "streamlit.log", FER_CHECKPOINTS_DIR=str(imported_root),
+                          FER_DATA=data, FER_CACHE_DIR=str(tmp_path / "cache")) as url:
+        walk_every_page(Walk(browser_page, url, "imported"), "Built-in faces", run, cell, faces,
+                        astronaut, train=False)
