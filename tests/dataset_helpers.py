@@ -18,7 +18,8 @@ def subset_of(dataset: FaceDataset, rows: np.ndarray) -> FaceDataset:
         split_codes=dataset.split_codes[rows], sources=dataset.sources[rows],
         fingerprint=f"{dataset.fingerprint}:{digest}",
         parts=None if dataset.parts is None else dataset.parts[rows],
-        votes=None if dataset.votes is None else dataset.votes[rows])
+        votes=None if dataset.votes is None else dataset.votes[rows],
+        fer2013_labels=None if dataset.fer2013_labels is None else dataset.fer2013_labels[rows])
 
 
 # RAF-DB's seven basic emotions in its label order (1 surprise ... 7 neutral), as folder names.

@@ -180,3 +180,78 @@ def test_every_page_opens_on_ferplus_with_a_fer2013_model(ferplus_folder, tmp_pa
     if page not in ("views/home.py",):
         [note] = [i.value for i in at.main.info if "Shown as the model sees" in i.value]
         assert "classes only the data has: contempt" in note
+
+
+# ---- Kaggle's CSV with Microsoft's fer2013new.csv beside it -----------------------------------
+
+USAGE_ROWS = ["Training", "Training", "Training", "Training", "PublicTest", "PublicTest"]
+
+
+def write_kaggle_with_votes(root: Path, votes: list[list[int]], usages=USAGE_ROWS,
+                            vote_usages=None) -> list[int]:
+    """A Kaggle CSV of len(usages) built-in faces and fer2013new.csv beside it; returns the
+    FER2013 labels written."""
+    from fer_core.data.builtin import make_builtin_faces
+
+    faces = make_builtin_faces(n=len(usages), seed=2)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [f"{label},{' '.join(map(str, image.ravel()))},{usage}"
+            for label, image, usage in zip(faces.labels, faces.images, usages)]
+    (root / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    lines = [",".join(ferplus.VOTE_HEADER)] + [
+        f"{usage},fer{i:07d}.png," + ",".join(map(str, row))
+        for i, (usage, row) in enumerate(zip(vote_usages or usages, votes))]
+    (root / "fer2013new.csv").write_text("\n".join(lines) + "\n")
+    return faces.labels.tolist()
+
+
+def test_kaggles_csv_with_the_vote_file_beside_it_joins_row_by_row(tmp_path):
+    votes = [row for row, _ in CASES[:6]]
+    fer2013 = write_kaggle_with_votes(tmp_path, votes)
+    data = load_dataset(tmp_path / "fer2013.csv", use_cache=False)
+    assert data.task == ferplus.FERPLUS and data.layout == "kaggle-csv+ferplus"
+    assert data.votes.tolist() == votes and data.fer2013_labels.tolist() == fer2013
+    assert data.labels.tolist() == [label for _, label in CASES[:6]]
+    assert data.split_codes.tolist() == [0, 0, 0, 0, 1, 1]
+    assert any("joined row by row" in note for note in data.notes)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"vote_usages": ["Training"] * 3 + ["PublicTest"] * 3},
+     r"fer2013new.csv line 5 is PublicTest but .*fer2013.csv line 5 is Training: the files part"),
+    ({"votes": [[10] + [0] * 9] * 5}, "has 5 vote rows and .* 6 faces"),
+    ({"votes": [[10] + [0] * 9] * 5 + [[0] * 10]}, r"line 7: vote counts .* not all 0"),
+    ({"votes": [[10] + [0] * 9] * 5 + [[-1, 11] + [0] * 8]}, r"line 7: vote counts must be"),
+])
+def test_a_vote_file_that_does_not_fit_is_one_line_naming_where(tmp_path, change, message):
+    votes = change.get("votes", [[10] + [0] * 9] * 6)
+    write_kaggle_with_votes(tmp_path, votes, vote_usages=change.get("vote_usages"))
+    with pytest.raises(DataError, match=message):
+        load_dataset(tmp_path / "fer2013.csv", use_cache=False)
+
+
+def test_a_label_file_with_no_vote_at_all_is_refused(tmp_path):
+    write_ferplus(tmp_path, [[10] + [0] * 9, [0] * 10])
+    with pytest.raises(DataError, match=r"FER2013Valid/label.csv line 1: .* not all 0"):
+        load_dataset(tmp_path, use_cache=False)
+
+
+PAIR = TAR.parent / "publictest_pair"
+
+
+@pytest.mark.skipif(not PAIR.is_dir(), reason="the FER+ PublicTest pair is not here")
+def test_the_real_publictest_pair_joins_with_every_row_its_own_votes():
+    import csv
+    import gzip
+
+    data = load_dataset(PAIR / "fer2013.csv.gz")
+    with open(PAIR / "fer2013new.csv") as f:
+        rows = list(csv.reader(f))[1:]
+    with gzip.open(PAIR / "fer2013.csv.gz", "rt") as f:
+        fer2013 = [int(row[0]) for row in list(csv.reader(f))[1:]]
+    assert len(data) == len(rows) == 3589 and (data.split_codes == 1).all()
+    assert data.votes.tolist() == [[int(v) for v in row[2:]] for row in rows]
+    assert data.fer2013_labels.tolist() == fer2013
+    assert data.labels.tolist() == [microsoft_majority([int(v) for v in row[2:]])
+                                    for row in rows]
+    assert int((data.labels >= 0).sum()) == 3199

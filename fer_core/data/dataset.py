@@ -25,6 +25,8 @@ class FaceDataset:
     size and channels; FER2013's unless the reader found others. `notes` are what the reader did
     that a user should know (files skipped, images cropped or resized). `votes` is set for FER+
     only: each face's crowd votes, uint8 (N, 10) in `ferplus.VOTE_NAMES` order.
+    `fer2013_labels` is set where the data has FER2013's own label beside the votes (Kaggle's
+    CSV with Microsoft's vote file): int64 (N,) indices into FER2013's classes, -1 unknown.
     """
 
     images: np.ndarray
@@ -38,6 +40,7 @@ class FaceDataset:
     task: Task = FER2013
     notes: tuple[str, ...] = ()
     votes: np.ndarray | None = field(default=None)
+    fer2013_labels: np.ndarray | None = field(default=None)
 
     def __post_init__(self):
         n = len(self.images)
@@ -46,6 +49,7 @@ class FaceDataset:
         assert self.labels.shape == (n,) and self.labels.dtype == np.int64
         assert self.split_codes.shape == (n,) and self.split_codes.dtype == np.uint8
         assert self.votes is None or (self.votes.ndim == 2 and len(self.votes) == n)
+        assert self.fer2013_labels is None or self.fer2013_labels.shape == (n,)
         assert len(self.sources) == n
 
     def __len__(self) -> int:
@@ -54,7 +58,7 @@ class FaceDataset:
     def read_only(self) -> "FaceDataset":
         """This dataset, its arrays made read-only (for a copy shared by many readers)."""
         for array in (self.images, self.labels, self.split_codes, self.sources, self.parts,
-                      self.votes):
+                      self.votes, self.fer2013_labels):
             if array is not None:
                 array.setflags(write=False)
         return self

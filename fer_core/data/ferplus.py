@@ -14,6 +14,7 @@ the images' names, sizes and modification times.
 """
 
 import csv
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -31,6 +32,10 @@ VOTE_NAMES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust",
 FERPLUS = Task(VOTE_NAMES[:8], 48, 1)
 SPLIT_FOLDERS = {"FER2013Train": "train", "FER2013Valid": "val", "FER2013Test": "test"}
 LABELS = "label.csv"
+VOTE_FILE = "fer2013new.csv"  # Microsoft's votes for Kaggle's CSV, read from beside it
+VOTE_HEADER = ("Usage", "Image name", *VOTE_NAMES)
+USAGES = ("Training", "PublicTest", "PrivateTest")  # Kaggle's Usage of each split, SPLITS order
+MAX_VOTES = 255  # what a uint8 count holds (FER+ has 10 annotators a face)
 VERSION = 1  # bump when the cached arrays change meaning
 
 
@@ -159,15 +164,71 @@ def _image(fields: list[str], shown: str, number: int) -> str:
     return image
 
 
-def _votes(fields: list[str], shown: str, number: int) -> list[int]:
+def _votes(fields: list[str], shown: str, number: int, before: str = "an image name, a face "
+           "box") -> list[int]:
+    """The 10 vote counts that end a row of 12 fields (`before`: what the first two are)."""
     try:
         votes = [int(v) for v in fields[2:]]
     except ValueError:
         votes = []
-    if len(fields) != 12 or len(votes) != 10 or min(votes) < 0:
-        raise DataError(f"{shown} line {number}: expected an image name, a face box and 10 vote "
-                        f"counts ({', '.join(VOTE_NAMES)}), got {len(fields)} fields")
+    if len(fields) != 12 or len(votes) != 10:
+        raise DataError(f"{shown} line {number}: expected {before} and 10 vote counts "
+                        f"({', '.join(VOTE_NAMES)}), got {len(fields)} fields")
+    if not all(0 <= v <= MAX_VOTES for v in votes) or not any(votes):
+        raise DataError(f"{shown} line {number}: vote counts must be whole numbers from 0 to "
+                        f"{MAX_VOTES}, not all 0; got {','.join(fields[2:])}")
     return votes
+
+
+def join_votes(dataset, codes: np.ndarray, path: Path, shown: str):
+    """Kaggle's FER2013 CSV `dataset` (its rows' own split `codes`) with Microsoft's vote file
+    `path` (fer2013new.csv: one row per row of Kaggle's original file, in its order) joined row
+    by row: the FER+ task, each face's votes and majority label, its FER2013 label kept beside
+    them (`FaceDataset.fer2013_labels`). The two files must have as many rows, with the same
+    Usage row by row; that is all a positional join can check (see the README)."""
+    usages, votes = read_vote_file(path, shown)
+    if len(votes) != len(dataset):
+        raise DataError(f"{shown} has {len(votes):,} vote rows and {dataset.name} "
+                        f"{len(dataset):,} faces: the votes join Kaggle's original fer2013.csv "
+                        f"row by row")
+    parted = np.flatnonzero(usages != codes)
+    if len(parted):
+        i = int(parted[0])
+        raise DataError(f"{shown} line {i + 2} is {USAGES[usages[i]]} but {dataset.name} "
+                        f"{dataset.sources[i]} is {USAGES[codes[i]]}: the files part there (the "
+                        f"votes join Kaggle's original, unshuffled fer2013.csv row by row)")
+    labels = majority_labels(votes)
+    notes = [f"crowd votes joined row by row from {shown}: FER+'s 8 emotions, each face's "
+             f"label the crowd's majority, its FER2013 label kept beside it"]
+    without = int((labels < 0).sum())
+    if without:
+        notes.append(f"{without:,} of {len(labels):,} faces have no majority emotion: kept with "
+                     f"their votes, left out of accuracy")
+    digest = cache.bytes_fingerprint(files.read_file(path, shown))
+    return dataclasses.replace(
+        dataset, task=FERPLUS, labels=labels, votes=votes, fer2013_labels=dataset.labels,
+        layout="kaggle-csv+ferplus", fingerprint=f"{dataset.fingerprint}+votes-{digest}",
+        notes=(*dataset.notes, *notes))
+
+
+def read_vote_file(path: Path, shown: str) -> tuple[np.ndarray, np.ndarray]:
+    """fer2013new.csv's rows: each one's split code (from its Usage) and 10 vote counts."""
+    text = files.read_file(path, shown).decode("utf-8", errors="replace")
+    rows = csv.reader(io.StringIO(text))
+    header = [h.strip().lower() for h in next(rows, [])]
+    if header != [h.lower() for h in VOTE_HEADER]:
+        raise DataError(f"{shown} line 1: expected the header {','.join(VOTE_HEADER)}")
+    usages, votes = [], []
+    for number, fields in enumerate(rows, start=2):
+        if not fields:
+            continue
+        usage = fields[0].strip()
+        if usage not in USAGES:
+            raise DataError(f"{shown} line {number}: Usage {usage!r} is not one of "
+                            f"{', '.join(USAGES)}")
+        usages.append(USAGES.index(usage))
+        votes.append(_votes(fields, shown, number, "a Usage, an image name"))
+    return np.array(usages, dtype=np.uint8), np.array(votes, dtype=np.uint8).reshape(-1, 10)
 
 
 def _stamps(root: Path, relatives: list[str]) -> list[tuple[int, int] | None]:

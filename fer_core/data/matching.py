@@ -90,6 +90,7 @@ def for_model(dataset: FaceDataset, model: Task) -> FaceDataset:
         sources=dataset.sources[keep], task=model,
         parts=None if dataset.parts is None or model.size != dataset.task.size
         else dataset.parts[keep], votes=None if dataset.votes is None else dataset.votes[keep],
+        fer2013_labels=None if dataset.fer2013_labels is None else dataset.fer2013_labels[keep],
         fingerprint=f"{dataset.fingerprint}:for-{suffix}", notes=(*dataset.notes, *notes))
 
 

@@ -101,7 +101,12 @@ def load_dataset(spec: str | os.PathLike, *, use_cache: bool = True, val_fractio
         arrays = _parse_csv(data, name)
         if use_cache:
             cache.save_arrays(key, arrays)
-    return _dataset(arrays, name, digest, val_fraction, seed)
+    dataset = _dataset(arrays, name, digest, val_fraction, seed)
+    votes = path.with_name(ferplus.VOTE_FILE)
+    if dataset.layout == "kaggle-csv" and votes.is_file():
+        return ferplus.join_votes(dataset, arrays["split_codes"], votes,
+                                  str(Path(name).with_name(ferplus.VOTE_FILE)))
+    return dataset
 
 
 def _load_tree(path: Path, name: str, options: "tree.ReadOptions", report, use_cache: bool,
@@ -424,6 +429,12 @@ def is_builtin_spec(spec: str | os.PathLike) -> bool:
     return isinstance(spec, str) and _BUILTIN.fullmatch(spec) is not None
 
 
+def _with_votes(path: Path) -> list[Path]:
+    """A CSV and, when it lies beside it, the vote file joined to it."""
+    votes = path.with_name(ferplus.VOTE_FILE)
+    return [path, votes] if votes.is_file() and votes != path else [path]
+
+
 def source_stamp(spec: str | os.PathLike) -> tuple | None:
     """A cheap stamp of what `load_dataset(spec)` reads, which changes whenever it does: a file's
     identity, size and mtime; for an image folder, the names, sizes and mtimes of its images
@@ -435,8 +446,8 @@ def source_stamp(spec: str | os.PathLike) -> tuple | None:
         files.check_allowed(spec, str(spec))
         path = Path(spec)
         if not path.is_dir():
-            info = path.stat()
-            return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+            return tuple((info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+                         for info in map(os.stat, _with_votes(path)))
         if ferplus.is_ferplus(path):
             return "folder", ferplus.listing_stamp(path)
         return "folder", tree.listing_key(tree.list_tree(path, str(spec)))
