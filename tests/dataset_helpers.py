@@ -2,6 +2,7 @@
 
 import dataclasses
 import hashlib
+import sys
 
 import numpy as np
 
@@ -87,3 +88,55 @@ def write_ferplus(root, votes: list[list[int]], folders=("FER2013Train", "FER201
     for folder, rows in lines.items():
         (root / folder / "label.csv").write_text("\n".join(rows) + "\n")
     return faces
+
+
+def microsoft_target(raw: list[int], mode: str) -> np.ndarray | None:
+    """A line-by-line port of FERPlusReader._process_data (Microsoft's FERPlus repository,
+    src/ferplus.py), then the reader's keep test (`idx < emotion_count`) and its cut to the 8
+    emotions; None where the reader drops the face."""
+    emotion_raw = [float(v) for v in raw]
+    size = len(emotion_raw)
+    emotion_unknown = [0.0] * size
+    emotion_unknown[-2] = 1.0
+    for i in range(size):
+        if emotion_raw[i] < 1.0 + sys.float_info.epsilon:
+            emotion_raw[i] = 0.0
+    sum_list = sum(emotion_raw)
+    if sum_list == 0:
+        return None  # Microsoft's code divides by zero here
+    emotion = [0.0] * size
+    if mode == "majority":
+        maxval = max(emotion_raw)
+        if maxval > 0.5 * sum_list:
+            emotion[int(np.argmax(emotion_raw))] = maxval
+        else:
+            emotion = emotion_unknown
+    elif mode in ("probability", "crossentropy"):
+        sum_part, count, valid_emotion = 0, 0, True
+        while sum_part < 0.75 * sum_list and count < 3 and valid_emotion:
+            maxval = max(emotion_raw)
+            for i in range(size):
+                if emotion_raw[i] == maxval:
+                    emotion[i] = maxval
+                    emotion_raw[i] = 0
+                    sum_part += emotion[i]
+                    count += 1
+                    if i >= 8:
+                        valid_emotion = False
+                        if sum(emotion) > maxval:
+                            emotion[i] = 0
+                            count -= 1
+                    break
+        if sum(emotion) <= 0.5 * sum_list or count > 3:
+            emotion = emotion_unknown
+    else:
+        for i in range(size):
+            if emotion_raw[i] >= 0.3 * sum_list:
+                emotion[i] = emotion_raw[i]
+        if sum(emotion) <= 0.5 * sum_list:
+            emotion = emotion_unknown
+    emotion = [e / sum(emotion) for e in emotion]
+    if int(np.argmax(emotion)) >= 8:
+        return None
+    kept = np.array(emotion[:8])
+    return kept / kept.sum()

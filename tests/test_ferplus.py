@@ -3,13 +3,12 @@ paper and of Microsoft's reader (checked against a line-by-line port of that rea
 label files in one line; and, when the data is here, the real FER2013Train/FER2013Valid."""
 
 import os
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from dataset_helpers import write_ferplus
+from dataset_helpers import microsoft_target, write_ferplus
 
 from fer_core.cli.main import main
 from fer_core.data import decode, ferplus
@@ -34,24 +33,10 @@ CASES = [
 
 
 def microsoft_majority(raw: list[int]) -> int:
-    """A line-by-line port of FERPlusReader._process_data in majority mode, then the reader's
-    `idx < emotion_count` test (Microsoft's FERPlus repository, src/ferplus.py)."""
-    emotion_raw = [float(v) for v in raw]
-    size = len(emotion_raw)
-    emotion_unknown = [0.0] * size
-    emotion_unknown[-2] = 1.0
-    for i in range(size):
-        if emotion_raw[i] < 1.0 + sys.float_info.epsilon:
-            emotion_raw[i] = 0.0
-    sum_list = sum(emotion_raw)
-    emotion = [0.0] * size
-    maxval = max(emotion_raw)
-    if maxval > 0.5 * sum_list:
-        emotion[int(np.argmax(emotion_raw))] = maxval
-    else:
-        emotion = emotion_unknown
-    idx = int(np.argmax(emotion))
-    return idx if idx < 8 else -1
+    """Microsoft's reader in majority mode (`microsoft_target`): the label, or -1 where the
+    face is dropped."""
+    target = microsoft_target(raw, "majority")
+    return -1 if target is None else int(np.argmax(target))
 
 
 def test_majority_labels_follow_the_paper_and_microsofts_reader():
