@@ -240,3 +240,45 @@ def test_the_real_publictest_pair_joins_with_every_row_its_own_votes():
     assert data.labels.tolist() == [microsoft_majority([int(v) for v in row[2:]])
                                     for row in rows]
     assert int((data.labels >= 0).sum()) == 3199
+
+
+def test_the_crowd_line_names_the_votes_and_a_fer2013_label_the_crowd_rejects():
+    from dashboard.common.votes import crowd_line
+    from fer_core.data.classes import CLASSES
+
+    votes = np.array([3, 7, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.uint8)
+    happy, sad = CLASSES.index("Happy"), CLASSES.index("Sad")
+    assert crowd_line(votes, None) == "Crowd: happiness 7, neutral 3 (majority happiness)"
+    assert crowd_line(votes, happy).endswith("FER2013 label Happy, the crowd's too")
+    assert crowd_line(votes, sad, markdown=False).endswith("FER2013 label Sad: no vote for it")
+    assert ":orange[**FER2013 label Sad: no vote for it**]" in crowd_line(votes, sad)
+    split = np.array([0, 4, 4, 2, 0, 0, 0, 0, 0, 0], dtype=np.uint8)
+    assert crowd_line(split, happy, markdown=False) == (
+        "Crowd: happiness 4, surprise 4, sadness 2 (no majority) · FER2013 label Happy: 4 "
+        "vote(s) for it")
+
+
+def test_the_saliency_page_shows_a_dataset_faces_votes_and_its_fer2013_label(tmp_path,
+                                                                              monkeypatch):
+    import shutil
+
+    import apptest_helpers
+
+    from fer_core.data.classes import CLASSES as FER2013
+
+    labels = write_kaggle_with_votes(tmp_path / "data", [[10] + [0] * 9] * 6)
+    other = "happiness" if FER2013[labels[4]] != "Happy" else "surprise"
+    votes = [[10] + [0] * 9] * 4 + [[0] * 10, [10] + [0] * 9]
+    votes[4][ferplus.VOTE_NAMES.index(other)] = 9
+    write_kaggle_with_votes(tmp_path / "data", votes)
+    root = tmp_path / "checkpoints"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "checkpoints" / "fer2013-cnn3",
+                    root / "fer2013-cnn3")
+    apptest_helpers.serve(monkeypatch, root)
+    at = apptest_helpers.open_page("views/saliency/page.py", data=str(tmp_path / "data" /
+                                   "fer2013.csv"), run="fer2013-cnn3")
+    assert not at.error, [e.value for e in at.error]
+    [line] = [m.value for m in at.main.markdown if m.value.startswith("Crowd:")]
+    assert line.startswith(f"Crowd: {other} 9 (majority {other})")
+    assert f"FER2013 label **{FER2013[labels[4]]}**" not in line  # marked as a whole
+    assert f"FER2013 label {FER2013[labels[4]]}: no vote for it" in line

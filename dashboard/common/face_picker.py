@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from dashboard.common import url
 from dashboard.common.clicks import parse_index
+from dashboard.common.votes import face_votes
 from fer_core.data.photos import MAX_PHOTO_BYTES, CentreCrop, FaceInput, face_from_upload
 from fer_core.data.task import Task
 from fer_core.errors import FerError
@@ -33,6 +34,8 @@ class ChosenFace:
     title: str
     split: str | None = None
     position: int | None = None
+    votes: np.ndarray | None = None  # its crowd votes (FER+), where the data has them
+    fer2013_label: int | None = None  # its FER2013 label beside the votes, where known
 
 
 def dataset_face(dataset, splits: list[str], prefix: str = "sa") -> ChosenFace:
@@ -59,9 +62,10 @@ def dataset_face(dataset, splits: list[str], prefix: str = "sa") -> ChosenFace:
                    help="Another face of this split, at random")
     row = rows[position]
     label = int(dataset.labels[row])
+    votes, fer2013 = face_votes(dataset, row)
     return ChosenFace(face=dataset.images[row], label=label if label >= 0 else None,
                       title=f"Face #{position} of {split} ({dataset.sources[row]})",
-                      split=split, position=int(position))
+                      split=split, position=int(position), votes=votes, fer2013_label=fer2013)
 
 
 def random_face(key: str, n: int) -> None:

@@ -17,6 +17,7 @@ import streamlit as st
 from dashboard.common import state
 from dashboard.common.clicks import face_from_state
 from dashboard.common.images import GAP, TILE_TEXT, gallery_grid, png_data_uri
+from dashboard.common.votes import crowd_line, face_votes, show_votes
 from fer_core.data.pictures import picture, pictures
 from fer_core.data.task import Task
 from fer_core.evaluation.predict import Predictions
@@ -48,6 +49,9 @@ def face_text(dataset, preds: Predictions, classes: Sequence[str],
              f"p {p_pred:.2f} · t {p_true:.2f}" if label >= 0 else f"p {p_pred:.2f}")
     hover = (f"#{position} ({source})<br>true <b>{_name(label, classes)}</b> "
              f"p={p_true:.3f}<br>predicted <b>{classes[pred]}</b> p={p_pred:.3f}")
+    votes, fer2013 = face_votes(dataset, row)
+    if votes is not None:
+        hover += "<br>" + crowd_line(votes, fer2013, markdown=False)
     return lines, hover
 
 
@@ -151,6 +155,7 @@ def show_face(dataset, preds: Predictions, classes: Sequence[str], position: int
                 f"on the Saliency page in a new tab)")
     st.page_link("views/saliency/page.py", label="Explain this face", icon=":material/visibility:",
                  query_params=face_query(choice, preds.split, position))
+    show_votes(*face_votes(dataset, row), key=f"votes_{preds.split}_{position}")
     st.caption(f"Model input: the {input_text(dataset.task)} face, shown {LARGE} pixels wide. "
                f"Device: {state.device().type}.")
 

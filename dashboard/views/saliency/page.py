@@ -15,6 +15,7 @@ from dashboard.common import exports, face_picker, state, url
 from dashboard.common.gallery import LARGE, input_text, probability_figure
 from dashboard.common.keys import memo_key
 from dashboard.common.runs import all_runs
+from dashboard.common.votes import show_votes
 from dashboard.views.saliency import controls, influence_panel, maps, timeline_panel, trust_panel
 from fer_core.data.pictures import picture
 from fer_core.data.readers import is_builtin_spec
@@ -101,6 +102,7 @@ def show_face(chosen, result, task: Task) -> None:
     truth = "unknown" if chosen.label is None else f"**{classes[chosen.label]}**"
     st.markdown(f"Predicted **{classes[predicted]}** ({result.probs[predicted]:.1%}); "
                 f"true class {truth}.")
+    show_votes(chosen.votes, chosen.fer2013_label, key="sa_votes")
 
 
 def show_map(chosen, result) -> None:
