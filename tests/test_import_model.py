@@ -159,11 +159,11 @@ def test_the_reports_torchvision_resnet18_state_dict_imports_and_scores_as_plain
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tiny, tmp_path, capsys, make_args,
                                                           message):
     folder, _ = tiny
-    run = tmp_path / "run"
+    run = tmp_path / "new" / "folders" / "run"
     assert main(import_args(run, *make_args(folder, tmp_path))) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
-    assert not run.exists()
+    assert not (tmp_path / "new").exists()  # not even the folders above --out
 
 
 def test_a_model_with_another_class_count_or_nan_outputs_is_refused(tiny, tmp_path, capsys):

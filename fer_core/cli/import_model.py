@@ -47,21 +47,30 @@ def run(args) -> int:
     if args.weights is not None and kind not in ("torchvision", "factory"):
         raise FerError(f"--weights is for --torchvision and --factory; a {kind} file holds its "
                        f"weights")
-    with tempfile.TemporaryDirectory(dir=_parent(out)) as scratch:
-        folder = Path(scratch) / "run"
-        folder.mkdir()
-        summary = _import(args, kind, folder)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            out.rmdir()
-        folder.rename(out)
+    made = _make_folders(out.parent)
+    try:
+        with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+            folder = Path(scratch) / "run"
+            folder.mkdir()
+            summary = _import(args, kind, folder)
+            if out.exists():
+                out.rmdir()
+            folder.rename(out)
+    except BaseException:
+        for made_folder in reversed(made):  # a refused import leaves nothing behind
+            made_folder.rmdir()
+        raise
     print(summary.replace("{out}", str(out)))
     return 0
 
 
-def _parent(out: Path) -> str:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return str(out.parent)
+def _make_folders(path: Path) -> list[Path]:
+    """Make `path` and the folders above it that are missing; returns those made, outermost
+    first."""
+    missing = [p for p in (path, *path.parents) if not p.exists()][::-1]
+    for folder in missing:
+        folder.mkdir()
+    return missing
 
 
 def _import(args, kind: str, folder: Path) -> str:
