@@ -67,8 +67,8 @@ def adopt_imported_init(config: TrainConfig) -> None:
     """An --init run that `import-model` made from a torchvision or factory model is fine-tuned
     as it is: the config takes its architecture ("imported") and options (where the model came
     from, its normalization). Other --init checkpoints leave the config alone."""
-    if not config.init:
-        return
+    if not config.init or (config.arch == IMPORTED and "kind" in config.arch_options):
+        return  # nothing to adopt, or adopted already (the CLI, preflight and Trainer each ask)
     payload = read_payload(resolve_checkpoint_path(config.init))
     if payload["arch"] != IMPORTED:
         return
